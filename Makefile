@@ -1,0 +1,45 @@
+# migrate: the two commands of the README are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ESTATE ?= examples/estate
+
+.PHONY: setup demo test lint unit bench schema clean
+
+## setup: a virtualenv with migrate and its test tools (idempotent)
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "migrate needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+## demo: set up, then validate, take the census of and plan the example estate
+demo: setup
+	$(BIN)/migrate validate $(ESTATE)
+	$(BIN)/migrate census $(ESTATE)
+	$(BIN)/migrate plan $(ESTATE)
+
+## test: set up, lint, then run every test (CI runs exactly this)
+test: setup lint
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+unit: setup
+	$(BIN)/python -m pytest tests/unit
+
+bench: setup
+	$(BIN)/python bench/bench_estate.py
+
+## schema: regenerate the shipped JSON Schemas and the manifest reference
+schema: setup
+	$(BIN)/migrate schema migrate/schemas
+	$(BIN)/migrate schema --reference > docs/manifest-reference.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

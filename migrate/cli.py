@@ -1,0 +1,212 @@
+"""The command line. Thin: parse arguments, call the library, print. The one error boundary:
+only here do domain exceptions become messages and exit codes (README, "Exit codes")."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from migrate import __version__, pipeline, schema
+from migrate.census_report import census_tables
+from migrate.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID_INPUT,
+    InvalidInput,
+    MigrateError,
+    Problem,
+)
+
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True)
+
+ESTATE = click.argument("estate", type=click.Path(file_okay=False, path_type=Path))
+OUTPUT = click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
+                      show_default=True, help="table for people, json for CI.")
+AS_OF = click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None,
+                     help="Census date (YYYY-MM-DD); default: migrate.yaml census.as_of or today.")
+
+
+def emit_json(document: Any) -> None:
+    click.echo(json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True))
+
+
+def as_date(value: Any) -> date | None:
+    return value.date() if value is not None else None
+
+
+def print_problems(problems: list[Problem], title: str, style: str) -> None:
+    if title:
+        err.print(f"[{style}]{title}[/{style}]")
+    for problem in problems:
+        err.print(f"  {problem.location()}: {problem.message}", markup=False, highlight=False)
+        if problem.hint:
+            err.print(f"      hint: {problem.hint}", markup=False, highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="migrate")
+def cli() -> None:
+    """Move department information systems onto the e-government cloud.
+
+    An ESTATE is a folder: migrate.yaml plus one manifest per system in systems/*.yaml.
+    Exit codes: 0 ok, 1 unexpected failure, 2 invalid input (nothing was changed),
+    3 environment not ready, 4 a stage failed, 130 interrupted.
+    """
+
+
+@cli.command()
+@ESTATE
+@OUTPUT
+def validate(estate: Path, output: str) -> None:
+    """Check every manifest of ESTATE and report every problem at once."""
+    loaded = pipeline.open_estate(estate)
+    if output == "json":
+        emit_json({"valid": True, "estate": loaded.settings.estate,
+                   "systems": len(loaded.systems),
+                   "warnings": [w.as_dict() for w in loaded.warnings]})
+        return
+    out.print(f"[green]valid[/green]: {len(loaded.systems)} systems in {loaded.display}")
+    if loaded.warnings:
+        print_problems(loaded.warnings, f"{len(loaded.warnings)} warnings (do not stop "
+                       "planning; stages that need these refuse later):", "yellow")
+
+
+def rich_table(title: str, columns: tuple[str, ...] | list[str], rows: Any) -> RichTable:
+    table = RichTable(title=title, title_justify="left", show_lines=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*[str(c) for c in row])
+    return table
+
+
+@cli.command()
+@ESTATE
+@OUTPUT
+@AS_OF
+@click.option("--reports", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the Markdown and CSV lists [default: ESTATE/.migrate/reports/"
+                   "census].")
+def census(estate: Path, output: str, as_of: Any, reports: Path | None) -> None:
+    """Take the census: migrate, decommission (zombie), merge (shadow) or refuse each system.
+
+    Writes the self-inspection report (自查报告), the clean-up list (清理整合清单) and the list
+    of systems to connect to the sharing platform (接入共享平台清单) as Markdown and CSV.
+    """
+    loaded = pipeline.open_estate(estate)
+    result = pipeline.run_census(loaded, as_date(as_of))
+    written = pipeline.write_census_reports(loaded, result, reports)
+    if output == "json":
+        emit_json({**result.as_dict(), "files": [str(p) for p in written]})
+        return
+    for table in census_tables(loaded.systems, result):
+        out.print(rich_table(table.title, table.columns, table.rows))
+    counts = ", ".join(f"{n} {d}" for d, n in result.counts().items())
+    out.print(f"census as of {result.as_of.isoformat()}: {counts}")
+    out.print(f"lists written to {written[0].parent}")
+
+
+@cli.command()
+@ESTATE
+@OUTPUT
+@AS_OF
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Where to write plan.json [default: ESTATE/.migrate/plan.json].")
+def plan(estate: Path, output: str, as_of: Any, out_path: Path | None) -> None:
+    """Plan waves from depends_on and the cloud resources each migrating system needs."""
+    loaded = pipeline.open_estate(estate)
+    outcome = pipeline.make_plan(loaded, as_date(as_of), out_path)
+    document = outcome.plan
+    if output == "json":
+        emit_json({**document, "path": str(outcome.path), "changed": outcome.changed})
+        return
+    rows = []
+    for wave in document["waves"]:
+        for sid in wave["systems"]:
+            system = next(s for s in document["systems"] if s["id"] == sid)
+            rows.append((wave["number"], sid, system["name"], system["zone"],
+                         ", ".join(f"{i['name']}:{i['flavor']}@{i['address']}"
+                                   for i in system["instances"]),
+                         f"{system['data']['total_gb']:g} GB",
+                         f"{system['estimates']['initial_copy_minutes']} min",
+                         f"{system['estimates']['cutover_minutes']} / "
+                         f"{system['max_downtime_minutes']} min"))
+    out.print(rich_table("Waves", ("wave", "id", "name", "zone", "instances", "data",
+                                   "initial copy", "cutover / max"), rows))
+    out.print(rich_table("Not planned", ("id", "disposition", "reasons"),
+                         [(n["id"], n["disposition"], "; ".join(n["reasons"]))
+                          for n in document["not_planned"]]))
+    for warning in document["warnings"]:
+        err.print(f"[yellow]warning[/yellow]: {warning}", highlight=False)
+    state = "written to" if outcome.changed else "unchanged at"
+    out.print(f"plan {state} {outcome.path}")
+
+
+@cli.command("schema")
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--reference", is_flag=True, help="Print the manifest reference (Markdown).")
+@OUTPUT
+def schema_command(folder: Path | None, reference: bool, output: str) -> None:
+    """Write the JSON Schemas of migrate.yaml and systems/*.yaml into FOLDER (default: .)."""
+    if reference:
+        click.echo(schema.reference_markdown(), nl=False)
+        return
+    written = schema.write_schemas(folder or Path("."))
+    if output == "json":
+        emit_json({"files": [str(p) for p in written]})
+        return
+    for path in written:
+        out.print(f"wrote {path}")
+
+
+def report_error(error: MigrateError, output: str) -> None:
+    problems = error.problems if isinstance(error, InvalidInput) else []
+    if output == "json":
+        emit_json({"error": {"type": type(error).__name__, "message": error.message,
+                             "hint": error.hint, "exit_code": error.exit_code},
+                   "problems": [p.as_dict() for p in problems]})
+        return
+    err.print(f"[red]error[/red]: {error.message}", highlight=False)
+    if problems:
+        print_problems(problems, "", "red")
+    if error.hint:
+        err.print(f"hint: {error.hint}", markup=False, highlight=False)
+
+
+def wants_json(argv: list[str]) -> bool:
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    return "--output=json" in argv or any(
+        a in ("--output", "-o") and b == "json" for a, b in pairs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    output = "json" if wants_json(args) else "table"
+    try:
+        code = cli.main(args=args, prog_name="migrate", standalone_mode=False)
+    except MigrateError as error:
+        report_error(error, output)
+        sys.exit(error.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(EXIT_INVALID_INPUT if error.exit_code == 2 else error.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err.print("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as error:  # the last line of the boundary: no traceback for users
+        if os.environ.get("MIGRATE_DEBUG") == "1":
+            raise
+        err.print(f"[red]unexpected failure[/red]: {type(error).__name__}: {error}",
+                  highlight=False)
+        err.print("hint: run with MIGRATE_DEBUG=1 for a traceback, and report it")
+        sys.exit(EXIT_FAILURE)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,416 @@
+"""The typed model of an estate: ``migrate.yaml`` and ``systems/*.yaml`` (format version 1).
+
+The model is the single source of truth for the manifest format: the JSON Schema shipped in
+``migrate/schema/`` and the manifest reference in ``docs/manifest-reference.md`` are generated
+from it (``migrate schema``). Validation here is structural (types, enumerations, ranges,
+unknown keys); checks that need more than one field or file live in ``migrate.validate``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+SCHEMA_VERSION = 1
+
+SYSTEM_ID_PATTERN = r"^[a-z][a-z0-9-]{1,39}$"
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+SECRET_PREFIX = "secret://"
+SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+# Flow endpoints that are not instances of the system itself.
+FLOW_PEERS = ("internet", "exchange", "ops")
+
+
+def _check_secret_ref(value: str) -> str:
+    if not value.startswith(SECRET_PREFIX):
+        # Never echo the value: it may be a real secret pasted into the manifest.
+        raise PydanticCustomError(
+            "literal_secret",
+            "a literal secret is not allowed here; write a reference secret://NAME and put "
+            "the secret in the estate's secrets folder, file NAME (mode 0600)",
+        )
+    if not SECRET_NAME.match(value[len(SECRET_PREFIX) :]):
+        raise PydanticCustomError(
+            "secret_ref",
+            "secret reference must be secret://NAME with NAME of letters, digits, '.', '_', '-'",
+        )
+    return value
+
+
+def _check_ipv4_address(value: str) -> str:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "ipv4_address", "not a valid IPv4 address (expected e.g. 192.168.10.21)"
+        ) from None
+    return value
+
+
+def _check_ipv4_network(value: str) -> str:
+    try:
+        ipaddress.IPv4Network(value, strict=True)
+    except ValueError as error:
+        raise PydanticCustomError(
+            "ipv4_network",
+            "not a valid IPv4 network in CIDR form ({reason}); expected e.g. 10.20.0.0/16",
+            {"reason": str(error)},
+        ) from None
+    return value
+
+
+def _check_absolute_path(value: str) -> str:
+    if not value.startswith("/") or "/../" in f"{value}/" or "\x00" in value:
+        raise PydanticCustomError(
+            "absolute_path", "must be an absolute path without '..' (e.g. /srv/app/uploads)"
+        )
+    return value
+
+
+def _check_https_url(value: str) -> str:
+    if not re.match(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?$", value):
+        raise PydanticCustomError(
+            "https_url",
+            "must be an https:// URL (the platform is reached over verified TLS only)",
+        )
+    return value
+
+
+SecretRef = Annotated[
+    str,
+    AfterValidator(_check_secret_ref),
+    WithJsonSchema({"type": "string", "pattern": r"^secret://[A-Za-z0-9][A-Za-z0-9._-]*$",
+                    "description": "Reference secret://NAME to the secrets folder's file NAME."}),
+]
+IPv4 = Annotated[
+    str, AfterValidator(_check_ipv4_address), WithJsonSchema(
+        {"type": "string", "format": "ipv4", "description": "IPv4 address, e.g. 192.168.10.21."})
+]
+CIDR = Annotated[
+    str,
+    AfterValidator(_check_ipv4_network),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9.]+/[0-9]{1,2}$",
+                    "description": "IPv4 network in CIDR form."}),
+]
+AbsolutePath = Annotated[
+    str,
+    AfterValidator(_check_absolute_path),
+    WithJsonSchema({"type": "string", "pattern": "^/", "description": "Absolute path."}),
+]
+HttpsUrl = Annotated[
+    str,
+    AfterValidator(_check_https_url),
+    WithJsonSchema({"type": "string", "pattern": "^https://", "description": "https:// URL."}),
+]
+SystemId = Annotated[str, Field(pattern=SYSTEM_ID_PATTERN)]
+LocalName = Annotated[str, Field(pattern=NAME_PATTERN)]
+Text = Annotated[str, Field(min_length=1)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Level = Annotated[int, Field(ge=1, le=4)]
+Gigabytes = Annotated[float, Field(ge=0)]
+Day = Annotated[date, Field(strict=False)]
+
+Zone = Literal["internet", "egov_extranet"]
+Classification = Literal["non_classified", "classified"]
+UsageScope = Literal["public", "cross_department", "department", "internal"]
+Funding = Literal["fiscal", "self_raised", "purchased_service", "other"]
+CarrierNetwork = Literal["egov_extranet", "internet", "department_private"]
+ResourceFormat = Literal[
+    "electronic_file",
+    "spreadsheet",
+    "database",
+    "image",
+    "stream",
+    "self_describing",
+    "service_api",
+]
+ShareType = Literal["unconditional", "conditional", "none"]
+OpenType = Literal["unconditional", "conditional", "none"]
+UpdateCycle = Literal[
+    "realtime", "daily", "weekly", "monthly", "quarterly", "half_yearly", "yearly"
+]
+ItemType = Literal[
+    "string", "text", "integer", "number", "decimal", "boolean", "date", "datetime", "binary"
+]
+DatabaseEngine = Literal["postgresql"]
+Protocol = Literal["tcp", "udp"]
+
+
+class Strict(BaseModel):
+    """Base of every manifest object: unknown keys are errors, types are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# ---------------------------------------------------------------- migrate.yaml
+
+
+class Flavor(Strict):
+    name: Text
+    vcpu: Annotated[int, Field(ge=1)]
+    memory_gb: Annotated[float, Field(gt=0)]
+
+
+class ZoneSettings(Strict):
+    cidr: CIDR = Field(description="Address space of this cloud zone.")
+
+
+class OpenStackSettings(Strict):
+    cloud: Text = Field(description="Entry in the user's clouds.yaml; no credentials here.")
+    external_network: Text = Field(description="External network routers attach to.")
+    encrypted_volume_type: Text = Field(
+        default="encrypted",
+        description="Cinder volume type with encryption at rest (used for level 3 and above).",
+    )
+
+
+class CloudSettings(Strict):
+    target: Literal["sandbox", "openstack"]
+    protection_level: Level = Field(
+        description="The cloud's own 等保 level; systems above it are refused."
+    )
+    openstack: OpenStackSettings | None = None
+    zones: dict[Zone, ZoneSettings] = Field(min_length=1)
+    images: dict[Text, Text] = Field(
+        min_length=1, description="Manifest image name -> cloud image name."
+    )
+    flavors: list[Flavor] = Field(
+        min_length=1, description="The smallest flavor that fits an instance is chosen."
+    )
+    ops_network: CIDR | None = Field(
+        default=None,
+        description="Management network (bastion) that flows from/to `ops` refer to.",
+    )
+    subnet_prefix: Annotated[int, Field(ge=16, le=28)] = Field(
+        default=24, description="Prefix length of each department subnet carved from a zone."
+    )
+
+
+class ExchangeSettings(Strict):
+    url: HttpsUrl
+    ca_bundle: Text = Field(description="CA bundle to verify the platform, relative to the estate.")
+    network: CIDR | None = Field(
+        default=None,
+        description="Network the platform connects from; flows from/to `exchange` use it.",
+    )
+
+
+class SecretsSettings(Strict):
+    dir: Text = Field(default="secrets", description="secret://NAME reads this folder's file NAME.")
+
+
+class SandboxSettings(Strict):
+    seed_legacy: bool = True
+    allowed_networks: list[CIDR] = Field(
+        default_factory=list,
+        description="Other LOCAL networks a rehearsal may reach (routed via a local bridge).",
+    )
+
+
+class CensusSettings(Strict):
+    as_of: Day | None = Field(
+        default=None, description="Date the census is taken on; defaults to today."
+    )
+
+
+class TransferSettings(Strict):
+    bandwidth_mbps: Annotated[float, Field(gt=0)] = Field(
+        default=100, description="Usable bandwidth from the server rooms to the cloud."
+    )
+    incremental_interval_hours: Annotated[float, Field(gt=0)] = Field(
+        default=1, description="Time between incremental passes before the cutover."
+    )
+
+
+class EstateSettings(Strict):
+    schema_version: Literal[1]
+    estate: Text = Field(description="Free text title, shown in reports.")
+    cloud: CloudSettings
+    exchange: ExchangeSettings
+    secrets: SecretsSettings = SecretsSettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    census: CensusSettings = CensusSettings()
+    transfer: TransferSettings = TransferSettings()
+
+
+# ---------------------------------------------------------------- systems/*.yaml
+
+
+class Department(Strict):
+    code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,15}$")]
+    name: Text
+
+
+class UsageFrequency(Strict):
+    monthly_active_users: Annotated[int, Field(ge=0)]
+    last_used: Day | None = Field(description="Last observed use; null if never used.")
+
+
+class Approval(Strict):
+    department: Text
+    date: Day
+    document: Text
+
+
+class Maintenance(Strict):
+    vendor: str | None = None
+    last_update: Day | None = None
+    active: bool
+
+
+class Census(Strict):
+    usage_scope: UsageScope
+    usage_frequency: UsageFrequency
+    approval: Approval
+    funding: Funding
+    network: CarrierNetwork
+    maintenance: Maintenance
+    replaceable_by: SystemId | None = None
+    duplicates: list[SystemId] = Field(default_factory=list)
+    annual_cost_wan: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="Build and operate cost per year, in 万元."
+    )
+
+
+class SshAccess(Strict):
+    user: Text
+    key: SecretRef
+    port: Port = 22
+
+
+class SourceHost(Strict):
+    name: LocalName
+    address: IPv4
+    roles: list[Text] = Field(default_factory=list)
+
+
+class Source(Strict):
+    ssh: SshAccess
+    hosts: list[SourceHost] = Field(min_length=1)
+
+
+class Service(Strict):
+    name: LocalName
+    host: LocalName
+    unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9@._-]+\.service$")]
+    port: Port
+    health: Annotated[str, Field(pattern=r"^/")] | None = None
+
+
+class FileTree(Strict):
+    host: LocalName
+    path: AbsolutePath
+    size_gb: Gigabytes
+    daily_change_gb: Gigabytes = 0.0
+
+
+class Database(Strict):
+    host: LocalName
+    engine: DatabaseEngine
+    name: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+    size_gb: Gigabytes
+    password: SecretRef
+    user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] | None = Field(
+        default=None, description="Role the application logs in as; defaults to the db name."
+    )
+    daily_change_gb: Gigabytes | None = Field(
+        default=None, description="Data written per day; defaults to 1% of size_gb."
+    )
+
+
+class Workload(Strict):
+    services: list[Service] = Field(default_factory=list)
+    files: list[FileTree] = Field(default_factory=list)
+    databases: list[Database] = Field(default_factory=list)
+
+
+class Instance(Strict):
+    name: LocalName
+    replaces: list[LocalName] = Field(min_length=1)
+    vcpu: Annotated[int, Field(ge=1)]
+    memory_gb: Annotated[float, Field(gt=0)]
+    disk_gb: Annotated[int, Field(ge=1)]
+    image: Text
+
+
+class Flow(Strict):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: LocalName = Field(alias="from")
+    to: LocalName
+    port: Port
+    protocol: Protocol = "tcp"
+
+
+class Target(Strict):
+    zone: Zone
+    instances: list[Instance] = Field(min_length=1)
+    flows: list[Flow] = Field(default_factory=list)
+
+
+class Item(Strict):
+    name: Text
+    type: ItemType
+
+
+class Interface(Strict):
+    service: LocalName
+    path: Annotated[str, Field(pattern=r"^/")]
+
+
+class Resource(Strict):
+    code: Annotated[str, Field(pattern=r"^[0-9]{1,4}(/[0-9]{1,6}){1,5}$")]
+    name: Text
+    summary: Text
+    format: ResourceFormat
+    share_type: ShareType
+    share_condition: str | None = None
+    open_type: OpenType
+    update_cycle: UpdateCycle
+    interface: Interface | None = None
+    items: list[Item] = Field(default_factory=list)
+
+
+class Exchange(Strict):
+    app_key: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    app_secret: SecretRef
+    resources: list[Resource] = Field(default_factory=list)
+
+
+class Cutover(Strict):
+    max_downtime_minutes: Annotated[int, Field(ge=1)] = 60
+
+
+class SystemManifest(Strict):
+    schema_version: Literal[1]
+    id: SystemId
+    name: Text
+    department: Department
+    function: Text
+    classification: Classification
+    protection_level: Level
+    census: Census
+    source: Source
+    workload: Workload = Workload()
+    target: Target | None = Field(
+        default=None, description="Required for every system the census migrates."
+    )
+    depends_on: list[SystemId] = Field(default_factory=list)
+    exchange: Exchange | None = Field(
+        default=None, description="Required for every system the census migrates."
+    )
+    cutover: Cutover = Cutover()
+
+    def host(self, name: str) -> SourceHost | None:
+        return next((h for h in self.source.hosts if h.name == name), None)
+
+    def instance(self, name: str) -> Instance | None:
+        if self.target is None:
+            return None
+        return next((i for i in self.target.instances if i.name == name), None)

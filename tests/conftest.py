@@ -1,0 +1,61 @@
+"""Shared fixtures: a private copy of the example estate, and the CLI run in-process."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_ESTATE = ROOT / "examples" / "estate"
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def estate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the example estate (manifests only) that a test may edit."""
+    target = tmp_path / "estate"
+    shutil.copytree(EXAMPLE_ESTATE, target,
+                    ignore=shutil.ignore_patterns(".migrate", "secrets", "certs"))
+    monkeypatch.delenv("MIGRATE_STATE_DIR", raising=False)
+    return target
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    from migrate.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else 1
+        else:  # main always exits
+            code = -1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    """Replace text that must be there exactly once (so a test cannot silently miss)."""
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def line_number(path: Path, needle: str) -> int:
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if needle in line:
+            return number
+    raise AssertionError(f"{needle!r} not in {path}")
