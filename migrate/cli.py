@@ -24,6 +24,7 @@ from migrate.errors import (
     MigrateError,
     Problem,
 )
+from migrate.journal import JournalCorrupt
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
@@ -166,6 +167,28 @@ def schema_command(folder: Path | None, reference: bool, output: str) -> None:
         return
     for path in written:
         out.print(f"wrote {path}")
+
+
+@cli.group()
+def audit() -> None:
+    """Check the estate's run journal (append-only, hash-chained)."""
+
+
+@audit.command("verify")
+@ESTATE
+@OUTPUT
+def audit_verify(estate: Path, output: str) -> None:
+    """Recompute the journal's hash chain; name the first entry altered, removed or reordered."""
+    loaded = pipeline.open_estate(estate)
+    result = pipeline.audit_journal(loaded)
+    if output == "json":
+        emit_json(result.as_dict())
+    elif result.ok:
+        out.print(f"[green]journal verified[/green]: {result.entries} entries, "
+                  f"last hash {result.last_hash}")
+    if not result.ok:
+        raise JournalCorrupt(f"journal does not verify: {result.problem}",
+                             "restore the journal from a backup; never edit it by hand")
 
 
 def report_error(error: MigrateError, output: str) -> None:

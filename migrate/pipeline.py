@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from migrate import census_report
 from migrate.census import CensusResult, take_census
 from migrate.errors import InvalidInput, Problem
+from migrate.journal import Journal, Verification, digest_bytes, digest_file, verify_journal
 from migrate.loader import Estate
 from migrate.plan import PLAN_SCHEMA_VERSION, build_plan, render_plan
 from migrate.validate import validate_estate
@@ -44,10 +46,48 @@ def run_census(estate: Estate, as_of: date | None = None) -> CensusResult:
 
 def write_census_reports(estate: Estate, census: CensusResult, folder: Path | None = None
                          ) -> list[Path]:
+    started = time.monotonic()
     tables = census_report.census_tables(estate.systems, census)
     target = folder or state_dir(estate) / "reports" / "census"
-    return census_report.write_census_files(tables, target, estate.settings.estate,
-                                            census.as_of.isoformat())
+    written = census_report.write_census_files(tables, target, estate.settings.estate,
+                                               census.as_of.isoformat())
+    journal_for(estate).append(
+        "census", inputs=estate_inputs(estate),
+        outputs={"as_of": census.as_of.isoformat(), "counts": census.counts(),
+                 "dispositions": {s: v.disposition for s, v in census.verdicts.items()},
+                 "files": {str(p): digest_file(p) for p in written}},
+        duration_s=time.monotonic() - started)
+    return written
+
+
+def estate_inputs(estate: Estate) -> dict:
+    return {"migrate.yaml": estate.settings_doc.digest, "systems": estate.digests()}
+
+
+def secret_values(estate: Estate) -> list[str]:
+    """Every secret of the estate's secrets folder, for redaction (never for printing)."""
+    folder = estate.root / estate.settings.secrets.dir
+    if not folder.is_dir():
+        return []
+    values = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace").strip()
+            if len(text) >= 6:
+                values.append(text)
+    return values
+
+
+def journal_for(estate: Estate) -> Journal:
+    return Journal(state_dir(estate), estate.settings.estate, secret_values(estate))
+
+
+def audit_journal(estate: Estate) -> Verification:
+    journal = journal_for(estate)
+    estate_id = None
+    if journal.identity_path.is_file():
+        estate_id = journal.estate_id()
+    return verify_journal(journal.path, estate_id)
 
 
 def plan_path(estate: Estate) -> Path:
@@ -78,13 +118,20 @@ def read_previous_plan(path: Path) -> dict | None:
 
 def make_plan(estate: Estate, as_of: date | None = None, out: Path | None = None,
               write: bool = True) -> PlanOutcome:
+    started = time.monotonic()
     census = run_census(estate, as_of)
     path = out or plan_path(estate)
     plan = build_plan(estate, census, previous=read_previous_plan(path))
     text = render_plan(plan)
     changed = not path.is_file() or path.read_text(encoding="utf-8") != text
-    if write and changed:
-        write_atomically(path, text)
+    if write:
+        if changed:
+            write_atomically(path, text)
+        journal_for(estate).append(
+            "plan", inputs=estate_inputs(estate),
+            outputs={"plan": str(path), "digest": digest_bytes(text.encode()),
+                     "changed": changed, "waves": plan["waves"]},
+            duration_s=time.monotonic() - started)
     return PlanOutcome(plan, census, path, changed)
 
 
