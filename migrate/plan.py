@@ -78,6 +78,8 @@ def build_plan(
         "cloud": {
             "target": estate.settings.cloud.target,
             "protection_level": estate.settings.cloud.protection_level,
+            "openstack": (estate.settings.cloud.openstack.model_dump()
+                          if estate.settings.cloud.openstack else None),
         },
         "assumptions": asdict(assumptions),
         "waves": [{"number": n, "systems": [s for s in migrating if waves[s] == n]}

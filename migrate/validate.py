@@ -57,9 +57,17 @@ def check_estate(
 def check_settings(estate: Estate) -> list[Problem]:
     doc, cloud = estate.settings_doc, estate.settings.cloud
     problems = []
-    if cloud.target == "openstack" and cloud.openstack is None:
-        problems.append(doc.problem(("cloud", "openstack"), "required when cloud.target is "
-                                    "openstack", "name the clouds.yaml entry and external network"))
+    if cloud.target == "openstack":
+        if cloud.openstack is None:
+            problems.append(doc.problem(("cloud", "openstack"), "required when cloud.target is "
+                                        "openstack", "name the clouds.yaml entry and external "
+                                        "network"))
+        for loc, value in ((("cloud", "ops_network"), cloud.ops_network),
+                           (("exchange", "network"), estate.settings.exchange.network)):
+            if value is None:
+                problems.append(doc.problem(loc, "required when cloud.target is openstack",
+                                            "security group rules to the management network "
+                                            "and the exchange platform need its CIDR"))
     networks = [(("cloud", "zones", name, "cidr"), ipaddress.IPv4Network(z.cidr))
                 for name, z in cloud.zones.items()]
     if cloud.ops_network:

@@ -1,0 +1,29 @@
+"""Wiring only: read the plan, build one network or one system, export what later stages need."""
+
+import pulumi
+
+from migrate import stackplan
+
+import compute
+import network
+import security
+
+config = pulumi.Config("migrate")
+plan = stackplan.read_plan(config.require("plan"))
+network_key = config.get("network") or ""
+system_id = config.get("system") or ""
+
+if network_key:
+    planned = stackplan.select_network(plan, network_key)
+    built = network.department_network(planned, plan["cloud"]["openstack"])
+    pulumi.export("network_id", built.network.id)
+    pulumi.export("subnet_id", built.subnet.id)
+    pulumi.export("cidr", planned["cidr"])
+elif system_id:
+    system = stackplan.select_system(plan, system_id)
+    attached = network.attach(system)
+    groups = security.security_groups(system)
+    instances = compute.instances(system, attached, groups, plan["cloud"]["openstack"])
+    pulumi.export("instances", compute.instance_outputs(system, instances))
+else:
+    raise ValueError("set migrate:network or migrate:system (migrate provision does this)")

@@ -1,0 +1,160 @@
+"""The OpenStack program under Pulumi's own mocks (no OpenStack is reachable here)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pulumi
+import pytest
+
+from migrate import pipeline
+from migrate.stackplan import select_network, select_system
+from tests.conftest import EXAMPLE_ESTATE
+
+# pulumi_openstack warns at import about its own deprecated resource aliases; nothing here
+# uses them. Every other warning stays an error.
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:openstack\..* has been deprecated:DeprecationWarning")
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+        self.calls: list[pulumi.runtime.MockCallArgs] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.resources.append(args)
+        if args.typ == "pulumi:pulumi:StackReference":
+            return [args.name, {"name": args.name, "outputs": {
+                "network_id": f"id-of-{args.name}", "subnet_id": f"subnet-of-{args.name}"}}]
+        return [f"id-of-{args.name}", dict(args.inputs)]
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.calls.append(args)
+        if args.token == "openstack:images/getImage:getImage":
+            return {"id": f"image-{args.args['name']}", "name": args.args["name"]}
+        if args.token == "openstack:networking/getNetwork:getNetwork":
+            return {"id": f"external-{args.args['name']}", "name": args.args["name"]}
+        raise AssertionError(f"unexpected invoke {args.token}")
+
+    def of_type(self, typ: str) -> list:
+        return [r for r in self.resources if r.typ == typ]
+
+
+@pytest.fixture(scope="module")
+def plan() -> dict:
+    estate = pipeline.open_estate(EXAMPLE_ESTATE)
+    from migrate.plan import build_plan
+
+    return build_plan(estate, pipeline.run_census(estate))
+
+
+def run_program(build) -> RecordingMocks:
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="migrate-openstack", stack="test", preview=False,
+                             organization="organization")
+
+    @pulumi.runtime.test
+    def program():
+        return pulumi.Output.all(*build())
+
+    program()
+    return mocks
+
+
+def system_resources(modules: dict, plan: dict, system_id: str) -> RecordingMocks:
+    def build():
+        system = select_system(plan, system_id)
+        attached = modules["network"].attach(system)
+        groups = modules["security"].security_groups(system)
+        built = modules["compute"].instances(system, attached, groups,
+                                             plan["cloud"]["openstack"])
+        return [server.id for server in built.values()]
+
+    return run_program(build)
+
+
+def rule_signature(rule_inputs: dict, groups_by_id: dict) -> tuple:
+    remote = rule_inputs.get("remoteIpPrefix") or groups_by_id[rule_inputs["remoteGroupId"]]
+    return (groups_by_id[rule_inputs["securityGroupId"]], rule_inputs["direction"],
+            rule_inputs["protocol"], rule_inputs["portRangeMin"], rule_inputs["portRangeMax"],
+            remote)
+
+
+def planned_signature(system: dict, rule: dict) -> tuple:
+    peer = rule["peer"]
+    remote = f"sg-{system['id']}-{peer['instance']}" if peer["kind"] == "instance" \
+        else peer["cidr"]
+    return (f"sg-{system['id']}-{rule['instance']}", rule["direction"], rule["protocol"],
+            rule["port"], rule["port"], remote)
+
+
+def test_every_system_gets_exactly_the_planned_rules_and_no_wider(program_modules, plan):
+    modules = program_modules("openstack")
+    for system in plan["systems"]:
+        mocks = system_resources(modules, plan, system["id"])
+        groups = mocks.of_type("openstack:networking/secGroup:SecGroup")
+        assert {g.inputs["name"] for g in groups} == {i["security_group"]
+                                                     for i in system["instances"]}
+        assert all(g.inputs["deleteDefaultRules"] is True for g in groups), "default deny"
+        by_id = {f"id-of-{g.name}": g.inputs["name"] for g in groups}
+        created = Counter(rule_signature(r.inputs, by_id)
+                          for r in mocks.of_type("openstack:networking/secGroupRule:SecGroupRule"))
+        planned = Counter(planned_signature(system, r) for r in system["security_rules"])
+        assert created == planned, system["id"]
+        world = [sig for sig in created if sig[5] == "0.0.0.0/0"]
+        if system["id"] == "sjj-tyrz":
+            assert world == [("sg-sjj-tyrz-web", "ingress", "tcp", 8443, 8443, "0.0.0.0/0")]
+        else:
+            assert world == [], f"{system['id']} must not be open to the Internet"
+
+
+def test_level_three_volumes_are_encrypted_level_two_are_not(program_modules, plan):
+    modules = program_modules("openstack")
+    expectations = {"zrj-bdcdj": "encrypted", "rsj-sbcx": None}
+    for system_id, volume_type in expectations.items():
+        mocks = system_resources(modules, plan, system_id)
+        volumes = mocks.of_type("openstack:blockstorage/volume:Volume")
+        assert volumes, system_id
+        assert {v.inputs.get("volumeType") for v in volumes} == {volume_type}, system_id
+
+
+def test_instances_have_the_planned_flavor_address_image_and_tags(program_modules, plan):
+    modules = program_modules("openstack")
+    system = select_system(plan, "zrj-bdcdj")
+    mocks = system_resources(modules, plan, "zrj-bdcdj")
+    servers = {s.inputs["name"]: s.inputs
+               for s in mocks.of_type("openstack:compute/instance:Instance")}
+    ports = {p.inputs["name"]: p.inputs for p in mocks.of_type("openstack:networking/port:Port")}
+    boots = {v.inputs["name"]: v.inputs for v in mocks.of_type(
+        "openstack:blockstorage/volume:Volume")}
+    assert set(servers) == {i["resource_name"] for i in system["instances"]}
+    for planned in system["instances"]:
+        name = planned["resource_name"]
+        assert servers[name]["flavorName"] == planned["flavor"]
+        assert ports[f"{name}-port"]["fixedIps"][0]["ipAddress"] == planned["address"]
+        assert ports[f"{name}-port"]["networkId"] == "id-of-organization/migrate-openstack/" \
+            "net-zrj-egov_extranet"
+        assert boots[f"{name}-boot"]["imageId"] == "image-debian-12-hardened"
+        assert boots[f"{name}-boot"]["size"] == planned["boot_volume"]["size_gb"]
+        assert set(servers[name]["tags"]) >= {"department:zrj", "system:zrj-bdcdj",
+                                              "protection-level:3"}
+    attached = mocks.of_type("openstack:compute/volumeAttach:VolumeAttach")
+    assert len(attached) == sum(len(i["volumes"]) for i in system["instances"])
+
+
+def test_department_network_has_subnet_router_and_interface(program_modules, plan):
+    modules = program_modules("openstack")
+    planned = select_network(plan, "rsj-egov_extranet")
+
+    def build():
+        built = modules["network"].department_network(planned, plan["cloud"]["openstack"])
+        return [built.network.id, built.subnet.id]
+
+    mocks = run_program(build)
+    (subnet,) = mocks.of_type("openstack:networking/subnet:Subnet")
+    assert subnet.inputs["cidr"] == planned["cidr"]
+    assert subnet.inputs["gatewayIp"] == planned["gateway"]
+    (router,) = mocks.of_type("openstack:networking/router:Router")
+    assert router.inputs["externalNetworkId"] == "external-egov-ext"
+    assert len(mocks.of_type("openstack:networking/routerInterface:RouterInterface")) == 1
