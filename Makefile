@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ESTATE ?= examples/estate
 
-.PHONY: setup demo test lint unit bench schema clean
+.PHONY: setup host images demo test lint unit bench schema clean
 
 ## setup: a virtualenv with migrate and its test tools (idempotent)
 setup: $(VENV)/.installed
@@ -17,6 +17,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
+## host: the Debian packages the sandbox and the tests need (as root; idempotent)
+host:
+	bash scripts/setup-host.sh
+
+## images: the sandbox base images, built once with debootstrap and cached (as root)
+images: setup host
+	@if [ "$$(id -u)" -eq 0 ]; then $(BIN)/migrate sandbox images; \
+	else echo "images: not root, sandbox images not built (sandbox tests will skip)"; fi
+
 ## demo: set up, then validate, take the census of and plan the example estate
 demo: setup
 	$(BIN)/migrate validate $(ESTATE)
@@ -24,7 +33,7 @@ demo: setup
 	$(BIN)/migrate plan $(ESTATE)
 
 ## test: set up, lint, then run every test (CI runs exactly this)
-test: setup lint
+test: setup host images lint
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,30 @@ def audit_verify(estate: Path, output: str) -> None:
     if not result.ok:
         raise JournalCorrupt(f"journal does not verify: {result.problem}",
                              "restore the journal from a backup; never edit it by hand")
+
+
+@cli.group()
+def sandbox() -> None:
+    """The local rehearsal cloud: systemd-nspawn machines on this host (needs root)."""
+
+
+@sandbox.command("images")
+@click.argument("names", nargs=-1)
+@OUTPUT
+def sandbox_images(names: tuple[str, ...], output: str) -> None:
+    """Build the sandbox base images (cloud, legacy) once with debootstrap; cached after."""
+    from migrate.sandbox import images
+
+    built = []
+    for name in names or tuple(sorted(images.RECIPES)):
+        started = time.monotonic()
+        path = images.ensure_image(name)
+        built.append({"image": name, "path": str(path),
+                      "seconds": round(time.monotonic() - started, 1)})
+        if output != "json":
+            out.print(f"image {name}: {path} ({built[-1]['seconds']} s)")
+    if output == "json":
+        emit_json({"images": built})
 
 
 def report_error(error: MigrateError, output: str) -> None:

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install the Debian packages the sandbox and the tests need. Idempotent: installs only what
+# is missing. Needs root (CI and the README's commands run as root); otherwise it says what
+# to install and exits 0, and the tests that need these skip with that reason.
+set -euo pipefail
+packages=(
+  systemd-container   # systemd-nspawn: sandbox machines
+  debootstrap         # sandbox base images
+  rsync               # file transfer (host side of tests and benchmarks)
+  iproute2            # bridges, veths, policy routing
+  openssh-client      # ssh with host key checking; ssh-keygen
+  postgresql          # host-side tests of the legacy application run a throwaway cluster
+)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$package")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "host packages: all present"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "host packages missing (run as root to install): ${missing[*]}"
+  exit 0
+fi
+echo "host packages: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# policy-rc.d: do not start the packaged PostgreSQL service; tests start their own clusters
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+echo "host packages: done"
