@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ESTATE ?= examples/estate
 
-.PHONY: setup host images demo test lint unit bench schema clean
+.PHONY: setup host images engine demo test lint unit bench schema clean
 
 ## setup: a virtualenv with migrate and its test tools (idempotent)
 setup: $(VENV)/.installed
@@ -26,6 +26,10 @@ images: setup host
 	@if [ "$$(id -u)" -eq 0 ]; then $(BIN)/migrate sandbox images; \
 	else echo "images: not root, sandbox images not built (sandbox tests will skip)"; fi
 
+## engine: the pinned Pulumi CLI built from the Go module proxy into ~/.cache/migrate (once)
+engine: setup
+	PATH="$$PATH:/usr/local/go/bin" $(BIN)/python -m migrate.engine build
+
 ## demo: set up, then validate, take the census of and plan the example estate
 demo: setup
 	$(BIN)/migrate validate $(ESTATE)
@@ -33,7 +37,7 @@ demo: setup
 	$(BIN)/migrate plan $(ESTATE)
 
 ## test: set up, lint, then run every test (CI runs exactly this)
-test: setup host images lint
+test: setup host images engine lint
 	$(BIN)/python -m pytest
 
 lint: setup
