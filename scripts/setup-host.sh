@@ -10,6 +10,7 @@ packages=(
   iproute2            # bridges, veths, policy routing
   openssh-client      # ssh with host key checking; ssh-keygen
   postgresql          # host-side tests of the legacy application run a throwaway cluster
+  python3-psycopg2    # ...with the app under Debian's python3, as inside the machines
 )
 missing=()
 for package in "${packages[@]}"; do
