@@ -39,6 +39,17 @@ from migrate.loader import Estate
 from migrate.model import SECRET_PREFIX, Database, Resource, Service, SystemManifest
 
 DEFAULT_SCALE = 256 * 1024  # bytes per declared GB: 12 GB of database -> 3 MiB of rows
+SYSTEM_BUDGET = 48 * 1024 * 1024  # a system seeded at the default scale stays below this
+
+
+def default_scale(system: SystemManifest) -> int:
+    """DEFAULT_SCALE, lowered for a system whose declared data would exceed SYSTEM_BUDGET
+    (zrj-bdcdj declares 915 GB: 256 KiB/GB would seed 229 MiB; this seeds 48 MiB)."""
+    declared = sum(t.size_gb for t in system.workload.files)
+    declared += sum(d.size_gb for d in system.workload.databases)
+    if declared * DEFAULT_SCALE <= SYSTEM_BUDGET:
+        return DEFAULT_SCALE
+    return int(SYSTEM_BUDGET // declared)
 APP_SOURCE = Path(__file__).with_name("app.py")
 
 
@@ -138,10 +149,12 @@ def read_secret(secrets_dir: Path, ref: str) -> str:
 # ---------------------------------------------------------------- building seeds
 
 
-def build_host_seeds(system: SystemManifest, secrets_dir: Path, scale: int = DEFAULT_SCALE,
+def build_host_seeds(system: SystemManifest, secrets_dir: Path, scale: int | None = None,
                      addresses: Mapping[str, str] | None = None) -> list[HostSeed]:
     """One seed per source host of ``system``. ``addresses`` maps host names to the address
     the machine really has (default: the manifest's source address)."""
+    if scale is None:
+        scale = default_scale(system)
     if scale < 0:
         raise InvalidInput([Problem("<scale>", None, "scale", "scale must not be negative")])
     address_of = {h.name: (addresses or {}).get(h.name, h.address) for h in system.source.hosts}
@@ -380,7 +393,7 @@ def install_plan(seed: HostSeed) -> list[str]:
     return steps
 
 
-def seed_estate(estate: Estate, scale: int = DEFAULT_SCALE,
+def seed_estate(estate: Estate, scale: int | None = None,
                 addresses: Mapping[str, Mapping[str, str]] | None = None
                 ) -> dict[str, list[HostSeed]]:
     """Seeds of every source host of every system of ``estate`` (system id -> seeds);
