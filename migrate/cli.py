@@ -170,6 +170,77 @@ def schema_command(folder: Path | None, reference: bool, output: str) -> None:
         out.print(f"wrote {path}")
 
 
+SYSTEMS = click.option("--system", "systems", multiple=True, metavar="ID",
+                       help="Only this system (repeatable); default: every planned system.")
+YES = click.option("--yes", "-y", is_flag=True,
+                   help="Do not ask for confirmation (CI); required when not on a terminal.")
+
+
+def confirm_or_refuse(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise click.UsageError(f"{question} Refusing without --yes when not on a terminal.")
+    if not click.confirm(question, default=False):
+        raise click.exceptions.Abort()
+
+
+def print_stack_results(outcome: Any, output: str) -> None:
+    if output == "json":
+        emit_json(outcome.as_dict())
+        return
+    rows = []
+    for result in outcome.results:
+        changes = ", ".join(f"{k} {v}" for k, v in sorted(result.changes.items())) or "-"
+        rows.append((result.stack, changes, f"{result.seconds:.1f} s", result.note or ""))
+    out.print(rich_table(f"{outcome.operation}", ("stack", "resources", "time", "note"), rows))
+    out.print("changes made" if outcome.changed and outcome.operation != "preview"
+              else "changes planned" if outcome.changed else "no changes")
+
+
+def stage_progress(line: str) -> None:
+    err.print(f"  {line}", highlight=False, markup=False)
+
+
+@cli.command()
+@ESTATE
+@SYSTEMS
+@OUTPUT
+def preview(estate: Path, systems: tuple[str, ...], output: str) -> None:
+    """Show what provisioning would create, change or delete (pulumi preview per stack)."""
+    loaded = pipeline.open_estate(estate)
+    outcome = pipeline.run_stacks(loaded, "preview", list(systems), stage_progress)
+    print_stack_results(outcome, output)
+
+
+@cli.command()
+@ESTATE
+@SYSTEMS
+@YES
+@OUTPUT
+def provision(estate: Path, systems: tuple[str, ...], yes: bool, output: str) -> None:
+    """Create or update networks, security groups, machines and volumes (pulumi up)."""
+    loaded = pipeline.open_estate(estate)
+    scope = ", ".join(systems) or "every planned system"
+    confirm_or_refuse(f"Provision {scope} on the {loaded.settings.cloud.target} cloud?", yes)
+    outcome = pipeline.run_stacks(loaded, "provision", list(systems), stage_progress)
+    print_stack_results(outcome, output)
+
+
+@cli.command()
+@ESTATE
+@SYSTEMS
+@YES
+@OUTPUT
+def destroy(estate: Path, systems: tuple[str, ...], yes: bool, output: str) -> None:
+    """Delete what provisioning created (systems first, then networks no system uses)."""
+    loaded = pipeline.open_estate(estate)
+    scope = ", ".join(systems) or "every planned system"
+    confirm_or_refuse(f"Destroy the cloud resources of {scope}?", yes)
+    outcome = pipeline.run_stacks(loaded, "destroy", list(systems), stage_progress)
+    print_stack_results(outcome, output)
+
+
 @cli.group()
 def audit() -> None:
     """Check the estate's run journal (append-only, hash-chained)."""
@@ -214,6 +285,56 @@ def sandbox_images(names: tuple[str, ...], output: str) -> None:
             out.print(f"image {name}: {path} ({built[-1]['seconds']} s)")
     if output == "json":
         emit_json({"images": built})
+
+
+def print_sandbox_report(report: Any, output: str, verb: str) -> None:
+    if output == "json":
+        emit_json(report.as_dict())
+        return
+    rows = [(m.name, m.role, m.system_id or "", m.address, m.status,
+             "" if m.boot_s is None else f"{m.boot_s:.1f} s") for m in report.machines]
+    out.print(rich_table("Sandbox machines", ("machine", "role", "system", "address", "status",
+                                              "boot"), rows))
+    out.print(rich_table("Sandbox bridges", ("bridge", "network", "gateway", "role"),
+                         [(b.device, b.network, b.gateway, b.role) for b in report.bridges]))
+    summary = f"{len(report.changes)} changes" if report.changes else "no changes"
+    out.print(f"sandbox {verb}: {summary} ({report.duration_s:.1f} s)")
+
+
+@sandbox.command("up")
+@ESTATE
+@click.option("--scale", type=click.IntRange(min=0), default=None,
+              help="Seed bytes per declared GB [default: 256 KiB, capped at 48 MiB a system].")
+@OUTPUT
+def sandbox_up(estate: Path, scale: int | None, output: str) -> None:
+    """Bring up the legacy server rooms and the exchange platform of ESTATE on this host."""
+    from migrate.sandbox import estate as sandbox_estate
+
+    loaded = pipeline.open_estate(estate)
+    report = sandbox_estate.sandbox_up(loaded, scale=scale, progress=stage_progress)
+    print_sandbox_report(report, output, "up")
+
+
+@sandbox.command("status")
+@ESTATE
+@OUTPUT
+def sandbox_status(estate: Path, output: str) -> None:
+    """List the machines and bridges the sandbox made for ESTATE, as the host has them."""
+    from migrate.sandbox import estate as sandbox_estate
+
+    report = sandbox_estate.sandbox_status(pipeline.open_estate(estate))
+    print_sandbox_report(report, output, "status")
+
+
+@sandbox.command("down")
+@ESTATE
+@OUTPUT
+def sandbox_down(estate: Path, output: str) -> None:
+    """Remove every machine and bridge the sandbox made for ESTATE, and nothing else."""
+    from migrate.sandbox import estate as sandbox_estate
+
+    report = sandbox_estate.sandbox_down(pipeline.open_estate(estate), progress=stage_progress)
+    print_sandbox_report(report, output, "down")
 
 
 def report_error(error: MigrateError, output: str) -> None:

@@ -7,28 +7,28 @@ exit codes are the CLI's business.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from migrate import census_report
 from migrate.census import CensusResult, take_census
-from migrate.errors import InvalidInput, Problem
-from migrate.journal import Journal, Verification, digest_bytes, digest_file, verify_journal
+from migrate.errors import InvalidInput, Problem, StageFailed
+from migrate.journal import Verification, digest_bytes, digest_file, verify_journal
 from migrate.loader import Estate
 from migrate.plan import PLAN_SCHEMA_VERSION, build_plan, render_plan
+from migrate.provision import (
+    Provisioner,
+    ProvisionSettings,
+    StackResult,
+    ensure_passphrase_file,
+    targets_for,
+)
+from migrate.state import estate_inputs, journal_for, state_dir
 from migrate.validate import validate_estate
-
-STATE_DIR_NAME = ".migrate"
-
-
-def state_dir(estate: Estate) -> Path:
-    """Where an estate's state lives: Pulumi backend, journal, plan, reports, artifacts."""
-    override = os.environ.get("MIGRATE_STATE_DIR")
-    return Path(override) if override else estate.root / STATE_DIR_NAME
 
 
 def open_estate(path: str | Path) -> Estate:
@@ -58,28 +58,6 @@ def write_census_reports(estate: Estate, census: CensusResult, folder: Path | No
                  "files": {str(p): digest_file(p) for p in written}},
         duration_s=time.monotonic() - started)
     return written
-
-
-def estate_inputs(estate: Estate) -> dict:
-    return {"migrate.yaml": estate.settings_doc.digest, "systems": estate.digests()}
-
-
-def secret_values(estate: Estate) -> list[str]:
-    """Every secret of the estate's secrets folder, for redaction (never for printing)."""
-    folder = estate.root / estate.settings.secrets.dir
-    if not folder.is_dir():
-        return []
-    values = []
-    for path in sorted(folder.iterdir()):
-        if path.is_file():
-            text = path.read_text(encoding="utf-8", errors="replace").strip()
-            if len(text) >= 6:
-                values.append(text)
-    return values
-
-
-def journal_for(estate: Estate) -> Journal:
-    return Journal(state_dir(estate), estate.settings.estate, secret_values(estate))
 
 
 def audit_journal(estate: Estate) -> Verification:
@@ -151,3 +129,76 @@ def write_atomically(path: Path, text: str) -> None:
         handle.write(text)
         temporary = Path(handle.name)
     temporary.replace(path)
+
+
+# ---------------------------------------------------------------- provisioning
+
+
+def provision_settings(estate: Estate, plan_file: Path) -> ProvisionSettings:
+    target = estate.settings.cloud.target
+    state = state_dir(estate)
+    config: dict[str, str] = {}
+    if target == "sandbox":
+        from migrate.sandbox import images, require_host
+
+        require_host()
+        images.ensure_image("cloud")
+        from migrate.sandbox.estate import operator_public_key
+        from migrate.sandbox.estate_plan import plan_sandbox
+
+        sandbox = plan_sandbox(estate)
+        config["migrate:authorized_keys"] = operator_public_key(estate)
+        config["migrate:hosts"] = json.dumps({sandbox.exchange_host: sandbox.platform_ip})
+    passphrase = ensure_passphrase_file(state, create=target == "sandbox")
+    return ProvisionSettings(target, state, plan_file, passphrase, config)
+
+
+@dataclass(frozen=True)
+class ProvisionOutcome:
+    operation: str
+    results: list[StackResult]
+
+    @property
+    def changed(self) -> bool:
+        return any(r.changed for r in self.results)
+
+    def as_dict(self) -> dict:
+        return {"operation": self.operation, "changed": self.changed,
+                "stacks": [r.as_dict() for r in self.results]}
+
+
+def run_stacks(estate: Estate, operation: str, system_ids: list[str] | None = None,
+               progress: Callable[[str], None] | None = None) -> ProvisionOutcome:
+    """preview, provision (up) or destroy the stacks of the chosen systems (all by default)."""
+    started = time.monotonic()
+    outcome = make_plan(estate)
+    settings = provision_settings(estate, outcome.path.resolve())
+    networks, systems = targets_for(outcome.plan, system_ids)
+    provisioner = Provisioner(settings, progress)
+    journal = journal_for(estate)
+    try:
+        if operation == "preview":
+            results = provisioner.preview(networks, systems)
+        elif operation == "provision":
+            results = provisioner.up(networks, systems)
+        elif operation == "destroy":
+            chosen = {t.key for t in systems}
+            keep = {s["network"] for s in outcome.plan["systems"] if s["id"] not in chosen}
+            results = provisioner.destroy(networks, systems, keep)
+        else:
+            raise ValueError(operation)
+    except StageFailed as error:
+        journal.append(operation, result="failed", inputs=estate_inputs(estate),
+                       details={"error": error.message},
+                       duration_s=time.monotonic() - started)
+        raise
+    if operation != "preview":
+        for result in results:
+            system = result.stack.removeprefix("sys-") if result.stack.startswith("sys-") \
+                else None
+            journal.append(operation, system=system, inputs=estate_inputs(estate),
+                           outputs={"stack": result.stack, "changes": result.changes,
+                                    "outputs": result.outputs},
+                           result="changed" if result.changed else "unchanged",
+                           duration_s=result.seconds)
+    return ProvisionOutcome(operation, results)

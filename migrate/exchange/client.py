@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import secrets
+import socket
 import ssl
 import stat
 import statistics
@@ -164,6 +165,26 @@ class RoundTrip:
         return asdict(self)
 
 
+class _ResolvedHTTPSConnection(http.client.HTTPSConnection):
+    """An HTTPS connection to a fixed address that verifies the certificate for ``host``."""
+
+    def __init__(self, host: str, port: int, address: str, **kwargs: Any) -> None:
+        super().__init__(host, port, **kwargs)
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def _connection_to(
+    host: str, port: int, context: ssl.SSLContext, timeout: float, address: str | None
+) -> http.client.HTTPSConnection:
+    if address is None:
+        return http.client.HTTPSConnection(host, port, context=context, timeout=timeout)
+    return _ResolvedHTTPSConnection(host, port, address, context=context, timeout=timeout)
+
+
 class ExchangeClient:
     """Talks HTTPS to the platform over one kept-alive connection (not thread-safe).
 
@@ -180,7 +201,11 @@ class ExchangeClient:
         app_secret: str | None = None,
         admin_token: str | None = None,
         timeout: float = 10.0,
+        connect_address: str | None = None,
     ) -> None:
+        """``connect_address`` opens the TCP connection there (an IP address) while TLS
+        still verifies the URL's host name, like ``curl --resolve``: the sandbox platform
+        has no DNS entry on the host."""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             raise ExchangeError(f"exchange URL must be https://HOST[:PORT], got {url!r}")
@@ -193,6 +218,7 @@ class ExchangeClient:
         self._app_secret = app_secret
         self._admin_token = admin_token
         self._timeout = timeout
+        self._connect_address = connect_address
         self._connection: http.client.HTTPSConnection | None = None
 
     def __enter__(self) -> ExchangeClient:
@@ -250,8 +276,8 @@ class ExchangeClient:
     ) -> tuple[int, bytes]:
         try:
             if self._connection is None:
-                self._connection = http.client.HTTPSConnection(
-                    self._host, self._port, context=self._context, timeout=self._timeout
+                self._connection = _connection_to(
+                    self._host, self._port, self._context, self._timeout, self._connect_address
                 )
             self._connection.request(method, target, body=data or None, headers=headers)
             response = self._connection.getresponse()

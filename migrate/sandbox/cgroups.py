@@ -10,6 +10,7 @@ in the hierarchies systemd uses: the cgroup2 one and, on hybrid hosts, ``name=sy
 from __future__ import annotations
 
 import os
+import time
 from contextlib import suppress
 from pathlib import Path
 
@@ -71,13 +72,25 @@ def enter(directories: list[Path]) -> None:
         (directory / "cgroup.procs").write_text(pid)
 
 
-def remove(directories: list[Path]) -> None:
-    """Remove the machine's cgroup trees, deepest first; busy ones stay (still in use)."""
+def remove(directories: list[Path], wait: float = 2.0) -> None:
+    """Remove the machine's cgroup trees, deepest first; busy ones stay (still in use).
+
+    A cgroup stays busy for a moment after its last process exited (the kernel is still
+    reaping it), so removal is retried for up to ``wait`` seconds.
+    """
+    deadline = time.monotonic() + wait
     for directory in directories:
-        if not directory.is_dir():
-            continue
-        for current, _, _ in os.walk(directory, topdown=False):
-            with suppress(OSError):
-                os.rmdir(current)
+        while not _remove_tree(directory) and time.monotonic() < deadline:
+            time.sleep(0.05)
         with suppress(OSError):  # the shared parent goes with the last machine
             directory.parent.rmdir()
+
+
+def _remove_tree(directory: Path) -> bool:
+    """True when ``directory`` is gone."""
+    if not directory.is_dir():
+        return True
+    for current, _, _ in os.walk(directory, topdown=False):
+        with suppress(OSError):
+            os.rmdir(current)
+    return not directory.is_dir()

@@ -113,3 +113,11 @@ def test_console_script_prints_no_traceback_on_bad_input(tmp_path):
     assert run.returncode == 2
     assert "not valid YAML" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / ".migrate").exists()
+
+
+def test_provision_and_destroy_without_yes_off_a_terminal_are_refused(run_cli, estate):
+    for command in ("provision", "destroy"):
+        result = run_cli(command, estate, "--system", "wjw-fybj")
+        assert result.code == 2, result.stderr
+        assert "without --yes" in result.stderr
+        assert not (estate / ".migrate").exists()
