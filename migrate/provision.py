@@ -1,0 +1,327 @@
+"""Provisioning: one Pulumi stack per department network and one per system, driven through
+the Automation API with the pinned engine and the programs on disk in ``stacks/<target>/``.
+
+Network stacks go first (several at once), then system stacks (several at once); destroy goes
+the other way. Engine errors become one ``StageFailed`` naming the stack, the resource and
+what the engine said (``_stage_failed``). A stack left locked by a killed engine is unlocked
+the way Pulumi documents for file backends (``pulumi cancel``) when the process that holds
+the lock is gone, and pending creates are cleared with ``refresh --clear-pending-creates``;
+state is never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from migrate import engine, stackplan
+from migrate.errors import EnvironmentNotReady, StageFailed
+
+Progress = Callable[[str], None]
+PASSPHRASE_ENV = "MIGRATE_PULUMI_PASSPHRASE_FILE"
+STACKS_ENV = "MIGRATE_STACKS_DIR"
+MAX_PARALLEL_STACKS = 4
+
+
+@dataclass(frozen=True)
+class StackTarget:
+    """One stack: a department network (``net-<key>``) or a system (``sys-<id>``)."""
+
+    kind: str
+    key: str
+
+    @property
+    def name(self) -> str:
+        if self.kind == "network":
+            return stackplan.network_stack_name(self.key)
+        return stackplan.system_stack_name(self.key)
+
+    @property
+    def config_key(self) -> str:
+        return "migrate:network" if self.kind == "network" else "migrate:system"
+
+
+@dataclass
+class StackResult:
+    stack: str
+    operation: str
+    changes: dict[str, int]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    note: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return any(kind != "same" and count for kind, count in self.changes.items())
+
+    def as_dict(self) -> dict:
+        return {"stack": self.stack, "operation": self.operation, "changes": self.changes,
+                "changed": self.changed, "outputs": self.outputs,
+                "seconds": round(self.seconds, 2), "note": self.note}
+
+
+@dataclass
+class ProvisionSettings:
+    """Everything a stack operation needs that is not in the plan."""
+
+    target: str
+    state_dir: Path
+    plan_path: Path
+    passphrase_file: Path
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def stacks_dir() -> Path:
+    override = os.environ.get(STACKS_ENV)
+    return Path(override) if override else Path(__file__).resolve().parent.parent / "stacks"
+
+
+def program_dir(target: str) -> Path:
+    directory = stacks_dir() / target
+    if not (directory / "Pulumi.yaml").is_file():
+        raise EnvironmentNotReady(f"no Pulumi program for cloud target {target!r} in {directory}",
+                                  f"set {STACKS_ENV} to the project's stacks/ folder")
+    return directory
+
+
+def ensure_passphrase_file(state_dir: Path, create: bool) -> Path:
+    """The stack secrets passphrase: a 0600 file named by the environment, or the state
+    directory's own; made on first use only for the sandbox (a rehearsal's own secret)."""
+    named = os.environ.get(PASSPHRASE_ENV)
+    path = Path(named) if named else state_dir / "pulumi-passphrase"
+    if not path.is_file():
+        if not create or named:
+            raise EnvironmentNotReady(
+                f"no passphrase for the stacks' secrets at {path}",
+                f"write it to a 0600 file and point {PASSPHRASE_ENV} at it (CI: from the "
+                "CI secret store); never put it on the command line")
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+    return engine.check_passphrase_file(path)
+
+
+def targets_for(plan: dict, system_ids: Iterable[str] | None) -> tuple[list, list]:
+    """Network and system stacks for the chosen systems (all planned systems by default)."""
+    chosen = list(system_ids) if system_ids else [s["id"] for s in plan["systems"]]
+    for system_id in chosen:
+        stackplan.select_system(plan, system_id)  # refuses systems that are not planned
+    networks = sorted({stackplan.select_system(plan, s)["network"] for s in chosen})
+    return ([StackTarget("network", key) for key in networks],
+            [StackTarget("system", sid) for sid in sorted(chosen)])
+
+
+class Provisioner:
+    """Runs stack operations for one estate's plan; safe to use from several threads."""
+
+    def __init__(self, settings: ProvisionSettings, progress: Progress | None = None) -> None:
+        from pulumi import automation as auto
+
+        self.auto = auto
+        self.settings = settings
+        self.progress = progress or (lambda _line: None)
+        self.engine_path = engine.ensure_engine(build=False)
+        engine.prepare_state_dir(settings.state_dir)
+        self.env = engine.engine_env(settings.state_dir, settings.passphrase_file,
+                                     engine=self.engine_path)
+        self.work_dir = program_dir(settings.target)
+        self.project = stackplan.PROJECTS[settings.target]
+        self._lock = threading.Lock()
+
+    # -------------------------------------------------------------- stacks
+
+    def _options(self) -> Any:
+        return self.auto.LocalWorkspaceOptions(
+            work_dir=str(self.work_dir), pulumi_home=self.env["PULUMI_HOME"],
+            pulumi_command=engine.pulumi_command(self.engine_path), env_vars=self.env,
+            secrets_provider="passphrase")
+
+    def stack(self, target: StackTarget) -> Any:
+        with self._lock:  # creating workspaces concurrently races on the project settings
+            stack = self.auto.create_or_select_stack(target.name, work_dir=str(self.work_dir),
+                                                     opts=self._options())
+        config = {"migrate:plan": str(self.settings.plan_path), target.config_key: target.key,
+                  **self.settings.config}
+        stack.set_all_config({k: self.auto.ConfigValue(v) for k, v in config.items()})
+        return stack
+
+    def existing_stacks(self) -> set[str]:
+        workspace = self.auto.LocalWorkspace(work_dir=str(self.work_dir), **self._workspace_kw())
+        return {summary.name for summary in workspace.list_stacks()}
+
+    def _workspace_kw(self) -> dict:
+        return {"pulumi_home": self.env["PULUMI_HOME"], "env_vars": self.env,
+                "pulumi_command": engine.pulumi_command(self.engine_path),
+                "secrets_provider": "passphrase"}
+
+    # -------------------------------------------------------------- operations
+
+    def _run(self, target: StackTarget, operation: str) -> StackResult:
+        started = time.monotonic()
+        tracker = EventTracker(target.name, self.progress)
+        stack = self.stack(target)
+        try:
+            result = self._with_recovery(stack, target, operation, tracker)
+        except self.auto.CommandError as error:
+            raise _stage_failed(target.name, operation, error, tracker) from None
+        return StackResult(target.name, operation, result[0], result[1],
+                           time.monotonic() - started)
+
+    def _with_recovery(self, stack: Any, target: StackTarget, operation: str,
+                       tracker: EventTracker) -> tuple[dict, dict]:
+        for attempt in range(2):
+            try:
+                return self._operate(stack, operation, tracker)
+            except self.auto.ConcurrentUpdateError:
+                if attempt or not self._lock_is_stale(target):
+                    raise
+                self.progress(f"{target.name}: unlocking: the engine that held the lock is gone "
+                              "(pulumi cancel)")
+                stack.cancel()
+                self._clear_pending_creates(stack, target)
+        raise AssertionError("unreachable")
+
+    def _clear_pending_creates(self, stack: Any, target: StackTarget) -> None:
+        state = stack.export_stack().deployment or {}
+        if state.get("pending_operations"):
+            self.progress(f"{target.name}: clearing pending operations of the killed run "
+                          "(refresh --clear-pending-creates)")
+            stack.refresh(clear_pending_creates=True, on_event=lambda _e: None)
+
+    def _operate(self, stack: Any, operation: str, tracker: EventTracker) -> tuple[dict, dict]:
+        if operation == "preview":
+            preview = stack.preview(on_event=tracker, diff=False)
+            return dict(preview.change_summary or {}), {}
+        if operation == "up":
+            up = stack.up(on_event=tracker)
+            outputs = {k: v.value for k, v in up.outputs.items() if not v.secret}
+            return dict(up.summary.resource_changes or {}), outputs
+        if operation == "destroy":
+            destroyed = stack.destroy(on_event=tracker)
+            return dict(destroyed.summary.resource_changes or {}), {}
+        raise ValueError(operation)
+
+    def _lock_is_stale(self, target: StackTarget) -> bool:
+        """True when every lock on the stack was taken on this host by a process now gone."""
+        backend = Path(self.env["PULUMI_BACKEND_URL"].removeprefix("file://"))
+        locks = list((backend / ".pulumi" / "locks").rglob(f"*/{target.name}/*.json"))
+        if not locks:
+            return False
+        hostname = os.uname().nodename
+        for lock in locks:
+            try:
+                holder = json.loads(lock.read_text())
+            except (OSError, json.JSONDecodeError):
+                return False
+            if holder.get("hostname") != hostname or _pid_alive(int(holder.get("pid", 0))):
+                return False
+        return True
+
+    def run_all(self, targets: list[StackTarget], operation: str) -> list[StackResult]:
+        if not targets:
+            return []
+        workers = min(MAX_PARALLEL_STACKS, len(targets))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(self._run, t, operation) for t in targets]
+            results, failures = [], []
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except StageFailed as error:
+                    failures.append(error)
+        if failures:
+            if len(failures) == 1:
+                raise failures[0]
+            raise StageFailed("; ".join(f.message for f in failures),
+                              failures[0].hint)
+        return results
+
+    def preview(self, networks: list, systems: list) -> list[StackResult]:
+        results = self.run_all(networks, "preview")
+        existing = self.existing_stacks()
+        ready = [s for s in systems if self._network_of(s) in existing]
+        results += self.run_all(ready, "preview")
+        for waiting in (s for s in systems if s not in ready):
+            results.append(StackResult(waiting.name, "preview", {}, note=(
+                f"waits for network stack {self._network_of(waiting)}: previewed after it "
+                "exists (provision creates it first)")))
+        return results
+
+    def up(self, networks: list, systems: list) -> list[StackResult]:
+        return self.run_all(networks, "up") + self.run_all(systems, "up")
+
+    def destroy(self, networks: list, systems: list, keep_networks_used_by: set[str]
+                ) -> list[StackResult]:
+        existing = self.existing_stacks()
+        results = self.run_all([s for s in systems if s.name in existing], "destroy")
+        unused = [n for n in networks if n.name in existing and n.key not in keep_networks_used_by]
+        return results + self.run_all(unused, "destroy")
+
+    def _network_of(self, target: StackTarget) -> str:
+        plan = stackplan.read_plan(self.settings.plan_path)
+        return stackplan.network_stack_name(stackplan.select_system(plan, target.key)["network"])
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class EventTracker:
+    """Turns engine events into progress lines and remembers the errors per resource."""
+
+    def __init__(self, stack: str, progress: Progress) -> None:
+        self.stack = stack
+        self.progress = progress
+        self.done = 0
+        self.errors: list[tuple[str | None, str]] = []
+
+    def __call__(self, event: Any) -> None:
+        if event.res_outputs_event is not None:
+            self.done += 1
+            metadata = event.res_outputs_event.metadata
+            self.progress(f"{self.stack}: {metadata.op.value} {_short_urn(metadata.urn)} "
+                          f"({self.done} done)")
+        elif event.diagnostic_event is not None:
+            diagnostic = event.diagnostic_event
+            if diagnostic.severity == "error":
+                self.errors.append((diagnostic.urn, diagnostic.message.strip()))
+
+
+def _short_urn(urn: str | None) -> str:
+    if not urn:
+        return "(stack)"
+    parts = urn.split("::")
+    return f"{parts[-1]} ({parts[-2].split('$')[-1]})" if len(parts) >= 2 else urn
+
+
+def _stage_failed(stack: str, operation: str, error: Exception, tracker: EventTracker
+                  ) -> StageFailed:
+    """The one place engine failures become a message for people."""
+    if tracker.errors:
+        urn, message = next(((u, m) for u, m in tracker.errors if u), tracker.errors[0])
+        where = f"resource {_short_urn(urn)}" if urn else "the program"
+        said = message.splitlines()
+    else:
+        where = "the engine"
+        said = [line.strip() for line in str(error).splitlines()
+                if "error" in line.lower() and line.strip()][:6] or [str(error)[-600:]]
+    return StageFailed(f"{operation} of stack {stack} failed at {where}: {' | '.join(said)}",
+                       "fix the cause and run the same command again: the next run continues "
+                       "from the stack's state")
