@@ -92,6 +92,20 @@ def program_dir(target: str) -> Path:
     return directory
 
 
+def workspace_dir(state_dir: Path, program: Path) -> Path:
+    """A workspace in the state directory whose Pulumi.yaml points at the program on disk:
+    Pulumi writes each stack's settings file (Pulumi.<stack>.yaml) into the workspace, and
+    those belong with the estate's state, not in the project's source tree."""
+    workspace = state_dir / "workspaces" / program.name
+    workspace.mkdir(parents=True, exist_ok=True)
+    text = (program / "Pulumi.yaml").read_text(encoding="utf-8").rstrip("\n")
+    project = workspace / "Pulumi.yaml"
+    wanted = f"{text}\nmain: {program.resolve()}\n"
+    if not project.is_file() or project.read_text(encoding="utf-8") != wanted:
+        project.write_text(wanted, encoding="utf-8")
+    return workspace
+
+
 def ensure_passphrase_file(state_dir: Path, create: bool) -> Path:
     """The stack secrets passphrase: a 0600 file named by the environment, or the state
     directory's own; made on first use only for the sandbox (a rehearsal's own secret)."""
@@ -133,7 +147,7 @@ class Provisioner:
         engine.prepare_state_dir(settings.state_dir)
         self.env = engine.engine_env(settings.state_dir, settings.passphrase_file,
                                      engine=self.engine_path)
-        self.work_dir = program_dir(settings.target)
+        self.work_dir = workspace_dir(settings.state_dir, program_dir(settings.target))
         self.project = stackplan.PROJECTS[settings.target]
         self._lock = threading.Lock()
 

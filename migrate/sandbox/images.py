@@ -6,8 +6,10 @@ with an overlay whose upper directory holds everything it changes (see machines.
 Two images:
 - ``cloud``: what the e-government cloud offers (systemd, sshd, python3, rsync, iproute2)
   plus the middleware the example systems run, because cloud machines have no Internet
-  (postgresql, psycopg2, nginx-light, curl, cron, sudo).
-- ``legacy``: the department servers: the same plus what a department web app needs.
+  (postgresql, psycopg2, nginx-light, curl, cron, sudo), and nftables, with which each
+  machine enforces its security group rules.
+- ``legacy``: the department servers: the same plus what a department web app needs
+  (nftables is installed there too, but no rules are loaded).
 
 Services that must not start on every machine are disabled in the image: postgresql
 and nginx start only where a stage enables them (``systemctl enable --now postgresql``
@@ -65,6 +67,8 @@ MIDDLEWARE_PACKAGES = (
     "cron",
     "sudo",
 )
+# Cloud machines enforce their security group rules themselves (see sandbox/provider.py).
+FIREWALL_PACKAGES = ("nftables",)
 DEPARTMENT_APP_PACKAGES = (
     "python3-flask",
     "gunicorn",
@@ -102,8 +106,11 @@ class ImageRecipe:
 
 
 RECIPES: dict[str, ImageRecipe] = {
-    "cloud": ImageRecipe("cloud", BASE_PACKAGES + MIDDLEWARE_PACKAGES),
-    "legacy": ImageRecipe("legacy", BASE_PACKAGES + MIDDLEWARE_PACKAGES + DEPARTMENT_APP_PACKAGES),
+    "cloud": ImageRecipe("cloud", BASE_PACKAGES + MIDDLEWARE_PACKAGES + FIREWALL_PACKAGES),
+    "legacy": ImageRecipe(
+        "legacy",
+        BASE_PACKAGES + MIDDLEWARE_PACKAGES + FIREWALL_PACKAGES + DEPARTMENT_APP_PACKAGES,
+    ),
 }
 
 

@@ -262,8 +262,7 @@ def _start_locked(name: str, record: Mapping[str, Any], root: Root) -> int:
     groups = _fresh_cgroups(name, root)
     with open(console_log(name, root), "wb") as log:
         subprocess.run(
-            [tool("setsid"), "--fork", *command],
-            preexec_fn=lambda: cgroups.enter(groups),
+            _in_cgroups([tool("setsid"), "--fork", *command], groups),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -271,6 +270,20 @@ def _start_locked(name: str, record: Mapping[str, Any], root: Root) -> int:
             env=_nspawn_environment(),
         )
     return _wait_for_pid(name, root)
+
+
+def _in_cgroups(command: list[str], groups: list[Path]) -> list[str]:
+    """``command`` run by a shell that first moves itself into ``groups``, then execs it.
+
+    Not ``preexec_fn``: Python code between fork and exec is unsafe in a threaded process
+    (a Pulumi dynamic provider serves gRPC from threads; its forked child crashed there).
+    """
+    procs = [str(group / "cgroup.procs") for group in groups]
+    script = (
+        'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 1; shift; n=$((n-1)); '
+        'done; exec "$@"'
+    )
+    return [tool("sh"), "-c", script, "sh", str(len(procs)), *procs, *command]
 
 
 @contextmanager
@@ -577,6 +590,21 @@ def _arg_after(argv: list[str], flag: str) -> str | None:
     for index, arg in enumerate(argv[:-1]):
         if arg == flag:
             return argv[index + 1]
+    return None
+
+
+def machine_init_pid(name: str, root: Root = None) -> int | None:
+    """The pid of the machine's init (its PID 1), whose namespaces ``nsenter`` can enter;
+    None while the machine is down."""
+    process = find_machine_process(name, root)
+    if process is None:
+        return None
+    if not process.is_nspawn:
+        return process.pid  # an init whose nspawn died
+    machine_id = _machine_id(name, root)
+    for child in _children(process.pid):
+        if _container_uuid(child) == machine_id:
+            return child
     return None
 
 
