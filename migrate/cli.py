@@ -241,6 +241,47 @@ def destroy(estate: Path, systems: tuple[str, ...], yes: bool, output: str) -> N
     print_stack_results(outcome, output)
 
 
+@cli.command("runbook")
+@ESTATE
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the runbooks [default: ESTATE/runbooks].")
+@OUTPUT
+def runbook_command(estate: Path, out_dir: Path | None, output: str) -> None:
+    """Write the plan runbooks (per system and wave) and the evidence runbooks (from the
+    journal) as Markdown and self-contained HTML."""
+    written = pipeline.write_runbooks(pipeline.open_estate(estate), str(estate), out_dir)
+    if output == "json":
+        emit_json({"files": [str(p) for p in written]})
+        return
+    out.print(f"{len(written)} runbook files written to {written[0].parent.parent}")
+
+
+@cli.command("report")
+@ESTATE
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Report as of this day (YYYY-MM-DD): journal entries after it are left out "
+                   "[default: today].")
+@click.option("--monthly", is_flag=True,
+              help="The monthly report: as of the last day of the previous month.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the report files [default: ESTATE/.migrate/reports/DATE].")
+@OUTPUT
+def report_command(estate: Path, as_of: Any, monthly: bool, out_dir: Path | None,
+                   output: str) -> None:
+    """Progress per department and wave, and the assessment figures (系统联通率 ...), as
+    terminal tables, Markdown, HTML with charts, CSV and JSON."""
+    from migrate import report
+
+    day = as_date(as_of) or (report.monthly_as_of(date.today()) if monthly else date.today())
+    document, written = pipeline.write_report(pipeline.open_estate(estate), day, out_dir)
+    if output == "json":
+        emit_json({**document, "files": [str(p) for p in written]})
+        return
+    for table in report.terminal_tables(document):
+        out.print(rich_table(table.title, table.columns, table.rows))
+    out.print(f"report as of {day.isoformat()} written to {written[0].parent}")
+
+
 @cli.group()
 def audit() -> None:
     """Check the estate's run journal (append-only, hash-chained)."""

@@ -202,3 +202,38 @@ def run_stacks(estate: Estate, operation: str, system_ids: list[str] | None = No
                            result="changed" if result.changed else "unchanged",
                            duration_s=result.seconds)
     return ProvisionOutcome(operation, results)
+
+
+# ---------------------------------------------------------------- runbooks and reports
+
+
+def write_runbooks(estate: Estate, estate_arg: str, out_dir: Path | None = None) -> list[Path]:
+    from migrate import runbook
+
+    started = time.monotonic()
+    plan = make_plan(estate).plan
+    journal = journal_for(estate)
+    written = runbook.write_runbooks(estate, plan, journal,
+                                     out_dir or runbook.default_runbooks_dir(estate),
+                                     estate_arg=estate_arg)
+    journal.append("runbook", inputs=estate_inputs(estate),
+                   outputs={"files": {str(p): digest_file(p) for p in written}},
+                   duration_s=time.monotonic() - started)
+    return written
+
+
+def write_report(estate: Estate, as_of: date, out_dir: Path | None = None
+                 ) -> tuple[dict, list[Path]]:
+    from migrate import report
+
+    started = time.monotonic()
+    plan = make_plan(estate).plan
+    journal = journal_for(estate)
+    document = report.build_report(estate, plan, journal.entries(), as_of)
+    written = report.write_report(document, out_dir or state_dir(estate) / "reports"
+                                  / as_of.isoformat())
+    journal.append("report", inputs=estate_inputs(estate),
+                   outputs={"as_of": as_of.isoformat(),
+                            "files": {str(p): digest_file(p) for p in written}},
+                   duration_s=time.monotonic() - started)
+    return document, written

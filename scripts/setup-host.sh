@@ -11,6 +11,8 @@ packages=(
   openssh-client      # ssh with host key checking; ssh-keygen
   postgresql          # host-side tests of the legacy application run a throwaway cluster
   python3-psycopg2    # ...with the app under Debian's python3, as inside the machines
+  chromium            # runbook and report pages checked in a real headless browser
+  fonts-noto-cjk      # ...with Chinese text rendered
 )
 missing=()
 for package in "${packages[@]}"; do

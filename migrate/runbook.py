@@ -1,0 +1,495 @@
+"""Runbooks for auditors: the plan runbook before a move, the evidence runbook after it.
+
+Before a move, ``write_plan_runbooks`` renders one runbook per system and one per wave from
+``plan.json`` (what will be created, the steps and exact commands in stage order, expected
+duration and downtime, rollback, prerequisites, sign-off). After a move,
+``write_evidence_runbooks`` renders one runbook per system from the run journal: what
+happened stage by stage, checksums and row counts source vs target, verification results,
+measured downtime, links to kept artifacts, and the hash of the last journal entry used,
+which seals it.
+
+Both are Markdown and a self-contained HTML page, rendered from ``templates/`` with
+StrictUndefined, and deterministic: no clock is read; dates come from the plan (``as_of``) or
+the journal (its last entry's time).
+
+Evidence read from journal entries (``outputs`` of the stage's entry; anything absent is
+rendered as "not recorded"):
+- ``checksums``: ``[{"path", "source", "target"}]`` or ``{path: {"source", "target"}}``
+- ``row_counts``: ``[{"table", "source", "target"}]`` or ``{table: {"source", "target"}}``
+- ``checks`` (verify): ``[{"name", "ok", "detail"?}]``
+- ``downtime_s`` (cutover): measured seconds the service was unavailable
+- ``artifacts``: paths of kept files (relative ones are under the state directory)
+- failed entries: ``outputs.error`` or ``details.error``
+and the shape ``migrate.transfer`` journals: a ``transfer`` entry whose ``outputs.plays``
+ran prepare_target, transfer_files and migrate_database (each section lists it),
+``outputs.files`` (sha256 manifests compared per source host), ``outputs.databases`` (rows
+and checksums per table compared), ``outputs.cutover_play_s`` (the frozen time), and
+``outputs.run_id`` (the run's kept artifacts under ``runs/<run id>/``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+
+from migrate.journal import Journal, Verification, digest_bytes, verify_journal
+from migrate.loader import Estate
+from migrate.plan import render_plan
+from migrate.render import FORMATS, TEMPLATES_DIR, render, write_text
+
+STAGES = ("check_prerequisites", "provision", "prepare_target", "transfer_files",
+          "migrate_database", "cutover", "verify", "rollback", "decommission_source")
+STAGE_TITLES = {
+    "check_prerequisites": "前置检查 Prerequisites",
+    "provision": "资源开通 Provision the target",
+    "prepare_target": "目标准备 Prepare the target",
+    "transfer_files": "文件迁移 Transfer files",
+    "migrate_database": "数据库迁移 Migrate databases",
+    "cutover": "业务切换 Cutover",
+    "verify": "验证 Verify",
+    "rollback": "回退 Rollback",
+    "decommission_source": "源端下线 Decommission the source",
+}
+SUCCESS = ("ok", "changed", "unchanged")
+NOT_RECORDED = "not recorded"
+
+
+def stage_commands(estate_arg: str, sid: str) -> dict[str, list[str]]:
+    """The exact commands an operator runs, per stage (empty: done by the previous command)."""
+    e, s = estate_arg, f"--system {sid}"
+    return {
+        "check_prerequisites": [f"migrate validate {e}", f"migrate plan {e}",
+                                f"migrate audit verify {e}", f"migrate preview {e} {s}"],
+        "provision": [f"migrate provision {e} {s} --yes"],
+        "prepare_target": [],
+        "transfer_files": [f"migrate transfer {e} {s}"],
+        "migrate_database": [],
+        "cutover": [f"migrate transfer {e} {s}", f"migrate cutover {e} {s} --yes"],
+        "verify": [f"migrate verify {e} {s}"],
+        "rollback": [f"migrate rollback {e} {s} --yes", f"migrate verify {e} {s}"],
+        "decommission_source": [f"migrate decommission {e} {s} --yes",
+                                f"migrate audit verify {e}"],
+    }
+
+
+# ---------------------------------------------------------------- plan runbooks
+
+
+def plan_digest(plan: dict) -> str:
+    return digest_bytes(render_plan(plan).encode("utf-8"))
+
+
+def _yes_no(flag: bool) -> str:
+    return "是 yes" if flag else "否 no"
+
+
+def _peer_text(peer: dict) -> str:
+    if peer["kind"] == "instance":
+        return f"{peer['instance']} ({peer['cidr']})"
+    if peer["kind"] == "source_host":
+        return f"source host {peer['host']} ({peer['cidr']})"
+    return f"{peer['kind']} ({peer['cidr']})"
+
+
+def _network_rows(plan: dict, keys: Iterable[str]) -> list[list[str]]:
+    wanted = set(keys)
+    return [[n["name"], n["department"]["name"], n["zone"], n["cidr"], n["gateway"]]
+            for n in plan["networks"] if n["key"] in wanted]
+
+
+def system_resources(plan: dict, system: dict) -> dict:
+    """What provisioning creates for one system, as table rows."""
+    instances, volumes, groups = [], [], []
+    for i in system["instances"]:
+        instances.append([i["resource_name"], i["flavor"], f"{i['vcpu']} vCPU / "
+                          f"{i['memory_gb']:g} GB", i["cloud_image"], i["address"],
+                          ", ".join(i["replaces"]), ", ".join(i["services"]) or "-"])
+        boot = i["boot_volume"]
+        volumes.append([f"{i['resource_name']}-boot", i["resource_name"], "/",
+                        str(boot["size_gb"]), "boot", _yes_no(boot["encrypted"])])
+        for v in i["volumes"]:
+            volumes.append([f"{i['resource_name']}-{v['name']}", i["resource_name"], v["mount"],
+                            str(v["size_gb"]), v["holds"], _yes_no(v["encrypted"])])
+        groups.append(i["security_group"])
+    rules = [[f"sg-{system['id']}-{r['instance']}", r["direction"], f"{r['protocol']}/{r['port']}",
+              _peer_text(r["peer"]), r["origin"], _yes_no(r["temporary"])]
+             for r in system["security_rules"]]
+    return {"networks": _network_rows(plan, [system["network"]]), "instances": instances,
+            "volumes": volumes, "security_groups": groups, "rules": rules,
+            "temporary_rules": [row for row, r in zip(rules, system["security_rules"],
+                                                      strict=True) if r["temporary"]]}
+
+
+def system_data(system: dict) -> dict:
+    data = system["data"]
+    return {
+        "files": [[f["host"], f["path"], f"{f['size_gb']:g}", f"{f['daily_change_gb']:g}",
+                   f["instance"]] for f in data["files"]],
+        "databases": [[d["host"], d["engine"], d["name"], f"{d['size_gb']:g}",
+                       f"{d['daily_change_gb']:g}", d["instance"], d["method"]]
+                      for d in data["databases"]],
+        "total_gb": f"{data['total_gb']:g}",
+    }
+
+
+def _services(system: dict) -> list[list[str]]:
+    return [[s["name"], s["unit"], str(s["port"]), s["health"], s["source_host"], s["instance"]]
+            for s in system["services"]]
+
+
+def _timing(system: dict) -> dict:
+    estimates = system["estimates"]
+    within = estimates["cutover_minutes"] <= system["max_downtime_minutes"]
+    return {"initial_copy_minutes": estimates["initial_copy_minutes"],
+            "cutover_minutes": estimates["cutover_minutes"],
+            "max_downtime_minutes": system["max_downtime_minutes"],
+            "bandwidth_mbps": f"{estimates['bandwidth_mbps']:g}",
+            "within_window": within,
+            "verdict": ("within the agreed window 在允许停机时间内" if within else
+                        "EXCEEDS the agreed window 超出允许停机时间: agree a longer window "
+                        "or reduce the final sync before cutting over")}
+
+
+def _secret_refs(estate: Estate, sid: str) -> list[str]:
+    """Names of the secrets the move needs (references only, never values)."""
+    system = estate.systems[sid]
+    refs = [system.source.ssh.key]
+    refs += [d.password for d in system.workload.databases if getattr(d, "password", None)]
+    if system.exchange is not None:
+        refs.append(system.exchange.app_secret)
+    return sorted({str(r) for r in refs})
+
+
+def plan_system_context(estate: Estate, plan: dict, system: dict, estate_arg: str) -> dict:
+    sid = system["id"]
+    names = {s["id"]: s["name"] for s in plan["systems"]}
+    waves = {s["id"]: s["wave"] for s in plan["systems"]}
+    return {
+        "title": f"迁移操作手册 Plan runbook: {system['name']} ({sid})",
+        "estate": plan["estate"],
+        "as_of": plan["as_of"],
+        "plan_digest": plan_digest(plan),
+        "cloud_target": plan["cloud"]["target"],
+        "system": system,
+        "function": estate.systems[sid].function if sid in estate.systems else "",
+        "depends_on": [[d, names.get(d, d), str(waves.get(d, "?"))] for d in system["depends_on"]],
+        "resources": system_resources(plan, system),
+        "data": system_data(system),
+        "services": _services(system),
+        "timing": _timing(system),
+        "secrets": _secret_refs(estate, sid) if sid in estate.systems else [],
+        "stages": [{"name": st, "title": STAGE_TITLES[st]} for st in STAGES],
+        "commands": stage_commands(estate_arg, sid),
+        "estate_arg": estate_arg,
+        "warnings": [w for w in plan["warnings"] if w.startswith(f"{sid}:")],
+        "resource_codes": system["exchange"]["resources"],
+    }
+
+
+def plan_wave_context(plan: dict, number: int, estate_arg: str) -> dict:
+    members = [s for s in plan["systems"] if s["wave"] == number]
+    earlier = [s for s in plan["systems"] if s["wave"] < number]
+    rows = []
+    for s in members:
+        timing = _timing(s)
+        rows.append([s["id"], s["name"], s["department"]["name"], f"等保{s['protection_level']}级",
+                     s["zone"], str(len(s["instances"])), f"{s['data']['total_gb']:g}",
+                     str(timing["initial_copy_minutes"]), str(timing["cutover_minutes"]),
+                     str(timing["max_downtime_minutes"]),
+                     "ok" if timing["within_window"] else "EXCEEDS"])
+    network_keys = sorted({s["network"] for s in members})
+    commands = {st: list(dict.fromkeys(c for s in members
+                                       for c in stage_commands(estate_arg, s["id"])[st]))
+                for st in STAGES}
+    return {
+        "title": f"迁移批次操作手册 Wave {number} runbook",
+        "estate": plan["estate"],
+        "as_of": plan["as_of"],
+        "plan_digest": plan_digest(plan),
+        "number": number,
+        "systems": rows,
+        "links": [(f"{s['id']} {s['name']}", f"{s['id']}") for s in members],
+        "earlier": [[s["id"], s["name"], str(s["wave"])] for s in earlier],
+        "networks": _network_rows(plan, network_keys),
+        "stages": [{"name": st, "title": STAGE_TITLES[st]} for st in STAGES],
+        "commands": commands,
+        "initial_copy_minutes": sum(s["estimates"]["initial_copy_minutes"] for s in members),
+        "cutover_minutes": sum(s["estimates"]["cutover_minutes"] for s in members),
+        "warnings": [w for w in plan["warnings"]
+                     if any(w.startswith(f"{s['id']}:") for s in members)],
+    }
+
+
+def index_context(plan: dict, evidence: list[str]) -> dict:
+    return {
+        "title": f"运行手册目录 Runbooks: {plan['estate']}",
+        "estate": plan["estate"],
+        "as_of": plan["as_of"],
+        "plan_digest": plan_digest(plan),
+        "waves": [(f"第{w['number']}批 Wave {w['number']}: {', '.join(w['systems'])}",
+                   f"plan/wave-{w['number']}") for w in plan["waves"]],
+        "systems": [(f"{s['id']} {s['name']} (wave {s['wave']})", f"plan/{s['id']}")
+                    for s in plan["systems"]],
+        "evidence": [(sid, f"evidence/{sid}") for sid in evidence],
+        "not_planned": [[n["id"], n["disposition"], n["merge_into"] or "",
+                         "; ".join(n["reasons"])] for n in plan["not_planned"]],
+    }
+
+
+def _write_both(template: str, context: dict, stem: Path, formats: Iterable[str],
+                templates_dir: Path) -> list[Path]:
+    written = []
+    for fmt in formats:
+        text = render(template, fmt, {**context, "ext": fmt}, templates_dir)
+        written.append(write_text(stem.with_name(f"{stem.name}.{fmt}"), text))
+    return written
+
+
+def write_plan_runbooks(estate: Estate, plan: dict, out_dir: Path, *,
+                        estate_arg: str | None = None, formats: Iterable[str] = FORMATS,
+                        templates_dir: Path = TEMPLATES_DIR) -> list[Path]:
+    """Plan runbooks: ``out_dir/plan/<system>.{md,html}``, ``plan/wave-<n>.*``, ``index.*``."""
+    arg = estate_arg or estate.display
+    formats = tuple(formats)
+    written: list[Path] = []
+    for system in plan["systems"]:
+        written += _write_both("plan_system.j2", plan_system_context(estate, plan, system, arg),
+                               out_dir / "plan" / system["id"], formats, templates_dir)
+    for wave in plan["waves"]:
+        written += _write_both("plan_wave.j2", plan_wave_context(plan, wave["number"], arg),
+                               out_dir / "plan" / f"wave-{wave['number']}", formats,
+                               templates_dir)
+    evidence = sorted(p.stem for p in (out_dir / "evidence").glob("*.md"))
+    written += _write_both("index.j2", index_context(plan, evidence), out_dir / "index",
+                           formats, templates_dir)
+    return written
+
+
+# ---------------------------------------------------------------- evidence runbooks
+
+
+def _pairs(value: object, key: str) -> list[list[str]]:
+    """Normalise ``[{key, source, target}]`` or ``{name: {source, target}}`` to rows."""
+    items: list[tuple[str, object, object]] = []
+    if isinstance(value, dict):
+        items = [(str(k), v.get("source"), v.get("target")) for k, v in sorted(value.items())
+                 if isinstance(v, dict)]
+    elif isinstance(value, list):
+        items = [(str(v.get(key, v.get("name", "?"))), v.get("source"), v.get("target"))
+                 for v in value if isinstance(v, dict)]
+    rows = []
+    for name, source, target in items:
+        match = "—" if source is None or target is None else _yes_no(source == target)
+        rows.append([name, NOT_RECORDED if source is None else str(source),
+                     NOT_RECORDED if target is None else str(target), match])
+    return rows
+
+
+def _duration(seconds: object) -> str:
+    if not isinstance(seconds, int | float):
+        return NOT_RECORDED
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _artifact_links(paths: Iterable[str], state: Path, runbook_dir: Path
+                    ) -> list[tuple[str, str]]:
+    links = []
+    for raw in paths:
+        path = Path(str(raw))
+        path = path if path.is_absolute() else state / path
+        links.append((str(raw), Path(os.path.relpath(path, runbook_dir)).as_posix()))
+    return links
+
+
+def _run_artifacts(outputs: dict, stage: str) -> list[str]:
+    """What migrate.transfer keeps of a run: the play's artifacts and the run's result."""
+    run_id = outputs.get("run_id")
+    if not isinstance(run_id, str):
+        return []
+    return [f"runs/{run_id}/artifacts/{stage}", f"runs/{run_id}/result.json"]
+
+
+def _file_comparisons(files: object) -> list[list[str]]:
+    """``outputs.files`` of migrate.transfer: per source host, the sha256 manifest compared."""
+    if not isinstance(files, dict):
+        return []
+    rows = []
+    for host, c in sorted(files.items()):
+        if isinstance(c, dict):
+            equal = c.get("equal")
+            rows.append([f"{host} → {c.get('target', '?')} ({c.get('files', '?')} files)",
+                         str(c.get("manifest", NOT_RECORDED)),
+                         "same manifest" if equal else "differs (see the manifests kept)",
+                         _yes_no(bool(equal))])
+    return rows
+
+
+def _database_comparisons(databases: object) -> list[list[str]]:
+    """``outputs.databases`` of migrate.transfer: per table, rows and checksum compared."""
+    if not isinstance(databases, dict):
+        return []
+    rows = []
+    for name, c in sorted(databases.items()):
+        if not isinstance(c, dict):
+            continue
+        equal = bool(c.get("equal"))
+        for table, sums in sorted((c.get("tables") or {}).items()):
+            count = str(sums.get("rows", "?"))
+            rows.append([f"{name}.{table}", count, count if equal else "differs",
+                         _yes_no(equal)])
+        if not c.get("tables"):
+            rows.append([name, NOT_RECORDED, NOT_RECORDED, _yes_no(equal)])
+    return rows
+
+
+# A journal stage that runs several runbook stages: where its comparisons belong.
+COMBINED_STAGES = {"transfer": {"files": "transfer_files", "databases": "migrate_database"},
+                   "cutover": {"files": "cutover", "databases": "cutover"}}
+
+
+def _belongs(entry: dict, stage: str) -> bool:
+    plays = (entry.get("outputs") or {}).get("plays")
+    return entry.get("stage") == stage or (isinstance(plays, dict) and stage in plays)
+
+
+def _owns(entry: dict, stage: str, kind: str) -> bool:
+    owner = COMBINED_STAGES.get(entry.get("stage", ""), {}).get(kind, entry.get("stage"))
+    return owner == stage
+
+
+def _result_in(entry: dict, stage: str) -> str:
+    plays = (entry.get("outputs") or {}).get("plays") or {}
+    play = plays.get(stage) if entry.get("stage") != stage else None
+    if isinstance(play, dict):
+        return f"{play.get('status', '?')} (play of {entry['stage']})"
+    return entry["result"]
+
+
+def stage_evidence(stage: str, entries: list[dict], state: Path, runbook_dir: Path) -> dict:
+    """What the journal says about one stage of one system: its own entries, and the entries
+    of commands that ran it as a play (``outputs.plays``)."""
+    rows, checksums, row_counts, checks, artifacts, errors = [], [], [], [], [], []
+    downtime, notes = None, []
+    mine = [e for e in entries if _belongs(e, stage)]
+    for e in mine:
+        rows.append([str(e["seq"]), e["stage"], _result_in(e, stage), e["actor"], e["at"],
+                     _duration(e["duration_s"])])
+        outputs = e.get("outputs") or {}
+        if _owns(e, stage, "files"):
+            checksums += _pairs(outputs.get("checksums"), "path")
+            checksums += _file_comparisons(outputs.get("files"))
+        if _owns(e, stage, "databases"):
+            row_counts += _pairs(outputs.get("row_counts"), "table")
+            row_counts += _database_comparisons(outputs.get("databases"))
+        for c in outputs.get("checks") or []:
+            if isinstance(c, dict) and e["stage"] == stage:
+                checks.append([str(c.get("name", "?")), "pass 通过" if c.get("ok") else
+                               "FAIL 未通过", str(c.get("detail", ""))])
+        if e["stage"] == stage:
+            for key in ("downtime_s", "cutover_play_s"):
+                if isinstance(outputs.get(key), int | float) and downtime is None:
+                    downtime = outputs[key]
+            error = outputs.get("error") or (e.get("details") or {}).get("error")
+            if error:
+                errors.append(f"seq {e['seq']}: {error}")
+            rolled = outputs.get("rolled_back")
+            if isinstance(rolled, dict):
+                notes.append(f"seq {e['seq']}: rolled back by itself, result "
+                             f"{rolled.get('result', '?')}")
+        kept = outputs.get("artifacts") if e["stage"] == stage else None
+        kept = [str(k) for k in kept] if isinstance(kept, list) else []
+        artifacts += _artifact_links(kept + _run_artifacts(outputs, stage), state, runbook_dir)
+    last = mine[-1] if mine else None
+    return {"name": stage, "title": STAGE_TITLES.get(stage, stage), "ran": bool(mine),
+            "entries": rows, "result": _result_in(last, stage) if last else NOT_RECORDED,
+            "checksums": checksums, "row_counts": row_counts, "checks": checks,
+            "downtime": _duration(downtime) if downtime is not None else None,
+            "artifacts": artifacts, "errors": errors + notes}
+
+
+def evidence_context(estate_title: str, plan: dict, system: dict, entries: list[dict],
+                     verification: Verification, state: Path, runbook_dir: Path) -> dict:
+    sid = system["id"]
+    mine = [e for e in entries if e.get("system") == sid]
+    stages = [stage_evidence(st, mine, state, runbook_dir) for st in STAGES]
+    covered = {e["stage"] for e in mine if any(_belongs(e, st) for st in STAGES)}
+    other = sorted({e["stage"] for e in mine} - covered)
+    stages += [stage_evidence(st, mine, state, runbook_dir) for st in other]
+    seal = entries[-1] if entries else None
+    cutover = next(s for s in stages if s["name"] == "cutover")
+    return {
+        "title": f"迁移证据 Evidence runbook: {system['name']} ({sid})",
+        "estate": estate_title,
+        "system": system,
+        "plan_digest": plan_digest(plan),
+        "as_of": seal["at"] if seal else NOT_RECORDED,
+        "stages": stages,
+        "timeline": [[str(e["seq"]), e["stage"], e["result"], e["actor"], e["at"],
+                      _duration(e["duration_s"])] for e in mine],
+        "downtime": cutover["downtime"] or NOT_RECORDED,
+        "max_downtime_minutes": system["max_downtime_minutes"],
+        "seal": {"seq": str(seal["seq"]) if seal else NOT_RECORDED,
+                 "hash": seal["hash"] if seal else NOT_RECORDED,
+                 "at": seal["at"] if seal else NOT_RECORDED,
+                 "system_entries": str(len(mine)),
+                 "last_system_hash": mine[-1]["hash"] if mine else NOT_RECORDED},
+        "audit": {"ok": verification.ok, "entries": str(verification.entries),
+                  "last_hash": verification.last_hash or NOT_RECORDED,
+                  "problem": verification.problem or ""},
+    }
+
+
+def verify_for(journal: Journal) -> Verification:
+    """``migrate audit verify`` on this journal, without creating its identity file."""
+    estate_id = journal.estate_id() if journal.identity_path.is_file() else None
+    return verify_journal(journal.path, estate_id)
+
+
+def entries_until(entries: Iterable[dict], as_of: date | None) -> list[dict]:
+    """Entries up to the end of ``as_of`` (UTC date of ``at``), all when ``as_of`` is None."""
+    if as_of is None:
+        return list(entries)
+    limit = as_of.isoformat()
+    return [e for e in entries if str(e.get("at", ""))[:10] <= limit]
+
+
+def write_evidence_runbooks(estate: Estate, plan: dict, journal: Journal, out_dir: Path, *,
+                            systems: Iterable[str] | None = None,
+                            formats: Iterable[str] = FORMATS,
+                            templates_dir: Path = TEMPLATES_DIR) -> list[Path]:
+    """Evidence runbooks: ``out_dir/evidence/<system>.{md,html}`` for each planned system
+    (or those chosen), from the journal as it is now, sealed by its last entry's hash."""
+    entries = list(journal.entries())
+    verification = verify_for(journal)
+    chosen = set(systems) if systems is not None else None
+    formats = tuple(formats)
+    written: list[Path] = []
+    for system in plan["systems"]:
+        if chosen is not None and system["id"] not in chosen:
+            continue
+        stem = out_dir / "evidence" / system["id"]
+        context = evidence_context(estate.settings.estate, plan, system, entries, verification,
+                                   journal.state_dir.resolve(), stem.parent.resolve())
+        written += _write_both("evidence_system.j2", context, stem, formats, templates_dir)
+    evidence = sorted(p.stem for p in (out_dir / "evidence").glob("*.md"))
+    written += _write_both("index.j2", index_context(plan, evidence), out_dir / "index",
+                           formats, templates_dir)
+    return written
+
+
+def default_runbooks_dir(estate: Estate) -> Path:
+    """Where ``migrate runbook`` writes by default: ``runbooks/`` beside the manifests, so the
+    estate's repository keeps them next to what they describe."""
+    return estate.root / "runbooks"
+
+
+def write_runbooks(estate: Estate, plan: dict, journal: Journal, out_dir: Path, *,
+                   estate_arg: str | None = None, formats: Iterable[str] = FORMATS
+                   ) -> list[Path]:
+    """Plan runbooks, then evidence runbooks for every planned system (stages that have not
+    run read "not recorded"), then the index listing both."""
+    formats = tuple(formats)
+    written = write_plan_runbooks(estate, plan, out_dir, estate_arg=estate_arg, formats=formats)
+    return written + write_evidence_runbooks(estate, plan, journal, out_dir, formats=formats)

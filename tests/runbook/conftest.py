@@ -1,0 +1,34 @@
+"""Fixtures for runbooks and reports: the example estate's plan, and a synthetic journal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from migrate.journal import Journal
+from migrate.loader import Estate
+from migrate.report import build_example
+from tests.runbook.story import EXAMPLE_ESTATE, write_story
+
+
+@pytest.fixture(scope="session")
+def example() -> tuple[Estate, dict]:
+    return build_example(EXAMPLE_ESTATE)
+
+
+@pytest.fixture
+def story(tmp_path: Path, example: tuple[Estate, dict]) -> Journal:
+    estate, _ = example
+    return write_story(tmp_path / "state", estate.settings.estate)
+
+
+@pytest.fixture
+def chromium() -> str:
+    from migrate.render import chromium_path
+
+    found = chromium_path()
+    if found is None:
+        print("SKIP reason: chromium is not installed (apt-get install -y chromium)")
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    return found

@@ -1,0 +1,162 @@
+"""Plan and evidence runbooks: content, determinism, the committed example (golden)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from migrate.report import write_examples
+from migrate.runbook import (
+    STAGES,
+    write_evidence_runbooks,
+    write_plan_runbooks,
+    write_runbooks,
+)
+from tests.runbook.story import (
+    COMMITTED_EXAMPLES,
+    EXAMPLE_ESTATE,
+    ROLLED_BACK,
+    TRANSFER_SHAPED,
+    UNTOUCHED,
+    VERIFIED,
+)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file() and "screenshots" not in p.parts}
+
+
+def test_plan_runbooks_cover_every_system_and_wave(tmp_path, example):
+    estate, plan = example
+    written = write_plan_runbooks(estate, plan, tmp_path, estate_arg="examples/estate")
+    names = {p.relative_to(tmp_path).as_posix() for p in written}
+    for system in plan["systems"]:
+        assert {f"plan/{system['id']}.md", f"plan/{system['id']}.html"} <= names
+    for wave in plan["waves"]:
+        assert f"plan/wave-{wave['number']}.md" in names
+    text = (tmp_path / "plan" / "scj-qyxy.md").read_text(encoding="utf-8")
+    assert "migrate preview examples/estate --system scj-qyxy" in text
+    assert "migrate provision examples/estate --system scj-qyxy --yes" in text
+    assert "migrate cutover examples/estate --system scj-qyxy --yes" in text
+    scj = next(s for s in plan["systems"] if s["id"] == "scj-qyxy")
+    for instance in scj["instances"]:
+        assert f"| {instance['resource_name']} | {instance['flavor']} |" in text
+        assert instance["address"] in text
+    assert "| scj-qyxy-db-pgdata | scj-qyxy-db | /var/lib/postgresql | 72 | databases | 是 yes |" \
+        in text
+    assert f"max_downtime_minutes 允许停机 | {scj['max_downtime_minutes']} |" in text
+    for role in ("编制 prepared by", "审核 reviewed by", "批准 approved by"):
+        assert role in text
+    wave = (tmp_path / "plan" / "wave-2.md").read_text(encoding="utf-8")
+    assert "rsj-sbcx" in wave and "zrj-bdcdj" in wave and "| scj-qyxy |" in wave
+
+
+def test_exceeding_the_downtime_window_is_called_out(tmp_path, example):
+    estate, plan = example
+    plan = {**plan, "systems": [dict(s) for s in plan["systems"]]}
+    plan["systems"][0]["max_downtime_minutes"] = 1
+    plan["systems"][0]["estimates"] = {**plan["systems"][0]["estimates"], "cutover_minutes": 9}
+    write_plan_runbooks(estate, plan, tmp_path, formats=["md"])
+    text = (tmp_path / "plan" / f"{plan['systems'][0]['id']}.md").read_text(encoding="utf-8")
+    assert "EXCEEDS the agreed window" in text
+
+
+def test_plan_runbooks_are_deterministic(tmp_path, example):
+    estate, plan = example
+    write_plan_runbooks(estate, plan, tmp_path / "a")
+    write_plan_runbooks(estate, plan, tmp_path / "b")
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+
+
+def test_the_committed_example_runbooks_are_what_regenerating_gives(tmp_path):
+    """Golden: regenerate with 'python -m migrate.report' when the plan or templates change."""
+    write_examples(EXAMPLE_ESTATE, tmp_path)
+    assert _files(tmp_path) == _files(COMMITTED_EXAMPLES)
+
+
+def test_evidence_runbook_shows_the_journal(tmp_path, example, story):
+    estate, plan = example
+    out = tmp_path / "runbooks"
+    written = write_evidence_runbooks(estate, plan, story, out)
+    assert out / "evidence" / "scj-qyxy.md" in written
+    entries = list(story.entries())
+    text = (out / "evidence" / VERIFIED[0]).with_suffix(".md").read_text(encoding="utf-8")
+    assert f"| last entry hash 封存哈希 | {entries[-1]['hash']} |" in text
+    assert "passed 通过" in text
+    assert "| /srv/data | sha256:aa | sha256:aa | 是 yes |" in text
+    assert "| public.items | 1200 | 1200 | 是 yes |" in text
+    assert "| health /health | pass 通过 | 200 |" in text
+    assert "measured downtime 实测停机 | 74.5 s |" in text
+    link = re.search(r"\[artifacts/scj-qyxy/transfer.log\]\(([^)]+)\)", text)
+    assert link and (out / "evidence" / link.group(1)).resolve().is_file()
+    sections = [line.split(" — ")[0][3:] for line in text.splitlines()
+                if line.startswith("## ") and " — " in line]
+    assert sections == list(STAGES)
+    untouched = (out / "evidence" / f"{UNTOUCHED}.md").read_text(encoding="utf-8")
+    assert "not recorded: no stage has run for this system yet." in untouched
+    assert untouched.count("not recorded: this stage has not run") == len(STAGES)
+    rolled = (out / "evidence" / f"{ROLLED_BACK}.md").read_text(encoding="utf-8")
+    assert "## rollback — 回退 Rollback\n\nResult: ok" in rolled
+    index = (out / "index.md").read_text(encoding="utf-8")
+    assert "(evidence/scj-qyxy.md)" in index
+
+
+def test_a_stage_without_evidence_reads_not_recorded(tmp_path, example, story):
+    estate, plan = example
+    story.append("verify", system="mzj-shjz", result="failed",
+                 details={"error": "health check timed out"})
+    write_evidence_runbooks(estate, plan, story, tmp_path, systems=["mzj-shjz"], formats=["md"])
+    text = (tmp_path / "evidence" / "mzj-shjz.md").read_text(encoding="utf-8")
+    verify = text.split("## verify")[1].split("\n## ")[0]
+    assert "Result: failed" in verify and "health check timed out" in verify
+    assert "| check | result | detail |" not in verify and "not recorded" in verify
+
+
+def test_evidence_runbooks_are_deterministic_and_follow_the_journal(tmp_path, example, story):
+    estate, plan = example
+    write_evidence_runbooks(estate, plan, story, tmp_path / "a")
+    write_evidence_runbooks(estate, plan, story, tmp_path / "b")
+    first = _files(tmp_path / "a")
+    assert first == _files(tmp_path / "b")
+    story.append("verify", system="mzj-shjz", result="ok")
+    write_evidence_runbooks(estate, plan, story, tmp_path / "a")
+    assert _files(tmp_path / "a")["evidence/mzj-shjz.md"] != first["evidence/mzj-shjz.md"]
+
+
+def test_evidence_runbook_reports_a_tampered_journal(tmp_path, example, story):
+    estate, plan = example
+    raw = story.path.read_bytes()
+    story.path.write_bytes(raw.replace(b'"duration_s":610.2', b'"duration_s":610.3', 1))
+    write_evidence_runbooks(estate, plan, story, tmp_path, formats=["md"])
+    text = (tmp_path / "evidence" / "scj-qyxy.md").read_text(encoding="utf-8")
+    assert "FAILED 未通过: line 4 (seq 3) was altered" in text
+
+
+def test_write_runbooks_writes_plan_evidence_and_index(tmp_path, example, story):
+    estate, plan = example
+    written = write_runbooks(estate, plan, story, tmp_path)
+    names = {p.relative_to(tmp_path).as_posix() for p in written}
+    assert {"plan/scj-qyxy.md", "evidence/scj-qyxy.html", "index.md", "index.html"} <= names
+    assert len(names) == len(set(written))
+    assert "(evidence/mzj-shjz.md)" in (tmp_path / "index.md").read_text(encoding="utf-8")
+
+
+def test_evidence_from_the_entries_migrate_transfer_writes(tmp_path, example, story):
+    estate, plan = example
+    out = tmp_path / "runbooks"
+    write_evidence_runbooks(estate, plan, story, out, systems=[TRANSFER_SHAPED], formats=["md"])
+    text = (out / "evidence" / f"{TRANSFER_SHAPED}.md").read_text(encoding="utf-8")
+    section = {part.split(" — ")[0]: part for part in text.split("\n## ")[1:]}
+    for stage in ("check_prerequisites", "prepare_target", "transfer_files",
+                  "migrate_database"):
+        assert "| transfer | successful (play of transfer) |" in section[stage], stage
+    assert "not recorded: this stage has not run" not in section["prepare_target"]
+    files = f"| app1 → {TRANSFER_SHAPED}-app (412 files) | sha256:{'ab' * 32} | same manifest |"
+    assert files in section["transfer_files"]
+    assert "| fybj.public.visits | 5310 | 5310 | 是 yes |" in section["migrate_database"]
+    assert "| fybj.public.visits | 5310 | 5310 | 是 yes |" in section["cutover"]
+    assert "Measured downtime: 58.2 s" in section["cutover"]
+    run = f"runs/20261120T010000Z-{TRANSFER_SHAPED}-transfer-abc123/artifacts/transfer_files"
+    assert f"[{run}](../../state/{run})" in section["transfer_files"]
+    assert "measured downtime 实测停机 | 58.2 s |" in text
