@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ESTATE ?= examples/estate
 
-.PHONY: setup host images engine demo test lint unit bench schema clean
+.PHONY: setup host images engine demo demo-down test lint unit bench schema clean
 
 ## setup: a virtualenv with migrate and its test tools (idempotent)
 setup: $(VENV)/.installed
@@ -30,11 +30,22 @@ images: setup host
 engine: setup
 	PATH="$$PATH:/usr/local/go/bin" $(BIN)/python -m migrate.engine build
 
-## demo: set up, then validate, take the census of and plan the example estate
-demo: setup
+## demo: set up, then rehearse the example estate on the sandbox: census, plan, legacy server
+## rooms and exchange platform, provisioned target machines, runbooks and the report
+demo: setup host images engine
 	$(BIN)/migrate validate $(ESTATE)
 	$(BIN)/migrate census $(ESTATE)
 	$(BIN)/migrate plan $(ESTATE)
+	$(BIN)/migrate sandbox up $(ESTATE)
+	$(BIN)/migrate provision $(ESTATE) --yes
+	$(BIN)/migrate runbook $(ESTATE)
+	$(BIN)/migrate report $(ESTATE)
+	$(BIN)/migrate audit verify $(ESTATE)
+
+## demo-down: remove what the demo made on this host (machines, bridges); keeps the state
+demo-down: setup
+	$(BIN)/migrate destroy $(ESTATE) --yes
+	$(BIN)/migrate sandbox down $(ESTATE)
 
 ## test: set up, lint, then run every test (CI runs exactly this)
 test: setup host images engine lint
