@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from migrate import engine, pipeline, stackplan  # noqa: E402
+from migrate import engine, pipeline, provision, stackplan  # noqa: E402
 
 MIGRATE = str(Path(sys.executable).parent / "migrate")
 
@@ -44,7 +44,9 @@ def bare_up(estate: Path, system: str) -> tuple[float, callable]:
     engine.prepare_state_dir(state)
     env = engine.engine_env(state, settings.passphrase_file,
                             engine=engine.ensure_engine(build=False))
-    program = ROOT / "stacks" / "sandbox"
+    # a workspace of its own whose Pulumi.yaml points at the program, as migrate does, so
+    # Pulumi.<stack>.yaml files stay out of the source tree
+    program = provision.workspace_dir(state, ROOT / "stacks" / "sandbox")
     plan = stackplan.read_plan(settings.plan_path)
     network = stackplan.select_system(plan, system)["network"]
     stacks = [(stackplan.network_stack_name(network), "migrate:network", network),
