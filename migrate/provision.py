@@ -28,6 +28,7 @@ from migrate.errors import EnvironmentNotReady, StageFailed
 
 Progress = Callable[[str], None]
 PASSPHRASE_ENV = "MIGRATE_PULUMI_PASSPHRASE_FILE"
+BACKEND_ENV = "MIGRATE_PULUMI_BACKEND_URL"  # default: the file backend in the state dir
 STACKS_ENV = "MIGRATE_STACKS_DIR"
 MAX_PARALLEL_STACKS = 4
 
@@ -147,7 +148,8 @@ class Provisioner:
         self.engine_path = engine.ensure_engine(build=False)
         engine.prepare_state_dir(settings.state_dir)
         self.env = engine.engine_env(settings.state_dir, settings.passphrase_file,
-                                     engine=self.engine_path)
+                                     engine=self.engine_path,
+                                     backend_url=os.environ.get(BACKEND_ENV) or None)
         self.work_dir = workspace_dir(settings.state_dir, program_dir(settings.target))
         self.project = stackplan.PROJECTS[settings.target]
         self._lock = threading.Lock()
@@ -162,8 +164,12 @@ class Provisioner:
 
     def stack(self, target: StackTarget) -> Any:
         with self._lock:  # creating workspaces concurrently races on the project settings
-            stack = self.auto.create_or_select_stack(target.name, work_dir=str(self.work_dir),
-                                                     opts=self._options())
+            try:
+                stack = self.auto.create_or_select_stack(
+                    target.name, work_dir=str(self.work_dir), opts=self._options())
+            except self.auto.CommandError as error:
+                raise _stage_failed(target.name, "opening", error,
+                                    EventTracker(target.name, self.progress)) from None
         config = {"migrate:plan": str(self.settings.plan_path), target.config_key: target.key,
                   **self.settings.config}
         stack.set_all_config({k: self.auto.ConfigValue(v) for k, v in config.items()})
@@ -245,6 +251,8 @@ class Provisioner:
 
     def _lock_is_stale(self, target: StackTarget) -> bool:
         """True when every lock on the stack was taken on this host by a process now gone."""
+        if not self.env["PULUMI_BACKEND_URL"].startswith("file://"):
+            return False  # other backends: their own lock service decides
         backend = Path(self.env["PULUMI_BACKEND_URL"].removeprefix("file://"))
         locks = list((backend / ".pulumi" / "locks").rglob(f"*/{target.name}/*.json"))
         if not locks:
