@@ -202,15 +202,23 @@ def stage_progress(line: str) -> None:
     err.print(f"  {line}", highlight=False, markup=False)
 
 
+def run_stack_command(estate: Path, operation: str, systems: tuple[str, ...], output: str,
+                      question: str | None = None, yes: bool = False) -> None:
+    loaded = pipeline.open_estate(estate)
+    if question:
+        scope = ", ".join(systems) or "every planned system"
+        confirm_or_refuse(question.format(scope=scope, cloud=loaded.settings.cloud.target), yes)
+    outcome = pipeline.run_stacks(loaded, operation, list(systems), stage_progress)
+    print_stack_results(outcome, output)
+
+
 @cli.command()
 @ESTATE
 @SYSTEMS
 @OUTPUT
 def preview(estate: Path, systems: tuple[str, ...], output: str) -> None:
     """Show what provisioning would create, change or delete (pulumi preview per stack)."""
-    loaded = pipeline.open_estate(estate)
-    outcome = pipeline.run_stacks(loaded, "preview", list(systems), stage_progress)
-    print_stack_results(outcome, output)
+    run_stack_command(estate, "preview", systems, output)
 
 
 @cli.command()
@@ -220,11 +228,8 @@ def preview(estate: Path, systems: tuple[str, ...], output: str) -> None:
 @OUTPUT
 def provision(estate: Path, systems: tuple[str, ...], yes: bool, output: str) -> None:
     """Create or update networks, security groups, machines and volumes (pulumi up)."""
-    loaded = pipeline.open_estate(estate)
-    scope = ", ".join(systems) or "every planned system"
-    confirm_or_refuse(f"Provision {scope} on the {loaded.settings.cloud.target} cloud?", yes)
-    outcome = pipeline.run_stacks(loaded, "provision", list(systems), stage_progress)
-    print_stack_results(outcome, output)
+    run_stack_command(estate, "provision", systems, output,
+                      "Provision {scope} on the {cloud} cloud?", yes)
 
 
 @cli.command()
@@ -234,11 +239,8 @@ def provision(estate: Path, systems: tuple[str, ...], yes: bool, output: str) ->
 @OUTPUT
 def destroy(estate: Path, systems: tuple[str, ...], yes: bool, output: str) -> None:
     """Delete what provisioning created (systems first, then networks no system uses)."""
-    loaded = pipeline.open_estate(estate)
-    scope = ", ".join(systems) or "every planned system"
-    confirm_or_refuse(f"Destroy the cloud resources of {scope}?", yes)
-    outcome = pipeline.run_stacks(loaded, "destroy", list(systems), stage_progress)
-    print_stack_results(outcome, output)
+    run_stack_command(estate, "destroy", systems, output,
+                      "Destroy the cloud resources of {scope}?", yes)
 
 
 @cli.command("runbook")

@@ -96,3 +96,15 @@ def test_live_answers_match_the_documented_schemas(
     jsonschema = pytest.importorskip("jsonschema")
     with pytest.raises(jsonschema.ValidationError, match="is not one of"):
         response_validator("Resource", {**app.client.get_resource(doc["code"]), "state": "x"})
+
+
+def test_the_standalone_server_accepts_exactly_the_manifest_enumerations():
+    """server.py repeats the model's enumerations (it runs with no migrate package): keep
+    the two from drifting apart."""
+    import typing
+
+    from migrate import model
+    from migrate.exchange import server
+
+    assert typing.get_args(model.ResourceFormat) == server.FORMATS
+    assert typing.get_args(model.ShareType) == server.SHARE_TYPES
