@@ -243,6 +243,25 @@ def destroy(estate: Path, systems: tuple[str, ...], yes: bool, output: str) -> N
                       "Destroy the cloud resources of {scope}?", yes)
 
 
+@cli.command()
+@ESTATE
+@SYSTEMS
+@OUTPUT
+def register(estate: Path, systems: tuple[str, ...], output: str) -> None:
+    """Register each migrating system's endpoint and catalogue resources (接入登记, 编目挂接)
+    on the data sharing and exchange platform; idempotent."""
+    results = pipeline.register_systems(pipeline.open_estate(estate), list(systems),
+                                        stage_progress)
+    if output == "json":
+        emit_json({"systems": results})
+        return
+    rows = [(r["system"], r["endpoint"]["base_url"], f"{r['linked']}/{len(r['resources'])}",
+             ", ".join(f"{x['code']} {x['state_zh']}" for x in r["resources"]),
+             "changed" if r["changed"] else "unchanged") for r in results]
+    out.print(rich_table("Catalogue registration", ("system", "endpoint", "linked",
+                                                    "resources", ""), rows))
+
+
 @cli.command("runbook")
 @ESTATE
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from migrate import census_report
 from migrate.census import CensusResult, take_census
@@ -27,7 +28,7 @@ from migrate.provision import (
     ensure_passphrase_file,
     targets_for,
 )
-from migrate.state import estate_inputs, journal_for, state_dir
+from migrate.state import estate_inputs, journal_for, read_secret, state_dir
 from migrate.validate import validate_estate
 
 
@@ -237,3 +238,52 @@ def write_report(estate: Estate, as_of: date, out_dir: Path | None = None
                             "files": {str(p): digest_file(p) for p in written}},
                    duration_s=time.monotonic() - started)
     return document, written
+
+
+# ---------------------------------------------------------------- the exchange platform
+
+
+def platform_client(estate: Estate, system_id: str) -> Any:
+    """A client signed with the system's app key and secret, verifying the platform's TLS
+    against the estate's CA bundle (in the sandbox: connecting to the platform machine)."""
+    from migrate.exchange.client import ExchangeClient
+
+    system = estate.systems[system_id]
+    if system.exchange is None:
+        raise InvalidInput([estate.documents[system_id].problem(
+            ("exchange",), "no exchange section: nothing to register")])
+    connect_address = None
+    if estate.settings.cloud.target == "sandbox":
+        from migrate.sandbox.estate_plan import plan_sandbox
+
+        connect_address = plan_sandbox(estate).platform_ip
+    return ExchangeClient(estate.settings.exchange.url,
+                          ca_bundle=str(estate.root / estate.settings.exchange.ca_bundle),
+                          app_key=system.exchange.app_key,
+                          app_secret=read_secret(estate, system.exchange.app_secret),
+                          connect_address=connect_address)
+
+
+def register_systems(estate: Estate, system_ids: list[str] | None = None,
+                     progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Register each chosen migrating system's endpoint and catalogue on the platform."""
+    from migrate.register import register_catalogue
+    from migrate.stackplan import select_system
+
+    plan = make_plan(estate).plan
+    chosen = system_ids or [s["id"] for s in plan["systems"]]
+    journal = journal_for(estate)
+    results = []
+    for system_id in chosen:
+        started = time.monotonic()
+        planned = select_system(plan, system_id)
+        with platform_client(estate, system_id) as client:
+            result = register_catalogue(estate.systems[system_id], planned, client)
+        journal.append("register", system=system_id, inputs=estate_inputs(estate),
+                       outputs=result, result="changed" if result["changed"] else "unchanged",
+                       duration_s=time.monotonic() - started)
+        if progress:
+            progress(f"{system_id}: {result['linked']}/{len(result['resources'])} resources "
+                     "linked (已挂接)")
+        results.append(result)
+    return results

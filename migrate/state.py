@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from migrate.errors import EnvironmentNotReady
 from migrate.journal import Journal
 from migrate.loader import Estate
+from migrate.model import SECRET_PREFIX
 
 STATE_DIR_NAME = ".migrate"
 
@@ -40,3 +42,22 @@ def secret_values(estate: Estate) -> list[str]:
 
 def journal_for(estate: Estate) -> Journal:
     return Journal(state_dir(estate), estate.settings.estate, secret_values(estate))
+
+
+def read_secret(estate: Estate, reference: str) -> str:
+    """The value behind ``secret://NAME``: the estate's secrets folder's file NAME (0600)."""
+    name = reference.removeprefix(SECRET_PREFIX)
+    path = estate.root / estate.settings.secrets.dir / name
+    try:
+        mode = path.stat().st_mode
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise EnvironmentNotReady(f"secret {reference} cannot be read from {path}: "
+                                  f"{error.strerror}",
+                                  "create the file (mode 0600) holding the secret") from None
+    if mode & 0o077:
+        raise EnvironmentNotReady(f"secret file {path} is readable by others",
+                                  f"chmod 600 {path}")
+    if not value:
+        raise EnvironmentNotReady(f"secret file {path} is empty", "write the secret into it")
+    return value

@@ -205,6 +205,18 @@ def test_secrets_are_private_and_never_reported(world: World) -> None:
     assert not [v for v in values if v in written]
 
 
+def test_register_links_every_catalogue_resource_on_the_platform(world: World) -> None:
+    from migrate.pipeline import register_systems
+
+    first = register_systems(world.estate)
+    migrating = {"mzj-shjz", "rsj-sbcx", "scj-qyxy", "sjj-tyrz", "wjw-fybj", "zrj-bdcdj"}
+    assert {r["system"] for r in first} == migrating
+    for result in first:
+        declared = len(world.estate.systems[result["system"]].exchange.resources)
+        assert result["linked"] == declared, result
+    assert all(not r["changed"] for r in register_systems(world.estate))
+
+
 def test_second_up_changes_nothing(world: World) -> None:
     again = sandbox_up(world.estate, scale=SCALE)
     assert again.changes == []
