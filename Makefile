@@ -38,6 +38,7 @@ demo: setup host images engine
 	$(BIN)/migrate plan $(ESTATE)
 	$(BIN)/migrate sandbox up $(ESTATE)
 	$(BIN)/migrate provision $(ESTATE) --yes
+	$(BIN)/migrate register $(ESTATE)
 	$(BIN)/migrate runbook $(ESTATE)
 	$(BIN)/migrate report $(ESTATE)
 	$(BIN)/migrate audit verify $(ESTATE)
