@@ -54,6 +54,8 @@ test: setup host images engine lint
 
 lint: setup
 	$(BIN)/ruff check .
+	cd playbooks && ANSIBLE_HOME=$(CURDIR)/.ansible XDG_CACHE_HOME=$(CURDIR)/.ansible/cache \
+	  PATH="$(CURDIR)/$(BIN):$$PATH" ansible-lint --profile production --offline *.yml roles
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit

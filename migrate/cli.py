@@ -262,6 +262,75 @@ def register(estate: Path, systems: tuple[str, ...], output: str) -> None:
                                                     "resources", ""), rows))
 
 
+def play_progress(event: Any) -> None:
+    err.print(f"  {event.host}: {event.task} [{event.status}] "
+              f"(ok {event.ok}, changed {event.changed}, failed {event.failed})",
+              highlight=False, markup=False)
+
+
+def run_move_command(estate: Path, stage: str, systems: tuple[str, ...], output: str,
+                     confirmed: bool = False) -> None:
+    results = pipeline.move(pipeline.open_estate(estate), stage, list(systems), play_progress,
+                            confirmed=confirmed)
+    if output == "json":
+        emit_json({"stage": stage, "systems": results})
+        return
+    rows = [(r["system"], r["run_id"], str(r["changed"]), f"{r['duration_s']:.1f} s")
+            for r in results]
+    out.print(rich_table(stage, ("system", "run", "changed tasks", "time"), rows))
+
+
+@cli.command("check")
+@ESTATE
+@SYSTEMS
+@OUTPUT
+def check_command(estate: Path, systems: tuple[str, ...], output: str) -> None:
+    """check_prerequisites: reachability, host keys, disk, clock, versions; changes nothing."""
+    run_move_command(estate, "check_prerequisites", systems, output)
+
+
+@cli.command()
+@ESTATE
+@SYSTEMS
+@OUTPUT
+def transfer(estate: Path, systems: tuple[str, ...], output: str) -> None:
+    """prepare_target, transfer_files and migrate_database while the source keeps serving."""
+    run_move_command(estate, "transfer", systems, output)
+
+
+@cli.command()
+@ESTATE
+@SYSTEMS
+@YES
+@OUTPUT
+def cutover(estate: Path, systems: tuple[str, ...], yes: bool, output: str) -> None:
+    """Freeze the source, final sync, start the targets; rolls back by itself on failure."""
+    confirm_or_refuse(f"Cut over {', '.join(systems) or 'every planned system'}? The source "
+                      "stops serving until the target does.", yes)
+    run_move_command(estate, "cutover", systems, output)
+
+
+@cli.command()
+@ESTATE
+@SYSTEMS
+@OUTPUT
+def rollback(estate: Path, systems: tuple[str, ...], output: str) -> None:
+    """Return service to the source exactly as it was before the cutover; idempotent."""
+    run_move_command(estate, "rollback", systems, output)
+
+
+@cli.command("decommission")
+@ESTATE
+@SYSTEMS
+@YES
+@OUTPUT
+def decommission(estate: Path, systems: tuple[str, ...], yes: bool, output: str) -> None:
+    """decommission_source: remove the migration access from a verified move (never implicit)."""
+    confirm_or_refuse(f"Decommission the sources of {', '.join(systems) or 'every system'}?",
+                      yes)
+    run_move_command(estate, "decommission_source", systems, output, confirmed=True)
+
+
 @cli.command("runbook")
 @ESTATE
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -287,3 +287,49 @@ def register_systems(estate: Estate, system_ids: list[str] | None = None,
                      "linked (已挂接)")
         results.append(result)
     return results
+
+
+# ---------------------------------------------------------------- moving workloads
+
+MOVE_STAGES = ("check_prerequisites", "transfer", "cutover", "rollback", "decommission_source")
+
+
+def provisioned_targets(estate: Estate, system_id: str) -> dict[str, dict]:
+    """The system's target instances (address, host key) as its last provisioning recorded
+    them in the journal; refused when the system was never provisioned or was destroyed."""
+    targets: dict[str, dict] | None = None
+    for entry in journal_for(estate).entries():
+        if entry.get("system") != system_id:
+            continue
+        if entry["stage"] == "provision" and entry["result"] in ("changed", "unchanged"):
+            instances = ((entry.get("outputs") or {}).get("outputs") or {}).get("instances")
+            if instances:
+                targets = {name: {"address": i["address"], "host_key": i["host_key"]}
+                           for name, i in instances.items()}
+        elif entry["stage"] == "destroy":
+            targets = None
+    if targets is None:
+        raise InvalidInput([], f"{system_id} has no provisioned targets: run "
+                               f"'migrate provision {estate.display} --system {system_id} --yes'")
+    return targets
+
+
+def move(estate: Estate, stage: str, system_ids: list[str] | None = None,
+         progress: Callable[[Any], None] | None = None, confirmed: bool = False) -> list[dict]:
+    """Run one moving stage for each chosen system (every planned one by default)."""
+    from migrate import transfer
+
+    if stage not in MOVE_STAGES:
+        raise ValueError(stage)
+    plan = make_plan(estate).plan
+    chosen = system_ids or [s["id"] for s in plan["systems"]]
+    results = []
+    for system_id in chosen:
+        targets = provisioned_targets(estate, system_id)
+        function = getattr(transfer, stage)
+        if stage == "decommission_source":
+            result = function(estate, plan, system_id, targets, progress, confirmed=confirmed)
+        else:
+            result = function(estate, plan, system_id, targets, progress)
+        results.append(result.as_dict())
+    return results

@@ -1,0 +1,183 @@
+"""transfer_files against a bare ``rsync -a`` over ssh, and cutover downtime against a bare
+final rsync plus service start, on the sandbox (needs root).
+
+    PYTHONPATH=. .venv/bin/python bench/bench_transfer.py [--mib 1024] [--files 2048]
+
+Brings up the example estate's sandbox and wjw-fybj's targets in a private root, grows the
+source's file tree to ``--mib`` MiB of random data in ``--files`` files, then measures:
+
+1. throughput: the bare rsync (source -> target, same ssh key and options, fresh directory)
+   against the ``transfer_files`` play into the real, empty destination (whole play: rsync
+   plus the sha256 manifests of both sides; the rsync task alone is reported too);
+2. downtime after a 1% change (files rewritten since the last pass): bare = stop the source
+   service, rsync, start the target service, wait for its health path; ours = the cutover
+   play's freeze-to-healthy span from its events.
+
+Everything it made is removed at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+from migrate import runner, transfer
+from migrate.pipeline import open_estate
+from migrate.sandbox import network
+from tests.transfer.world import (
+    SYSTEM,
+    World,
+    bring_up,
+    copy_estate,
+    on_source,
+    on_target,
+    tear_down,
+)
+
+SSH = ("ssh -F /dev/null -i /root/.ssh/migrate-{sid} -o IdentitiesOnly=yes "
+       "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=/root/.ssh/migrate-{sid}.known_hosts "
+       "-o GlobalKnownHostsFile=/dev/null -o BatchMode=yes -o Compression=no")
+
+
+def source(world: World, command: str) -> str:
+    result = on_source(world, "web1", command)
+    if result.returncode != 0:
+        raise SystemExit(f"on web1: {command}\n{result.stderr}")
+    return result.stdout
+
+
+def grow_tree(world: World, root: str, mib: int, files: int) -> None:
+    size_kib = max(1, mib * 1024 // files)
+    source(world, f"mkdir -p {root}/bench && cd {root}/bench && for i in $(seq 1 {files}); do "
+                  f"head -c {size_kib}K /dev/urandom > f$i.bin; done; chown -R --reference={root}"
+                  f" {root}/bench")
+
+
+def change_one_percent(world: World, root: str, files: int, offset: int) -> None:
+    count = max(1, files // 100)
+    source(world, f"cd {root}/bench && for i in $(seq {offset + 1} {offset + count}); do "
+                  f"head -c 64K /dev/urandom | dd of=f$i.bin bs=64K seek=1 conv=notrunc "
+                  f"status=none; done")
+
+
+def timed_on_source(world: World, command: str) -> float:
+    out = source(world, f"s=$(date +%s.%N); {command}; e=$(date +%s.%N); echo \"$s $e\"")
+    start, end = out.split()[-2:]
+    return float(end) - float(start)
+
+
+def bare_cutover(world: World, ssh: str, root: str, target: str) -> float:
+    """Stop the source service, final rsync, start the target's, until /health answers."""
+    started = time.monotonic()
+    source(world, f"systemctl stop fybj-web && rsync -a --delete -e '{ssh}' {root}/ "
+                  f"root@{target}:{root}/ && {ssh} root@{target} systemctl start fybj-web")
+    url = f"http://{target}:8080/health"
+    network.assert_local_address(target)
+    while time.monotonic() - started < 120:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return time.monotonic() - started
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("the target service did not answer /health within 120 s")
+
+
+def play_span(play: runner.PlayResult, first_task: str, last_task: str) -> float:
+    """Seconds from ``first_task``'s start to ``last_task``'s last result, from the events."""
+    starts, ends = [], []
+    for path in (play.artifacts / "job_events").glob("*.json"):
+        event = json.loads(path.read_text())
+        task = event.get("event_data", {}).get("task", "")
+        created = datetime.fromisoformat(event["created"]).timestamp()
+        if task == first_task and event["event"] == "playbook_on_task_start":
+            starts.append(created)
+        if task == last_task and event["event"] in ("runner_on_ok", "runner_on_failed"):
+            ends.append(created)
+    return max(ends) - min(starts)
+
+
+def task_delta(play: runner.PlayResult, task_name: str) -> float:
+    total = 0.0
+    for path in (play.artifacts / "job_events").glob("*.json"):
+        event = json.loads(path.read_text())
+        data = event.get("event_data", {})
+        if data.get("task") == task_name and event["event"] == "runner_item_on_ok":
+            h, m, s = data["res"]["delta"].split(":")
+            total += int(h) * 3600 + int(m) * 60 + float(s)
+    return total
+
+
+def measure(world: World, mib: int, files: int) -> dict:
+    root = world.system["data"]["files"][0]["path"]
+    target = world.targets["web"]["address"]
+    ssh = SSH.format(sid=SYSTEM)
+    session = transfer._open(world.estate, world.plan, SYSTEM, world.targets, "bench", None)
+    holder = transfer.StageResult("bench", SYSTEM, session.run_id, session.run_dir)
+    session.play("prepare_target", holder)
+    grow_tree(world, root, mib, files)
+    size = int(source(world, f"du -sb {root}").split()[0])
+
+    bare_runs = []
+    source(world, "sync")
+    bare_runs.append(timed_on_source(
+        world, f"rsync -a -e '{ssh}' {root}/ root@{target}:/srv/bench-bare-1/"))
+    source(world, "sync")
+    started = time.monotonic()
+    play = session.play("transfer_files", holder)
+    ours = time.monotonic() - started
+    rsync_only = task_delta(play, "Sync each file tree to the target")
+    source(world, "sync")
+    bare_runs.append(timed_on_source(
+        world, f"rsync -a -e '{ssh}' {root}/ root@{target}:/srv/bench-bare-2/"))
+    bare = sum(bare_runs) / len(bare_runs)
+    session.play("migrate_database", holder)
+
+    change_one_percent(world, root, files, 0)
+    bare_cut = bare_cutover(world, ssh, root, target)
+    on_target(world, "web", "systemctl stop fybj-web", session.run_dir / "known_hosts")
+    source(world, "systemctl start fybj-web")
+
+    change_one_percent(world, root, files, files // 100)
+    started = time.monotonic()
+    cut = session.play("cutover", holder)
+    cut_play = time.monotonic() - started
+    downtime = play_span(cut, "Stop and disable the source services (writes freeze here)",
+                         "Wait until each service answers its health path")
+    return {
+        "data_bytes": size, "files": files,
+        "bare_rsync_s": [round(b, 3) for b in bare_runs], "transfer_files_play_s": round(ours, 3),
+        "transfer_files_rsync_task_s": round(rsync_only, 3),
+        "throughput_ratio_play": round(bare / ours, 3),
+        "throughput_ratio_rsync_task": round(bare / rsync_only, 3) if rsync_only else None,
+        "bare_cutover_s": round(bare_cut, 3), "cutover_downtime_s": round(downtime, 3),
+        "downtime_ratio": round(downtime / bare_cut, 3),
+        "cutover_play_s": round(cut_play, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=1024)
+    parser.add_argument("--files", type=int, default=2048)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-transfer-"))
+    os.environ["MIGRATE_SANDBOX_ROOT"] = str(work / "root")
+    folder = copy_estate(work / "estate")
+    estate = open_estate(folder)
+    world = None
+    try:
+        world = bring_up(folder, 16 * 1024)
+        print(json.dumps(measure(world, args.mib, args.files), indent=2))
+    finally:
+        tear_down(world, estate)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Moving a system's workload with Ansible: the stage entry functions.
+
+``check_prerequisites`` changes nothing; ``transfer`` prepares the targets and copies files
+and databases while the source keeps serving; ``cutover`` freezes the source, catches up
+and starts the services on the targets (rolling back by itself when it fails); ``rollback``
+returns service to the source. Each appends one journal entry named after its stage, with
+inputs by digest and outputs as counts and checksums, never secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from migrate import inventory as inv
+from migrate import runner, state
+from migrate.errors import GuardRefused, MigrateError, StageFailed
+from migrate.journal import digest_bytes, digest_file
+from migrate.loader import Estate
+from migrate.sandbox.hostkeys import ensure_client_keypair
+
+Progress = runner.ProgressCallback
+MIGRATION_KEYS = "migration-keys"
+
+
+@dataclass
+class StageResult:
+    stage: str
+    system: str
+    run_id: str
+    run_dir: Path
+    plays: list[runner.PlayResult] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    @property
+    def changed(self) -> int:
+        return sum(p.changed for p in self.plays)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "system": self.system, "run_id": self.run_id,
+                "run_dir": str(self.run_dir), "changed": self.changed,
+                "plays": {p.stage: p.summary() for p in self.plays},
+                "outputs": self.outputs, "duration_s": round(self.duration_s, 3)}
+
+
+@dataclass
+class _Session:
+    estate: Estate
+    plan: Mapping[str, Any]
+    system_id: str
+    run_id: str
+    run_dir: Path
+    inventory: Path
+    extravars: dict[str, Any]
+    secrets: list[str]
+    progress: Progress | None
+    inputs: dict[str, Any]
+
+    def play(self, stage: str, result: StageResult) -> runner.PlayResult:
+        done = runner.run_play(stage, self.inventory, self.run_dir, self.secrets,
+                               extravars=self.extravars, progress=self.progress)
+        result.plays.append(done)
+        return done
+
+
+# ---------------------------------------------------------------- entry functions
+
+
+def check_prerequisites(estate: Estate, plan: Mapping[str, Any], system_id: str,
+                        targets: Mapping[str, Any], progress: Progress | None = None
+                        ) -> StageResult:
+    """Every source and target answers with its known host key, source paths exist, the
+    targets have room and a PostgreSQL at least as new; changes nothing."""
+    session = _open(estate, plan, system_id, targets, "check_prerequisites", progress)
+    return _journaled(session, "check_prerequisites",
+                      lambda r: session.play("check_prerequisites", r))
+
+
+def transfer(estate: Estate, plan: Mapping[str, Any], system_id: str,
+             targets: Mapping[str, Any], progress: Progress | None = None) -> StageResult:
+    """check_prerequisites, then prepare_target, transfer_files and migrate_database
+    (initial copy) while the source keeps serving."""
+    session = _open(estate, plan, system_id, targets, "transfer", progress)
+
+    def work(result: StageResult) -> None:
+        session.play("check_prerequisites", result)
+        session.play("prepare_target", result)
+        files = session.play("transfer_files", result)
+        result.outputs["files"] = compare_manifests(session, files, strict=False)
+        database = session.play("migrate_database", result)
+        result.outputs["databases"] = compare_databases(session, database, strict=False)
+
+    return _journaled(session, "transfer", work)
+
+
+def cutover(estate: Estate, plan: Mapping[str, Any], system_id: str,
+            targets: Mapping[str, Any], progress: Progress | None = None) -> StageResult:
+    """Freeze the source, final sync, start the target's services; files and rows must then
+    match exactly, else the source is given back its service (rollback) and this raises."""
+    session = _open(estate, plan, system_id, targets, "cutover", progress)
+
+    def work(result: StageResult) -> None:
+        session.play("check_prerequisites", result)
+        started = time.monotonic()
+        try:
+            done = session.play("cutover", result)
+            result.outputs["files"] = compare_manifests(session, done, strict=True)
+            result.outputs["databases"] = compare_databases(session, done, strict=True)
+        except MigrateError as error:
+            result.outputs["rolled_back"] = _roll_back_after(session, error)
+            raise
+        result.outputs["cutover_play_s"] = round(time.monotonic() - started, 3)
+
+    return _journaled(session, "cutover", work)
+
+
+def rollback(estate: Estate, plan: Mapping[str, Any], system_id: str,
+             targets: Mapping[str, Any], progress: Progress | None = None) -> StageResult:
+    """Stop the target's services and restore the source's exactly as the cutover found
+    them. Idempotent; safe at any point of a cutover."""
+    session = _open(estate, plan, system_id, targets, "rollback", progress)
+    return _journaled(session, "rollback", lambda r: session.play("rollback", r))
+
+
+def decommission_source(estate: Estate, plan: Mapping[str, Any], system_id: str,
+                        targets: Mapping[str, Any], progress: Progress | None = None, *,
+                        confirmed: bool = False) -> StageResult:
+    """Only on explicit request after verification: remove the temporary migration access
+    and the cutover record; the source stays stopped, its data untouched."""
+    if not confirmed:
+        raise GuardRefused(f"decommission_source of {system_id} needs an explicit request",
+                           hint="run it only after verification passed, and confirm")
+    session = _open(estate, plan, system_id, targets, "decommission_source", progress)
+    return _journaled(session, "decommission_source",
+                      lambda r: session.play("decommission_source", r))
+
+
+# ---------------------------------------------------------------- session
+
+
+def _open(estate: Estate, plan: Mapping[str, Any], system_id: str,
+          targets: Mapping[str, Any], stage: str, progress: Progress | None) -> _Session:
+    run_id = inv.new_run_id(f"{system_id}-{stage}")
+    run_dir = inv.run_dir_for(estate, run_id)
+    inventory = inv.write_inventory(estate, plan, system_id, targets, run_dir)
+    key_file, public_key = migration_key(estate, system_id)
+    secrets = [*state.secret_values(estate), key_file.read_text().strip()]
+    system = inv.system_plan(plan, system_id)
+    inputs = {
+        "system_plan": digest_bytes(json.dumps(system, sort_keys=True).encode()),
+        "inventory": digest_file(inventory),
+        "known_hosts": digest_file(run_dir / inv.KNOWN_HOSTS_NAME),
+        "playbooks": playbooks_digest(),
+    }
+    extravars = {"migrate_key_file": str(key_file), "migrate_public_key": public_key}
+    return _Session(estate, plan, system_id, run_id, run_dir, inventory, extravars, secrets,
+                    progress, inputs)
+
+
+def migration_key(estate: Estate, system_id: str) -> tuple[Path, str]:
+    """The temporary per-system key the source uses to push to its target (0600)."""
+    folder = state.state_dir(estate) / MIGRATION_KEYS
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path, public = ensure_client_keypair(folder / system_id)
+    return Path(path).absolute(), public
+
+
+def playbooks_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(runner.PLAYBOOKS.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(runner.PLAYBOOKS)).encode() + b"\0")
+            digest.update(path.read_bytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def _journaled(session: _Session, stage: str,
+               work: Callable[[StageResult], Any]) -> StageResult:
+    result = StageResult(stage, session.system_id, session.run_id, session.run_dir)
+    started = time.monotonic()
+    journal = state.journal_for(session.estate)
+    try:
+        work(result)
+    except MigrateError as error:
+        result.duration_s = time.monotonic() - started
+        journal.append(stage, system=session.system_id, result="failed",
+                       inputs=session.inputs, duration_s=result.duration_s,
+                       outputs={**_outputs(result), "error": error.message})
+        raise
+    result.duration_s = time.monotonic() - started
+    journal.append(stage, system=session.system_id, inputs=session.inputs,
+                   outputs=_outputs(result), duration_s=result.duration_s)
+    _write_result(result)
+    return result
+
+
+def _outputs(result: StageResult) -> dict[str, Any]:
+    return {"run_id": result.run_id, "changed": result.changed,
+            "plays": {p.stage: p.summary() for p in result.plays}, **result.outputs}
+
+
+def _write_result(result: StageResult) -> None:
+    path = result.run_dir / "result.json"
+    path.write_text(json.dumps(result.as_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def _roll_back_after(session: _Session, error: MigrateError) -> dict[str, Any]:
+    """Give the source its service back after a failed cutover; what happened, for the
+    journal (a failing rollback is reported, not hidden)."""
+    rolled = StageResult("rollback", session.system_id, session.run_id, session.run_dir)
+    try:
+        session.play("rollback", rolled)
+    except MigrateError as again:
+        return {"result": "failed", "cause": error.message, "error": again.message}
+    return {"result": "ok", "cause": error.message, "changed": rolled.changed}
+
+
+# ---------------------------------------------------------------- evidence
+
+
+def _pairs(session: _Session) -> list[tuple[str, str]]:
+    """(source host, target inventory host) of every source host."""
+    system = inv.system_plan(session.plan, session.system_id)
+    return [(h["name"], inv.target_host_name(session.system_id, h["moves_to"]))
+            for h in system["source_hosts"]]
+
+
+def compare_manifests(session: _Session, play: runner.PlayResult, strict: bool) -> dict:
+    """sha256 manifests of both sides: written to the artifacts, compared, summarized."""
+    manifests = play.records.get("files manifest", {})
+    folder = session.run_dir / "artifacts" / play.stage / "manifests"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    summary = {}
+    for source, target in _pairs(session):
+        if source not in manifests:
+            continue
+        here, there = manifests[source], manifests.get(target, "")
+        for host, text in ((source, here), (target, there)):
+            (folder / f"{host}.sha256").write_text(text + "\n" if text else "")
+        equal = here == there
+        summary[source] = {"target": target, "files": len(here.splitlines()),
+                           "manifest": digest_bytes(here.encode()), "equal": equal}
+        if strict and not equal:
+            raise StageFailed(f"files of {source} and {target} differ after the final sync",
+                              hint=f"compare the manifests in {folder}")
+    return summary
+
+
+def compare_databases(session: _Session, play: runner.PlayResult, strict: bool) -> dict:
+    """Per-table rows and checksums of both sides: compared, summarized."""
+    sums = play.records.get("database checksums", {})
+    summary = {}
+    for source, target in _pairs(session):
+        for database, text in (sums.get(source) or {}).items():
+            there = (sums.get(target) or {}).get(database, "")
+            tables = _table_sums(text)
+            equal = tables == _table_sums(there)
+            summary[database] = {"source": source, "target": target, "tables": tables,
+                                 "equal": equal}
+            if strict and not equal:
+                raise StageFailed(f"database {database} differs between {source} and {target}"
+                                  " after the catch-up")
+    return summary
+
+
+def _table_sums(text: str) -> dict[str, dict[str, Any]]:
+    found = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            found[parts[0]] = {"rows": int(parts[1]), "checksum": parts[2]}
+    return found

@@ -1,0 +1,98 @@
+"""The generated inventory and the runner's artifact scrubbing, without machines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from migrate import runner
+from migrate.errors import InvalidInput, StageFailed
+from migrate.inventory import control_dir, write_inventory
+from migrate.pipeline import make_plan, open_estate
+
+SOURCE_KEYS = ("192.168.90.21 ssh-ed25519 AAAAsourceweb1\n"
+               "192.168.90.22,db1 ssh-ed25519 AAAAsourcedb1\n")
+TARGETS = {"web": {"address": "10.20.53.159", "host_key": "ssh-ed25519 AAAAtargetweb root@web"},
+           "db": {"address": "10.20.53.157", "host_key": "ssh-ed25519 AAAAtargetdb"}}
+
+
+@pytest.fixture
+def moved(estate: Path, tmp_path: Path) -> tuple:
+    loaded = open_estate(estate)
+    plan = make_plan(loaded, write=False).plan
+    known = tmp_path / "sandbox_known_hosts"
+    known.write_text(SOURCE_KEYS)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    return loaded, plan, known, run_dir
+
+
+def test_inventory_groups_hosts_and_strict_host_keys(moved: tuple) -> None:
+    estate, plan, known, run_dir = moved
+    path = write_inventory(estate, plan, "wjw-fybj", TARGETS, run_dir, known)
+    document = yaml.safe_load(path.read_text())["all"]
+    sources = document["children"]["source"]["hosts"]
+    targets = document["children"]["target"]["hosts"]
+    assert set(sources) == {"web1", "db1"}
+    assert set(targets) == {"wjw-fybj-web", "wjw-fybj-db"}
+    assert sources["web1"]["moves_to"] == "web"
+    assert sources["web1"]["target_address"] == "10.20.53.159"
+    assert sources["web1"]["files"][0]["path"] == "/srv/fybj/certificates"
+    assert sources["db1"]["databases"][0]["name"] == "fybj"
+    assert sources["web1"]["ansible_ssh_private_key_file"].endswith("/secrets/ssh-wjw")
+    assert targets["wjw-fybj-db"]["replaces"] == ["db1"]
+    assert targets["wjw-fybj-web"]["services"][0]["unit"] == "fybj-web.service"
+    assert document["vars"]["address_map"]["192.168.90.22"] == "10.20.53.157"
+    args = document["vars"]["ansible_ssh_common_args"]
+    assert "StrictHostKeyChecking=yes" in args
+    assert f"UserKnownHostsFile={run_dir / 'known_hosts'}" in args
+    assert f"ControlPath={control_dir(run_dir)}/%C" in args
+    assert (run_dir / "known_hosts").read_text().splitlines() == [
+        "192.168.90.21 ssh-ed25519 AAAAsourceweb1",
+        "192.168.90.22 ssh-ed25519 AAAAsourcedb1",
+        "10.20.53.157 ssh-ed25519 AAAAtargetdb",
+        "10.20.53.159 ssh-ed25519 AAAAtargetweb",
+    ]
+    assert path.stat().st_mode & 0o077 == 0
+
+
+def test_a_source_without_a_known_host_key_is_refused(moved: tuple) -> None:
+    estate, plan, known, run_dir = moved
+    known.write_text("192.168.90.21 ssh-ed25519 AAAAsourceweb1\n")
+    with pytest.raises(StageFailed, match=r"no host key of source host db1 \(192.168.90.22\)"):
+        write_inventory(estate, plan, "wjw-fybj", TARGETS, run_dir, known)
+
+
+def test_a_missing_target_or_system_is_invalid_input(moved: tuple) -> None:
+    estate, plan, known, run_dir = moved
+    with pytest.raises(InvalidInput, match="instance\\(s\\) db"):
+        write_inventory(estate, plan, "wjw-fybj", {"web": TARGETS["web"]}, run_dir, known)
+    with pytest.raises(InvalidInput, match="not in the plan"):
+        write_inventory(estate, plan, "no-such-system", TARGETS, run_dir, known)
+
+
+def test_long_run_dirs_get_a_short_control_dir(tmp_path: Path) -> None:
+    long_dir = tmp_path / ("x" * 90)
+    assert len(str(control_dir(long_dir))) + 41 < 108
+    assert control_dir(Path("/r/1")) == Path("/r/1/cp")
+
+
+def test_kept_artifacts_never_hold_a_secret(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    (raw / "job_events").mkdir(parents=True)
+    (raw / "job_events" / "1.json").write_text('{"stdout": "password=S3cret-Value-1"}')
+    (raw / "stdout").write_text("key S3cret-Value-1 and Other-Secret-2\n")
+    kept = runner.keep_artifacts(raw, tmp_path / "kept", ["S3cret-Value-1", "Other-Secret-2"])
+    texts = [p.read_text() for p in kept.rglob("*") if p.is_file()]
+    assert len(texts) == 2
+    assert all("S3cret" not in t and "Other-Secret" not in t for t in texts)
+    assert all((p.stat().st_mode & 0o077) == 0 for p in kept.rglob("*") if p.is_file())
+
+
+def test_a_failed_loop_reports_its_items_messages() -> None:
+    res = {"msg": "One or more items failed", "results": [
+        {"failed": False, "msg": "fine"},
+        {"failed": True, "msg": "source path /srv/x does not exist"}]}
+    assert runner._message(res) == "source path /srv/x does not exist"

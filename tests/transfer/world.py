@@ -1,0 +1,122 @@
+"""The world of the transfer tests: the example estate's sandbox plus the target machines
+of one system, made directly with the machine layer at the plan's addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from migrate.loader import Estate
+from migrate.pipeline import make_plan, open_estate
+from migrate.sandbox import machines, network
+from migrate.sandbox.estate import (
+    known_hosts_path,
+    operator_key_path,
+    operator_public_key,
+    sandbox_down,
+    sandbox_up,
+)
+from migrate.sandbox.hostkeys import host_public_key
+from migrate.sandbox.layout import upper_dir
+
+EXAMPLE_ESTATE = Path(__file__).resolve().parents[2] / "examples" / "estate"
+SYSTEM = "wjw-fybj"
+TARGET_IMAGE = "cloud"
+
+
+@dataclass
+class World:
+    folder: Path
+    estate: Estate
+    plan: dict
+    system: dict
+    targets: dict[str, dict[str, str]] = field(default_factory=dict)
+    machines: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    before: dict = field(default_factory=dict)
+
+    def source_address(self, host: str) -> str:
+        return next(h["address"] for h in self.system["source_hosts"] if h["name"] == host)
+
+
+def copy_estate(target: Path) -> Path:
+    shutil.copytree(EXAMPLE_ESTATE, target,
+                    ignore=shutil.ignore_patterns(".migrate", "secrets", "certs"))
+    return target
+
+
+def bring_up(folder: Path, scale: int, system_id: str = SYSTEM) -> World:
+    """sandbox up, the plan, and the system's target machines (started, ssh-ready)."""
+    estate = open_estate(folder)
+    sandbox_up(estate, scale=scale)
+    plan = make_plan(estate, write=False).plan
+    system = next(s for s in plan["systems"] if s["id"] == system_id)
+    world = World(folder, estate, plan, system)
+    make_targets(world)
+    return world
+
+
+def target_machine_name(system_id: str, instance: str) -> str:
+    return f"tgt-{system_id}-{instance}"
+
+
+def make_targets(world: World) -> None:
+    net = next(n for n in world.plan["networks"] if n["key"] == world.system["network"])
+    prefix = ipaddress.ip_network(net["cidr"]).prefixlen
+    network.ensure_bridge(net["key"], f"{net['gateway']}/{prefix}")
+    world.networks.append(net["key"])
+    key = operator_public_key(world.estate)
+    for instance in world.system["instances"]:
+        name = target_machine_name(world.system["id"], instance["name"])
+        machines.create_machine(machines.MachineSpec(
+            name=name, image=TARGET_IMAGE, bridge=net["key"],
+            address=f"{instance['address']}/{prefix}", gateway=net["gateway"],
+            authorized_keys=key, hostname=instance["resource_name"]))
+        world.machines.append(name)
+        machines.start_machine(name)
+    for instance in world.system["instances"]:
+        name = target_machine_name(world.system["id"], instance["name"])
+        machines.wait_ssh_ready(name, 60)
+        world.targets[instance["name"]] = {
+            "address": instance["address"], "host_key": host_public_key(upper_dir(name))}
+
+
+def tear_down(world: World | None, estate: Estate | None) -> None:
+    """Destroy exactly what bring_up made (targets by name, their bridge), then sandbox down."""
+    if world is not None:
+        for name in world.machines:
+            machines.destroy_machine(name)
+        for key in world.networks:
+            network.remove_bridge(key)
+    if estate is not None:
+        sandbox_down(estate)
+
+
+def ssh(world: World, address: str, user: str, key: Path, command: str,
+        known_hosts: Path | None = None, timeout: float = 120
+        ) -> subprocess.CompletedProcess[str]:
+    network.assert_local_address(address)
+    return subprocess.run(
+        ["ssh", "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes",
+         "-o", "StrictHostKeyChecking=yes",
+         "-o", f"UserKnownHostsFile={known_hosts or known_hosts_path(world.estate)}",
+         "-o", "GlobalKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+         "-o", "ConnectTimeout=10", f"{user}@{address}", command],
+        capture_output=True, text=True, timeout=timeout, check=False,
+        stdin=subprocess.DEVNULL)
+
+
+def on_source(world: World, host: str, command: str) -> subprocess.CompletedProcess[str]:
+    manifest = world.estate.systems[world.system["id"]]
+    key = world.folder / world.estate.settings.secrets.dir / manifest.source.ssh.key.split(
+        "://", 1)[1]
+    return ssh(world, world.source_address(host), manifest.source.ssh.user, key, command)
+
+
+def on_target(world: World, instance: str, command: str,
+              known_hosts: Path) -> subprocess.CompletedProcess[str]:
+    return ssh(world, world.targets[instance]["address"], "root",
+               operator_key_path(world.estate), command, known_hosts)
