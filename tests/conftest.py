@@ -59,3 +59,22 @@ def line_number(path: Path, needle: str) -> int:
         if needle in line:
             return number
     raise AssertionError(f"{needle!r} not in {path}")
+
+
+@pytest.fixture
+def sandbox_estate(estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The example estate copy, for tests that provision on the sandbox with the real engine:
+    skipped with the reason when not root, a sandbox tool is missing or the engine is not
+    built; machines live under a sandbox root of the test's own."""
+    from migrate.engine import find_engine
+    from migrate.errors import EnvironmentNotReady
+    from migrate.sandbox import require_host
+
+    try:
+        require_host()
+    except EnvironmentNotReady as error:
+        pytest.skip(f"needs root and the sandbox tools: {error.message}")
+    if find_engine() is None:
+        pytest.skip("the Pulumi engine is not built: run 'make engine'")
+    monkeypatch.setenv("MIGRATE_SANDBOX_ROOT", str(tmp_path / "sandbox-root"))
+    return estate

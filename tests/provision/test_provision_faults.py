@@ -50,18 +50,10 @@ def test_unusable_backend_names_the_stack_and_what_the_engine_said(run_cli, esta
 
 @pytest.mark.sandbox
 @pytest.mark.slow
-def test_a_killed_provision_continues_from_the_state(estate, tmp_path, monkeypatch, run_cli):
-    from migrate.errors import EnvironmentNotReady
-    from migrate.sandbox import list_machines, require_host
+def test_a_killed_provision_continues_from_the_state(sandbox_estate, tmp_path, run_cli):
+    from migrate.sandbox import list_machines
 
-    try:
-        require_host()
-    except EnvironmentNotReady as error:
-        pytest.skip(f"needs root and the sandbox tools: {error.message}")
-    if find_engine() is None:
-        pytest.skip("the Pulumi engine is not built: run 'make engine'")
-    root = tmp_path / "sandbox-root"
-    monkeypatch.setenv("MIGRATE_SANDBOX_ROOT", str(root))
+    estate, root = sandbox_estate, tmp_path / "sandbox-root"
     command = [MIGRATE, "provision", str(estate), "--system", "rsj-sbcx", "--yes"]
     try:
         with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,

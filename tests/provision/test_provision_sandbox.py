@@ -8,27 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from migrate.engine import find_engine
-from migrate.errors import EnvironmentNotReady
 from tests.conftest import edit
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 SYSTEM = "rsj-sbcx"
-
-
-@pytest.fixture
-def sandbox_estate(estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from migrate.sandbox import require_host
-
-    try:
-        require_host()
-    except EnvironmentNotReady as error:
-        pytest.skip(f"provisioning on the sandbox needs root and its tools: {error.message}")
-    if find_engine() is None:
-        pytest.skip("the Pulumi engine is not built: run 'make engine'")
-    monkeypatch.setenv("MIGRATE_SANDBOX_ROOT", str(tmp_path / "sandbox-root"))
-    yield estate
 
 
 @pytest.fixture

@@ -7,37 +7,25 @@ import json
 
 import pytest
 
-from migrate.engine import find_engine
-from migrate.errors import EnvironmentNotReady
-
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 SYSTEM = "wjw-fybj"
 
 
 @pytest.fixture
-def sandbox_estate(estate, tmp_path, monkeypatch, run_cli):
-    from migrate.sandbox import require_host
-
+def moving_estate(sandbox_estate, run_cli):
     try:
-        require_host()
-    except EnvironmentNotReady as error:
-        pytest.skip(f"needs root and the sandbox tools: {error.message}")
-    if find_engine() is None:
-        pytest.skip("the Pulumi engine is not built: run 'make engine'")
-    monkeypatch.setenv("MIGRATE_SANDBOX_ROOT", str(tmp_path / "sandbox-root"))
-    try:
-        yield estate
+        yield sandbox_estate
     finally:
-        run_cli("destroy", estate, "--system", SYSTEM, "--yes")
-        run_cli("sandbox", "down", estate)
+        run_cli("destroy", sandbox_estate, "--system", SYSTEM, "--yes")
+        run_cli("sandbox", "down", sandbox_estate)
 
 
 def changed(result) -> int:
     return json.loads(result.stdout)["systems"][0]["changed"]
 
 
-def test_move_one_system_through_the_cli(sandbox_estate, run_cli):
-    estate = sandbox_estate
+def test_move_one_system_through_the_cli(moving_estate, run_cli):
+    estate = moving_estate
     assert run_cli("sandbox", "up", estate).code == 0
     provisioned = run_cli("provision", estate, "--system", SYSTEM, "--yes")
     assert provisioned.code == 0, provisioned.stderr
