@@ -172,6 +172,8 @@ def schema_command(folder: Path | None, reference: bool, output: str) -> None:
 
 SYSTEMS = click.option("--system", "systems", multiple=True, metavar="ID",
                        help="Only this system (repeatable); default: every planned system.")
+WAVE = click.option("--wave", type=click.IntRange(min=1), default=None, metavar="N",
+                    help="Only the systems of wave N of the plan (with --system: both).")
 YES = click.option("--yes", "-y", is_flag=True,
                    help="Do not ask for confirmation (CI); required when not on a terminal.")
 
@@ -202,55 +204,76 @@ def stage_progress(line: str) -> None:
     err.print(f"  {line}", highlight=False, markup=False)
 
 
+def scope_text(systems: tuple[str, ...], wave: int | None) -> str:
+    parts = [", ".join(systems)] if systems else []
+    parts += [f"the systems of wave {wave}"] if wave is not None else []
+    return " and ".join(parts) or "every planned system"
+
+
+def scope_of(loaded: Any, systems: tuple[str, ...], wave: int | None) -> tuple[str, ...]:
+    if wave is None:
+        return systems
+    return tuple(dict.fromkeys((*systems, *pipeline.systems_of_wave(loaded, wave))))
+
+
 def run_stack_command(estate: Path, operation: str, systems: tuple[str, ...], output: str,
-                      question: str | None = None, yes: bool = False) -> None:
+                      question: str | None = None, yes: bool = False,
+                      wave: int | None = None) -> None:
     loaded = pipeline.open_estate(estate)
     if question:
-        scope = ", ".join(systems) or "every planned system"
-        confirm_or_refuse(question.format(scope=scope, cloud=loaded.settings.cloud.target), yes)
-    outcome = pipeline.run_stacks(loaded, operation, list(systems), stage_progress)
+        confirm_or_refuse(question.format(scope=scope_text(systems, wave),
+                                          cloud=loaded.settings.cloud.target), yes)
+    outcome = pipeline.run_stacks(loaded, operation, list(scope_of(loaded, systems, wave)),
+                                  stage_progress)
     print_stack_results(outcome, output)
 
 
 @cli.command()
 @ESTATE
 @SYSTEMS
+@WAVE
 @OUTPUT
-def preview(estate: Path, systems: tuple[str, ...], output: str) -> None:
+def preview(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> None:
     """Show what provisioning would create, change or delete (pulumi preview per stack)."""
-    run_stack_command(estate, "preview", systems, output)
+    run_stack_command(estate, "preview", systems, output, wave=wave)
 
 
 @cli.command()
 @ESTATE
 @SYSTEMS
+@WAVE
 @YES
 @OUTPUT
-def provision(estate: Path, systems: tuple[str, ...], yes: bool, output: str) -> None:
+def provision(estate: Path, systems: tuple[str, ...], wave: int | None, yes: bool,
+              output: str) -> None:
     """Create or update networks, security groups, machines and volumes (pulumi up)."""
     run_stack_command(estate, "provision", systems, output,
-                      "Provision {scope} on the {cloud} cloud?", yes)
+                      "Provision {scope} on the {cloud} cloud?", yes, wave)
 
 
 @cli.command()
 @ESTATE
 @SYSTEMS
+@WAVE
 @YES
 @OUTPUT
-def destroy(estate: Path, systems: tuple[str, ...], yes: bool, output: str) -> None:
+def destroy(estate: Path, systems: tuple[str, ...], wave: int | None, yes: bool,
+            output: str) -> None:
     """Delete what provisioning created (systems first, then networks no system uses)."""
     run_stack_command(estate, "destroy", systems, output,
-                      "Destroy the cloud resources of {scope}?", yes)
+                      "Destroy the cloud resources of {scope}?", yes, wave)
 
 
 @cli.command()
 @ESTATE
 @SYSTEMS
+@WAVE
 @OUTPUT
-def register(estate: Path, systems: tuple[str, ...], output: str) -> None:
+def register(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> None:
     """Register each migrating system's endpoint and catalogue resources (接入登记, 编目挂接)
     on the data sharing and exchange platform; idempotent."""
-    results = pipeline.register_systems(pipeline.open_estate(estate), list(systems),
+    loaded = pipeline.open_estate(estate)
+    results = pipeline.register_systems(loaded, list(scope_of(loaded, systems, wave)),
                                         stage_progress)
     if output == "json":
         emit_json({"systems": results})
@@ -269,9 +292,10 @@ def play_progress(event: Any) -> None:
 
 
 def run_move_command(estate: Path, stage: str, systems: tuple[str, ...], output: str,
-                     confirmed: bool = False) -> None:
-    results = pipeline.move(pipeline.open_estate(estate), stage, list(systems), play_progress,
-                            confirmed=confirmed)
+                     confirmed: bool = False, wave: int | None = None) -> None:
+    loaded = pipeline.open_estate(estate)
+    results = pipeline.move(loaded, stage, list(scope_of(loaded, systems, wave)),
+                            play_progress, confirmed=confirmed)
     if output == "json":
         emit_json({"stage": stage, "systems": results})
         return
@@ -283,52 +307,59 @@ def run_move_command(estate: Path, stage: str, systems: tuple[str, ...], output:
 @cli.command("check")
 @ESTATE
 @SYSTEMS
+@WAVE
 @OUTPUT
-def check_command(estate: Path, systems: tuple[str, ...], output: str) -> None:
+def check_command(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> None:
     """check_prerequisites: reachability, host keys, disk, clock, versions; changes nothing."""
-    run_move_command(estate, "check_prerequisites", systems, output)
+    run_move_command(estate, "check_prerequisites", systems, output, wave=wave)
 
 
 @cli.command()
 @ESTATE
 @SYSTEMS
+@WAVE
 @OUTPUT
-def transfer(estate: Path, systems: tuple[str, ...], output: str) -> None:
+def transfer(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> None:
     """prepare_target, transfer_files and migrate_database while the source keeps serving."""
-    run_move_command(estate, "transfer", systems, output)
+    run_move_command(estate, "transfer", systems, output, wave=wave)
 
 
 @cli.command()
 @ESTATE
 @SYSTEMS
+@WAVE
 @YES
 @OUTPUT
-def cutover(estate: Path, systems: tuple[str, ...], yes: bool, output: str) -> None:
+def cutover(estate: Path, systems: tuple[str, ...], wave: int | None, yes: bool,
+            output: str) -> None:
     """Freeze the source, final sync, start the targets; rolls back by itself on failure."""
-    confirm_or_refuse(f"Cut over {', '.join(systems) or 'every planned system'}? The source "
+    confirm_or_refuse(f"Cut over {scope_text(systems, wave)}? The source "
                       "stops serving until the target does.", yes)
-    run_move_command(estate, "cutover", systems, output)
+    run_move_command(estate, "cutover", systems, output, wave=wave)
 
 
 @cli.command()
 @ESTATE
 @SYSTEMS
+@WAVE
 @OUTPUT
-def rollback(estate: Path, systems: tuple[str, ...], output: str) -> None:
+def rollback(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> None:
     """Return service to the source exactly as it was before the cutover; idempotent."""
-    run_move_command(estate, "rollback", systems, output)
+    run_move_command(estate, "rollback", systems, output, wave=wave)
 
 
 @cli.command("decommission")
 @ESTATE
 @SYSTEMS
+@WAVE
 @YES
 @OUTPUT
-def decommission(estate: Path, systems: tuple[str, ...], yes: bool, output: str) -> None:
+def decommission(estate: Path, systems: tuple[str, ...], wave: int | None, yes: bool,
+                 output: str) -> None:
     """decommission_source: remove the migration access from a verified move (never implicit)."""
-    confirm_or_refuse(f"Decommission the sources of {', '.join(systems) or 'every system'}?",
-                      yes)
-    run_move_command(estate, "decommission_source", systems, output, confirmed=True)
+    confirm_or_refuse(f"Decommission the sources of {scope_text(systems, wave)}?", yes)
+    run_move_command(estate, "decommission_source", systems, output, confirmed=True,
+                     wave=wave)
 
 
 @cli.command("runbook")

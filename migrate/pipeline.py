@@ -114,6 +114,15 @@ def make_plan(estate: Estate, as_of: date | None = None, out: Path | None = None
     return PlanOutcome(plan, census, path, changed)
 
 
+def systems_of_wave(estate: Estate, wave: int) -> list[str]:
+    """The systems of one wave of the estate's plan (planned afresh, so never stale)."""
+    waves = {w["number"]: w["systems"] for w in make_plan(estate).plan["waves"]}
+    if wave not in waves:
+        raise InvalidInput([], f"the plan has no wave {wave} (waves: "
+                               f"{', '.join(map(str, sorted(waves))) or 'none'})")
+    return list(waves[wave])
+
+
 def load_plan(estate: Estate) -> dict:
     path = plan_path(estate)
     previous = read_previous_plan(path)

@@ -121,3 +121,24 @@ def test_provision_and_destroy_without_yes_off_a_terminal_are_refused(run_cli, e
         assert result.code == 2, result.stderr
         assert "without --yes" in result.stderr
         assert not (estate / ".migrate").exists()
+
+
+def test_wave_selects_the_systems_of_that_wave_of_the_plan(estate):
+    from migrate import pipeline
+
+    loaded = pipeline.open_estate(estate)
+    assert pipeline.systems_of_wave(loaded, 2) == ["rsj-sbcx", "zrj-bdcdj"]
+    assert pipeline.systems_of_wave(loaded, 3) == ["mzj-shjz"]
+
+
+def test_a_wave_the_plan_does_not_have_is_invalid_input(run_cli, estate):
+    for command in (("transfer",), ("register",), ("preview",)):
+        result = run_cli(*command, estate, "--wave", "9")
+        assert result.code == 2, result.stderr
+        assert "the plan has no wave 9 (waves: 1, 2, 3)" in result.stderr
+
+
+def test_the_confirmation_names_the_wave(run_cli, estate):
+    result = run_cli("cutover", estate, "--wave", "2")
+    assert result.code == 2
+    assert "Cut over the systems of wave 2?" in result.stderr
