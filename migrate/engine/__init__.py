@@ -10,7 +10,7 @@ Typical use by the provisioning stage::
         opts=auto.LocalWorkspaceOptions(pulumi_command=pulumi_command(pulumi), env_vars=env),
     )
 
-Never call ``PulumiCommand.install()``: it downloads a binary, which cannot work here.
+Never use the SDK's own installer of PulumiCommand: it downloads a binary, which cannot work here.
 """
 
 from __future__ import annotations
