@@ -28,7 +28,7 @@ def estate_inputs(estate: Estate) -> dict:
 
 def secret_values(estate: Estate) -> list[str]:
     """Every secret of the estate's secrets folder, for redaction (never for printing)."""
-    folder = estate.root / estate.settings.secrets.dir
+    folder = secrets_dir(estate)
     if not folder.is_dir():
         return []
     values = []
@@ -44,20 +44,43 @@ def journal_for(estate: Estate) -> Journal:
     return Journal(state_dir(estate), estate.settings.estate, secret_values(estate))
 
 
-def read_secret(estate: Estate, reference: str) -> str:
-    """The value behind ``secret://NAME``: the estate's secrets folder's file NAME (0600)."""
-    name = reference.removeprefix(SECRET_PREFIX)
-    path = estate.root / estate.settings.secrets.dir / name
+def secrets_dir(estate: Estate) -> Path:
+    """The folder ``secret://NAME`` reads from (``secrets.dir`` of migrate.yaml)."""
+    return estate.root / estate.settings.secrets.dir
+
+
+def secret_name(reference: str) -> str:
+    return reference.removeprefix(SECRET_PREFIX)
+
+
+def read_secret_file(path: Path, label: str) -> str:
+    """The one way a secret is read (trailing newline dropped, nothing else), so every
+    stage signs and logs in with the same value. Errors name the file, never the value."""
     try:
-        mode = path.stat().st_mode
-        value = path.read_text(encoding="utf-8").strip()
+        value = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except FileNotFoundError:
+        raise EnvironmentNotReady(f"secret {label} is missing: no file {path}",
+                                  hint=f"write the secret into {path} (mode 0600) and run "
+                                       "again") from None
     except OSError as error:
-        raise EnvironmentNotReady(f"secret {reference} cannot be read from {path}: "
+        raise EnvironmentNotReady(f"secret {label} cannot be read from {path}: "
                                   f"{error.strerror}",
-                                  "create the file (mode 0600) holding the secret") from None
-    if mode & 0o077:
+                                  hint="the file must be readable by this user") from None
+    if not value:
+        raise EnvironmentNotReady(f"secret {label} is empty ({path})",
+                                  hint="write the secret into the file")
+    return value
+
+
+def read_secret_in(folder: Path, reference: str) -> str:
+    """The value behind ``secret://NAME``: file NAME of ``folder``."""
+    return read_secret_file(folder / secret_name(reference), reference)
+
+
+def read_secret(estate: Estate, reference: str) -> str:
+    """The value behind ``secret://NAME`` in the estate's secrets folder, which must be 0600."""
+    path = secrets_dir(estate) / secret_name(reference)
+    if path.is_file() and path.stat().st_mode & 0o077:
         raise EnvironmentNotReady(f"secret file {path} is readable by others",
                                   f"chmod 600 {path}")
-    if not value:
-        raise EnvironmentNotReady(f"secret file {path} is empty", "write the secret into it")
-    return value
+    return read_secret_in(secrets_dir(estate), reference)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from migrate.errors import InvalidInput, Problem
 from migrate.loader import Estate, format_loc, load_estate_partially
-from migrate.model import FLOW_PEERS, SECRET_PREFIX, SystemManifest
+from migrate.model import FLOW_PEERS, SystemManifest
+from migrate.state import secret_name, secrets_dir
 
 
 def validate_estate(path: str | Path) -> Estate:
@@ -343,10 +344,6 @@ def secret_references(system: SystemManifest) -> Iterator[tuple[tuple, str]]:
         yield ("exchange", "app_secret"), system.exchange.app_secret
 
 
-def secrets_dir(estate: Estate) -> Path:
-    return estate.root / estate.settings.secrets.dir
-
-
 def check_secret_files(estate: Estate) -> Iterator[Problem]:
     """One warning per missing or loose secret file (or one for a missing folder)."""
     folder = secrets_dir(estate)
@@ -359,7 +356,7 @@ def check_secret_files(estate: Estate) -> Iterator[Problem]:
     reported: set[str] = set()
     for sid, system in estate.systems.items():
         for loc, ref in secret_references(system):
-            name = ref[len(SECRET_PREFIX):]
+            name = secret_name(ref)
             path = folder / name
             if name in reported:
                 continue

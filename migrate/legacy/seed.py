@@ -26,7 +26,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from migrate.errors import EnvironmentNotReady, InvalidInput, Problem
+from migrate import state
+from migrate.errors import InvalidInput, Problem
 from migrate.legacy import fake, units
 from migrate.legacy.files import GeneratedFile, plan_tree
 from migrate.legacy.tables import (
@@ -36,7 +37,8 @@ from migrate.legacy.tables import (
     fill_tables,
 )
 from migrate.loader import Estate
-from migrate.model import SECRET_PREFIX, Database, Resource, Service, SystemManifest
+from migrate.model import Database, Resource, Service, SystemManifest
+from migrate.state import read_secret_in, secret_name
 
 DEFAULT_SCALE = 256 * 1024  # bytes per declared GB: 12 GB of database -> 3 MiB of rows
 SYSTEM_BUDGET = 48 * 1024 * 1024  # a system seeded at the default scale stays below this
@@ -115,35 +117,6 @@ class HostSeed:
 
 
 # ---------------------------------------------------------------- secrets
-
-
-def secrets_dir_of(estate_root: Path, secrets_folder: str = "secrets") -> Path:
-    """The folder ``secret://NAME`` reads from (``secrets.dir`` of migrate.yaml)."""
-    return estate_root / secrets_folder
-
-
-def secret_name(ref: str) -> str:
-    return ref[len(SECRET_PREFIX):]
-
-
-def read_secret(secrets_dir: Path, ref: str) -> str:
-    """The value behind ``secret://NAME`` (trailing newline dropped). Errors name the file,
-    never the value."""
-    path = secrets_dir / secret_name(ref)
-    try:
-        value = path.read_text(encoding="utf-8").rstrip("\r\n")
-    except FileNotFoundError:
-        raise EnvironmentNotReady(
-            f"secret {ref} is missing: no file {path}",
-            hint=f"write the secret into {path} (mode 0600) and run again",
-        ) from None
-    except OSError as error:
-        raise EnvironmentNotReady(f"secret {ref} cannot be read from {path}: {error.strerror}",
-                                  hint="the file must be readable by this user") from None
-    if not value:
-        raise EnvironmentNotReady(f"secret {ref} is empty ({path})",
-                                  hint="write the secret into the file")
-    return value
 
 
 # ---------------------------------------------------------------- building seeds
@@ -254,7 +227,7 @@ def _add_database_server(seed: HostSeed, system: SystemManifest,
 
 def _add_database_sql(seed: HostSeed, system: SystemManifest, secrets_dir: Path) -> None:
     for database, model in zip(seed.databases, _host_databases(system, seed.host), strict=True):
-        password = read_secret(secrets_dir, model.password)
+        password = read_secret_in(secrets_dir, model.password)
         salt = fake.rng_for(system.id, seed.host, f"salt:{database.name}").randbytes(16)
         verifier = units.scram_verifier(password, salt)
         folder = f"{units.SEED_DIR}/{database.name}"
@@ -278,7 +251,7 @@ def _add_service(seed: HostSeed, system: SystemManifest, service: Service, secre
         password_file = f"{units.SECRETS_DIR}/{secret_name(database.password)}"
         if all(f.path != password_file for f in seed.files):
             seed.files.append(SeedFile(password_file, 0o600,
-                                       read_secret(secrets_dir, database.password).encode()))
+                                       read_secret_in(secrets_dir, database.password).encode()))
     config = app_config(system, service, database, address_of, password_file)
     config_path = f"{units.CONFIG_DIR}/{service.name}.json"
     seed.files += [
@@ -398,7 +371,7 @@ def seed_estate(estate: Estate, scale: int | None = None,
                 ) -> dict[str, list[HostSeed]]:
     """Seeds of every source host of every system of ``estate`` (system id -> seeds);
     ``addresses`` maps system id -> host name -> the machine's address."""
-    secrets_dir = secrets_dir_of(estate.root, estate.settings.secrets.dir)
+    secrets_dir = state.secrets_dir(estate)
     return {sid: build_host_seeds(system, secrets_dir, scale, (addresses or {}).get(sid))
             for sid, system in sorted(estate.systems.items())}
 

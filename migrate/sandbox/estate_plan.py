@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 
 from migrate.errors import InvalidInput, Problem
 from migrate.loader import Estate
-from migrate.model import SECRET_PREFIX
 from migrate.sandbox.layout import machine_name
 from migrate.sandbox.network import bridge_name
+from migrate.state import secret_name
 
 LEGACY, EXCHANGE, OPS = "legacy", "exchange", "ops"
 PLATFORM_MACHINE = "exchange"
@@ -85,10 +85,6 @@ class SandboxPlan:
     @property
     def platform(self) -> MachinePlan:
         return next(m for m in self.machines if m.role == EXCHANGE)
-
-
-def secret_name(ref: str) -> str:
-    return ref[len(SECRET_PREFIX):]
 
 
 def exchange_host(estate: Estate) -> str:

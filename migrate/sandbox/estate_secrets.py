@@ -15,9 +15,10 @@ from pathlib import Path
 
 from migrate.errors import InvalidInput, Problem
 from migrate.loader import Estate
-from migrate.sandbox.estate_plan import secret_name
 from migrate.sandbox.host import tool
 from migrate.sandbox.hostkeys import ensure_client_keypair
+from migrate.state import read_secret_file, secret_name
+from migrate.state import secrets_dir as secrets_folder
 
 KEY, TOKEN = "ssh-key", "token"
 TOKEN_CHARS = 32
@@ -27,10 +28,6 @@ TOKEN_CHARS = 32
 class SecretNeed:
     name: str
     kind: str  # ssh-key | token
-
-
-def secrets_folder(estate: Estate) -> Path:
-    return estate.root / estate.settings.secrets.dir
 
 
 def needed_secrets(estate: Estate) -> list[SecretNeed]:
@@ -114,4 +111,4 @@ def client_public_key(estate: Estate, name: str) -> str:
 
 
 def read_token(path: Path) -> str:
-    return path.read_text(encoding="utf-8").strip()
+    return read_secret_file(path, path.name)

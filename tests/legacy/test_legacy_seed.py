@@ -20,7 +20,6 @@ from migrate.legacy.seed import (
     build_host_seeds,
     expected_digests,
     install_plan,
-    read_secret,
     seed_estate,
     write_into_root,
 )
@@ -32,6 +31,7 @@ from migrate.legacy.tables import (
     record_text,
     table_checksum,
 )
+from migrate.state import read_secret_in as read_secret
 from tests.legacy.helpers import SMALL_SCALE, SeededEstate
 
 
