@@ -325,7 +325,7 @@ def plan_system(
         "encrypted_at_rest": encrypted,
         "management": {"separate_network": system.protection_level >= 3, "via": "ops"},
         "instances": instances,
-        "security_rules": plan_rules(estate, system, instances),
+        "security_rules": plan_rules(estate, system, instances, data["databases"]),
         "source_hosts": [{"name": h.name, "address": h.address, "roles": list(h.roles),
                           "moves_to": by_host[h.name]} for h in system.source.hosts],
         "services": [{"name": s.name, "unit": s.unit, "port": s.port, "health": s.health,
@@ -374,9 +374,15 @@ def _peer(estate: Estate, system: SystemManifest, instances: list[dict], name: s
             "security_group": found["security_group"]}
 
 
-def plan_rules(estate: Estate, system: SystemManifest, instances: list[dict]) -> list[dict]:
+POSTGRESQL_PORT = 5432
+
+
+def plan_rules(estate: Estate, system: SystemManifest, instances: list[dict],
+               databases: list[dict] = ()) -> list[dict]:
     """Security group rules, default deny: the declared flows, plus management ssh from ops,
-    platform access for interconnection, and temporary ssh from the source hosts to move data."""
+    platform access for interconnection, temporary ssh from the source hosts to move data,
+    and temporary PostgreSQL to a source database kept in step by logical replication (the
+    target subscribes to it)."""
     assert system.target is not None
     rules = []
     for index, flow in enumerate(system.target.flows):
@@ -402,6 +408,13 @@ def plan_rules(estate: Estate, system: SystemManifest, instances: list[dict]) ->
             rules.append({"instance": name, "direction": "ingress", "protocol": "tcp",
                           "port": 22, "peer": {"kind": "source_host", "host": host,
                                                "cidr": f"{hosts[host]}/32"},
+                          "origin": "migration", "temporary": True})
+    for db in databases:
+        if db["method"] == "logical_replication":
+            rules.append({"instance": db["instance"], "direction": "egress", "protocol": "tcp",
+                          "port": POSTGRESQL_PORT,
+                          "peer": {"kind": "source_host", "host": db["host"],
+                                   "cidr": f"{hosts[db['host']]}/32"},
                           "origin": "migration", "temporary": True})
     unique = {_rule_key(r): r for r in rules}
     return [unique[k] for k in sorted(unique)]

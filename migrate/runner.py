@@ -11,6 +11,7 @@ the host, the task and Ansible's message.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,10 @@ from migrate.journal import redact
 
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
 RECORD_PREFIX = "record "
+PRIVATE_DIR = "private"
+OWNER_FILE = "owner.pid"
 MESSAGE_LIMIT = 2000
+SSH_NOISE = re.compile(r"^Shared connection to \S+ closed\.$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class Progress:
     ok: int
     changed: int
     failed: int
+    system: str | None = None
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -60,6 +66,15 @@ class PlayResult:
     """stdout of the tasks named ``record <what>``: what -> host -> stdout."""
     artifacts: Path | None = None
     duration_s: float = 0.0
+    task_times: dict[str, list[float]] = field(default_factory=dict)
+    """task name -> [first start, last result], epoch seconds from the events."""
+
+    def span(self, first_task: str, last_task: str) -> float | None:
+        """Seconds from ``first_task``'s start to ``last_task``'s last result."""
+        first, last = self.task_times.get(first_task), self.task_times.get(last_task)
+        if not first or not last or len(last) < 2:
+            return None
+        return last[1] - first[0]
 
     def summary(self) -> dict[str, Any]:
         return {"status": self.status, "ok": self.ok, "changed": self.changed,
@@ -89,6 +104,7 @@ class _Events:
         host = data.get("host")
         res = data.get("res") or {}
         status = None
+        self._time(kind, task, event.get("created"))
         if kind == "runner_on_ok":
             status = "changed" if res.get("changed") else "ok"
             self.result.ok += 1
@@ -116,6 +132,14 @@ class _Events:
                                    self.result.failed + self.result.unreachable))
         return True  # keep the event in the artifacts (scrubbed afterwards)
 
+
+    def _time(self, kind: str, task: str, created: str | None) -> None:
+        if not task or not created:
+            return
+        at = datetime.fromisoformat(created).timestamp()
+        times = self.result.task_times.setdefault(task, [at])
+        if kind in ("runner_on_ok", "runner_on_failed", "runner_on_skipped"):
+            times[1:] = [max([at, *times[1:]])]
 
     def _stats(self, data: dict) -> None:
         """The play's own totals (they count no_log tasks, whose events hide ``changed``)."""
@@ -147,11 +171,17 @@ def _message(res: dict) -> str:
     failed_items = [r for r in res.get("results") or [] if isinstance(r, dict) and r.get("failed")]
     if failed_items:  # a loop: the failed items' own messages say what is wrong
         return "; ".join(_message(r) for r in failed_items)[:MESSAGE_LIMIT]
-    parts = [str(res.get(key) or "").strip() for key in ("msg", "stderr", "module_stderr")]
-    if not any(parts):
-        parts.append(str(res.get("stdout") or "").strip())
+    parts = [_without_ssh_noise(str(res.get(key) or ""))
+             for key in ("msg", "stderr", "module_stderr")]
+    if not any(parts[1:]):  # a script's own message (its stderr comes back in stdout)
+        parts.append(_without_ssh_noise(str(res.get("stdout") or "")))
     text = "\n".join(p for p in parts if p) or "no message"
     return text[:MESSAGE_LIMIT]
+
+
+def _without_ssh_noise(text: str) -> str:
+    return "\n".join(line for line in text.strip().splitlines()
+                     if not SSH_NOISE.match(line.strip())).strip()
 
 
 def ansible_playbook_path() -> Path:
@@ -174,8 +204,10 @@ def run_play(stage: str, inventory: Path, run_dir: Path, secrets: Iterable[str],
     secret_list = [s for s in secrets if s]
     result = PlayResult(stage=stage, status="unknown")
     events = _Events(result, progress)
+    sweep_stale_private_dirs(run_dir.parent)
     private = Path(tempfile.mkdtemp(prefix=f"migrate-{stage}-", dir=_private_parent(run_dir)))
     os.chmod(private, 0o700)
+    (private / OWNER_FILE).write_text(f"{os.getpid()}\n")
     try:
         cmdline = "--diff --check" if check else ""
         if limit:
@@ -200,8 +232,36 @@ def run_play(stage: str, inventory: Path, run_dir: Path, secrets: Iterable[str],
     return result
 
 
+def sweep_stale_private_dirs(runs: Path) -> list[Path]:
+    """Remove the private data directories that a killed run left behind (its events, not yet
+    scrubbed, may hold secrets): those whose owner process is gone."""
+    removed = []
+    for private in runs.glob(f"*/{PRIVATE_DIR}/migrate-*"):
+        try:
+            owner = int((private / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            owner = None
+        if owner is not None and _alive(owner):
+            continue
+        if owner is None and time.time() - private.stat().st_mtime < 60:
+            continue  # being made right now by another system's play
+        shutil.rmtree(private, ignore_errors=True)
+        removed.append(private)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _private_parent(run_dir: Path) -> Path:
-    parent = run_dir / "private"
+    parent = run_dir / PRIVATE_DIR
     parent.mkdir(mode=0o700, exist_ok=True)
     return parent
 

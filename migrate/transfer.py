@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import secrets as secrets_module
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +28,9 @@ from migrate.loader import Estate
 from migrate.sandbox.hostkeys import ensure_client_keypair
 
 Progress = runner.ProgressCallback
+# The cutover play's first and last steps: nothing serves between the two.
+FREEZE_TASK = "Freeze the source services, recording once how they ran (rollback restores that)"
+START_TASK = "Start the services on the target and wait for their health paths"
 MIGRATION_KEYS = "migration-keys"
 
 
@@ -61,10 +67,12 @@ class _Session:
     secrets: list[str]
     progress: Progress | None
     inputs: dict[str, Any]
+    check: bool = False
 
     def play(self, stage: str, result: StageResult) -> runner.PlayResult:
         done = runner.run_play(stage, self.inventory, self.run_dir, self.secrets,
-                               extravars=self.extravars, progress=self.progress)
+                               extravars=self.extravars, progress=self.progress,
+                               check=self.check)
         result.plays.append(done)
         return done
 
@@ -73,26 +81,27 @@ class _Session:
 
 
 def check_prerequisites(estate: Estate, plan: Mapping[str, Any], system_id: str,
-                        targets: Mapping[str, Any], progress: Progress | None = None
-                        ) -> StageResult:
+                        targets: Mapping[str, Any], progress: Progress | None = None,
+                        check: bool = False) -> StageResult:
     """Every source and target answers with its known host key, source paths exist, the
     targets have room and a PostgreSQL at least as new; changes nothing."""
-    session = _open(estate, plan, system_id, targets, "check_prerequisites", progress)
+    session = _open(estate, plan, system_id, targets, "check_prerequisites", progress, check)
     return _journaled(session, "check_prerequisites",
                       lambda r: session.play("check_prerequisites", r))
 
 
 def transfer(estate: Estate, plan: Mapping[str, Any], system_id: str,
-             targets: Mapping[str, Any], progress: Progress | None = None) -> StageResult:
+             targets: Mapping[str, Any], progress: Progress | None = None,
+             check: bool = False) -> StageResult:
     """check_prerequisites, then prepare_target, transfer_files and migrate_database
     (initial copy) while the source keeps serving."""
-    session = _open(estate, plan, system_id, targets, "transfer", progress)
+    session = _open(estate, plan, system_id, targets, "transfer", progress, check)
 
     def work(result: StageResult) -> None:
         session.play("check_prerequisites", result)
         session.play("prepare_target", result)
         files = session.play("transfer_files", result)
-        result.outputs["files"] = compare_manifests(session, files, strict=False)
+        result.outputs["files"] = record_sent_files(session, files)
         database = session.play("migrate_database", result)
         result.outputs["databases"] = compare_databases(session, database, strict=False)
 
@@ -100,16 +109,23 @@ def transfer(estate: Estate, plan: Mapping[str, Any], system_id: str,
 
 
 def cutover(estate: Estate, plan: Mapping[str, Any], system_id: str,
-            targets: Mapping[str, Any], progress: Progress | None = None) -> StageResult:
+            targets: Mapping[str, Any], progress: Progress | None = None,
+            check: bool = False) -> StageResult:
     """Freeze the source, final sync, start the target's services; files and rows must then
     match exactly, else the source is given back its service (rollback) and this raises."""
-    session = _open(estate, plan, system_id, targets, "cutover", progress)
+    session = _open(estate, plan, system_id, targets, "cutover", progress, check)
 
     def work(result: StageResult) -> None:
         session.play("check_prerequisites", result)
+        if session.check:
+            session.play("cutover", result)
+            return
         started = time.monotonic()
         try:
             done = session.play("cutover", result)
+            downtime = done.span(FREEZE_TASK, START_TASK)
+            if downtime is not None:
+                result.outputs["downtime_s"] = round(downtime, 3)
             result.outputs["files"] = compare_manifests(session, done, strict=True)
             result.outputs["databases"] = compare_databases(session, done, strict=True)
         except MigrateError as error:
@@ -121,10 +137,11 @@ def cutover(estate: Estate, plan: Mapping[str, Any], system_id: str,
 
 
 def rollback(estate: Estate, plan: Mapping[str, Any], system_id: str,
-             targets: Mapping[str, Any], progress: Progress | None = None) -> StageResult:
+             targets: Mapping[str, Any], progress: Progress | None = None,
+             check: bool = False) -> StageResult:
     """Stop the target's services and restore the source's exactly as the cutover found
     them. Idempotent; safe at any point of a cutover."""
-    session = _open(estate, plan, system_id, targets, "rollback", progress)
+    session = _open(estate, plan, system_id, targets, "rollback", progress, check)
     return _journaled(session, "rollback", lambda r: session.play("rollback", r))
 
 
@@ -145,22 +162,37 @@ def decommission_source(estate: Estate, plan: Mapping[str, Any], system_id: str,
 
 
 def _open(estate: Estate, plan: Mapping[str, Any], system_id: str,
-          targets: Mapping[str, Any], stage: str, progress: Progress | None) -> _Session:
+          targets: Mapping[str, Any], stage: str, progress: Progress | None,
+          check: bool = False) -> _Session:
     run_id = inv.new_run_id(f"{system_id}-{stage}")
     run_dir = inv.run_dir_for(estate, run_id)
     inventory = inv.write_inventory(estate, plan, system_id, targets, run_dir)
     key_file, public_key = migration_key(estate, system_id)
-    secrets = [*state.secret_values(estate), key_file.read_text().strip()]
     system = inv.system_plan(plan, system_id)
+    replication = replication_files(estate, system)
+    secrets = with_their_lines([
+        *state.secret_values(estate), key_file.read_text().strip(),
+        *(Path(f).read_text().strip() for r in replication.values() for f in r.values())])
     inputs = {
         "system_plan": digest_bytes(json.dumps(system, sort_keys=True).encode()),
         "inventory": digest_file(inventory),
         "known_hosts": digest_file(run_dir / inv.KNOWN_HOSTS_NAME),
         "playbooks": playbooks_digest(),
     }
-    extravars = {"migrate_key_file": str(key_file), "migrate_public_key": public_key}
+    extravars = {"migrate_key_file": str(key_file), "migrate_public_key": public_key,
+                 **exchange_vars(estate, system_id),
+                 "database_password_files": database_password_files(estate, system_id),
+                 "replication": replication}
     return _Session(estate, plan, system_id, run_id, run_dir, inventory, extravars, secrets,
-                    progress, inputs)
+                    progress, inputs, check)
+
+
+def with_their_lines(secrets: list[str]) -> list[str]:
+    """Secrets, plus each long line of a multi-line one (a key shown line by line in a diff or
+    a log must be scrubbed too)."""
+    lines = [line.strip() for s in secrets if "\n" in s for line in s.splitlines()
+             if len(line.strip()) >= 16 and "PRIVATE KEY" not in line]
+    return [*secrets, *lines]
 
 
 def migration_key(estate: Estate, system_id: str) -> tuple[Path, str]:
@@ -169,6 +201,63 @@ def migration_key(estate: Estate, system_id: str) -> tuple[Path, str]:
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path, public = ensure_client_keypair(folder / system_id)
     return Path(path).absolute(), public
+
+
+def exchange_vars(estate: Estate, system_id: str) -> dict[str, Any]:
+    """What the target needs to reach the exchange platform as this system: the platform URL,
+    the app key and the CA bundle, plus the controller path of the secret's 0600 file (the
+    play copies the file; the value never becomes a variable)."""
+    system = estate.systems[system_id]
+    if system.exchange is None:
+        return {"exchange": None}
+    settings = estate.settings.exchange
+    secret_file = state.secrets_dir(estate) / state.secret_name(system.exchange.app_secret)
+    state.read_secret(estate, system.exchange.app_secret)  # present, 0600, not empty
+    return {"exchange": {"system": system_id, "url": settings.url,
+                         "app_key": system.exchange.app_key,
+                         "ca_file": str((estate.root / settings.ca_bundle).absolute()),
+                         "secret_file": str(secret_file.absolute())}}
+
+
+def replication_files(estate: Estate, system: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """For each database kept in step by logical replication: the 0600 files of the password
+    the target subscribes with and its SCRAM verifier (the source stores only that), made
+    once per system and database and kept in the state folder."""
+    from migrate.legacy.units import scram_verifier
+
+    found = {}
+    folder = state.state_dir(estate) / MIGRATION_KEYS
+    for database in system["data"]["databases"]:
+        if database["method"] != "logical_replication":
+            continue
+        password_file = folder / f"{system['id']}-{database['name']}.replication"
+        verifier_file = password_file.with_suffix(".verifier")
+        if not password_file.is_file():
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _write_private(password_file, secrets_module.token_urlsafe(24))
+        password = password_file.read_text().strip()
+        salt = hashlib.sha256(f"{system['id']}/{database['name']}/{password}".encode()).digest()
+        _write_private(verifier_file, scram_verifier(password, salt[:16]))
+        found[database["name"]] = {"password_file": str(password_file.absolute()),
+                                   "verifier_file": str(verifier_file.absolute())}
+    return found
+
+
+def _write_private(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text + "\n")
+
+
+def database_password_files(estate: Estate, system_id: str) -> dict[str, str]:
+    """Controller paths of each database password's 0600 file, by database name: plays read
+    the file into a no_log task's stdin, never into a variable of their own."""
+    found = {}
+    for database in estate.systems[system_id].workload.databases:
+        state.read_secret(estate, database.password)  # present, 0600, not empty
+        path = state.secrets_dir(estate) / state.secret_name(database.password)
+        found[database.name] = str(path.absolute())
+    return found
 
 
 def playbooks_digest() -> str:
@@ -189,12 +278,16 @@ def _journaled(session: _Session, stage: str,
         work(result)
     except MigrateError as error:
         result.duration_s = time.monotonic() - started
-        journal.append(stage, system=session.system_id, result="failed",
+        journal.append(stage, system=session.system_id,
+                       result="check_failed" if session.check else "failed",
                        inputs=session.inputs, duration_s=result.duration_s,
                        outputs={**_outputs(result), "error": error.message})
         raise
     result.duration_s = time.monotonic() - started
+    # A check-mode run (Ansible --check --diff) changed nothing: its own result name keeps
+    # it from counting as the stage done.
     journal.append(stage, system=session.system_id, inputs=session.inputs,
+                   result="check" if session.check else "ok",
                    outputs=_outputs(result), duration_s=result.duration_s)
     _write_result(result)
     return result
@@ -231,11 +324,42 @@ def _pairs(session: _Session) -> list[tuple[str, str]]:
             for h in system["source_hosts"]]
 
 
+SENT_LINE = re.compile(r"^(?P<item>[<>ch.*]\S{10}) (?P<sum>[0-9a-f]{32}) (?P<path>.+)$")
+
+
+def record_sent_files(session: _Session, play: runner.PlayResult) -> dict:
+    """rsync's xxh128 of every file it sent (the receiver checks it after writing), per source
+    host: written to the artifacts, summarized. Files not sent were unchanged since a pass
+    that recorded them."""
+    sent = play.records.get("files transferred", {})
+    folder = _evidence_folder(session, play, "checksums")
+    summary = {}
+    for source, target in _pairs(session):
+        if source not in sent:
+            continue
+        lines = []
+        for tree, text in sorted((sent[source] or {}).items()):
+            for line in (text or "").splitlines():
+                match = SENT_LINE.match(line)
+                if match and match["item"].startswith((">f", "<f")):
+                    lines.append(f"{match['sum']}  {tree.rstrip('/')}/{match['path']}")
+        text = "".join(f"{line}\n" for line in sorted(lines, key=lambda entry: entry[34:]))
+        (folder / f"{source}.xxh128").write_text(text)
+        summary[source] = {"target": target, "sent": len(lines), "algorithm": "xxh128",
+                           "checksums": digest_bytes(text.encode())}
+    return summary
+
+
+def _evidence_folder(session: _Session, play: runner.PlayResult, name: str) -> Path:
+    folder = session.run_dir / "artifacts" / play.stage / name
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
 def compare_manifests(session: _Session, play: runner.PlayResult, strict: bool) -> dict:
     """sha256 manifests of both sides: written to the artifacts, compared, summarized."""
     manifests = play.records.get("files manifest", {})
-    folder = session.run_dir / "artifacts" / play.stage / "manifests"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = _evidence_folder(session, play, "manifests")
     summary = {}
     for source, target in _pairs(session):
         if source not in manifests:

@@ -96,3 +96,44 @@ def test_a_failed_loop_reports_its_items_messages() -> None:
         {"failed": False, "msg": "fine"},
         {"failed": True, "msg": "source path /srv/x does not exist"}]}
     assert runner._message(res) == "source path /srv/x does not exist"
+
+
+def test_task_times_give_the_span_between_two_tasks() -> None:
+    from migrate.runner import PlayResult, _Events
+
+    result = PlayResult("cutover", "unknown")
+    events = _Events(result, None)
+
+    def event(kind: str, task: str, host: str, at: str) -> None:
+        events({"event": kind, "created": f"2026-11-25T20:00:{at}",
+                "event_data": {"task": task, "host": host, "res": {}}})
+
+    event("playbook_on_task_start", "freeze", "", "00.000000")
+    event("runner_on_ok", "freeze", "web1", "00.400000")
+    event("playbook_on_task_start", "start", "", "01.000000")
+    event("runner_on_ok", "start", "web", "02.750000")
+    event("runner_on_ok", "start", "db", "02.250000")
+    assert result.span("freeze", "start") == 2.75
+    assert result.span("freeze", "missing") is None
+
+
+def test_private_dirs_a_killed_run_left_are_swept_and_live_ones_kept(tmp_path) -> None:
+    import os
+    import subprocess
+
+    from migrate.runner import OWNER_FILE, sweep_stale_private_dirs
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = tmp_path / "run-a" / "private" / "migrate-cutover-x"
+    live = tmp_path / "run-b" / "private" / "migrate-transfer_files-y"
+    orphan = tmp_path / "run-c" / "private" / "migrate-verify-z"
+    for folder, pid in ((left, dead.pid), (live, os.getpid()), (orphan, None)):
+        (folder / "artifacts").mkdir(parents=True)
+        (folder / "artifacts" / "event.json").write_text("secret value")
+        if pid is not None:
+            (folder / OWNER_FILE).write_text(f"{pid}\n")
+    old = 1_000_000_000
+    os.utime(orphan, (old, old))
+    assert sorted(sweep_stale_private_dirs(tmp_path)) == sorted([left, orphan])
+    assert not left.exists() and not orphan.exists() and live.exists()

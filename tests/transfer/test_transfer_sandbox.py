@@ -11,6 +11,12 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +26,7 @@ from migrate import runner, state, transfer
 from migrate.errors import EnvironmentNotReady, GuardRefused, StageFailed
 from migrate.legacy.seed import checksum_query
 from migrate.pipeline import open_estate
+from migrate.sandbox import machines
 from migrate.sandbox.host import require_host
 from tests.transfer.world import (
     SYSTEM,
@@ -28,11 +35,13 @@ from tests.transfer.world import (
     copy_estate,
     on_source,
     on_target,
+    target_machine_name,
     tear_down,
 )
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
+ROOT = Path(__file__).resolve().parents[2]
 SCALE = 16 * 1024  # bytes per declared GB: small data, same code paths
 API_PATH = "/api/birth-certificates"
 TABLES = ("birth_certificates", "legacy_records", "legacy_seed")
@@ -141,7 +150,69 @@ def test_missing_source_path_fails_check_with_a_clear_message(world: World) -> N
     assert "web1" in failed.value.message
 
 
+def test_database_refusing_the_password_stops_before_any_change(world: World) -> None:
+    manifest = world.estate.systems[SYSTEM]
+    secret = state.secrets_dir(world.estate) / state.secret_name(
+        manifest.workload.databases[0].password)
+    right = secret.read_bytes()
+    secret.write_text("not-the-password\n")
+    try:
+        with pytest.raises(StageFailed) as failed:
+            run(world, "transfer")
+    finally:
+        secret.write_bytes(right)
+    message = failed.value.message
+    assert message.startswith("check_prerequisites failed on db1")
+    assert "database fybj on db1 (" in message and "refused role fybj" in message
+    assert "password authentication failed" in message
+    assert "not-the-password" not in message
+    assert service_state(world, source=True) == "active enabled"
+    assert_target_untouched(world)
+
+
+def test_full_target_disk_stops_before_any_change(world: World) -> None:
+    root = world.system["data"]["files"][0]["path"]
+    pid = machines.machine_init_pid(target_machine_name(SYSTEM, "web"))
+    mount = ["nsenter", "-t", str(pid), "-m", "--"]
+    subprocess.run([*mount, "mkdir", "-p", root], check=True)
+    subprocess.run([*mount, "mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", root],
+                   check=True)
+    try:
+        with pytest.raises(StageFailed) as failed:
+            run(world, "transfer")
+    finally:
+        subprocess.run([*mount, "umount", root], check=True)
+    message = failed.value.message
+    assert message.startswith("check_prerequisites failed on wjw-fybj-web")
+    assert f"{root} has 4194304 bytes free, needs" in message
+    assert f"for {root} (data x 1.5" in message
+    assert service_state(world, source=True) == "active enabled"
+    assert_target_untouched(world)
+
+
+def assert_target_untouched(world: World) -> None:
+    keys = on_target(world, "web", "cat /root/.ssh/authorized_keys",
+                     known_hosts_of_last_run(world))
+    assert keys.returncode == 0, keys.stderr
+    assert "migrate-wjw-fybj" not in keys.stdout  # prepare_target never ran
+
+
 # ---------------------------------------------------------------- the move
+
+
+def test_transfer_in_check_mode_shows_the_diff_and_changes_nothing(world: World) -> None:
+    result = transfer.transfer(world.estate, world.plan, SYSTEM, world.targets, check=True)
+    assert result.changed > 0  # what a real run would change
+    files = next(p for p in result.plays if p.stage == "transfer_files")
+    would_send = "".join(files.records["files transferred"]["web1"].values())
+    assert ">f+++++++++" in would_send
+    assert_target_untouched(world)
+    root = world.system["data"]["files"][0]["path"]
+    listing = on_target(world, "web", f"ls -A {root} 2>/dev/null | wc -l",
+                        known_hosts_of_last_run(world))
+    assert listing.stdout.strip() == "0"
+    last = list(state.journal_for(world.estate).entries())[-1]
+    assert (last["stage"], last["result"]) == ("transfer", "check")
 
 
 def test_check_prerequisites_passes_and_changes_nothing(world: World) -> None:
@@ -165,13 +236,17 @@ def test_transfer_copies_files_and_rows_while_the_source_serves(world: World) ->
     assert result.changed > 0
     assert service_state(world, source=True) == "active enabled"
     files = result.outputs["files"]["web1"]
-    assert files["equal"] and files["files"] == len(world.before["files"].splitlines())
+    root = world.system["data"]["files"][0]["path"].rstrip("/")
+    source_paths = sorted(f"{root}/{line.split(maxsplit=1)[1].strip().removeprefix('./')}"
+                          for line in world.before["files"].splitlines())
+    assert files["sent"] == len(source_paths) and files["algorithm"] == "xxh128"
     database = result.outputs["databases"]["fybj"]
     assert database["equal"]
     assert {t.split(".")[1] for t in database["tables"]} == set(TABLES)
-    manifests = result.run_dir / "artifacts" / "transfer_files" / "manifests"
-    source_side = (manifests / "web1.sha256").read_text()
-    assert source_side and source_side == (manifests / "wjw-fybj-web.sha256").read_text()
+    sent = (result.run_dir / "artifacts" / "transfer_files" / "checksums" / "web1.xxh128")
+    lines = sent.read_text().splitlines()
+    assert all(len(line.split("  ", 1)[0]) == 32 for line in lines)
+    assert sorted(line.split("  ", 1)[1] for line in lines) == source_paths
 
 
 def test_second_transfer_changes_nothing(world: World) -> None:
@@ -182,6 +257,7 @@ def test_second_transfer_changes_nothing(world: World) -> None:
 def test_cutover_moves_service_and_leaves_the_source_stopped_but_intact(world: World) -> None:
     before = world.before
     result = run(world, "cutover")
+    assert 0 < result.outputs["downtime_s"] < result.outputs["cutover_play_s"]
     assert result.outputs["files"]["web1"]["equal"]
     assert result.outputs["databases"]["fybj"]["equal"]
     assert tree_manifest(world, source=False) == before["files"]
@@ -209,6 +285,106 @@ def test_rollback_restores_service_on_the_source(world: World) -> None:
     assert again.changed == 0, [p.changed_tasks for p in again.plays]
 
 
+def test_killed_transfer_resumes_and_the_data_matches(world: World, tmp_path: Path) -> None:
+    """SIGKILL the whole transfer (controller, Ansible, ssh) while rsync runs, and the rsync
+    processes on both machines with it (the remote ends outlive a killed controller); the
+    next transfer finishes and the trees are equal."""
+    root = world.system["data"]["files"][0]["path"]
+    grown = on_source(world, "web1", (
+        f"mkdir -p {root}/big && cd {root}/big && for i in $(seq 1 120); do "
+        f"head -c 3M /dev/urandom > f$i.bin; done; chown -R --reference={root} {root}/big"))
+    assert grown.returncode == 0, grown.stderr
+    world.before["files"] = tree_manifest(world, source=True)
+    command = [sys.executable, "-c", KILLABLE_TRANSFER, str(world.folder),
+               json.dumps(world.targets)]
+    moving = subprocess.Popen(command, start_new_session=True, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    known = known_hosts_of_last_run(world)
+    count = f"ls {root}/big 2>/dev/null | wc -l"
+    try:
+        wait_until(lambda: int(on_target(world, "web", count, known).stdout.strip() or 0) >= 5,
+                   120)
+    finally:
+        os.killpg(moving.pid, signal.SIGKILL)
+        moving.wait(30)
+        on_source(world, "web1", "pkill -KILL -x rsync; true")
+        on_target(world, "web", "pkill -KILL -x rsync; true", known)
+    landed = int(on_target(world, "web", count, known).stdout.strip() or 0)
+    assert landed < 120, "the kill came after rsync had finished"
+    result = run(world, "transfer")
+    assert result.outputs["files"]["web1"]["sent"] >= 120 - landed
+    assert tree_manifest(world, source=False) == world.before["files"]
+    assert service_state(world, source=True) == "active enabled"
+
+
+KILLABLE_TRANSFER = """
+import json, sys
+from migrate import transfer
+from migrate.pipeline import make_plan, open_estate
+estate = open_estate(sys.argv[1])
+plan = make_plan(estate, write=False).plan
+transfer.transfer(estate, plan, "wjw-fybj", json.loads(sys.argv[2]))
+"""
+
+
+def wait_until(condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+COPY_FIRST_ROW = (
+    "DO $$ DECLARE cols text; BEGIN "
+    "SELECT string_agg(quote_ident(column_name), ', ') INTO cols FROM information_schema.columns "
+    "WHERE table_name = 'birth_certificates' AND column_name <> 'id'; "
+    "EXECUTE format('INSERT INTO birth_certificates (%s) SELECT %s FROM birth_certificates "
+    "ORDER BY id LIMIT 1', cols, cols); END $$;")
+
+
+def sql(world: World, source: bool, query: str, database: str = "fybj") -> str:
+    command = (f"runuser -u postgres -- psql -XAt -v ON_ERROR_STOP=1 -d {database} "
+               f"-c {shlex.quote(query)}")
+    result = (on_source(world, "db1", command) if source else
+              on_target(world, "db", command, known_hosts_of_last_run(world)))
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def logical_plan(world: World) -> dict:
+    plan = copy.deepcopy(world.plan)
+    system = next(s for s in plan["systems"] if s["id"] == SYSTEM)
+    system["data"]["databases"][0]["method"] = "logical_replication"
+    return plan
+
+
+def test_logical_replication_keeps_the_target_in_step_then_cuts_over(world: World) -> None:
+    plan = logical_plan(world)
+    result = run(world, "transfer", plan=plan)
+    assert result.outputs["databases"]["fybj"]["equal"]
+    assert sql(world, True, "SHOW wal_level", "postgres") == "logical"
+    assert sql(world, False, "SELECT count(*) FROM pg_subscription") == "1"
+    again = run(world, "transfer", plan=plan)
+    assert again.changed == 0, [p.changed_tasks for p in again.plays]
+
+    sql(world, True, COPY_FIRST_ROW)  # written while the source serves
+    count = "SELECT count(*) FROM birth_certificates"
+    wait_until(lambda: sql(world, False, count) == sql(world, True, count), 30)
+
+    cut = run(world, "cutover", plan=plan)
+    assert cut.outputs["databases"]["fybj"]["equal"]
+    assert service_state(world, source=False) == "active enabled"
+    sequence = "SELECT last_value FROM birth_certificates_id_seq"
+    assert sql(world, False, sequence) == sql(world, True, sequence)
+    assert sql(world, False, "SELECT count(*) FROM pg_subscription") == "0"
+    assert sql(world, True, "SELECT count(*) FROM pg_replication_slots", "postgres") == "0"
+    second = run(world, "cutover", plan=plan)
+    assert second.changed == 0, [p.changed_tasks for p in second.plays]
+    run(world, "rollback", plan=plan)
+    assert service_state(world, source=True) == "active enabled"
+
+
 def test_journal_names_each_stage(world: World) -> None:
     entries = [e for e in state.journal_for(world.estate).entries() if e["system"] == SYSTEM]
     stages = [(e["stage"], e["result"]) for e in entries]
@@ -222,6 +398,9 @@ def test_journal_names_each_stage(world: World) -> None:
 def test_no_secret_in_any_artifact_log_or_journal(world: World) -> None:
     key_file, _ = transfer.migration_key(world.estate, SYSTEM)
     secrets = [*state.secret_values(world.estate), key_file.read_text().strip()]
+    replication = sorted(key_file.parent.glob("*.replication"))
+    assert replication, "the logical replication test made a password"
+    secrets += [p.read_text().strip() for p in replication]
     secrets += [line for line in key_file.read_text().splitlines()
                 if len(line) > 40 and "PRIVATE KEY" not in line]
     assert len(secrets) >= 4
@@ -239,9 +418,13 @@ def test_decommission_source_needs_an_explicit_request_then_removes_the_access(
         world: World) -> None:
     with pytest.raises(GuardRefused):
         transfer.decommission_source(world.estate, world.plan, SYSTEM, world.targets)
-    result = transfer.decommission_source(world.estate, world.plan, SYSTEM, world.targets,
-                                          confirmed=True)
+    result = transfer.decommission_source(world.estate, logical_plan(world), SYSTEM,
+                                          world.targets, confirmed=True)
     assert result.changed > 0
+    assert sql(world, True, "SELECT count(*) FROM pg_publication") == "0"
+    assert sql(world, True, "SELECT count(*) FROM pg_namespace WHERE nspname = 'migrate'") == "0"
+    hba = on_source(world, "db1", "cat \"$(runuser -u postgres -- psql -XAt -c 'SHOW hba_file')\"")
+    assert "migrate_replicator" not in hba.stdout
     known = known_hosts_of_last_run(world)
     for instance in ("web", "db"):
         keys = on_target(world, instance, "cat /root/.ssh/authorized_keys", known)

@@ -187,6 +187,22 @@ def test_large_databases_use_replication_small_ones_a_final_dump():
     assert methods["bdcdj"] == "logical_replication"  # 95 GB
 
 
+def test_replicated_databases_get_a_temporary_path_from_target_to_source():
+    plan = plan_of(EXAMPLE_ESTATE)
+    for planned in plan["systems"]:
+        hosts = {h["name"]: h["address"] for h in planned["source_hosts"]}
+        to_sources = [r for r in planned["security_rules"] if r["port"] == 5432
+                      and r["direction"] == "egress" and r["peer"]["kind"] == "source_host"]
+        replicated = [d for d in planned["data"]["databases"]
+                      if d["method"] == "logical_replication"]
+        assert [(r["instance"], r["peer"]["cidr"], r["temporary"], r["origin"])
+                for r in to_sources] == [(d["instance"], f"{hosts[d['host']]}/32", True,
+                                          "migration") for d in replicated]
+    fybj = next(s for s in plan["systems"] if s["id"] == "wjw-fybj")
+    assert not [r for r in fybj["security_rules"] if r["direction"] == "egress"
+                and r["peer"]["kind"] == "source_host"]
+
+
 def test_census_date_comes_from_the_option_first(estate):
     estate_model = pipeline.open_estate(estate)
     assert pipeline.run_census(estate_model).as_of == date(2026, 11, 20)
