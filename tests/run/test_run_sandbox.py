@@ -1,0 +1,145 @@
+"""migrate run on the sandbox, end to end: two systems of wave 1 of the example estate in
+parallel, status, a second run that repeats nothing, and a run killed during transfer that
+the next run completes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
+# two of wave 1, side by side (MIGRATE_RUN_TEST_SYSTEMS=a,b to choose others)
+SYSTEMS = os.environ.get("MIGRATE_RUN_TEST_SYSTEMS", "scj-qyxy,wjw-fybj").split(",")
+SCOPE = [a for s in SYSTEMS for a in ("--system", s)]
+MIGRATE = Path(sys.executable).parent / "migrate"
+
+
+@pytest.fixture
+def running_estate(sandbox_estate, run_cli):
+    try:
+        yield sandbox_estate
+    finally:
+        run_cli("destroy", sandbox_estate, "--yes")
+        run_cli("sandbox", "down", sandbox_estate)
+
+
+def journal(estate: Path) -> list[dict]:
+    lines = (estate / ".migrate" / "journal.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def count(entries: list[dict], stage: str, system: str) -> int:
+    return sum(1 for e in entries if e["stage"] == stage and e["system"] == system)
+
+
+def report_timings(name: str, summary: dict) -> None:
+    """Per-stage seconds, for the record (MIGRATE_RUN_TIMINGS names a JSON Lines file)."""
+    target = os.environ.get("MIGRATE_RUN_TIMINGS")
+    if target:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"test": name, "seconds": summary["seconds"],
+                                     "waves": summary["waves"],
+                                     "stages": summary["stage_seconds"],
+                                     "systems": {s["system"]: s["stages"]
+                                                 for s in summary["systems"]}}) + "\n")
+
+
+def secrets_written(estate: Path) -> list[str]:
+    """Files the run wrote (state, journal, runs and their artifacts, reports, runbooks)
+    that hold a secret value of the estate: there must be none."""
+    from migrate import pipeline
+    from migrate.state import secret_values, secrets_dir
+
+    loaded = pipeline.open_estate(estate)
+    values = [v.encode() for v in secret_values(loaded)]
+    assert values, "the sandbox made no secrets?"
+    found = []
+    for path in estate.rglob("*"):
+        if path.is_file() and not path.is_relative_to(secrets_dir(loaded)):
+            data = path.read_bytes()
+            found += [str(path) for value in values if value in data]
+    return found
+
+
+def test_run_a_wave_then_run_again(running_estate, run_cli):
+    estate = running_estate
+    first = run_cli("run", estate, *SCOPE, "--yes", "--output", "json")
+    summary = json.loads(first.stdout)
+    report_timings(f"first run, {len(SYSTEMS)} systems", summary)
+    assert first.code == 0, first.stderr
+    assert summary["ok"] and not summary["changed_nothing"]
+    assert summary["waves"][0]["workers"] == min(2, len(SYSTEMS))  # side by side
+    assert summary["files"]["runbooks"] and summary["files"]["report"]
+    assert "[wave 1] wjw-fybj transfer: started" in first.stderr
+
+    assert not secrets_written(estate)
+
+    status = json.loads(run_cli("status", estate, "--output", "json").stdout)
+    stands = {s["id"]: s for s in status["systems"]}
+    for sid in SYSTEMS:
+        assert stands[sid]["flags"]["cut_over"] and stands[sid]["failure"] is None, stands[sid]
+        assert stands[sid]["stacks"][f"sys-{sid}"], stands[sid]  # resources in the stack
+    assert stands["sjj-tyrz"]["text"] == stands["rsj-sbcx"]["text"] == "planned"
+
+    second = run_cli("run", estate, *SCOPE, "--yes", "--output", "json")
+    again = json.loads(second.stdout)
+    report_timings("second run, same systems", again)
+    assert second.code == 0, second.stderr
+    assert again["changed_nothing"], again
+    for system in again["systems"]:
+        stages = {s["stage"]: s for s in system["stages"]}
+        assert stages["transfer"]["result"] == stages["cutover"]["result"] == "skipped"
+        assert "no changes" in stages["provision"]["detail"], stages["provision"]
+    entries = journal(estate)
+    for sid in SYSTEMS:
+        assert count(entries, "cutover", sid) == 1
+    assert run_cli("audit", "verify", estate).code == 0
+
+
+@pytest.mark.parametrize(("stage", "after_s"), [("provision", 4), ("transfer", 8),
+                                                ("cutover", 6)])
+def test_a_killed_run_is_completed_by_the_next(running_estate, run_cli, stage, after_s):
+    """SIGKILL to the run and everything it started (its process group) while a stage is
+    under way; the next run completes: one cutover, stacks without pending changes, a
+    journal whose chain verifies."""
+    estate = running_estate
+    system = "wjw-fybj"
+    process = subprocess.Popen([str(MIGRATE), "run", str(estate), "--system", system,
+                                "--yes"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        seen = []
+        for line in process.stderr:
+            seen.append(line)
+            if f"{system} {stage}: started" in line:
+                break
+        time.sleep(after_s)  # well into the stage
+        assert process.poll() is None, "".join(seen)
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    status = json.loads(run_cli("status", estate, "--output", "json").stdout)
+    assert status["last_run"]["result"] == "interrupted or still running"
+
+    again = run_cli("run", estate, "--system", system, "--yes", "--output", "json")
+    summary = json.loads(again.stdout)
+    report_timings(f"run after a kill during {stage}", summary)
+    assert again.code == 0, again.stderr
+    assert "did not finish: continuing" in " ".join(summary["warnings"])
+    stages = {s["stage"]: s["result"] for s in summary["systems"][0]["stages"]}
+    assert stages["cutover"] == "changed", stages
+    entries = journal(estate)
+    assert count(entries, "cutover", system) == 1
+    assert run_cli("audit", "verify", estate).code == 0
+    assert not secrets_written(estate)
+    preview = run_cli("preview", estate, "--system", system, "--output", "json")
+    assert preview.code == 0 and not json.loads(preview.stdout)["changed"], preview.stdout
