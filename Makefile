@@ -30,17 +30,12 @@ images: setup host
 engine: setup
 	PATH="$$PATH:/usr/local/go/bin" $(BIN)/python -m migrate.engine build
 
-## demo: set up, then rehearse the example estate on the sandbox: census, plan, legacy server
-## rooms and exchange platform, provisioned target machines, runbooks and the report
+## demo: set up, then move the example estate on the sandbox in one command (migrate run:
+## census, plan, legacy server rooms and exchange platform, provisioning, transfer, register,
+## cutover with verification, runbooks and the report), then show where each system stands
 demo: setup host images engine
-	$(BIN)/migrate validate $(ESTATE)
-	$(BIN)/migrate census $(ESTATE)
-	$(BIN)/migrate plan $(ESTATE)
-	$(BIN)/migrate sandbox up $(ESTATE)
-	$(BIN)/migrate provision $(ESTATE) --yes
-	$(BIN)/migrate register $(ESTATE)
-	$(BIN)/migrate runbook $(ESTATE)
-	$(BIN)/migrate report $(ESTATE)
+	$(BIN)/migrate run $(ESTATE) --yes
+	$(BIN)/migrate status $(ESTATE)
 	$(BIN)/migrate audit verify $(ESTATE)
 
 ## demo-down: remove what the demo made on this host (machines, bridges); keeps the state

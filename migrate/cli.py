@@ -174,6 +174,8 @@ SYSTEMS = click.option("--system", "systems", multiple=True, metavar="ID",
                        help="Only this system (repeatable); default: every planned system.")
 WAVE = click.option("--wave", type=click.IntRange(min=1), default=None, metavar="N",
                     help="Only the systems of wave N of the plan (with --system: both).")
+CHECK = click.option("--check", is_flag=True,
+                     help="Ansible check mode with diff: show what would change, change nothing.")
 YES = click.option("--yes", "-y", is_flag=True,
                    help="Do not ask for confirmation (CI); required when not on a terminal.")
 
@@ -285,23 +287,50 @@ def register(estate: Path, systems: tuple[str, ...], wave: int | None, output: s
                                                     "resources", ""), rows))
 
 
+@cli.command()
+@ESTATE
+@SYSTEMS
+@WAVE
+@OUTPUT
+def verify(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> None:
+    """Prove each migrated system works on its targets: services and ports, data equal to
+    the recorded evidence, the application, and the exchange platform (联通) from the target."""
+    loaded = pipeline.open_estate(estate)
+    results = pipeline.verify_systems(loaded, list(scope_of(loaded, systems, wave)),
+                                      stage_progress)
+    if output == "json":
+        emit_json({"stage": "verify", "systems": results})
+    else:
+        for r in results:
+            rows = [(c["id"], c["result"], f"{c['time_s']:.2f} s", c.get("message") or "")
+                    for c in r.get("checks", [])]
+            out.print(rich_table(f"verify {r['system']}: {r['result']}",
+                                 ("check", "result", "time", "message"), rows))
+    pipeline.raise_for_failures("verify", results)
+
+
 def play_progress(event: Any) -> None:
-    err.print(f"  {event.host}: {event.task} [{event.status}] "
+    system = f"[{event.system}] " if event.system else ""
+    err.print(f"  {system}{event.host}: {event.task} [{event.status}] "
               f"(ok {event.ok}, changed {event.changed}, failed {event.failed})",
               highlight=False, markup=False)
 
 
 def run_move_command(estate: Path, stage: str, systems: tuple[str, ...], output: str,
-                     confirmed: bool = False, wave: int | None = None) -> None:
+                     confirmed: bool = False, wave: int | None = None,
+                     check: bool = False) -> None:
     loaded = pipeline.open_estate(estate)
     results = pipeline.move(loaded, stage, list(scope_of(loaded, systems, wave)),
-                            play_progress, confirmed=confirmed)
+                            play_progress, confirmed=confirmed, check=check)
     if output == "json":
-        emit_json({"stage": stage, "systems": results})
-        return
-    rows = [(r["system"], r["run_id"], str(r["changed"]), f"{r['duration_s']:.1f} s")
-            for r in results]
-    out.print(rich_table(stage, ("system", "run", "changed tasks", "time"), rows))
+        emit_json({"stage": stage, "check": check, "systems": results})
+    else:
+        rows = [(r["system"], r["result"], r.get("run_id", "-"), str(r.get("changed", "-")),
+                 f"{r['duration_s']:.1f} s") for r in results]
+        title = f"{stage} (check mode: nothing changed)" if check else stage
+        out.print(rich_table(title, ("system", "result", "run", "changed tasks", "time"),
+                             rows))
+    pipeline.raise_for_failures(stage, results)
 
 
 @cli.command("check")
@@ -318,34 +347,40 @@ def check_command(estate: Path, systems: tuple[str, ...], wave: int | None, outp
 @ESTATE
 @SYSTEMS
 @WAVE
+@CHECK
 @OUTPUT
-def transfer(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> None:
+def transfer(estate: Path, systems: tuple[str, ...], wave: int | None, check: bool,
+             output: str) -> None:
     """prepare_target, transfer_files and migrate_database while the source keeps serving."""
-    run_move_command(estate, "transfer", systems, output, wave=wave)
+    run_move_command(estate, "transfer", systems, output, wave=wave, check=check)
 
 
 @cli.command()
 @ESTATE
 @SYSTEMS
 @WAVE
+@CHECK
 @YES
 @OUTPUT
-def cutover(estate: Path, systems: tuple[str, ...], wave: int | None, yes: bool,
+def cutover(estate: Path, systems: tuple[str, ...], wave: int | None, check: bool, yes: bool,
             output: str) -> None:
     """Freeze the source, final sync, start the targets; rolls back by itself on failure."""
-    confirm_or_refuse(f"Cut over {scope_text(systems, wave)}? The source "
-                      "stops serving until the target does.", yes)
-    run_move_command(estate, "cutover", systems, output, wave=wave)
+    if not check:
+        confirm_or_refuse(f"Cut over {scope_text(systems, wave)}? The source "
+                          "stops serving until the target does.", yes)
+    run_move_command(estate, "cutover", systems, output, wave=wave, check=check)
 
 
 @cli.command()
 @ESTATE
 @SYSTEMS
 @WAVE
+@CHECK
 @OUTPUT
-def rollback(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> None:
+def rollback(estate: Path, systems: tuple[str, ...], wave: int | None, check: bool,
+             output: str) -> None:
     """Return service to the source exactly as it was before the cutover; idempotent."""
-    run_move_command(estate, "rollback", systems, output, wave=wave)
+    run_move_command(estate, "rollback", systems, output, wave=wave, check=check)
 
 
 @cli.command("decommission")
@@ -360,6 +395,90 @@ def decommission(estate: Path, systems: tuple[str, ...], wave: int | None, yes: 
     confirm_or_refuse(f"Decommission the sources of {scope_text(systems, wave)}?", yes)
     run_move_command(estate, "decommission_source", systems, output, confirmed=True,
                      wave=wave)
+
+
+@cli.command("run")
+@ESTATE
+@SYSTEMS
+@WAVE
+@YES
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Systems of a wave at once [default: min(systems, max(2, cores))].")
+@OUTPUT
+def run_command(estate: Path, systems: tuple[str, ...], wave: int | None, yes: bool,
+                workers: int | None, output: str) -> int:
+    """The whole pipeline, wave after wave: census, plan, (sandbox up), provision, transfer,
+    cutover (verified; rolled back by itself on failure), register, runbooks and report.
+    Systems of a wave move in parallel; a re-run continues where the last one stopped."""
+    from migrate import run as runs
+    from migrate.errors import EXIT_STAGE_FAILED, StageFailed
+    from migrate.run_display import display_for
+
+    loaded = pipeline.open_estate(estate)
+    confirm_or_refuse(f"Move {scope_text(systems, wave)} to the "
+                      f"{loaded.settings.cloud.target} cloud (provision, transfer, cut over)?",
+                      yes)
+    with display_for(err) as display:  # live table on a terminal, stage lines otherwise
+        outcome = runs.run_estate(loaded, str(estate), wave, list(systems) or None,
+                                  display, workers)
+    if output == "json":
+        emit_json(outcome.as_dict())
+        return 0 if outcome.ok else EXIT_STAGE_FAILED
+    rows = [(s.system, s.wave, s.outcome(),
+             " ".join(f"{r.stage}:{r.result}" for r in s.stages),
+             f"{sum(r.seconds for r in s.stages):.1f} s") for s in outcome.systems]
+    out.print(rich_table("migrate run", ("system", "wave", "outcome", "stages", "time"), rows))
+    times = outcome.stage_seconds()
+    out.print(rich_table("Time per stage (summed over systems)", ("stage", "runs", "seconds"),
+                         [(k, v["count"], f"{v['seconds']:.1f}") for k, v in times.items()]))
+    for warning in outcome.warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    if outcome.changed_nothing() and not outcome.failed:
+        out.print("no changes: every chosen system was already where it should be")
+    out.print(f"run {outcome.run_id}: {outcome.seconds:.1f} s", highlight=False)
+    if outcome.failed or outcome.blocked:
+        failed = "; ".join(f"{s.system}: {s.outcome()}: {s.error}" for s in outcome.failed)
+        waiting = f"; {len(outcome.blocked)} not started (their dependencies did not move)" \
+            if outcome.blocked else ""
+        raise StageFailed(f"{len(outcome.failed)} of {len(outcome.systems)} systems failed"
+                          f"{f' ({failed})' if failed else ''}{waiting}",
+                          f"see 'migrate status {estate}'; fix the cause and run again: "
+                          "what is done is not repeated")
+    return 0
+
+
+@cli.command("status")
+@ESTATE
+@OUTPUT
+def status_command(estate: Path, output: str) -> None:
+    """Where each system stands (census, wave, planned ... verified, failures), from the
+    journal and the stacks; changes nothing."""
+    from migrate import status
+
+    document = status.estate_status(pipeline.open_estate(estate))
+    if output == "json":
+        emit_json(document)
+        return
+    rows = []
+    for s in document["systems"]:
+        stacks = ", ".join(f"{k} {'-' if v is None else v}" for k, v in s["stacks"].items())
+        error = (s["failure"] or {}).get("error", "")
+        rows.append((s["id"], s["disposition"], "" if s["wave"] is None else s["wave"],
+                     s["text"], stacks, s["last_at"] or "", error))
+    columns = ("system", "census", "wave", "stands", "stacks (resources)", "last entry",
+               "error")
+    if out.is_terminal:
+        out.print(rich_table("Status", columns, rows))
+    else:
+        for row in rows:
+            click.echo("\t".join(str(c) for c in row))
+    counts = document["counts"]
+    out.print(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n) or
+              "nothing planned", highlight=False)
+    last = document["last_run"]
+    if last:
+        out.print(f"last run {last['run_id']}: {last['result']} (started {last['started']})",
+                  highlight=False)
 
 
 @cli.command("runbook")

@@ -7,17 +7,19 @@ exit codes are the CLI's business.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from migrate import census_report
 from migrate.census import CensusResult, take_census
-from migrate.errors import InvalidInput, Problem, StageFailed
+from migrate.errors import GuardRefused, InvalidInput, MigrateError, Problem, StageFailed
 from migrate.journal import Verification, digest_bytes, digest_file, verify_journal
 from migrate.loader import Estate
 from migrate.plan import PLAN_SCHEMA_VERSION, build_plan, render_plan
@@ -274,10 +276,14 @@ def platform_client(estate: Estate, system_id: str) -> Any:
 
 
 def register_systems(estate: Estate, system_ids: list[str] | None = None,
-                     progress: Callable[[str], None] | None = None) -> list[dict]:
-    """Register each chosen migrating system's endpoint and catalogue on the platform."""
+                     progress: Callable[[str], None] | None = None,
+                     side: str | None = None) -> list[dict]:
+    """Register each chosen migrating system's endpoint and catalogue on the platform. The
+    endpoint names where the system serves: its targets once it is cut over, else its
+    source hosts (``side`` forces one)."""
     from migrate.register import register_catalogue
     from migrate.stackplan import select_system
+    from migrate.status import progress_flags
 
     plan = make_plan(estate).plan
     chosen = system_ids or [s["id"] for s in plan["systems"]]
@@ -287,7 +293,9 @@ def register_systems(estate: Estate, system_ids: list[str] | None = None,
         started = time.monotonic()
         planned = select_system(plan, system_id)
         with platform_client(estate, system_id) as client:
-            result = register_catalogue(estate.systems[system_id], planned, client)
+            where = side or ("target" if progress_flags(journal.entries(), system_id)["cut_over"]
+                             else "source")
+            result = register_catalogue(estate.systems[system_id], planned, client, where)
         journal.append("register", system=system_id, inputs=estate_inputs(estate),
                        outputs=result, result="changed" if result["changed"] else "unchanged",
                        duration_s=time.monotonic() - started)
@@ -296,6 +304,73 @@ def register_systems(estate: Estate, system_ids: list[str] | None = None,
                      "linked (已挂接)")
         results.append(result)
     return results
+
+
+def verify_systems(estate: Estate, system_ids: list[str] | None = None,
+                   progress: Callable[[str], None] | None = None,
+                   parallel: int | None = None) -> list[dict]:
+    """Verify each chosen system on its targets (testinfra suites: host, data, application,
+    exchange); each result says ``ok`` or ``failed`` with the failed checks."""
+    from migrate.verify.run import verify_system
+
+    plan = make_plan(estate).plan
+    chosen = system_ids or [s["id"] for s in plan["systems"]]
+    targets = {system_id: provisioned_targets(estate, system_id) for system_id in chosen}
+    return for_each_system(
+        chosen, lambda sid: verify_system(estate, plan, sid, targets[sid], progress), parallel)
+
+
+def _cutover_then_verify(estate: Estate, plan: dict, system_id: str, targets: dict,
+                         progress: Callable[[Any], None] | None) -> Any:
+    """cutover, then verification; when a check fails the system is rolled back and this
+    raises: the source stays authoritative until verification passes. The source's
+    interface answers are recorded first, while it still serves."""
+    from migrate import transfer
+    from migrate.verify.answers import record_source_answers
+    from migrate.verify.run import verify_system
+
+    record_source_answers(estate, plan, system_id)
+    done = transfer.cutover(estate, plan, system_id, targets, progress)
+    try:
+        done.outputs["endpoint"] = switch_endpoint(estate, system_id, "target")
+    except MigrateError as error:
+        verified = {"passed": False, "hint": error.hint,
+                    "error": f"switching {system_id}'s endpoint on the exchange platform to "
+                             f"its targets failed: {error.message}"}
+    else:
+        verified = verify_system(estate, plan, system_id, targets)
+        done.outputs["verify"] = {k: verified[k] for k in ("run_id", "result", "counts",
+                                                           "failed_checks", "duration_s")}
+    if verified["passed"]:
+        return done
+    try:
+        transfer.rollback(estate, plan, system_id, targets, progress)
+    except MigrateError as again:
+        raise StageFailed(f"{verified['error']}; the rollback failed too: {again.message}",
+                          hint=again.hint) from None
+    back = _endpoint_back_to_source(estate, system_id)
+    raise StageFailed(f"{verified['error']}; rolled back: the source stays authoritative"
+                      f"{back}", hint=verified["hint"])
+
+
+def _endpoint_back_to_source(estate: Estate, system_id: str) -> str:
+    """Point the registration back at the source after a rollback; what went wrong, if
+    anything, as a sentence to add (the rollback itself stands either way)."""
+    try:
+        switch_endpoint(estate, system_id, "source")
+    except MigrateError as error:
+        return (f" (its endpoint on the exchange platform still names the targets: "
+                f"{error.message}; run 'migrate register {estate.display} --system "
+                f"{system_id}' once the platform answers)")
+    return ""
+
+
+def switch_endpoint(estate: Estate, system_id: str, side: str) -> dict | None:
+    """Point the platform's registration of the system at its targets (after a cutover) or
+    back at its source hosts (rollback); None when the system exchanges nothing."""
+    if estate.systems[system_id].exchange is None:
+        return None
+    return register_systems(estate, [system_id], side=side)[0]
 
 
 # ---------------------------------------------------------------- moving workloads
@@ -324,21 +399,106 @@ def provisioned_targets(estate: Estate, system_id: str) -> dict[str, dict]:
 
 
 def move(estate: Estate, stage: str, system_ids: list[str] | None = None,
-         progress: Callable[[Any], None] | None = None, confirmed: bool = False) -> list[dict]:
-    """Run one moving stage for each chosen system (every planned one by default)."""
+         progress: Callable[[Any], None] | None = None, confirmed: bool = False,
+         check: bool = False, parallel: int | None = None) -> list[dict]:
+    """Run one moving stage for each chosen system (every planned one by default), several
+    systems at once. Every system runs to its end; the results say which failed and why
+    (``result``: ok or failed, with ``error`` and ``hint``)."""
     from migrate import transfer
 
     if stage not in MOVE_STAGES:
         raise ValueError(stage)
     plan = make_plan(estate).plan
     chosen = system_ids or [s["id"] for s in plan["systems"]]
-    results = []
-    for system_id in chosen:
-        targets = provisioned_targets(estate, system_id)
-        function = getattr(transfer, stage)
+    targets = {system_id: provisioned_targets(estate, system_id) for system_id in chosen}
+    function = getattr(transfer, stage)
+
+    def one(system_id: str) -> dict:
+        tagged = tag_progress(progress, system_id)
         if stage == "decommission_source":
-            result = function(estate, plan, system_id, targets, progress, confirmed=confirmed)
+            done = function(estate, plan, system_id, targets[system_id], tagged,
+                            confirmed=confirmed)
+        elif stage == "rollback" and not check:
+            done = function(estate, plan, system_id, targets[system_id], tagged)
+            done.outputs["endpoint"] = _endpoint_back_to_source(estate, system_id) or "source"
+        elif stage == "transfer" and not check:
+            refuse_if_cut_over(estate, system_id)
+            done = function(estate, plan, system_id, targets[system_id], tagged)
+        elif stage == "cutover" and not check:
+            done = _cutover_then_verify(estate, plan, system_id, targets[system_id], tagged)
         else:
-            result = function(estate, plan, system_id, targets, progress)
-        results.append(result.as_dict())
-    return results
+            done = function(estate, plan, system_id, targets[system_id], tagged, check=check)
+        return {**done.as_dict(), "result": "ok"}
+
+    return for_each_system(chosen, one, parallel)
+
+
+def refuse_if_cut_over(estate: Estate, system_id: str) -> None:
+    """A transfer after a cutover would copy the stale source over the serving target."""
+    from migrate.status import progress_flags
+
+    if progress_flags(journal_for(estate).entries(), system_id)["cut_over"]:
+        raise GuardRefused(
+            f"{system_id} is cut over: its target serves and holds the newest data; a "
+            "transfer would overwrite it with the source's",
+            hint=f"roll back first ('migrate rollback {estate.display} --system {system_id}')"
+                 " if the source is to serve again")
+
+
+def tag_progress(progress: Callable[[Any], None] | None, system_id: str
+                 ) -> Callable[[Any], None] | None:
+    """The progress callback with each event naming its system (runs interleave)."""
+    if progress is None:
+        return None
+    return lambda event: progress(replace(event, system=system_id))
+
+
+def parallel_bound(count: int, parallel: int | None = None) -> int:
+    """How many systems run at once: as asked, else as many as cores (at least 2)."""
+    bound = parallel or max(2, os.cpu_count() or 2)
+    return max(1, min(count, bound))
+
+
+def for_each_system(system_ids: list[str], work: Callable[[str], dict],
+                    parallel: int | None = None) -> list[dict]:
+    """``work`` for each system, up to ``parallel_bound`` at once, in the given order. A
+    domain error fails its own system only; a bug (any other exception) is raised once all
+    have ended."""
+    def guarded(system_id: str) -> dict:
+        started = time.monotonic()
+        try:
+            return work(system_id)
+        except MigrateError as error:
+            return {"system": system_id, "result": "failed", "error": error.message,
+                    "hint": error.hint, "exit_code": error.exit_code,
+                    "duration_s": round(time.monotonic() - started, 3)}
+
+    if not system_ids:
+        return []
+    with ThreadPoolExecutor(parallel_bound(len(system_ids), parallel),
+                            thread_name_prefix="migrate-system") as pool:
+        futures = [pool.submit(guarded, system_id) for system_id in system_ids]
+        wait(futures)
+    return [future.result() for future in futures]
+
+
+def failed_results(results: list[dict]) -> list[dict]:
+    return [r for r in results if r.get("result") == "failed"]
+
+
+def raise_for_failures(stage: str, results: list[dict]) -> None:
+    """One error for the systems that failed: exit code and hint of a lone failure kept."""
+    failures = failed_results(results)
+    if not failures:
+        return
+    if len(failures) == 1:
+        only = failures[0]
+        error = StageFailed(f"{stage} of {only['system']}: {only['error']}", hint=only["hint"])
+        error.exit_code = only.get("exit_code", StageFailed.exit_code)
+        raise error
+    names = ", ".join(f["system"] for f in failures)
+    details = "; ".join(f"{f['system']}: {f['error']}" for f in failures)
+    raise StageFailed(f"{stage} failed for {len(failures)} of {len(results)} systems "
+                      f"({names}): {details}",
+                      hint="the other systems completed; fix the cause and run the stage "
+                           "again for the failed ones (--system)")

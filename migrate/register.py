@@ -15,9 +15,10 @@ from migrate.model import SystemManifest
 STATE_LABELS = {"unlinked": "未挂接", "pending_review": "待审核", "linked": "已挂接"}
 
 
-def endpoint_of(system: SystemManifest, planned: dict) -> tuple[str, str]:
-    """Base URL and health path of the system's service on its target instance: the service
-    the first catalogue interface names, else the first declared service."""
+def endpoint_of(system: SystemManifest, planned: dict, side: str = "target") -> tuple[str, str]:
+    """Base URL and health path of the system's service on its target instance (or, with
+    ``side="source"``, on the source host it runs on before the cutover): the service the
+    first catalogue interface names, else the first declared service."""
     services = {s["name"]: s for s in planned["services"]}
     if not services:
         raise ValueError(f"{system.id} declares no service to register as its endpoint")
@@ -25,14 +26,21 @@ def endpoint_of(system: SystemManifest, planned: dict) -> tuple[str, str]:
                                                 else []) if r.interface]
     service = services.get(interfaces[0]) if interfaces else None
     service = service or services[system.workload.services[0].name]
-    address = next(i["address"] for i in planned["instances"] if i["name"] == service["instance"])
+    if side == "source":
+        address = next(h["address"] for h in planned["source_hosts"]
+                       if h["name"] == service["source_host"])
+    else:
+        address = next(i["address"] for i in planned["instances"]
+                       if i["name"] == service["instance"])
     return f"http://{address}:{service['port']}", service["health"] or "/health"
 
 
-def register_catalogue(system: SystemManifest, planned: dict, client: Any) -> dict:
-    """Register the endpoint and every catalogue resource; report each resource's state."""
+def register_catalogue(system: SystemManifest, planned: dict, client: Any,
+                       side: str = "target") -> dict:
+    """Register the endpoint (on the target, or back on the source after a rollback) and
+    every catalogue resource; report each resource's state."""
     assert system.exchange is not None
-    base_url, health_path = endpoint_of(system, planned)
+    base_url, health_path = endpoint_of(system, planned, side)
     wanted = {"name": system.name, "base_url": base_url, "health_path": health_path,
               "department": {"code": system.department.code, "name": system.department.name}}
     before = _registered_endpoint(client, system.id)
@@ -49,7 +57,7 @@ def register_catalogue(system: SystemManifest, planned: dict, client: Any) -> di
                           "changed": bool(answer.get("changed", True))})
     return {
         "system": system.id,
-        "endpoint": {"base_url": base_url, "health_path": health_path,
+        "endpoint": {"base_url": base_url, "health_path": health_path, "side": side,
                      "changed": endpoint_changed},
         "resources": resources,
         "changed": endpoint_changed or any(r["changed"] for r in resources),

@@ -29,7 +29,8 @@ from migrate.census import DISPOSITION_ZH, take_census
 from migrate.census_report import Table
 from migrate.loader import Estate
 from migrate.render import bar_chart, donut_chart, render, write_text
-from migrate.runbook import SUCCESS, entries_until, plan_digest
+from migrate.runbook import entries_until, plan_digest
+from migrate.status import progress_flags
 
 REPORT_SCHEMA_VERSION = 1
 PROGRESS = ("planned", "provisioned", "transferred", "cut_over", "verified", "rolled_back")
@@ -54,34 +55,9 @@ def month_end(day: date) -> date:
 
 
 def system_status(entries: Iterable[dict], system_id: str) -> dict[str, bool]:
-    """Progress flags of one system from its journal entries, in journal order."""
-    flags = {flag: False for flag in PROGRESS if flag != "planned"}
-    interconnected = True
-    for entry in entries:
-        if entry.get("system") != system_id:
-            continue
-        stage, ok = entry.get("stage"), entry.get("result") in SUCCESS
-        outputs = entry.get("outputs") or {}
-        if stage == "cutover" and not ok and _rolled_back_by_itself(outputs):
-            flags.update(rolled_back=True, cut_over=False, verified=False)
-        elif stage == "destroy" and ok:
-            flags["provisioned"] = False
-        elif stage == "rollback" and ok:
-            flags.update(rolled_back=True, cut_over=False, verified=False)
-        elif stage in STAGE_FLAG:
-            flags[STAGE_FLAG[stage]] = ok
-            if stage == "cutover" and ok:
-                flags["rolled_back"] = False
-            if stage == "verify":
-                interconnected = outputs.get("interconnected") is not False
-    flags["interconnected"] = flags["verified"] and interconnected
-    return flags
-
-
-def _rolled_back_by_itself(outputs: dict) -> bool:
-    """A failed cutover of migrate.transfer gives the source its service back itself."""
-    rolled = outputs.get("rolled_back")
-    return isinstance(rolled, dict) and rolled.get("result") in SUCCESS
+    """Progress flags of one system from its journal entries, in journal order (the one
+    derivation ``migrate status`` and ``migrate run`` use too: ``migrate.status``)."""
+    return progress_flags(entries, system_id)
 
 
 def _count(rows: list[dict], key: str) -> int:

@@ -311,13 +311,34 @@ def _run_artifacts(outputs: dict, stage: str) -> list[str]:
     return [f"runs/{run_id}/artifacts/{stage}", f"runs/{run_id}/result.json"]
 
 
+CHECK_RESULTS = {"passed": "pass 通过", "failed": "FAIL 未通过", "error": "FAIL 未通过",
+                 "skipped": "skipped 跳过"}
+
+
+def _check_rows(checks: object) -> list[list[str]]:
+    """``outputs.checks``: a list of ``{name, ok, detail}``, or verification's
+    ``{check id: {result, time_s}}``."""
+    if isinstance(checks, dict):
+        return [[name, CHECK_RESULTS.get(str(c.get("result")), str(c.get("result", "?"))),
+                 _duration(c.get("time_s"))] for name, c in sorted(checks.items())
+                if isinstance(c, dict)]
+    return [[str(c.get("name", "?")), "pass 通过" if c.get("ok") else "FAIL 未通过",
+             str(c.get("detail", ""))] for c in checks or [] if isinstance(c, dict)]
+
+
 def _file_comparisons(files: object) -> list[list[str]]:
-    """``outputs.files`` of migrate.transfer: per source host, the sha256 manifest compared."""
+    """``outputs.files`` of migrate.transfer: per source host, the sha256 manifests of both
+    sides compared (cutover), or rsync's checksums of the files it sent (transfer)."""
     if not isinstance(files, dict):
         return []
     rows = []
     for host, c in sorted(files.items()):
-        if isinstance(c, dict):
+        if isinstance(c, dict) and "sent" in c:
+            rows.append([f"{host} → {c.get('target', '?')} ({c['sent']} files sent)",
+                         str(c.get("checksums", NOT_RECORDED)),
+                         f"{c.get('algorithm', '?')} of each file sent, checked by the receiver",
+                         _yes_no(True)])
+        elif isinstance(c, dict):
             equal = c.get("equal")
             rows.append([f"{host} → {c.get('target', '?')} ({c.get('files', '?')} files)",
                          str(c.get("manifest", NOT_RECORDED)),
@@ -383,10 +404,8 @@ def stage_evidence(stage: str, entries: list[dict], state: Path, runbook_dir: Pa
         if _owns(e, stage, "databases"):
             row_counts += _pairs(outputs.get("row_counts"), "table")
             row_counts += _database_comparisons(outputs.get("databases"))
-        for c in outputs.get("checks") or []:
-            if isinstance(c, dict) and e["stage"] == stage:
-                checks.append([str(c.get("name", "?")), "pass 通过" if c.get("ok") else
-                               "FAIL 未通过", str(c.get("detail", ""))])
+        if e["stage"] == stage:
+            checks += _check_rows(outputs.get("checks"))
         if e["stage"] == stage:
             for key in ("downtime_s", "cutover_play_s"):
                 if isinstance(outputs.get(key), int | float) and downtime is None:

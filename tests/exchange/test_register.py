@@ -17,8 +17,10 @@ def manifest(system_id: str, codes: list[str]):
                                        "resources": resources})
 
 
-PLANNED = {"services": [{"name": "web", "instance": "app", "port": 8080, "health": "/health"}],
-           "instances": [{"name": "app", "address": "10.20.53.159"}]}
+PLANNED = {"services": [{"name": "web", "instance": "app", "port": 8080, "health": "/health",
+                         "source_host": "web1"}],
+           "instances": [{"name": "app", "address": "10.20.53.159"}],
+           "source_hosts": [{"name": "web1", "address": "192.168.10.21"}]}
 
 
 def app_client(server, system_id: str):
@@ -30,6 +32,23 @@ def app_client(server, system_id: str):
 def test_endpoint_is_the_service_the_catalogue_names_on_its_target_instance():
     assert endpoint_of(manifest("rsj-abc", []), PLANNED) == ("http://10.20.53.159:8080",
                                                                "/health")
+
+
+def test_before_the_cutover_the_endpoint_is_the_service_on_its_source_host():
+    assert endpoint_of(manifest("rsj-abc", []), PLANNED, "source") == (
+        "http://192.168.10.21:8080", "/health")
+
+
+def test_the_endpoint_switches_to_the_target_and_back(auto_server):
+    system_id = f"rsj-{uuid.uuid4().hex[:8]}"
+    with app_client(auto_server, system_id) as client:
+        before = register_catalogue(manifest(system_id, []), PLANNED, client, "source")
+        after = register_catalogue(manifest(system_id, []), PLANNED, client, "target")
+        assert after["endpoint"]["changed"] is True
+        assert client.get_system(system_id)["base_url"] == "http://10.20.53.159:8080"
+        back = register_catalogue(manifest(system_id, []), PLANNED, client, "source")
+        assert back["endpoint"]["changed"] is True
+        assert client.get_system(system_id)["base_url"] == before["endpoint"]["base_url"]
 
 
 def test_register_links_every_resource_and_a_second_run_changes_nothing(auto_server):

@@ -160,3 +160,14 @@ def test_evidence_from_the_entries_migrate_transfer_writes(tmp_path, example, st
     run = f"runs/20261120T010000Z-{TRANSFER_SHAPED}-transfer-abc123/artifacts/transfer_files"
     assert f"[{run}](../../state/{run})" in section["transfer_files"]
     assert "measured downtime 实测停机 | 58.2 s |" in text
+
+
+def test_verification_checks_are_listed_with_result_and_time():
+    from migrate.runbook import _check_rows
+
+    rows = _check_rows({"host::service_active[web]": {"result": "passed", "time_s": 0.42},
+                        "data::tables_equal[fybj]": {"result": "failed", "time_s": 1.5}})
+    assert rows == [["data::tables_equal[fybj]", "FAIL 未通过", "1.5 s"],
+                    ["host::service_active[web]", "pass 通过", "0.4 s"]]
+    assert _check_rows([{"name": "health", "ok": True, "detail": "200"}]) == [
+        ["health", "pass 通过", "200"]]
