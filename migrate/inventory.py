@@ -24,6 +24,7 @@ import yaml
 from migrate import state
 from migrate.errors import InvalidInput, StageFailed
 from migrate.loader import Estate
+from migrate.plan import POSTGRESQL_PORT
 from migrate.sandbox.estate import known_hosts_path, operator_key_path
 
 KNOWN_HOSTS_NAME = "known_hosts"
@@ -154,9 +155,18 @@ def _target_hosts(estate: Estate, system: dict, targets: Mapping[str, Target]) -
             "ansible_ssh_private_key_file": str(operator_key_path(estate)),
             "instance": name,
             "replaces": list(instance["replaces"]),
+            "postgresql_listen": postgresql_listen(system, name),
             **_workload_of(system, instance=name),
         }
     return hosts
+
+
+def postgresql_listen(system: dict, instance: str) -> str:
+    """PostgreSQL answers other machines only where the plan opens its port to them; a
+    database used on its own machine listens on loopback (nothing unplanned listens)."""
+    opened = any(r["instance"] == instance and r["direction"] == "ingress"
+                 and r["port"] == POSTGRESQL_PORT for r in system.get("security_rules", []))
+    return "*" if opened else "localhost"
 
 
 def _workload_of(system: dict, *, source_host: str | None = None,

@@ -87,6 +87,13 @@ def test_run_a_wave_then_run_again(running_estate, run_cli):
         assert stands[sid]["flags"]["cut_over"] and stands[sid]["failure"] is None, stands[sid]
         assert stands[sid]["stacks"][f"sys-{sid}"], stands[sid]  # resources in the stack
     assert stands["sjj-tyrz"]["text"] == stands["rsj-sbcx"]["text"] == "planned"
+    for sid in SYSTEMS:  # the evidence runbook shows what verification found
+        evidence = (estate / "runbooks" / "evidence" / f"{sid}.md").read_text()
+        assert "pass 通过" in evidence and "FAIL 未通过" not in evidence, sid
+        assert "exchange" in evidence and "data" in evidence, sid
+    report = json.loads(next(Path(p) for p in summary["files"]["report"]
+                             if str(p).endswith(".json")).read_text())
+    assert report["figures"]["connectivity"]["connected"] >= len(SYSTEMS), report["figures"]
 
     second = run_cli("run", estate, *SCOPE, "--yes", "--output", "json")
     again = json.loads(second.stdout)

@@ -137,3 +137,14 @@ def test_private_dirs_a_killed_run_left_are_swept_and_live_ones_kept(tmp_path) -
     os.utime(orphan, (old, old))
     assert sorted(sweep_stale_private_dirs(tmp_path)) == sorted([left, orphan])
     assert not left.exists() and not orphan.exists() and live.exists()
+
+
+def test_postgresql_listens_beyond_loopback_only_where_the_plan_opens_it() -> None:
+    from migrate.inventory import postgresql_listen
+    from migrate.pipeline import make_plan, open_estate
+    from tests.conftest import EXAMPLE_ESTATE
+
+    plan = make_plan(open_estate(EXAMPLE_ESTATE), write=False).plan
+    systems = {s["id"]: s for s in plan["systems"]}
+    assert postgresql_listen(systems["wjw-fybj"], "db") == "*"          # web connects
+    assert postgresql_listen(systems["mzj-shjz"], "app") == "localhost"  # app and db together

@@ -140,6 +140,19 @@ def test_wrong_target_host_key_stops_before_any_change(world: World) -> None:
     assert (last["stage"], last["result"]) == ("transfer", "failed")
 
 
+def test_unreachable_target_stops_before_any_change(world: World) -> None:
+    gone = copy.deepcopy(world.targets)
+    address = world.targets["web"]["address"]
+    gone["web"]["address"] = address.rsplit(".", 1)[0] + ".250"  # on the bridge, no machine
+    with pytest.raises(StageFailed) as failed:
+        run(world, "transfer", targets=gone)
+    message = failed.value.message
+    assert message.startswith("check_prerequisites failed on wjw-fybj-web")
+    assert any(why in message.lower() for why in ("no route to host", "timed out",
+                                                  "unreachable")), message
+    assert service_state(world, source=True) == "active enabled"
+
+
 def test_missing_source_path_fails_check_with_a_clear_message(world: World) -> None:
     plan = copy.deepcopy(world.plan)
     system = next(s for s in plan["systems"] if s["id"] == SYSTEM)
