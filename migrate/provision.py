@@ -25,6 +25,7 @@ from typing import Any
 
 from migrate import engine, stackplan
 from migrate.errors import EnvironmentNotReady, StageFailed
+from migrate.processes import pid_alive
 
 Progress = Callable[[str], None]
 PASSPHRASE_ENV = "MIGRATE_PULUMI_PASSPHRASE_FILE"
@@ -263,7 +264,7 @@ class Provisioner:
                 holder = json.loads(lock.read_text())
             except (OSError, json.JSONDecodeError):
                 return False
-            if holder.get("hostname") != hostname or _pid_alive(int(holder.get("pid", 0))):
+            if holder.get("hostname") != hostname or pid_alive(int(holder.get("pid", 0))):
                 return False
         return True
 
@@ -310,18 +311,6 @@ class Provisioner:
     def _network_of(self, target: StackTarget) -> str:
         plan = stackplan.read_plan(self.settings.plan_path)
         return stackplan.network_stack_name(stackplan.select_system(plan, target.key)["network"])
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _follow_events(log: Path, tracker: EventTracker, stop: threading.Event) -> None:

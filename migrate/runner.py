@@ -28,6 +28,7 @@ import ansible_runner
 from migrate.errors import EnvironmentNotReady, StageFailed
 from migrate.inventory import control_dir
 from migrate.journal import redact
+from migrate.processes import pid_alive
 
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
 RECORD_PREFIX = "record "
@@ -241,23 +242,13 @@ def sweep_stale_private_dirs(runs: Path) -> list[Path]:
             owner = int((private / OWNER_FILE).read_text().strip())
         except (OSError, ValueError):
             owner = None
-        if owner is not None and _alive(owner):
+        if owner is not None and pid_alive(owner):
             continue
         if owner is None and time.time() - private.stat().st_mtime < 60:
             continue  # being made right now by another system's play
         shutil.rmtree(private, ignore_errors=True)
         removed.append(private)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _private_parent(run_dir: Path) -> Path:
