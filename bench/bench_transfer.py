@@ -21,7 +21,6 @@ Everything it made is removed at the end, also on failure.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import tempfile
@@ -141,19 +140,11 @@ def change_database(world: World, mib: int) -> None:
     on_db(world, f"UPDATE bench_rows SET payload = md5(payload) WHERE id <= {rows}")
 
 
-def logical_plan(world: World) -> dict:
-    plan = copy.deepcopy(world.plan)
-    system = next(s for s in plan["systems"] if s["id"] == SYSTEM)
-    for database in system["data"]["databases"]:
-        database["method"] = "logical_replication"
-    return plan
-
-
 def measure(world: World, mib: int, files: int, db_mib: int) -> dict:
     root = world.system["data"]["files"][0]["path"]
     target = world.targets["web"]["address"]
     ssh = SSH.format(sid=SYSTEM)
-    session = transfer._open(world.estate, logical_plan(world), SYSTEM, world.targets, "bench",
+    session = transfer._open(world.estate, world.logical_plan(), SYSTEM, world.targets, "bench",
                              None)
     holder = transfer.StageResult("bench", SYSTEM, session.run_id, session.run_dir)
     session.play("prepare_target", holder)

@@ -365,15 +365,8 @@ def sql(world: World, source: bool, query: str, database: str = "fybj") -> str:
     return result.stdout.strip()
 
 
-def logical_plan(world: World) -> dict:
-    plan = copy.deepcopy(world.plan)
-    system = next(s for s in plan["systems"] if s["id"] == SYSTEM)
-    system["data"]["databases"][0]["method"] = "logical_replication"
-    return plan
-
-
 def test_logical_replication_keeps_the_target_in_step_then_cuts_over(world: World) -> None:
-    plan = logical_plan(world)
+    plan = world.logical_plan()
     result = run(world, "transfer", plan=plan)
     assert result.outputs["databases"]["fybj"]["equal"]
     assert sql(world, True, "SHOW wal_level", "postgres") == "logical"
@@ -431,7 +424,7 @@ def test_decommission_source_needs_an_explicit_request_then_removes_the_access(
         world: World) -> None:
     with pytest.raises(GuardRefused):
         transfer.decommission_source(world.estate, world.plan, SYSTEM, world.targets)
-    result = transfer.decommission_source(world.estate, logical_plan(world), SYSTEM,
+    result = transfer.decommission_source(world.estate, world.logical_plan(), SYSTEM,
                                           world.targets, confirmed=True)
     assert result.changed > 0
     assert sql(world, True, "SELECT count(*) FROM pg_publication") == "0"

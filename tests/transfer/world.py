@@ -3,6 +3,7 @@ of one system, made directly with the machine layer at the plan's addresses."""
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import shutil
 import subprocess
@@ -40,6 +41,15 @@ class World:
 
     def source_address(self, host: str) -> str:
         return next(h["address"] for h in self.system["source_hosts"] if h["name"] == host)
+
+    def logical_plan(self) -> dict:
+        """The plan with every database of the system kept in step by logical replication
+        (the example's own is small enough for a final dump)."""
+        plan = copy.deepcopy(self.plan)
+        system = next(s for s in plan["systems"] if s["id"] == self.system["id"])
+        for database in system["data"]["databases"]:
+            database["method"] = "logical_replication"
+        return plan
 
 
 def copy_estate(target: Path) -> Path:
