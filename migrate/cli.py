@@ -522,6 +522,131 @@ def report_command(estate: Path, as_of: Any, monthly: bool, out_dir: Path | None
     out.print(f"report as of {day.isoformat()} written to {written[0].parent}")
 
 
+def ask_to_trust(check: Any) -> bool:
+    """On a terminal: a new key is confirmed with y; a CHANGED one only by typing its new
+    fingerprint in full."""
+    where, key = check.target.label(), f"{check.offered.key_type} {check.offered.fingerprint}"
+    if check.state == "new":
+        return click.confirm(f"{where} offers {key}. Is that its key (check on the host: "
+                             "ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub)?", default=False)
+    err.print(f"[bold red]HOST KEY CHANGED[/bold red] for {where}: it offers {key}; recorded "
+              + ", ".join(f"{k.key_type} {k.fingerprint}" for k in check.recorded), highlight=False)
+    err.print("Someone may be intercepting the connection. Replace the recorded key only if "
+              "you know why it changed.", highlight=False)
+    typed = click.prompt("Type the new fingerprint to replace it (empty: keep the old key)",
+                         default="", show_default=False)
+    return typed.strip() in (check.offered.fingerprint,
+                             check.offered.fingerprint.removeprefix("SHA256:"))
+
+
+@cli.command("trust")
+@ESTATE
+@SYSTEMS
+@click.option("--host", "hosts", multiple=True, metavar="ADDRESS",
+              help="A source host no manifest names yet (repeatable).")
+@click.option("--port", type=click.IntRange(1, 65535), default=22, show_default=True,
+              help="SSH port of the --host addresses.")
+@click.option("--accept", "accepted", multiple=True, metavar="SHA256:...",
+              help="Trust the key with this fingerprint (repeatable): how an unattended job "
+                   "names the keys it expects; no other key is trusted.")
+@click.option("--yes", "-y", is_flag=True,
+              help="Do not ask on a terminal; only with --accept (the keys named there).")
+@OUTPUT
+def trust_command(estate: Path, systems: tuple[str, ...], hosts: tuple[str, ...], port: int,
+                  accepted: tuple[str, ...], yes: bool, output: str) -> None:
+    """Fetch each source host's SSH key, show its SHA256 fingerprint and record it in the
+    estate's known_hosts (sources.known_hosts). On a terminal you confirm each key; without
+    one (or CI=true) only keys named with --accept are recorded. A CHANGED key is never
+    replaced unless its new fingerprint is named or typed."""
+    from migrate import access, trust
+
+    if yes and not accepted:
+        raise click.UsageError("--yes trusts only the keys named with --accept SHA256:...: "
+                               "give the fingerprints you expect (a job must not accept keys "
+                               "it was not told about)")
+    loaded = access.open_estate_for_sources(estate)
+    confirm = None if yes or trust.unattended() else ask_to_trust
+    outcome = trust.trust_estate(loaded, trust.trust_targets(loaded, systems, hosts, port),
+                                 accepted, confirm)
+    if output == "json":
+        emit_json(outcome.as_dict())
+    else:
+        rows = [(c.target.system or "", c.target.host or "", c.target.name, c.offered.key_type,
+                 c.offered.fingerprint, c.state.upper() if c.state == "changed" else c.state,
+                 outcome.action_of(c)) for c in outcome.checks]
+        out.print(rich_table(f"Source host keys ({outcome.known_hosts})",
+                             ("system", "host", "address", "type", "fingerprint", "state",
+                              "action"), rows))
+    for fingerprint in outcome.unmatched_accepts:
+        err.print(f"warning: --accept {fingerprint} matched no host's key", highlight=False)
+    trust.raise_for_refused(outcome)
+
+
+@cli.command("discover")
+@ESTATE
+@SYSTEMS
+@click.option("--host", "address", default=None, metavar="ADDRESS",
+              help="A new system's host (with --system ID, --user, --key): writes a draft "
+                   "manifest.")
+@click.option("--user", default="root", show_default=True, help="Login user for --host.")
+@click.option("--key", "key_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Private key file that logs in to --host.")
+@click.option("--port", type=click.IntRange(1, 65535), default=22, show_default=True,
+              help="SSH port of --host.")
+@OUTPUT
+def discover_command(estate: Path, systems: tuple[str, ...], address: str | None, user: str,
+                     key_file: Path | None, port: int, output: str) -> None:
+    """Log in to source hosts (host keys checked) and record what is there: OS, packages,
+    listening services and units, data directories, databases and roles, cron jobs, use
+    from access logs. Writes .migrate/discovery/ID.json; for a new system (--host) a draft
+    manifest that validates; for an existing one what its manifest misses."""
+    from migrate import access, discovery
+
+    if address is not None and key_file is None:
+        raise click.UsageError("--host needs --key FILE (the private key that logs in)")
+    loaded = access.open_estate_for_sources(estate)
+    new_host = (discovery.NewHost(address, user, key_file, port)
+                if address is not None and key_file is not None else None)
+    outcomes = discovery.discover_systems(loaded, list(systems), new_host, stage_progress)
+    if output == "json":
+        emit_json({"systems": [o.as_dict() for o in outcomes]})
+    else:
+        for outcome in outcomes:
+            print_discovery(outcome)
+    discovery.raise_for_unreachable(outcomes)
+
+
+def print_discovery(outcome: Any) -> None:
+    document = outcome.document
+    for host in document["hosts"]:
+        seen = host["observed"]
+        os_name = (seen.get("os") or {}).get("pretty_name", "?")
+        listening = ", ".join(f"{e['port']}:{e.get('unit') or e.get('process')}"
+                              for e in seen.get("listening") or [])
+        databases = ", ".join(d["name"] for d in (seen.get("postgresql") or {})
+                              .get("databases", []) if not d["system"])
+        out.print(f"{outcome.system} {host['name']} ({host['address']}): {os_name}, "
+                  f"{len(seen.get('packages') or [])} packages, listening {listening or '-'}, "
+                  f"databases {databases or '-'}, {len(seen.get('cron') or [])} cron jobs "
+                  f"({host['duration_s']:.1f} s)", highlight=False, markup=False)
+    findings = [*document["gaps"], *document["census_differences"], *document["secrets"]]
+    findings += [{"kind": "rewrite", "message": f"{r['file']}:{r['line']} names {r['old']}: "
+                  f"propose {r['new']}"} for r in document["rewrites"]]
+    findings += [{"kind": "probe_error", "message": f"{e['host']}: {e['probe']}: {e['message']}"}
+                 for e in document["probe_errors"]]
+    if findings:
+        out.print(rich_table(f"{outcome.system}: findings", ("kind", "message"),
+                             [(f.get("kind", "secret"), f["message"]) for f in findings]))
+    if outcome.draft_path is not None:
+        state = "valid" if not outcome.draft_problems else "INVALID"
+        out.print(f"draft manifest ({state}, {len(document['draft']['placeholders'])} "
+                  f"placeholders): {outcome.draft_path}", highlight=False)
+        if outcome.draft_problems:
+            print_problems(outcome.draft_problems, "draft problems:", "red")
+    out.print(f"discovery written to {outcome.path} ({document['duration_s']:.1f} s)",
+              highlight=False)
+
+
 @cli.group()
 def audit() -> None:
     """Check the estate's run journal (append-only, hash-chained)."""

@@ -2,9 +2,10 @@
 target machines' addresses and host keys. Written per run under ``<state>/runs/<run id>/``
 and never edited by hand; ``inventories/`` holds static group_vars only.
 
-Host keys are real: sources from the estate's known_hosts (the sandbox's, or the file the
-caller names), targets from the keys the caller got from the provisioner. Host key checking
-is strict and ssh never reads the user's own files.
+Host keys are real: sources from the estate's known_hosts (``access.source_known_hosts``:
+migrate.yaml's ``sources.known_hosts``, else the sandbox's; or the file the caller names),
+targets from the keys the caller got from the provisioner. Host key checking is strict
+and ssh never reads the user's own files.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from typing import Any
 import yaml
 
 from migrate import state
+from migrate.access import source_known_hosts as source_known_hosts_of
 from migrate.errors import InvalidInput, StageFailed
 from migrate.loader import Estate
 from migrate.plan import POSTGRESQL_PORT
-from migrate.sandbox.estate import known_hosts_path, operator_key_path
+from migrate.sandbox.estate import operator_key_path
 
 KNOWN_HOSTS_NAME = "known_hosts"
 INVENTORY_NAME = "inventory.yml"
@@ -88,7 +90,7 @@ def write_inventory(estate: Estate, plan: Mapping[str, Any], system_id: str,
     _check_targets(system, found)
     run_dir = Path(run_dir).absolute()
     known = run_dir / KNOWN_HOSTS_NAME
-    _write_known_hosts(known, system, found, source_known_hosts or known_hosts_path(estate))
+    _write_known_hosts(known, system, found, source_known_hosts or source_known_hosts_of(estate))
     control = control_dir(run_dir)
     control.mkdir(mode=0o700, exist_ok=True)
     ssh_args = (f"-F /dev/null -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes "
@@ -192,7 +194,8 @@ def _write_known_hosts(path: Path, system: dict, targets: Mapping[str, Target],
         if entry is None:
             raise StageFailed(f"no host key of source host {host['name']} ({host['address']}) "
                               f"in {source_known_hosts}",
-                              hint="record the source host's key (sandbox up writes it)")
+                              hint="record the source host's key: 'migrate trust ESTATE' "
+                                   "(sandbox up writes the sandbox's own)")
         lines.append(entry)
     lines += [_known_line(target) for _name, target in sorted(targets.items())]
     path.write_text("".join(f"{line}\n" for line in lines))

@@ -213,6 +213,15 @@ class SandboxSettings(Strict):
     )
 
 
+class SourcesSettings(Strict):
+    known_hosts: Text | None = Field(
+        default=None,
+        description="known_hosts file (OpenSSH format) with the source hosts' keys, relative "
+        "to the estate folder; `migrate trust` records keys there. Unset: the sandbox's own "
+        "(sandbox up writes it). An unknown or changed source key stops every stage.",
+    )
+
+
 class CensusSettings(Strict):
     as_of: Day | None = Field(
         default=None, description="Date the census is taken on; defaults to today."
@@ -235,6 +244,7 @@ class EstateSettings(Strict):
     exchange: ExchangeSettings
     secrets: SecretsSettings = SecretsSettings()
     sandbox: SandboxSettings = SandboxSettings()
+    sources: SourcesSettings = SourcesSettings()
     census: CensusSettings = CensusSettings()
     transfer: TransferSettings = TransferSettings()
 

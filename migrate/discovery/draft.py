@@ -1,0 +1,342 @@
+"""A draft manifest for a system no manifest describes yet, from what discovery observed.
+
+The draft validates (``validate_draft`` runs the project's own validator on it, within the
+estate); what discovery cannot know is a placeholder, marked on its line with
+``# TODO(discover): ...``, and what it observed is marked ``# observed: ...``. Secrets are
+``secret://`` references only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from migrate.discovery.host import is_application_unit
+from migrate.errors import Problem
+from migrate.loader import Estate, parse_yaml, validate_document
+from migrate.model import NAME_PATTERN, SystemManifest
+from migrate.validate import check_estate
+
+MIN_DATA_KB = 1024  # smaller directories are listed as observed, not proposed
+GB = 1024 * 1024 * 1024
+KB_PER_GB = 1024 * 1024
+DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+TODO = "TODO(discover): "
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class DraftHost:
+    name: str
+    address: str
+    observed: dict[str, Any]
+
+
+@dataclass
+class Draft:
+    data: dict[str, Any]
+    comments: dict[Path_, str] = field(default_factory=dict)
+
+    def todo(self, path: Path_, reason: str) -> None:
+        self.comments[path] = TODO + reason
+
+    def observed(self, path: Path_, what: str) -> None:
+        self.comments[path] = f"observed: {what}"
+
+    @property
+    def placeholders(self) -> list[dict[str, str]]:
+        return [{"path": _format(path), "reason": text.removeprefix(TODO)}
+                for path, text in sorted(self.comments.items(), key=lambda i: _format(i[0]))
+                if text.startswith(TODO)]
+
+
+# ---- names ----------------------------------------------------------------------------------
+
+
+def local_name(text: str, fallback: str) -> str:
+    """A manifest-local name (``^[a-z][a-z0-9-]{0,30}$``) made from ``text``."""
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    name = re.sub(r"^[^a-z]+", "", name)[:31].rstrip("-")
+    return name if re.match(NAME_PATTERN, name) else fallback
+
+
+def secret_ref(*parts: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts)).strip("-.")[:120]
+    return f"secret://{name}"
+
+
+def gigabytes(kb: int) -> float:
+    """Kilobytes as GB, rounded up to 0.01 (never 0 for something that is there)."""
+    return max(0.01, math.ceil(kb / KB_PER_GB * 100) / 100)
+
+
+# ---- the draft ------------------------------------------------------------------------------
+
+
+def build_draft(estate: Estate, system_id: str, hosts: list[DraftHost], user: str,
+                port: int = 22, today: date | None = None) -> Draft:
+    today = today or date.today()
+    draft = Draft({"schema_version": 1, "id": system_id})
+    data = draft.data
+    department = local_name(system_id.split("-")[0], "todo").replace("-", "")[:16]
+    data["name"] = f"TODO {system_id}"
+    draft.todo(("name",), "the system's official name (系统名称)")
+    data["department"] = {"code": department if len(department) >= 2 else "todo",
+                          "name": "TODO 部门名称"}
+    draft.todo(("department", "code"), "the department's code (guessed from the id)")
+    draft.todo(("department", "name"), "the department's name")
+    data["function"] = "TODO 系统功能"
+    draft.todo(("function",), "what the system does, in one sentence")
+    data["classification"] = "non_classified"
+    draft.todo(("classification",), "confirm: a classified (涉密) system is refused")
+    data["protection_level"] = 2
+    draft.todo(("protection_level",), "the 等保 level of the system's filing")
+    data["census"] = _census(draft, hosts, today)
+    data["source"] = {"ssh": {"user": user, "key": secret_ref("ssh", system_id),
+                              **({"port": port} if port != 22 else {})},
+                      "hosts": [{"name": h.name, "address": h.address,
+                                 "roles": _roles(h.observed)} for h in hosts]}
+    draft.todo(("source", "ssh", "key"), f"put the private key in the secrets folder, file "
+               f"{secret_ref('ssh', system_id).removeprefix('secret://')} (0600)")
+    data["workload"] = _workload(draft, system_id, hosts)
+    data["target"] = _target(draft, estate, hosts, data["workload"]["services"])
+    data["depends_on"] = []
+    data["exchange"] = {"app_key": system_id, "app_secret": secret_ref("exchange", system_id),
+                        "resources": []}
+    draft.todo(("exchange", "resources"), "the catalogue resources (信息资源目录) it provides")
+    data["cutover"] = {"max_downtime_minutes": 60}
+    draft.todo(("cutover", "max_downtime_minutes"), "the downtime the department accepts")
+    return draft
+
+
+def _roles(observed: dict) -> list[str]:
+    roles = []
+    if any(is_application_unit(e.get("unit")) and not e["loopback"]
+           for e in observed.get("listening") or []):
+        roles.append("web")
+    if any(not d["system"] for d in (observed.get("postgresql") or {}).get("databases", [])):
+        roles.append("db")
+    return roles
+
+
+def _census(draft: Draft, hosts: list[DraftHost], today: date) -> dict:
+    logs = [h.observed["web_access"] for h in hosts if h.observed.get("web_access")]
+    users = [log["monthly_users"] for log in logs if log.get("monthly_users")]
+    last = max((log["last_request"] for log in logs if log.get("last_request")), default=None)
+    frequency: dict[str, Any] = {
+        "monthly_active_users": max((u["distinct_clients"] for u in users), default=0),
+        "last_used": date.fromisoformat(last[:10]) if last else None}
+    path = ("census", "usage_frequency")
+    if users:
+        chosen = max(users, key=lambda u: u["distinct_clients"])
+        draft.observed((*path, "monthly_active_users"),
+                       f"distinct clients in {chosen['month']} (access logs"
+                       f"{', partial month' if chosen['partial'] else ''})")
+        draft.observed((*path, "last_used"), "last request in the access logs")
+    else:
+        draft.todo((*path, "monthly_active_users"), "no web access log found: give the figure")
+        draft.todo((*path, "last_used"), "no web access log found: give the date")
+    census = {
+        "usage_scope": "department",
+        "usage_frequency": frequency,
+        "approval": {"department": "TODO 审批部门", "date": today, "document": "TODO 批复文号"},
+        "funding": "other",
+        "network": "egov_extranet",
+        "maintenance": {"vendor": None, "last_update": None, "active": True},
+    }
+    draft.todo(("census", "usage_scope"), "public | cross_department | department | internal")
+    for key in ("department", "date", "document"):
+        draft.todo(("census", "approval", key), "from the project's approval (立项批复)")
+    draft.todo(("census", "funding"), "fiscal | self_raised | purchased_service | other")
+    draft.todo(("census", "network"), "egov_extranet | internet | department_private")
+    draft.todo(("census", "maintenance", "vendor"), "who maintains it, and whether they still do")
+    return census
+
+
+def _workload(draft: Draft, system_id: str, hosts: list[DraftHost]) -> dict:
+    services: list[dict] = []
+    files: list[dict] = []
+    databases: list[dict] = []
+    for host in hosts:
+        services += _services(draft, host, len(services))
+        files += _files(draft, host, len(files))
+        databases += _databases(draft, system_id, host, len(databases))
+    return {"services": services, "files": files, "databases": databases}
+
+
+def _services(draft: Draft, host: DraftHost, start: int) -> list[dict]:
+    by_unit: dict[str, int] = {}
+    for entry in host.observed.get("listening") or []:
+        unit = entry.get("unit")
+        if is_application_unit(unit) and not entry["loopback"] and unit.endswith(".service"):
+            by_unit.setdefault(unit, entry["port"])
+    services, names = [], set()
+    for unit, port in sorted(by_unit.items(), key=lambda item: item[1]):
+        name = local_name(unit.removesuffix(".service"), f"service{port}")
+        if name in names:
+            name = local_name(f"{name}-{port}", f"service{port}")
+        names.add(name)
+        path = ("workload", "services", start + len(services))
+        services.append({"name": name, "host": host.name, "unit": unit, "port": port})
+        draft.observed((*path, "port"), f"{unit} listens on {port}")
+    return services
+
+
+def _files(draft: Draft, host: DraftHost, start: int) -> list[dict]:
+    excluded = database_directories(host.observed)
+    files = []
+    for directory in host.observed.get("data_directories") or []:
+        path = directory["path"]
+        if directory["size_kb"] < MIN_DATA_KB or any(within(path, e) for e in excluded):
+            continue
+        loc = ("workload", "files", start + len(files))
+        files.append({"host": host.name, "path": path, "size_gb": gigabytes(directory["size_kb"]),
+                      "daily_change_gb": 0.0})
+        draft.observed((*loc, "size_gb"), f"{directory['size_kb']} KiB")
+        draft.todo((*loc, "daily_change_gb"), "data written per day (not observable at once)")
+    return files
+
+
+def database_directories(observed: dict) -> list[str]:
+    settings = (observed.get("postgresql") or {}).get("settings", {})
+    return [d for d in ("/var/lib/postgresql", settings.get("data_directory")) if d]
+
+
+def within(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def _databases(draft: Draft, system_id: str, host: DraftHost, start: int) -> list[dict]:
+    server = host.observed.get("postgresql") or {}
+    superusers = {r["name"] for r in server.get("roles", []) if r["superuser"]}
+    databases = []
+    for database in server.get("databases", []):
+        if database["system"] or not DB_NAME.match(database["name"]):
+            continue
+        loc = ("workload", "databases", start + len(databases))
+        entry = {"host": host.name, "engine": "postgresql", "name": database["name"],
+                 "size_gb": gigabytes(math.ceil(database["size_bytes"] / 1024)),
+                 "password": secret_ref("db", database["name"])}
+        user = _application_role(database, superusers)
+        if user:
+            entry["user"] = user
+            owns = "the database" if user == database["owner"] else "its tables"
+            draft.observed((*loc, "user"), f"owner of {owns}")
+        databases.append(entry)
+        draft.observed((*loc, "size_gb"), f"{database['size_bytes']} bytes")
+        draft.todo((*loc, "password"), f"the application role's password, in the secrets "
+                   f"folder, file db-{database['name']}")
+    return databases
+
+
+def _application_role(database: dict, superusers: set[str]) -> str | None:
+    candidates = [database["owner"], *database.get("table_owners", [])]
+    return next((r for r in candidates if r not in superusers and DB_NAME.match(r)), None)
+
+
+def _target(draft: Draft, estate: Estate, hosts: list[DraftHost], services: list[dict]) -> dict:
+    cloud = estate.settings.cloud
+    zone = "egov_extranet" if "egov_extranet" in cloud.zones else next(iter(cloud.zones))
+    draft.todo(("target", "zone"), "internet | egov_extranet: where the system serves from")
+    largest = max(cloud.flavors, key=lambda f: (f.vcpu, f.memory_gb))
+    instances = []
+    for index, host in enumerate(hosts):
+        hardware = host.observed.get("hardware") or {}
+        vcpu = min(max(1, int(hardware.get("cpus", 2))), largest.vcpu)
+        memory = min(max(1, math.ceil(hardware.get("mem_kb", 4 * KB_PER_GB) / KB_PER_GB)),
+                     largest.memory_gb)
+        disk = max(20, math.ceil(hardware.get("root_used_kb", 0) * 2 / KB_PER_GB))
+        instances.append({"name": host.name, "replaces": [host.name], "vcpu": vcpu,
+                          "memory_gb": memory, "disk_gb": disk, "image": next(iter(cloud.images))})
+        loc = ("target", "instances", index)
+        draft.observed((*loc, "vcpu"), f"{hardware.get('cpus', '?')} CPUs on the source")
+        draft.observed((*loc, "memory_gb"), f"{hardware.get('mem_kb', '?')} KiB on the source")
+        draft.todo((*loc, "disk_gb"), "twice the space used on the source's root filesystem")
+    flows = [{"from": "exchange", "to": s["host"], "port": s["port"]} for s in services]
+    for index in range(len(flows)):
+        draft.todo(("target", "flows", index), "who reaches this port (exchange, ops, another "
+                   "instance; internet only in zone internet)")
+    return {"zone": zone, "instances": instances, "flows": flows}
+
+
+# ---- YAML with comments -----------------------------------------------------------------------
+
+
+def render(draft: Draft, header: list[str]) -> str:
+    lines = [f"# {line}" if line else "#" for line in header]
+    lines += _emit(draft.data, (), 0, draft.comments)
+    return "\n".join(lines) + "\n"
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _with_comment(line: str, comment: str | None) -> str:
+    return f"{line}  # {comment}" if comment else line
+
+
+def _emit(value: Any, path: Path_, indent: int, comments: dict[Path_, str]) -> list[str]:
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = (*path, key)
+            if isinstance(item, dict | list) and item:
+                lines.append(_with_comment(f"{pad}{key}:", comments.get(here)))
+                lines += _emit(item, here, indent + 2, comments)
+            else:
+                shown = "[]" if item == [] else "{}" if item == {} else _scalar(item)
+                lines.append(_with_comment(f"{pad}{key}: {shown}", comments.get(here)))
+        return lines
+    for index, item in enumerate(value):
+        here = (*path, index)
+        if isinstance(item, dict) and item:
+            inner = _emit(item, here, indent + 2, comments)
+            inner[0] = f"{pad}- {inner[0].lstrip()}"
+            if here in comments:
+                inner[0] = _with_comment(inner[0], comments[here])
+            lines += inner
+        else:
+            lines.append(_with_comment(f"{pad}- {_scalar(item)}", comments.get(here)))
+    return lines
+
+
+def _format(path: Path_) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+# ---- validation with the project's own validator ----------------------------------------------
+
+
+def validate_draft(estate: Estate, path: Path, display: str) -> list[Problem]:
+    """Every problem the validator finds with the draft added to the estate (none: valid).
+    Warnings (secret files not written yet) are not problems of the draft."""
+    document, problems = parse_yaml(path, display)
+    if document is None or problems:
+        return problems
+    system, problems = validate_document(document, SystemManifest)
+    if system is None:
+        return problems
+    widened = Estate(root=estate.root, display=estate.display, settings=estate.settings,
+                     settings_doc=estate.settings_doc,
+                     systems={**estate.systems, system.id: system},
+                     documents={**estate.documents, system.id: document})
+    errors, _warnings = check_estate(widened)
+    return errors

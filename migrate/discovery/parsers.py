@@ -1,0 +1,371 @@
+"""Pure parsers of what the probes read on a source host (unit-tested on sample outputs).
+
+Each takes the text a command printed and returns plain data (JSON-able). Nothing here
+connects anywhere; ``probes`` runs the commands.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+import re
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# ---- secrets never leave a parser -----------------------------------------------------
+
+SECRET_KEY = r"(?:password|passwd|pwd|secret|token|api_?key)"
+_KEY_VALUE = re.compile(
+    rf"(?i)(\b[\w.-]*{SECRET_KEY}[\w.-]*\b[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)")
+_URL_CREDENTIALS = re.compile(r"(://[^/:@\s]+:)[^@\s/]*@")
+_MYSQL_PASSWORD = re.compile(r"(\bmysql(?:dump|admin)?\b[^|;&]*?\s-p)\S+")
+REDACTED = "<redacted>"
+
+
+def redact(text: str) -> str:
+    """``text`` with values of password-like keys and URL credentials replaced."""
+    text = _URL_CREDENTIALS.sub(rf"\1{REDACTED}@", text)
+    text = _KEY_VALUE.sub(rf"\1{REDACTED}", text)
+    return _MYSQL_PASSWORD.sub(rf"\1{REDACTED}", text)
+
+
+# ---- /etc/os-release --------------------------------------------------------------------
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """``KEY=value`` lines (shell quoting) -> ``{"id": "debian", "version_id": "12", ...}``."""
+    values = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, raw = line.split("=", 1)
+        try:
+            parts = shlex.split(raw)
+        except ValueError:
+            parts = [raw.strip("\"'")]
+        values[key.strip().lower()] = parts[0] if parts else ""
+    wanted = ("id", "version_id", "version_codename", "pretty_name", "name", "id_like")
+    return {key: values[key] for key in wanted if key in values}
+
+
+# ---- hardware ---------------------------------------------------------------------------
+
+
+def parse_hardware(text: str) -> dict[str, object]:
+    """The probe's ``key value`` lines: cpus, mem_kb, root_kb, root_used_kb, hostname."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        if " " in line.strip():
+            key, value = line.strip().split(None, 1)
+            found[key] = value.strip()
+    result: dict[str, object] = {"hostname": found.get("hostname", "")}
+    for key in ("cpus", "mem_kb", "root_kb", "root_used_kb"):
+        if found.get(key, "").isdigit():
+            result[key] = int(found[key])
+    return result
+
+
+# ---- dpkg-query -------------------------------------------------------------------------
+
+DPKG_FORMAT = r"${db:Status-Abbrev}\t${binary:Package}\t${Version}\t${Architecture}\n"
+
+
+def parse_dpkg(text: str) -> list[dict[str, str]]:
+    """``dpkg-query -W -f=DPKG_FORMAT`` -> installed packages (status ``ii``/``hi``), sorted."""
+    packages = []
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 4 or parts[0][:2] not in ("ii", "hi"):
+            continue
+        name = parts[1].split(":")[0] if parts[1].endswith(f":{parts[3]}") else parts[1]
+        packages.append({"name": name, "version": parts[2], "arch": parts[3]})
+    return sorted(packages, key=lambda p: p["name"])
+
+
+# ---- ss -ltnp ---------------------------------------------------------------------------
+
+_SS_USER = re.compile(r'\("([^"]*)",pid=(\d+),fd=\d+\)')
+
+
+def split_address_port(local: str) -> tuple[str, int] | None:
+    """``0.0.0.0:80``, ``[::]:22``, ``*:8080``, ``127.0.0.53%lo:53`` -> (address, port)."""
+    address, _, port = local.rpartition(":")
+    if not port.isdigit() or not address:
+        return None
+    address = address.strip("[]").split("%")[0]
+    return ("*" if address in ("*", "0.0.0.0", "::") else address), int(port)
+
+
+def is_loopback(address: str) -> bool:
+    if address == "*":
+        return False
+    try:
+        ip = ipaddress.ip_address(address.removeprefix("::ffff:"))
+    except ValueError:
+        return address == "localhost"
+    return ip.is_loopback
+
+
+def parse_ss(text: str) -> list[dict[str, object]]:
+    """``ss -H -ltnp`` -> one entry per (address, port, process), IPv4 and IPv6 merged:
+    ``{"address", "port", "process", "pids", "loopback"}``, sorted by port."""
+    merged: dict[tuple, dict[str, object]] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[0] != "LISTEN":
+            continue
+        where = split_address_port(fields[3])
+        if where is None:
+            continue
+        address, port = where
+        users = _SS_USER.findall(line)
+        process = users[0][0] if users else None
+        key = (address, port, process)
+        entry = merged.setdefault(key, {"address": address, "port": port, "process": process,
+                                        "pids": [], "loopback": is_loopback(address)})
+        entry["pids"] = sorted({*entry["pids"], *(int(pid) for _name, pid in users)})  # type: ignore[misc]
+    ordered = sorted(merged.values(), key=lambda e: (e["port"], str(e["address"])))
+    return _drop_shadowed_wildcards(ordered)
+
+
+def _drop_shadowed_wildcards(entries: list[dict[str, object]]) -> list[dict[str, object]]:
+    """IPv4 ``0.0.0.0:80`` and IPv6 ``[::]:80`` both became ``*:80``: keep one."""
+    seen, kept = set(), []
+    for entry in entries:
+        key = (entry["address"], entry["port"], entry["process"])
+        if key not in seen:
+            seen.add(key)
+            kept.append(entry)
+    return kept
+
+
+def unit_of_cgroup(text: str) -> str | None:
+    """``0::/system.slice/nginx.service`` -> ``nginx.service`` (None for sessions, scopes)."""
+    for line in text.splitlines():
+        path = line.rsplit(":", 1)[-1]
+        for part in reversed(path.strip("/").split("/")):
+            if part.endswith(".service"):
+                return part
+    return None
+
+
+def parse_pid_units(text: str) -> dict[int, str | None]:
+    """Lines ``PID<TAB>cgroup line`` -> {pid: unit}."""
+    units: dict[int, str | None] = {}
+    for line in text.splitlines():
+        pid, _, cgroup = line.partition("\t")
+        if pid.strip().isdigit():
+            units[int(pid)] = unit_of_cgroup(cgroup)
+    return units
+
+
+# ---- systemctl show ---------------------------------------------------------------------
+
+_ARGV = re.compile(r"argv\[\]=([^;]*)")
+
+
+def parse_systemctl_show(text: str) -> list[dict[str, object]]:
+    """``systemctl show -p Id -p ... UNIT...`` (blank line between units) -> one dict each:
+    ``{"unit", "working_directory", "exec_start", "user", "fragment", "environment_files",
+    "active", "enabled"}``."""
+    units = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        values = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if not values.get("Id"):
+            continue
+        commands = [c.strip() for c in _ARGV.findall(values.get("ExecStart", ""))]
+        files = [f.split(" (")[0] for f in values.get("EnvironmentFiles", "").split("\n") if f]
+        units.append({
+            "unit": values["Id"],
+            "description": values.get("Description", ""),
+            "working_directory": values.get("WorkingDirectory") or None,
+            "exec_start": [redact(c) for c in commands],
+            "user": values.get("User") or "root",
+            "fragment": values.get("FragmentPath") or None,
+            "environment_files": files,
+            "active": values.get("ActiveState"),
+            "enabled": values.get("UnitFileState"),
+        })
+    return units
+
+
+# ---- du ---------------------------------------------------------------------------------
+
+
+def parse_du(text: str) -> list[dict[str, object]]:
+    """``du -s -k DIR...`` -> ``[{"path", "size_kb"}]`` in the order printed."""
+    found = []
+    for line in text.splitlines():
+        size, _, path = line.partition("\t")
+        if size.strip().isdigit() and path.startswith("/"):
+            found.append({"path": path.rstrip("/") or "/", "size_kb": int(size)})
+    return found
+
+
+# ---- psql --csv -t ----------------------------------------------------------------------
+
+
+def parse_psql_csv(text: str) -> list[list[str]]:
+    """``psql -X --csv -t -c QUERY`` -> rows of strings (blank lines skipped)."""
+    return [row for row in csv.reader(io.StringIO(text)) if row]
+
+
+def parse_pg_array(text: str) -> list[str]:
+    """A PostgreSQL text array ``{a,b,"c d"}`` -> ["a", "b", "c d"]."""
+    inner = text.strip()
+    if not (inner.startswith("{") and inner.endswith("}")) or inner == "{}":
+        return []
+    return next(csv.reader([inner[1:-1]], quotechar='"', escapechar="\\"))
+
+
+def parse_acl_grantees(acl: str) -> list[str]:
+    """Grantees of an ACL such as ``{=Tc/postgres,postgres=CTc/postgres,app=c/postgres}``;
+    ``PUBLIC`` for the empty grantee."""
+    grantees = []
+    for item in parse_pg_array(acl):
+        grantee = item.split("=", 1)[0]
+        grantees.append(grantee or "PUBLIC")
+    return sorted(set(grantees))
+
+
+# ---- cron -------------------------------------------------------------------------------
+
+_CRON_ENV = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=")
+_FILE_HEADER = re.compile(r"^### (\S+) (package|local)$")
+
+
+def parse_cron(text: str) -> list[dict[str, object]]:
+    """The cron probe's output (``### FILE package|local`` then the file) -> jobs:
+    ``{"file", "user", "schedule", "command", "package", "environment"}``; commands redacted,
+    of environment lines only the names are kept."""
+    jobs: list[dict[str, object]] = []
+    current, packaged, env_names = "", False, []
+    for line in text.splitlines():
+        header = _FILE_HEADER.match(line)
+        if header:
+            current, packaged, env_names = header[1], header[2] == "package", []
+            continue
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or not current:
+            continue
+        env = _CRON_ENV.match(stripped)
+        if env and not stripped.startswith("@"):
+            env_names.append(env[1])
+            continue
+        job = _cron_job(stripped, current)
+        if job:
+            jobs.append({**job, "file": current, "package": packaged,
+                         "environment": list(env_names)})
+    return jobs
+
+
+def _cron_job(line: str, path: str) -> dict[str, object] | None:
+    system_table = not path.startswith("/var/spool/cron/")
+    fields = line.split()
+    if fields[0].startswith("@"):
+        schedule, rest = fields[0], fields[1:]
+    else:
+        if len(fields) < 6:
+            return None
+        schedule, rest = " ".join(fields[:5]), fields[5:]
+    if system_table:
+        if len(rest) < 2:
+            return None
+        user, command = rest[0], " ".join(rest[1:])
+    else:
+        user, command = path.rsplit("/", 1)[-1], " ".join(rest)
+    return {"user": user, "schedule": schedule, "command": redact(command)}
+
+
+# ---- web server access logs (combined / common format) -----------------------------------
+
+_ACCESS = re.compile(r'^(\S+) \S+ \S+ \[([^\]]+)\] "([^"]*)" (\d{3}) (\S+)')
+
+
+def parse_access_line(line: str) -> tuple[str, datetime, str, int] | None:
+    """One combined/common log line -> (client, time, request, status), None if not one."""
+    match = _ACCESS.match(line)
+    if not match:
+        return None
+    try:
+        when = datetime.strptime(match[2], "%d/%b/%Y:%H:%M:%S %z")
+    except ValueError:
+        return None
+    return match[1], when, match[3], int(match[4])
+
+
+@dataclass
+class AccessSummary:
+    """Requests and distinct clients per month, first and last request."""
+
+    requests: dict[str, int] = field(default_factory=dict)
+    clients: dict[str, set[str]] = field(default_factory=dict)
+    first: datetime | None = None
+    last: datetime | None = None
+    unparsed: int = 0
+
+    def add(self, line: str) -> None:
+        parsed = parse_access_line(line)
+        if parsed is None:
+            self.unparsed += bool(line.strip())
+            return
+        client, when, _request, _status = parsed
+        month = when.strftime("%Y-%m")
+        self.requests[month] = self.requests.get(month, 0) + 1
+        self.clients.setdefault(month, set()).add(client)
+        self.first = when if self.first is None or when < self.first else self.first
+        self.last = when if self.last is None or when > self.last else self.last
+
+    def as_dict(self) -> dict[str, object]:
+        months = [{"month": m, "requests": self.requests[m],
+                   "distinct_clients": len(self.clients[m])} for m in sorted(self.requests)]
+        users = monthly_users(months, self.last)
+        return {"first_request": self.first.isoformat() if self.first else None,
+                "last_request": self.last.isoformat() if self.last else None,
+                "months": months, "unparsed_lines": self.unparsed, "monthly_users": users}
+
+
+def summarise_access(lines: Iterable[str]) -> AccessSummary:
+    summary = AccessSummary()
+    for line in lines:
+        summary.add(line)
+    return summary
+
+
+def monthly_users(months: list[dict], last: datetime | None) -> dict[str, object] | None:
+    """The census figure: distinct clients of the latest complete month (the month before the
+    last request's); the last month itself (``partial``) when it is the only one."""
+    if not months or last is None:
+        return None
+    current = last.strftime("%Y-%m")
+    complete = [m for m in months if m["month"] < current]
+    chosen = complete[-1] if complete else months[-1]
+    return {"month": chosen["month"], "distinct_clients": chosen["distinct_clients"],
+            "partial": not complete}
+
+
+# ---- grep output: config mentions and secrets -------------------------------------------
+
+
+def parse_grep_lines(text: str) -> list[dict[str, object]]:
+    """``grep -rIn`` lines ``FILE:LINE:TEXT`` -> ``{"file", "line", "text"}`` (text redacted)."""
+    found = []
+    for raw in text.splitlines():
+        parts = raw.split(":", 2)
+        if len(parts) == 3 and parts[1].isdigit() and parts[0].startswith("/"):
+            found.append({"file": parts[0], "line": int(parts[1]), "text": redact(parts[2])})
+    return found
+
+
+_ASSIGNED_KEY = re.compile(r"^\s*[\"']?([A-Za-z_][\w.-]*)[\"']?\s*[=:]")
+
+
+def secret_key_of(text: str) -> str | None:
+    """The name a secret is assigned to on a config line (``db_password = ...`` ->
+    ``db_password``); None when the line does not assign one."""
+    match = _ASSIGNED_KEY.match(text)
+    return match[1] if match else None

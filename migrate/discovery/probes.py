@@ -1,0 +1,237 @@
+"""Probes: each reads one kind of thing on a source host over a checked SSH session and
+returns plain data (the parsing is in ``parsers``). A probe that cannot run raises
+``ProbeFailed``; ``discover_host`` records that and runs the others (every problem at once).
+
+Probes only read: they never change a source host. Commands that need root go through
+``session.as_root`` (``sudo -n`` for a non-root login); PostgreSQL is asked as its own
+superuser (``runuser -u postgres`` as root, else ``sudo -n -u postgres``).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+
+from migrate.access import SourceSession
+from migrate.discovery import parsers
+from migrate.errors import StageFailed
+
+# Where department servers keep application data (children of these are candidates).
+DATA_ROOTS = ("/srv", "/var/www", "/opt", "/home", "/data")
+# Searched for the source's address and for secrets, besides the applications' directories.
+CONFIG_ROOTS = ("/etc",)
+CONFIG_EXCLUDED_DIRS = ("ssl", "ssh", "alternatives", "apparmor.d", "ca-certificates",
+                        "X11", "fonts")
+CONFIG_EXCLUDED_FILES = ("shadow*", "gshadow*", "*.dpkg-*", "ld.so.cache")
+ACCESS_LOG_GLOBS = ("/var/log/nginx/*access*.log*", "/var/log/apache2/*access*.log*",
+                    "/var/log/httpd/*access*log*")
+CRON_FILES = "/etc/crontab /etc/cron.d/* /var/spool/cron/crontabs/*"
+GREP_LIMIT = 500
+
+
+class ProbeFailed(StageFailed):
+    """A probe could not read what it looks for (the others still run)."""
+
+
+def _checked(session: SourceSession, command: str, what: str) -> str:
+    result = session.run(command)
+    if not result.ok:
+        detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ProbeFailed(f"{what}: exit {result.status}: {parsers.redact(detail[0])}")
+    return result.stdout
+
+
+def probe_os(session: SourceSession) -> dict:
+    text = _checked(session, "cat /etc/os-release || cat /usr/lib/os-release", "os-release")
+    return {**parsers.parse_os_release(text),
+            "kernel": session.run("uname -r").stdout.strip()}
+
+
+def probe_hardware(session: SourceSession) -> dict:
+    command = ("echo hostname $(hostname); echo cpus $(nproc); "
+               "awk '/^MemTotal:/ {print \"mem_kb\", $2}' /proc/meminfo; "
+               "df -P -k / | awk 'NR==2 {print \"root_kb\", $2; print \"root_used_kb\", $3}'")
+    return parsers.parse_hardware(_checked(session, command, "hardware"))
+
+
+def probe_packages(session: SourceSession) -> list[dict]:
+    command = f"dpkg-query -W -f={shlex.quote(parsers.DPKG_FORMAT)}"
+    return parsers.parse_dpkg(_checked(session, command, "dpkg-query"))
+
+
+def probe_listening(session: SourceSession) -> list[dict]:
+    """Listening TCP sockets with the systemd unit of the process behind each."""
+    entries = parsers.parse_ss(_checked(session, session.as_root("ss -H -ltnp"), "ss -ltnp"))
+    pids = sorted({pid for entry in entries for pid in entry["pids"]})  # type: ignore[attr-defined]
+    units: dict[int, str | None] = {}
+    if pids:
+        loop = ("for p in " + " ".join(map(str, pids)) + "; do "
+                "printf '%s\\t%s\\n' \"$p\" \"$(grep -m1 '^0::' /proc/$p/cgroup "
+                "|| head -n1 /proc/$p/cgroup)\"; done")
+        units = parsers.parse_pid_units(session.run(session.as_root(loop)).stdout)
+    for entry in entries:
+        found = [units.get(pid) for pid in entry["pids"]]  # type: ignore[attr-defined]
+        entry["unit"] = next((u for u in found if u), None)
+    return entries
+
+
+def probe_units(session: SourceSession, units: Iterable[str]) -> list[dict]:
+    names = sorted(set(units))
+    if not names:
+        return []
+    properties = ("Id", "Description", "WorkingDirectory", "ExecStart", "User",
+                  "FragmentPath", "EnvironmentFiles", "ActiveState", "UnitFileState")
+    command = ("systemctl show " + " ".join(f"-p {p}" for p in properties) + " -- "
+               + " ".join(shlex.quote(n) for n in names))
+    return parsers.parse_systemctl_show(_checked(session, command, "systemctl show"))
+
+
+def probe_data_directories(session: SourceSession, extra: Iterable[str] = ()) -> list[dict]:
+    """Sizes of the application data candidates: children of DATA_ROOTS and ``extra``."""
+    candidates = " ".join([*(f"{root}/*" for root in DATA_ROOTS),
+                           *(shlex.quote(d) for d in sorted(set(extra)))])
+    command = (f"for d in {candidates}; do [ -d \"$d\" ] && [ ! -L \"$d\" ] && echo \"$d\"; "
+               "done | sort -u | xargs -r -d '\\n' du -s -k --one-file-system")
+    return parsers.parse_du(_checked(session, session.as_root(command), "du"))
+
+
+# ---- PostgreSQL ----------------------------------------------------------------------------
+
+DATABASES_SQL = ("SELECT d.datname, pg_get_userbyid(d.datdba), pg_database_size(d.datname), "
+                 "pg_encoding_to_char(d.encoding), coalesce(d.datacl::text, '') "
+                 "FROM pg_database d WHERE NOT d.datistemplate ORDER BY 1")
+ROLES_SQL = ("SELECT r.rolname, r.rolcanlogin, r.rolsuper, "
+             "ARRAY(SELECT b.rolname FROM pg_auth_members m JOIN pg_roles b ON m.roleid = b.oid"
+             " WHERE m.member = r.oid ORDER BY 1)::text "
+             "FROM pg_roles r WHERE r.rolname !~ '^pg_' ORDER BY 1")
+SETTINGS_SQL = ("SELECT name, setting FROM pg_settings WHERE name IN "
+                "('server_version', 'data_directory', 'port', 'listen_addresses', "
+                "'wal_level') ORDER BY 1")
+OBJECT_ROLES_SQL = ("SELECT 'owner', tableowner FROM pg_tables WHERE schemaname NOT IN "
+                    "('pg_catalog', 'information_schema') "
+                    "UNION SELECT 'granted', grantee FROM information_schema.role_table_grants"
+                    " WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
+                    "UNION SELECT 'schema_owner', pg_get_userbyid(nspowner) FROM pg_namespace "
+                    "WHERE nspname NOT LIKE 'pg_%' AND nspname <> 'information_schema' "
+                    "ORDER BY 1, 2")
+SYSTEM_DATABASES = ("postgres",)
+
+
+def psql_command(session: SourceSession, sql: str, database: str = "postgres") -> str:
+    psql = f"psql -X -q --csv -t -d {shlex.quote(database)} -c {shlex.quote(sql)}"
+    if session.is_root:
+        return f"cd / && runuser -u postgres -- {psql}"
+    return f"cd / && sudo -n -u postgres {psql}"
+
+
+def probe_postgresql(session: SourceSession) -> dict | None:
+    """Databases (size, owner, roles granted on it and on its tables), roles and settings;
+    None when no PostgreSQL server runs here."""
+    present = session.run("command -v psql >/dev/null && getent passwd postgres >/dev/null")
+    if not present.ok:
+        return None
+    settings = dict(_psql_rows(session, SETTINGS_SQL, "pg_settings"))
+    roles = [{"name": name, "login": login == "t", "superuser": superuser == "t",
+              "member_of": parsers.parse_pg_array(member_of)}
+             for name, login, superuser, member_of in _psql_rows(session, ROLES_SQL, "roles")]
+    databases = []
+    for name, owner, size, encoding, acl in _psql_rows(session, DATABASES_SQL, "databases"):
+        entry = {"name": name, "owner": owner, "size_bytes": int(size), "encoding": encoding,
+                 "connect_grantees": parsers.parse_acl_grantees(acl) if acl else [],
+                 "system": name in SYSTEM_DATABASES}
+        if name not in SYSTEM_DATABASES:
+            entry.update(_object_roles(session, name))
+        databases.append(entry)
+    return {"engine": "postgresql", "version": settings.get("server_version"),
+            "settings": settings, "databases": databases, "roles": roles}
+
+
+def _object_roles(session: SourceSession, database: str) -> dict:
+    rows = _psql_rows(session, OBJECT_ROLES_SQL, f"roles of {database}", database)
+    kinds: dict[str, list[str]] = {"owner": [], "granted": [], "schema_owner": []}
+    for kind, role in rows:
+        kinds.setdefault(kind, []).append(role)
+    return {"table_owners": kinds["owner"], "table_grantees": kinds["granted"],
+            "schema_owners": kinds["schema_owner"]}
+
+
+def _psql_rows(session: SourceSession, sql: str, what: str,
+               database: str = "postgres") -> list[list[str]]:
+    text = _checked(session, session.as_root(psql_command(session, sql, database)),
+                    f"psql ({what})")
+    return parsers.parse_psql_csv(text)
+
+
+# ---- cron, access logs, configuration ---------------------------------------------------------
+
+
+def probe_cron(session: SourceSession) -> list[dict]:
+    command = (f"for f in {CRON_FILES}; do [ -f \"$f\" ] || continue; "
+               "if dpkg-query -S \"$f\" >/dev/null 2>&1; then o=package; else o=local; fi; "
+               "echo \"### $f $o\"; cat \"$f\"; echo; done")
+    return parsers.parse_cron(_checked(session, session.as_root(command), "cron"))
+
+
+def probe_web_access(session: SourceSession) -> dict | None:
+    """Observed use from nginx/apache access logs (rotated and gzipped ones too); None when
+    there are none. The logs are read as a stream and summarised here, line by line."""
+    listing = session.run(session.as_root(
+        "ls -1d " + " ".join(ACCESS_LOG_GLOBS) + " 2>/dev/null || true")).stdout
+    files = sorted(f for f in listing.split("\n") if f.startswith("/"))
+    if not files:
+        return None
+    command = session.as_root("zcat -f -- " + " ".join(shlex.quote(f) for f in files))
+    summary = parsers.summarise_access(session.stream_lines(command))
+    return {"files": files, **summary.as_dict()}
+
+
+def _grep(session: SourceSession, pattern_args: str, roots: Iterable[str]) -> list[dict]:
+    excluded = " ".join([*(f"--exclude-dir={d}" for d in CONFIG_EXCLUDED_DIRS),
+                         *(f"--exclude={shlex.quote(f)}" for f in CONFIG_EXCLUDED_FILES)])
+    places = " ".join(shlex.quote(r) for r in sorted(set(roots)))
+    command = (f"grep -rIns {excluded} {pattern_args} -- {places} | head -n {GREP_LIMIT} "
+               # cut every assigned value on the host itself: secrets never leave it
+               "| sed -E 's#^([^:]*:[0-9]+:[^=:]*[=:]).*#\\1 <cut>#'")
+    result = session.run(session.as_root(command))
+    if result.status not in (0, 1):
+        raise ProbeFailed(f"grep: exit {result.status}")
+    return parsers.parse_grep_lines(result.stdout)
+
+
+def probe_address_mentions(session: SourceSession, address: str,
+                           directories: Iterable[str]) -> list[dict]:
+    """Configuration lines that name the host's own address (candidates for rewrites)."""
+    pattern = f"-F -e {shlex.quote(address)}"
+    return _grep_raw(session, pattern, [*CONFIG_ROOTS, *directories])
+
+
+def _grep_raw(session: SourceSession, pattern_args: str, roots: Iterable[str]) -> list[dict]:
+    """Like ``_grep`` but keeping the line (values redacted on the host by sed first)."""
+    excluded = " ".join([*(f"--exclude-dir={d}" for d in CONFIG_EXCLUDED_DIRS),
+                         *(f"--exclude={shlex.quote(f)}" for f in CONFIG_EXCLUDED_FILES)])
+    places = " ".join(shlex.quote(r) for r in sorted(set(roots)))
+    redact_on_host = ("sed -E -e 's#(://[^/:@ ]+:)[^@ /]*@#\\1<redacted>@#g' "
+                      "-e 's#((password|passwd|pwd|secret|token|api_?key)[A-Za-z0-9_.-]*"
+                      "[\"'\"'\"']?[[:space:]]*[=:][[:space:]]*).*#\\1<redacted>#I'")
+    command = (f"grep -rIns {excluded} {pattern_args} -- {places} | head -n {GREP_LIMIT} "
+               f"| {redact_on_host}")
+    result = session.run(session.as_root(command))
+    if result.status not in (0, 1):
+        raise ProbeFailed(f"grep: exit {result.status}")
+    return parsers.parse_grep_lines(result.stdout)
+
+
+SECRET_PATTERN = (r"^[[:space:]]*[^#;[:space:]][^=:]*(password|passwd|pwd|secret|token|"
+                  r"api_?key)[^=:]*[=:][[:space:]]*[^[:space:]]")
+DSN_PATTERN = r"://[^/:@[:space:]]+:[^@[:space:]/]+@"
+
+
+def probe_secrets(session: SourceSession, directories: Iterable[str]) -> list[dict]:
+    """Where configuration holds a secret (file, line, key); the values are cut on the
+    host and never read."""
+    pattern = f"-E -i -e {shlex.quote(SECRET_PATTERN)} -e {shlex.quote(DSN_PATTERN)}"
+    found = []
+    for hit in _grep(session, pattern, [*CONFIG_ROOTS, *directories]):
+        key = parsers.secret_key_of(str(hit["text"]))
+        found.append({"file": hit["file"], "line": hit["line"], "key": key})
+    return found

@@ -1,0 +1,182 @@
+"""Host trust without machines: fingerprints, known_hosts entries, the decisions of
+``migrate trust`` (nothing trusted silently, a CHANGED key never replaced unasked), and
+which known_hosts the inventories of the plays use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import paramiko
+import pytest
+import yaml
+
+from migrate import access, state, trust
+from migrate.access import HostKeyChanged, HostKeyUnknown
+from migrate.errors import InvalidInput, StageFailed
+from migrate.inventory import write_inventory
+from migrate.pipeline import make_plan, open_estate
+from tests.conftest import edit
+
+KEY_A = "AAAAC3NzaC1lZDI1NTE5AAAAIONR+yMnb+DrOOmoOqyHvW7svoiR0qehqEL3DRTc2cpF"
+FP_A = "SHA256:w5RJrX4KmicKk5LUdF3eYikcw5ZW1e+Ry9HGZ6Aekuc"  # ssh-keygen -lf
+KEY_B = "AAAAC3NzaC1lZDI1NTE5AAAAIKeqFoy5ZWzn/x5+Z1XwpFoEukl9PeUzi6xSr3nQVaDD"
+FP_B = "SHA256:nvRJfZKw8muvbWRHpvYqSg+mPeEYUPK/Ibn09M/KTk4"
+TARGETS = {"web": {"address": "10.20.53.159", "host_key": "ssh-ed25519 AAAAtargetweb"},
+           "db": {"address": "10.20.53.157", "host_key": "ssh-ed25519 AAAAtargetdb"}}
+
+
+def test_fingerprints_are_openssh_sha256() -> None:
+    assert trust.fingerprint_of(KEY_A) == FP_A
+    assert trust.KnownKey("ssh-ed25519", KEY_B).fingerprint == FP_B
+    assert trust.normalise_fingerprint(FP_A.removeprefix("SHA256:")) == FP_A
+
+
+def test_hashed_and_plain_known_hosts_names() -> None:
+    hashed = paramiko.HostKeys.hash_host("192.168.178.10")
+    assert trust.names_host(hashed, "192.168.178.10")
+    assert not trust.names_host(hashed, "192.168.178.11")
+    assert trust.names_host("wiki1,192.168.178.10", "192.168.178.10")
+    assert not trust.names_host("192.168.178.100", "192.168.178.10")
+    assert trust.names_host("[192.168.178.10]:2222", access.known_hosts_name("192.168.178.10",
+                                                                             2222))
+
+
+def test_compare_new_same_changed() -> None:
+    target = trust.SourceAddress("192.168.178.10")
+    offered = trust.KnownKey("ssh-ed25519", KEY_A)
+    lines = ["# comment", f"192.168.178.10 ssh-ed25519 {KEY_A}"]
+    assert trust.compare(target, offered, []).state == trust.NEW
+    assert trust.compare(target, offered, lines).state == trust.SAME
+    changed = trust.compare(target, trust.KnownKey("ssh-ed25519", KEY_B), lines)
+    assert changed.state == trust.CHANGED and changed.recorded[0].fingerprint == FP_A
+    # a recorded key of another type only is a change too, not a new host
+    other = ["192.168.178.10 ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ"]
+    assert trust.compare(target, offered, other).state == trust.CHANGED
+    revoked = [f"@revoked 192.168.178.10 ssh-ed25519 {KEY_A}"]
+    assert trust.compare(target, offered, revoked).state == trust.NEW
+
+
+def test_recording_a_changed_key_replaces_only_that_hosts_lines() -> None:
+    lines = ["# estate keys", f"192.168.178.10 ssh-ed25519 {KEY_A}",
+             f"192.168.178.11 ssh-ed25519 {KEY_A}"]
+    target = trust.SourceAddress("192.168.178.10")
+    changed = trust.compare(target, trust.KnownKey("ssh-ed25519", KEY_B), lines)
+    assert trust.updated_lines(lines, [changed]) == [
+        "# estate keys", f"192.168.178.11 ssh-ed25519 {KEY_A}",
+        f"192.168.178.10 ssh-ed25519 {KEY_B}"]
+
+
+def test_decide_trusts_only_named_or_confirmed_keys() -> None:
+    target = trust.SourceAddress("192.168.178.10")
+    new = trust.compare(target, trust.KnownKey("ssh-ed25519", KEY_A), [])
+    other = trust.compare(trust.SourceAddress("192.168.178.11"),
+                          trust.KnownKey("ssh-ed25519", KEY_B), [])
+    assert trust.decide([new, other], [], None) == ([], [new, other])
+    assert trust.decide([new, other], [FP_A], None) == ([new], [other])
+    assert trust.decide([new, other], [], lambda c: c is other) == ([other], [new])
+
+
+# ---- trust_estate on an estate, the key exchange replaced -----------------------------------
+
+
+@pytest.fixture
+def trusting(estate: Path, monkeypatch: pytest.MonkeyPatch):
+    """The example estate with sources.known_hosts set; fetching answers from ``offers``."""
+    edit(estate / "migrate.yaml", "census:\n", "sources:\n  known_hosts: known_hosts\ncensus:\n")
+    offers: dict[str, str] = {}
+    monkeypatch.setattr(trust, "fetch_host_key",
+                        lambda address, port=22, preferred=(): trust.KnownKey(
+                            "ssh-ed25519", offers[address]))
+    monkeypatch.setattr(trust, "guard_address", lambda _estate, _address: None)
+    return open_estate(estate), offers, estate / "known_hosts"
+
+
+def test_unattended_trust_records_nothing_it_was_not_told(trusting) -> None:
+    loaded, offers, known = trusting
+    offers["192.168.90.21"], offers["192.168.90.22"] = KEY_A, KEY_B
+    targets = trust.trust_targets(loaded, ["wjw-fybj"])
+    assert [t.address for t in targets] == ["192.168.90.21", "192.168.90.22"]
+    outcome = trust.trust_estate(loaded, targets)
+    assert outcome.recorded == [] and len(outcome.refused) == 2
+    assert not known.exists()
+    with pytest.raises(HostKeyUnknown, match="2 source host key"):
+        trust.raise_for_refused(outcome)
+    outcome = trust.trust_estate(loaded, targets, [FP_A])
+    assert [c.target.address for c in outcome.recorded] == ["192.168.90.21"]
+    assert known.read_text() == f"192.168.90.21 ssh-ed25519 {KEY_A}\n"
+
+
+def test_a_changed_key_is_reported_and_kept_until_its_new_fingerprint_is_named(trusting) -> None:
+    loaded, offers, known = trusting
+    known.write_text(f"192.168.90.21 ssh-ed25519 {KEY_A}\n")
+    offers["192.168.90.21"] = KEY_B
+    targets = [trust.SourceAddress("192.168.90.21", 22, "wjw-fybj", "web1")]
+    outcome = trust.trust_estate(loaded, targets, [FP_A])  # the OLD fingerprint: no
+    assert outcome.checks[0].state == trust.CHANGED and outcome.refused
+    with pytest.raises(HostKeyChanged, match="CHANGED and not replaced") as raised:
+        trust.raise_for_refused(outcome)
+    assert FP_B in raised.value.message
+    assert known.read_text() == f"192.168.90.21 ssh-ed25519 {KEY_A}\n"
+    outcome = trust.trust_estate(loaded, targets, [FP_B])
+    assert outcome.action_of(outcome.checks[0]) == "REPLACED (confirmed)"
+    assert known.read_text() == f"192.168.90.21 ssh-ed25519 {KEY_B}\n"
+    entries = [e for e in state.journal_for(loaded).entries() if e["stage"] == "trust"]
+    assert [e["result"] for e in entries] == ["failed", "ok"]
+
+
+def test_trust_needs_the_estate_setting(estate: Path) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        trust.trust_estate(open_estate(estate), [])
+    assert "sources.known_hosts is not set" in raised.value.problems[0].message
+    assert raised.value.problems[0].file.endswith("migrate.yaml")
+
+
+def test_cli_refuses_yes_without_fingerprints(trusting, run_cli) -> None:
+    loaded, _offers, _known = trusting
+    result = run_cli("trust", loaded.root, "--yes")
+    assert result.code == 2
+    assert "--yes trusts only the keys named with --accept" in result.stderr
+
+
+# ---- which known_hosts the plays get ------------------------------------------------------------
+
+
+def _inventory_known_hosts(estate: Path, tmp_path: Path) -> list[str]:
+    loaded = open_estate(estate)
+    plan = make_plan(loaded, write=False).plan
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(exist_ok=True)
+    path = write_inventory(loaded, plan, "wjw-fybj", TARGETS, run_dir)
+    assert "StrictHostKeyChecking=yes" in yaml.safe_load(path.read_text())["all"]["vars"][
+        "ansible_ssh_common_args"]
+    return (run_dir / "known_hosts").read_text().splitlines()[:2]
+
+
+def _sandbox_known_hosts(estate: Path, key: str) -> None:
+    folder = estate / ".migrate" / "sandbox"
+    folder.mkdir(parents=True)
+    (folder / "known_hosts").write_text(f"192.168.90.21 ssh-ed25519 {key}\n"
+                                        f"192.168.90.22 ssh-ed25519 {key}\n")
+
+
+def test_inventory_takes_source_keys_from_the_estate_file_when_set(estate: Path,
+                                                                   tmp_path: Path) -> None:
+    _sandbox_known_hosts(estate, KEY_A)
+    assert _inventory_known_hosts(estate, tmp_path) == [
+        f"192.168.90.21 ssh-ed25519 {KEY_A}", f"192.168.90.22 ssh-ed25519 {KEY_A}"]
+    edit(estate / "migrate.yaml", "census:\n", "sources:\n  known_hosts: keys/known\ncensus:\n")
+    (estate / "keys").mkdir()
+    (estate / "keys" / "known").write_text(f"192.168.90.21 ssh-ed25519 {KEY_B}\n"
+                                           f"192.168.90.22 ssh-ed25519 {KEY_B}\n")
+    assert access.source_known_hosts(open_estate(estate)) == (estate / "keys/known").absolute()
+    assert _inventory_known_hosts(estate, tmp_path) == [
+        f"192.168.90.21 ssh-ed25519 {KEY_B}", f"192.168.90.22 ssh-ed25519 {KEY_B}"]
+
+
+def test_inventory_refuses_a_source_the_estate_file_does_not_know(estate: Path,
+                                                                  tmp_path: Path) -> None:
+    _sandbox_known_hosts(estate, KEY_A)  # the sandbox knows it, but the estate's file rules
+    edit(estate / "migrate.yaml", "census:\n", "sources:\n  known_hosts: known_hosts\ncensus:\n")
+    (estate / "known_hosts").write_text(f"192.168.90.21 ssh-ed25519 {KEY_B}\n")
+    with pytest.raises(StageFailed, match=r"no host key of source host db1 .*known_hosts"):
+        _inventory_known_hosts(estate, tmp_path)
