@@ -103,6 +103,24 @@ AbsolutePath = Annotated[
     AfterValidator(_check_absolute_path),
     WithJsonSchema({"type": "string", "pattern": "^/", "description": "Absolute path."}),
 ]
+
+
+def _check_mirror_url(value: str) -> str:
+    if not re.match(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?$", value):
+        raise PydanticCustomError(
+            "mirror_url",
+            "must be the http:// or https:// URL of a Debian archive, e.g."
+            " http://mirror.egov.local/debian",
+        )
+    return value
+
+
+MirrorUrl = Annotated[
+    str,
+    AfterValidator(_check_mirror_url),
+    WithJsonSchema({"type": "string", "pattern": "^https?://",
+                    "description": "http:// or https:// URL of a Debian archive."}),
+]
 HttpsUrl = Annotated[
     str,
     AfterValidator(_check_https_url),
@@ -170,6 +188,15 @@ class OpenStackSettings(Strict):
     )
 
 
+class PackageSettings(Strict):
+    mirror: MirrorUrl = Field(
+        description="The cloud's internal Debian package mirror: the URL of a Debian archive"
+        " (the folder that holds dists/ and pool/), e.g. http://mirror.egov.local/debian."
+        " Target machines install packages from it and from nothing else (government clouds"
+        " have no Internet).",
+    )
+
+
 class CloudSettings(Strict):
     target: Literal["sandbox", "openstack"]
     protection_level: Level = Field(
@@ -189,6 +216,12 @@ class CloudSettings(Strict):
     )
     subnet_prefix: Annotated[int, Field(ge=16, le=28)] = Field(
         default=24, description="Prefix length of each department subnet carved from a zone."
+    )
+    packages: PackageSettings | None = Field(
+        default=None,
+        description="Where target machines get their packages from. On openstack, name the"
+        " cloud's mirror here; with cloud.target sandbox leave it out: the sandbox runs the"
+        " cloud's mirror on this host (apt-cacher-ng on a bridge address) and fills it in.",
     )
 
 

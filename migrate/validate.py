@@ -69,6 +69,10 @@ def check_settings(estate: Estate) -> list[Problem]:
                 problems.append(doc.problem(loc, "required when cloud.target is openstack",
                                             "security group rules to the management network "
                                             "and the exchange platform need its CIDR"))
+    if cloud.target == "sandbox" and cloud.packages is not None:
+        problems.append(doc.problem(("cloud", "packages"), "not used when cloud.target is "
+                                    "sandbox: the sandbox runs the cloud's package mirror on "
+                                    "this host", "leave cloud.packages out for the sandbox"))
     networks = [(("cloud", "zones", name, "cidr"), ipaddress.IPv4Network(z.cidr))
                 for name, z in cloud.zones.items()]
     if cloud.ops_network:

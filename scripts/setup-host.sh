@@ -13,6 +13,7 @@ packages=(
   python3-psycopg2    # ...with the app under Debian's python3, as inside the machines
   chromium            # runbook and report pages checked in a real headless browser
   fonts-noto-cjk      # ...with Chinese text rendered
+  apt-cacher-ng       # the sandbox cloud's internal package mirror (migrate/sandbox/mirror.py)
 )
 missing=()
 for package in "${packages[@]}"; do
@@ -34,4 +35,10 @@ apt-get update -qq
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
 trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+# migrate runs its own apt-cacher-ng per sandbox, bound to a bridge address; the packaged
+# service (listening on every address) stays off.
+if [[ " ${missing[*]} " == *" apt-cacher-ng "* ]]; then
+  update-rc.d apt-cacher-ng disable > /dev/null 2>&1 || true
+  systemctl disable --quiet apt-cacher-ng.service > /dev/null 2>&1 || true
+fi
 echo "host packages: done"
