@@ -238,6 +238,8 @@ class Runner:
         self.workers = workers
         self.lock = threading.Lock()
         self.verify_stage = hasattr(pipeline, "verify_systems")
+        self.declared_gb: dict[str, float] = {}
+        self.moved_gb: dict[str, float] = {}
 
     def say(self, event: RunEvent) -> None:
         with self.lock:
@@ -340,6 +342,8 @@ class Runner:
             if skip:
                 run.stages.append(StageRecord(stage, "skipped", 0.0, skip))
                 self.say(RunEvent(stage, "skipped", number, sid, detail=skip))
+                if stage == "transfer":
+                    self.data_moved(sid)
                 continue
             if not self.run_stage(number, run, stage):
                 break
@@ -379,7 +383,7 @@ class Runner:
                     raise StageFailed(mine.get("error") or f"{stage} failed", mine.get("hint"))
                 changed = mine.get("changed", 0)
                 result = "changed" if changed else "unchanged"
-                detail = f"{changed} changed tasks"
+                detail = f"{changed} changed tasks" + copied(mine.get("outputs") or {})
         except MigrateError as error:
             seconds = time.monotonic() - started
             run.stages.append(StageRecord(stage, "failed", seconds, error.message))
@@ -396,7 +400,19 @@ class Runner:
         seconds = time.monotonic() - started
         run.stages.append(StageRecord(stage, result, seconds, detail))
         self.say(RunEvent(stage, result, number, sid, seconds, detail))
+        if stage == "transfer":
+            self.data_moved(sid)
         return True
+
+    def data_moved(self, sid: str) -> None:
+        """The share of the run's data (as the manifests declare it) whose initial copy is
+        done: the system's own, once its transfer ended or it was found cut over."""
+        with self.lock:
+            self.moved_gb[sid] = self.declared_gb.get(sid, 0.0)
+            done, total = sum(self.moved_gb.values()), sum(self.declared_gb.values())
+        share = f" ({100 * done / total:.0f}%)" if total else ""
+        self.say(RunEvent("data", "info", detail=f"moved {done:.1f} of {total:.1f} GB "
+                                                 f"declared{share}"))
 
     def verify_or_roll_back(self, sid: str, task: Callable[[Any], None]) -> tuple[str, str]:
         """A cut-over system that was never verified (a run killed in between): verify it
@@ -465,6 +481,9 @@ class Runner:
         previous = status.last_run(entries)
         plan_outcome = self.timed(outcome, "plan", lambda: pipeline.make_plan(self.estate))
         scope = choose_scope(plan_outcome.plan, wave, system_ids)
+        in_scope = {sid for _, systems in scope for sid in systems}
+        self.declared_gb = {s["id"]: declared_gb(s) for s in plan_outcome.plan["systems"]
+                            if s["id"] in in_scope}
         if previous and previous["ended"] is None:
             outcome.warnings.append(f"the previous run ({previous['run_id']}, started "
                                     f"{previous['started']}) did not finish: continuing")
@@ -506,6 +525,23 @@ class Runner:
                            inputs=estate_inputs(self.estate),
                            outputs=_end_outputs(outcome, scope), duration_s=outcome.seconds)
         return outcome
+
+
+def declared_gb(system: dict) -> float:
+    """The data a planned system moves, as its manifest declares it."""
+    data = system.get("data") or {}
+    return float(sum(item.get("size_gb") or 0 for kind in ("files", "databases")
+                     for item in data.get(kind) or []))
+
+
+def copied(outputs: dict) -> str:
+    """What a transfer's rsync sent and how fast, for the stage line."""
+    throughput = outputs.get("throughput") or {}
+    if not throughput.get("seconds"):
+        return ""
+    mib = throughput["bytes"] / 2**20
+    return (f"; {mib:.1f} MiB sent in {throughput['seconds']:.1f} s "
+            f"({throughput['mib_per_s']:.1f} MiB/s)")
 
 
 def _aborted(outcome: RunOutcome, scope: list[tuple[int, list[str]]]) -> bool:

@@ -45,6 +45,7 @@ class LiveDisplay:
         self.rows: dict[str, dict[str, Any]] = {}
         self.run_stage: dict[str, Any] = {"stage": "", "since": time.monotonic(), "task": ""}
         self.started = time.monotonic()
+        self.data = ""  # the run's data moved so far, as the last "data" event said
         self.live = Live(console=console, refresh_per_second=4, transient=True,
                          get_renderable=self.render)
 
@@ -69,6 +70,8 @@ class LiveDisplay:
                 else:
                     row.update(stage=event.stage, status=event.status, task=event.detail)
                     row["done"].append(f"{event.stage} {event.status}")
+            elif event.stage == "data":
+                self.data = f", data {event.detail}"
             elif event.status == "task":
                 self.run_stage["task"] = event.detail
             elif event.status == "started":
@@ -81,7 +84,7 @@ class LiveDisplay:
         with self.lock:
             now = time.monotonic()
             table = Table(title_justify="left", expand=True,
-                          title=f"migrate run: {now - self.started:.0f} s")
+                          title=f"migrate run: {now - self.started:.0f} s{self.data}")
             for column in ("wave", "system", "stage", "state", "in stage", "last task"):
                 table.add_column(column, overflow="ellipsis", no_wrap=True)
             for system, row in self.rows.items():

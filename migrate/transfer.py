@@ -102,6 +102,7 @@ def transfer(estate: Estate, plan: Mapping[str, Any], system_id: str,
         session.play("prepare_target", result)
         files = session.play("transfer_files", result)
         result.outputs["files"] = record_sent_files(session, files)
+        result.outputs["throughput"] = copy_throughput(files, result.outputs["files"])
         database = session.play("migrate_database", result)
         result.outputs["databases"] = compare_databases(session, database, strict=False)
 
@@ -324,7 +325,9 @@ def _pairs(session: _Session) -> list[tuple[str, str]]:
             for h in system["source_hosts"]]
 
 
-SENT_LINE = re.compile(r"^(?P<item>[<>ch.*]\S{10}) (?P<sum>[0-9a-f]{32}) (?P<path>.+)$")
+SENT_LINE = re.compile(
+    r"^(?P<item>[<>ch.*]\S{10}) (?P<size>\d+) (?P<sum>[0-9a-f]{32}) (?P<path>.+)$")
+RSYNC_TASK = "Record files transferred"
 
 
 def record_sent_files(session: _Session, play: runner.PlayResult) -> dict:
@@ -337,17 +340,28 @@ def record_sent_files(session: _Session, play: runner.PlayResult) -> dict:
     for source, target in _pairs(session):
         if source not in sent:
             continue
-        lines = []
+        lines, sent_bytes = [], 0
         for tree, text in sorted((sent[source] or {}).items()):
             for line in (text or "").splitlines():
                 match = SENT_LINE.match(line)
                 if match and match["item"].startswith((">f", "<f")):
                     lines.append(f"{match['sum']}  {tree.rstrip('/')}/{match['path']}")
+                    sent_bytes += int(match["size"])
         text = "".join(f"{line}\n" for line in sorted(lines, key=lambda entry: entry[34:]))
         (folder / f"{source}.xxh128").write_text(text)
-        summary[source] = {"target": target, "sent": len(lines), "algorithm": "xxh128",
-                           "checksums": digest_bytes(text.encode())}
+        summary[source] = {"target": target, "sent": len(lines), "bytes": sent_bytes,
+                           "algorithm": "xxh128", "checksums": digest_bytes(text.encode())}
     return summary
+
+
+def copy_throughput(play: runner.PlayResult, sent: Mapping[str, Any]) -> dict[str, Any]:
+    """Bytes rsync sent and the time of its task (every source host copying at once)."""
+    sent_bytes = sum(s.get("bytes", 0) for s in sent.values())
+    times = play.task_times.get(RSYNC_TASK) or []
+    seconds = times[1] - times[0] if len(times) >= 2 else None
+    rate = sent_bytes / seconds / 2**20 if seconds else None
+    return {"bytes": sent_bytes, "seconds": round(seconds, 3) if seconds else None,
+            "mib_per_s": round(rate, 2) if rate is not None else None}
 
 
 def _evidence_folder(session: _Session, play: runner.PlayResult, name: str) -> Path:

@@ -79,7 +79,9 @@ def fakes(monkeypatch):
             journal.append(stage, system=sid, outputs={"changed": 2})
             if stage == "cutover" and not state.unverified:  # the real one verifies too
                 journal.append("verify", system=sid, outputs={"counts": {"passed": 9}})
-            return [{"system": sid, "changed": 2, "result": "ok"}]
+            outputs = {"throughput": {"bytes": 3 * 2**20, "seconds": 1.5, "mib_per_s": 2.0}} \
+                if stage == "transfer" else {}
+            return [{"system": sid, "changed": 2, "result": "ok", "outputs": outputs}]
         finally:
             with lock:
                 state.running -= 1
@@ -137,7 +139,15 @@ def test_the_whole_estate_wave_after_wave(estate, run_cli, fakes):
     assert summary["files"]["runbooks"] and summary["files"]["report"]
     lines = result.stderr.splitlines()
     assert "[wave 1] wjw-fybj transfer: started" in lines
-    assert any(line.startswith("[wave 1] wjw-fybj transfer: changed (") for line in lines)
+    assert any(line.startswith("[wave 1] wjw-fybj transfer: changed (") and
+               line.endswith("2 changed tasks; 3.0 MiB sent in 1.5 s (2.0 MiB/s)")
+               for line in lines), lines
+    # the data moved, by the manifests' declared sizes, climbs to all of it
+    moved = [line for line in lines if line.startswith("data: info: moved ")]
+    assert len(moved) == 6, moved
+    total = sum(runs.declared_gb(s) for s in json.loads(
+        (estate / ".migrate" / "plan.json").read_text())["systems"])
+    assert moved[-1] == f"data: info: moved {total:.1f} of {total:.1f} GB declared (100%)"
     entries = [e for e in journal_for(pipeline.open_estate(estate)).entries()
                if e["stage"] == "run"]
     assert [e["outputs"]["phase"] for e in entries] == ["start", "end"]
@@ -318,6 +328,10 @@ def test_the_live_display_shows_each_system_and_keeps_the_stage_lines():
         table.print(live.render())
         text = table.export_text()
         assert "wjw-fybj" in text and "src: copy files [ok]" in text and "running" in text
+        live(RunEvent("data", "info", detail="moved 19.5 of 58.5 GB declared (33%)"))
+        table = Console(file=io.StringIO(), width=140, record=True)
+        table.print(live.render())
+        assert "data moved 19.5 of 58.5 GB declared (33%)" in table.export_text()
         live(RunEvent("transfer", "changed", 1, "wjw-fybj", 12.3, "26 changed tasks"))
     assert "[wave 1] wjw-fybj transfer: changed (12.3 s): 26 changed tasks" in sink.getvalue()
 

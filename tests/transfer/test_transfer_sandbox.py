@@ -253,6 +253,10 @@ def test_transfer_copies_files_and_rows_while_the_source_serves(world: World) ->
     source_paths = sorted(f"{root}/{line.split(maxsplit=1)[1].strip().removeprefix('./')}"
                           for line in world.before["files"].splitlines())
     assert files["sent"] == len(source_paths) and files["algorithm"] == "xxh128"
+    sizes = on_source(world, "web1", f"find {root} -type f -printf '%s\\n'").stdout.split()
+    assert files["bytes"] == sum(map(int, sizes)) > 0
+    throughput = result.outputs["throughput"]
+    assert throughput["bytes"] == files["bytes"] and throughput["seconds"] > 0
     database = result.outputs["databases"]["fybj"]
     assert database["equal"]
     assert {t.split(".")[1] for t in database["tables"]} == set(TABLES)
