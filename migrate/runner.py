@@ -80,7 +80,8 @@ class PlayResult:
     def summary(self) -> dict[str, Any]:
         return {"status": self.status, "ok": self.ok, "changed": self.changed,
                 "failed": self.failed, "unreachable": self.unreachable,
-                "changed_tasks": sorted(set(self.changed_tasks))}
+                "changed_tasks": sorted(set(self.changed_tasks)),
+                "duration_s": round(self.duration_s, 3)}
 
 
 @dataclass
