@@ -15,6 +15,7 @@ from typing import Any
 from migrate.discovery.draft import MIN_DATA_KB, database_directories, secret_ref, within
 from migrate.discovery.host import is_application_unit
 from migrate.model import SystemManifest
+from migrate.sandbox.machines import ADDRESS_UNIT
 
 KB_PER_GB = 1024 * 1024
 SIZE_RATIO = 2.0  # declared and observed sizes further apart than this are reported
@@ -164,17 +165,26 @@ def census_differences(system: SystemManifest, observed: Observed) -> list[dict[
 # ---- proposals ----------------------------------------------------------------------------------
 
 
+# The host's own network configuration: the target gets its own, so these are shown apart.
+NETWORK_CONFIGURATION = ("/etc/hosts", "/etc/hostname", "/etc/network/", "/etc/netplan/",
+                         "/etc/systemd/network/", "/etc/NetworkManager/",
+                         "/etc/sysconfig/network-scripts/", f"/etc/systemd/system/{ADDRESS_UNIT}")
+
+
 def rewrite_proposals(address_of: dict[str, str], instance_of: dict[str, str],
                       observed: Observed) -> list[dict[str, Any]]:
     """Each configuration line naming a source host's own address: (file, old value) and the
-    new value as a template of the plan's address of the instance that replaces the host."""
+    new value as a template of the plan's address of the instance that replaces the host.
+    ``kind`` is ``application``, or ``network`` for the host's own network configuration."""
     proposals = []
     for host, seen in sorted(observed.items()):
         for mention in seen.get("address_mentions") or []:
             instance = instance_of.get(host, host)
+            network = mention["file"].startswith(NETWORK_CONFIGURATION)
             proposals.append({"host": host, "file": mention["file"], "line": mention["line"],
                               "old": address_of[host],
                               "new": f"{{{{ target.{instance}.address }}}}",
+                              "kind": "network" if network else "application",
                               "context": mention["text"]})
     return proposals
 
@@ -185,9 +195,10 @@ def secret_proposals(system_id: str, observed: Observed) -> list[dict[str, Any]]
     proposals = []
     for host, seen in sorted(observed.items()):
         for hit in seen.get("secrets") or []:
-            base = hit["file"].rsplit("/", 1)[-1].replace(".", "-")
+            base = hit["file"].rsplit("/", 1)[-1].strip(".").replace(".", "-")
             proposals.append({**hit, "host": host,
-                              "proposed": secret_ref(system_id, base, hit["key"] or "secret"),
+                              "proposed": secret_ref(system_id, base,
+                                                     (hit["key"] or "secret").lower()),
                               "message": f"{hit['file']}:{hit['line']} holds a secret"
                                          f"{' (' + hit['key'] + ')' if hit['key'] else ''}; "
                                          "its value was not read"})

@@ -165,7 +165,7 @@ def parse_pid_units(text: str) -> dict[int, str | None]:
 
 # ---- systemctl show ---------------------------------------------------------------------
 
-_ARGV = re.compile(r"argv\[\]=([^;]*)")
+_ARGV = re.compile(r"argv\[\]=(.*?) ; ignore_errors=")
 
 
 def parse_systemctl_show(text: str) -> list[dict[str, object]]:

@@ -148,7 +148,7 @@ def test_census_differences_and_proposals(estate: Path, tmp_path: Path) -> None:
                                       {"wiki1": OBSERVED})
     assert rewrites == [{"host": "wiki1", "file": "/etc/wiki/wiki.conf", "line": 3,
                          "old": "192.168.178.10", "new": "{{ target.web.address }}",
-                         "context": "db_host = 192.168.178.10"}]
+                         "kind": "application", "context": "db_host = 192.168.178.10"}]
     secrets = gaps.secret_proposals("dsj-wiki", {"wiki1": OBSERVED})
     assert secrets[0]["proposed"] == "secret://dsj-wiki-wiki-conf-db_password"
     assert "its value was not read" in secrets[0]["message"]

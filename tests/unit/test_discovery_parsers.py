@@ -129,6 +129,7 @@ def test_systemctl_show_gives_working_directory_and_commands() -> None:
     assert units[0]["environment_files"] == ["/etc/wiki/env"]
     assert units[0]["user"] == "wiki"
     assert units[1]["working_directory"] is None and units[1]["user"] == "root"
+    assert units[1]["exec_start"] == ["/usr/sbin/nginx -g daemon on; master_process on;"]
 
 
 def test_du_sizes() -> None:

@@ -1,0 +1,350 @@
+"""Trust and discovery against a real host: one machine booted from the ``legacy`` image on
+a bridge of its own (192.168.178.0/24, used by no other part of the project), carrying a
+PostgreSQL database with its roles, an nginx access log, cron jobs, a listening application
+service and configuration that names the host's address and holds a password.
+
+``migrate trust`` records its key only when told the fingerprint; ``migrate discover`` finds
+what is there and writes a draft manifest that validates; a manifest missing things gets them
+reported; a regenerated host key makes trust and discovery refuse. Secrets never appear in
+what discovery writes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from migrate import trust
+from migrate.errors import EnvironmentNotReady
+from migrate.sandbox import hostkeys, images, machines, network
+from migrate.sandbox.host import require_host
+from migrate.sandbox.layout import upper_dir
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
+
+NETWORK = "disc178"
+GATEWAY = "192.168.178.1"
+ADDRESS = "192.168.178.10"
+MACHINE = "dsc-wiki1"
+SYSTEM = "dsj-wiki"
+CST = timezone(timedelta(hours=8))
+MIGRATE_YAML = """schema_version: 1
+estate: 发现测试
+cloud:
+  target: sandbox
+  protection_level: 3
+  zones:
+    egov_extranet: {cidr: 10.178.0.0/16}
+  images: {debian-12: debian-12-hardened}
+  flavors:
+    - {name: c2m4, vcpu: 2, memory_gb: 4}
+    - {name: c4m8, vcpu: 4, memory_gb: 8}
+exchange:
+  url: https://exchange.example.gov.cn
+  ca_bundle: certs/exchange-ca.pem
+sources:
+  known_hosts: known_hosts
+"""
+WIKI_UNIT = """[Unit]
+Description=Department wiki (test application)
+After=network.target
+
+[Service]
+WorkingDirectory=/srv/wiki
+ExecStart=/usr/bin/python3 -m http.server 8080 --bind 0.0.0.0 --directory /srv/wiki/public
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+@dataclass
+class Host:
+    root: Path  # sandbox root
+    key: Path  # operator private key
+    known: Path  # the test's own known_hosts (for setting the host up)
+    secrets: dict[str, str]  # the passwords put on the host
+
+    @property
+    def upper(self) -> Path:
+        return upper_dir(MACHINE, self.root)
+
+    def fingerprint(self) -> str:
+        return trust.fingerprint_of(hostkeys.host_public_key(self.upper).split()[1])
+
+    def ssh(self, command: str, stdin: str | None = None) -> str:
+        network.assert_local_address(ADDRESS)
+        result = subprocess.run(
+            ["ssh", "-F", "/dev/null", "-i", str(self.key), "-o", "IdentitiesOnly=yes",
+             "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known}",
+             "-o", "GlobalKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+             "-o", "ConnectTimeout=10", f"root@{ADDRESS}", command],
+            input=stdin, capture_output=True, text=True, timeout=180, check=False)
+        assert result.returncode == 0, f"{command}: {result.stderr}"
+        return result.stdout
+
+
+def _access_lines() -> list[tuple[str, str]]:
+    """(file, line) of three months of use: September rotated and gzipped, October rotated,
+    November current; 5, 7 and 3 distinct clients."""
+    lines = []
+    plan = [("access.log.2.gz", 2026, 9, 5, 40), ("access.log.1", 2026, 10, 7, 60),
+            ("access.log", 2026, 11, 3, 10)]
+    for name, year, month, clients, requests in plan:
+        for index in range(requests):
+            when = datetime(year, month, 1 + index % 15, 8 + index % 10, index % 60, 7,
+                            tzinfo=CST)
+            client = f"10.8.{month}.{1 + index % clients}"
+            lines.append((name, f'{client} - - [{when.strftime("%d/%b/%Y:%H:%M:%S %z")}] '
+                                f'"GET /wiki/page{index} HTTP/1.1" 200 {500 + index} '
+                                '"-" "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"'))
+    return lines
+
+
+def _write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    os.chmod(path, mode)
+
+
+def _lay_out_host(upper: Path, values: dict[str, str]) -> None:
+    """The department's server as years of hand configuration left it (before first boot)."""
+    _write(upper / "etc/systemd/system/wiki-app.service", WIKI_UNIT)
+    _write(upper / "srv/wiki/public/index.html", "<h1>部门知识库</h1>\n")
+    _write(upper / "srv/wiki/config.ini", f"[site]\nbase_url = http://{ADDRESS}:8080/\n")
+    _write(upper / "srv/wiki/.env",
+           f"DATABASE_URL=postgresql://wiki:{values['wiki']}@{ADDRESS}/wikidb\n", 0o600)
+    for index in range(2):
+        _write(upper / f"srv/wiki/uploads/scan{index}.pdf", os.urandom(1024 * 1024))
+    _write(upper / "srv/reports/2026.csv", b"month,visits\n" + os.urandom(1536 * 1024))
+    _write(upper / "etc/wiki/wiki.conf",
+           f"# wiki settings\ndb_host = {ADDRESS}\ndb_name = wikidb\n"
+           f"db_password = {values['wiki']}\n", 0o640)
+    _write(upper / "etc/cron.d/wiki-backup",
+           f"PGPASSWORD={values['wiki']}\n"
+           "15 2 * * * postgres pg_dump -Fc wikidb > /srv/backup/wikidb.dump\n")
+    _write(upper / "var/spool/cron/crontabs/root",
+           "# DO NOT EDIT THIS FILE\n*/10 * * * * /usr/bin/find /srv/wiki/uploads -mmin -10\n",
+           0o600)
+    by_file: dict[str, list[str]] = {}
+    for name, line in _access_lines():
+        by_file.setdefault(name, []).append(line)
+    for name, lines in by_file.items():
+        text = "\n".join(lines) + "\n"
+        data = gzip.compress(text.encode()) if name.endswith(".gz") else text.encode()
+        _write(upper / "var/log/nginx" / name, data, 0o640)
+
+
+SETUP_SQL = """CREATE ROLE wiki LOGIN PASSWORD '{wiki}';
+CREATE ROLE wiki_ro LOGIN PASSWORD '{wiki_ro}';
+CREATE DATABASE wikidb OWNER wiki;
+CREATE DATABASE reports;
+\\c wikidb
+SET ROLE wiki;
+CREATE TABLE pages (id serial PRIMARY KEY, title text NOT NULL, body text NOT NULL);
+INSERT INTO pages (title, body)
+  SELECT 'page ' || g, repeat('正文', 200) FROM generate_series(1, 3000) g;
+GRANT SELECT ON pages TO wiki_ro;
+RESET ROLE;
+\\c reports
+CREATE TABLE monthly (month text PRIMARY KEY, visits integer NOT NULL);
+ALTER TABLE monthly OWNER TO wiki;
+"""
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    """The machine on its own bridge; both removed by their ids afterwards, also on failure."""
+    try:
+        require_host()
+    except EnvironmentNotReady as error:
+        pytest.skip(f"needs root and the sandbox tools: {error.message}")
+    if shutil.which("ssh") is None:
+        pytest.skip("needs the ssh client (openssh-client)")
+    image = images.image_path("legacy")
+    if not images.is_built(image):
+        pytest.skip("the legacy sandbox image is not built: run 'make images'")
+    root = tmp_path / "sandbox"
+    key, public = hostkeys.ensure_client_keypair(tmp_path / "operator" / "id_ed25519")
+    values = {"wiki": secrets.token_urlsafe(18), "wiki_ro": secrets.token_urlsafe(18)}
+    spec = machines.MachineSpec(name=MACHINE, image=str(image), bridge=NETWORK,
+                                address=f"{ADDRESS}/24", gateway=GATEWAY,
+                                authorized_keys=public, hostname="wiki1")
+    network.ensure_bridge(NETWORK, f"{GATEWAY}/24")  # refuses if the network is in use here
+    try:
+        machines.create_machine(spec, root)
+        _lay_out_host(upper_dir(MACHINE, root), values)
+        machines.start_machine(MACHINE, root)
+        machines.wait_ssh_ready(MACHINE, 60, root)
+        known = hostkeys.write_known_hosts(tmp_path / "setup_known_hosts",
+                                           [hostkeys.known_hosts_line(MACHINE, ADDRESS, root)])
+        ready = Host(root, key, known, values)
+        ready.ssh("systemctl enable --now postgresql nginx wiki-app >/dev/null 2>&1; "
+                  "for i in $(seq 100); do runuser -u postgres -- pg_isready -q && break; "
+                  "sleep 0.2; done; for i in $(seq 100); do ss -H -ltn 'sport = :8080' "
+                  "| grep -q . && break; sleep 0.1; done")
+        ready.ssh("cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1",
+                  SETUP_SQL.format(**values))
+        yield ready
+    finally:
+        machines.destroy_machine(MACHINE, root)
+        network.remove_bridge(NETWORK, force=True)
+
+
+def _estate(tmp_path: Path) -> Path:
+    estate = tmp_path / "estate"
+    (estate / "systems").mkdir(parents=True)
+    (estate / "migrate.yaml").write_text(MIGRATE_YAML, encoding="utf-8")
+    return estate
+
+
+def _regenerate_host_key(host: Host) -> None:
+    machines.stop_machine(MACHINE, host.root)
+    for path in (host.upper / "etc/ssh").glob("ssh_host_ed25519_key*"):
+        path.unlink()
+    hostkeys.generate_host_key(host.upper, "wiki1")
+    machines.start_machine(MACHINE, host.root)
+    machines.wait_ssh_ready(MACHINE, 60, host.root)
+
+
+def _written_text(estate: Path) -> str:
+    """Everything discovery and trust wrote: it must hold no secret."""
+    parts = [p.read_text(errors="replace") for p in (estate / ".migrate").rglob("*")
+             if p.is_file()]
+    return "\n".join(parts)
+
+
+def test_trust_discover_draft_gaps_and_a_changed_key(host: Host, tmp_path: Path, run_cli,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CI", "true")
+    estate = _estate(tmp_path)
+    known = estate / "known_hosts"
+    fingerprint = host.fingerprint()
+    new_system = ["--system", SYSTEM, "--host", ADDRESS, "--user", "root", "--key", host.key]
+
+    # an unknown key stops discovery before anything is read
+    result = run_cli("discover", estate, *new_system)
+    assert result.code == 2 and "unknown" in result.stderr and fingerprint in result.stderr
+    # unattended, trust records nothing it was not told; --yes alone is refused
+    result = run_cli("trust", estate, "--host", ADDRESS)
+    assert result.code == 2 and "not trusted" in result.stderr and not known.exists()
+    assert fingerprint in result.stdout
+    assert run_cli("trust", estate, "--host", ADDRESS, "--yes").code == 2
+    result = run_cli("trust", estate, "--host", ADDRESS, "--accept", fingerprint, "--yes")
+    assert result.code == 0, result.stderr
+    assert known.read_text().split() == [ADDRESS, "ssh-ed25519",
+                                         hostkeys.host_public_key(host.upper).split()[1]]
+
+    # a new system: discovery with --host writes the document and a draft that validates
+    started = time.monotonic()
+    result = run_cli("discover", estate, *new_system, "--output", "json")
+    elapsed = time.monotonic() - started
+    assert result.code == 0, result.stderr
+    outcome = json.loads(result.stdout)["systems"][0]
+    document = json.loads(Path(outcome["path"]).read_text())
+    with capsys.disabled():
+        print(f"\ndiscovery of {ADDRESS}: {elapsed:.2f} s (command), {document['duration_s']} s"
+              f" (document); probes: {document['hosts'][0]['timings_s']}")
+    assert document["schema_version"] == 1 and document["data"] == "observed"
+    assert document["probe_errors"] == []
+    seen = document["hosts"][0]["observed"]
+    assert seen["os"]["id"] == "debian" and seen["os"]["version_id"] == "12"
+    assert {"postgresql", "nginx-light", "cron"} <= {p["name"] for p in seen["packages"]}
+    listening = {e["port"]: e["unit"] for e in seen["listening"]}
+    assert listening[80] == "nginx.service" and listening[8080] == "wiki-app.service"
+    assert listening[22] == "ssh.service" and listening[5432].startswith("postgresql@")
+    databases = {d["name"]: d for d in seen["postgresql"]["databases"]}
+    assert databases["wikidb"]["owner"] == "wiki"
+    assert "wiki_ro" in databases["wikidb"]["table_grantees"]
+    assert databases["reports"]["owner"] == "postgres"
+    assert databases["reports"]["table_owners"] == ["wiki"]
+    assert {"wiki", "wiki_ro"} <= {r["name"] for r in seen["postgresql"]["roles"]}
+    directories = {d["path"]: d["size_kb"] for d in seen["data_directories"]}
+    assert directories["/srv/wiki"] >= 2048 and directories["/srv/reports"] >= 1536
+    cron = {(j["file"], j["user"]) for j in seen["cron"]}
+    assert {("/etc/cron.d/wiki-backup", "postgres"),
+            ("/var/spool/cron/crontabs/root", "root")} <= cron
+    web = seen["web_access"]
+    assert [(m["month"], m["requests"], m["distinct_clients"]) for m in web["months"]] == [
+        ("2026-09", 40, 5), ("2026-10", 60, 7), ("2026-11", 10, 3)]
+    assert web["monthly_users"] == {"month": "2026-10", "distinct_clients": 7, "partial": False}
+    rewrites = {(r["file"], r["old"], r["kind"]) for r in document["rewrites"]}
+    assert {("/etc/wiki/wiki.conf", ADDRESS, "application"),
+            ("/srv/wiki/config.ini", ADDRESS, "application"),
+            ("/srv/wiki/.env", ADDRESS, "application"),
+            ("/etc/hosts", ADDRESS, "network")} <= rewrites
+    found = {(s["file"], s["key"]) for s in document["secrets"]}
+    assert {("/etc/wiki/wiki.conf", "db_password"), ("/srv/wiki/.env", "DATABASE_URL")} <= found
+    assert outcome["draft_valid"] is True, outcome["draft_problems"]
+
+    draft = yaml.safe_load(Path(outcome["draft"]).read_text())
+    services = {s["unit"]: s["port"] for s in draft["workload"]["services"]}
+    assert services == {"nginx.service": 80, "wiki-app.service": 8080}
+    assert {f["path"] for f in draft["workload"]["files"]} == {"/srv/wiki", "/srv/reports"}
+    assert {d["name"]: d["user"] for d in draft["workload"]["databases"]} == {
+        "reports": "wiki", "wikidb": "wiki"}
+    assert draft["census"]["usage_frequency"]["monthly_active_users"] == 7
+    # moved into systems/, the draft passes 'migrate validate' as it is
+    shutil.copy(outcome["draft"], estate / "systems" / f"{SYSTEM}.yaml")
+    result = run_cli("validate", estate)
+    assert result.code == 0, result.stderr
+
+    # an existing manifest that misses things: discovery names each
+    manifest = estate / "systems" / f"{SYSTEM}.yaml"
+    data = yaml.safe_load(manifest.read_text())
+    data["workload"]["services"] = [s for s in data["workload"]["services"]
+                                    if s["unit"] == "nginx.service"]
+    data["target"]["flows"] = [f for f in data["target"]["flows"] if f["port"] == 80]
+    data["workload"]["files"] = [f for f in data["workload"]["files"] if f["path"] == "/srv/wiki"]
+    data["workload"]["databases"] = [d for d in data["workload"]["databases"]
+                                     if d["name"] == "wikidb"]
+    data["census"]["usage_frequency"]["monthly_active_users"] = 12000
+    manifest.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    secrets_dir = estate / "secrets"
+    secrets_dir.mkdir(mode=0o700)
+    shutil.copy(host.key, secrets_dir / f"ssh-{SYSTEM}")
+    os.chmod(secrets_dir / f"ssh-{SYSTEM}", 0o600)
+    result = run_cli("discover", estate, "--system", SYSTEM, "--output", "json")
+    assert result.code == 0, result.stderr
+    report = json.loads(result.stdout)["systems"][0]
+    kinds = {(g["kind"], g.get("unit") or g.get("path") or g.get("database"))
+             for g in report["gaps"]}
+    assert {("undeclared_service", "wiki-app.service"),
+            ("undeclared_data_directory", "/srv/reports"),
+            ("undeclared_database", "reports")} <= kinds
+    assert [d["field"] for d in report["census_differences"]] == ["monthly_active_users"]
+    assert {r["new"] for r in report["rewrites"]} == {"{{ target.wiki1.address }}"}
+
+    for value in host.secrets.values():
+        assert value not in _written_text(estate)
+
+    # the host's key changes: trust and discovery refuse, the recorded key stays
+    recorded = known.read_text()
+    _regenerate_host_key(host)
+    new_fingerprint = host.fingerprint()
+    assert new_fingerprint != fingerprint
+    result = run_cli("trust", estate)
+    assert result.code == 2 and "CHANGED" in result.stderr and new_fingerprint in result.stderr
+    result = run_cli("trust", estate, "--accept", fingerprint)  # the old one: still no
+    assert result.code == 2 and "CHANGED" in result.stderr
+    assert known.read_text() == recorded
+    result = run_cli("discover", estate, "--system", SYSTEM)
+    assert result.code == 2 and "CHANGED" in result.stderr
+    # named explicitly, the new key replaces the old one and discovery works again
+    result = run_cli("trust", estate, "--accept", new_fingerprint)
+    assert result.code == 0, result.stderr
+    assert new_fingerprint in result.stdout and "REPLACED" in result.stdout
+    assert run_cli("discover", estate, "--system", SYSTEM).code == 0
