@@ -20,7 +20,13 @@ from pathlib import Path
 
 import paramiko
 
-from migrate.errors import GuardRefused, InvalidInput, MigrateError, StageFailed
+from migrate.errors import (
+    HostKeyChanged,
+    HostKeyUnknown,
+    InvalidInput,
+    MigrateError,
+    StageFailed,
+)
 from migrate.loader import Estate, load_estate_partially
 from migrate.sandbox.estate import known_hosts_path as sandbox_known_hosts_path
 from migrate.sandbox.network import assert_local_address
@@ -28,14 +34,6 @@ from migrate.validate import check_estate
 
 CONNECT_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 300.0
-
-
-class HostKeyUnknown(GuardRefused):
-    """A source host offered a key that no known_hosts entry names."""
-
-
-class HostKeyChanged(GuardRefused):
-    """A source host offered a key that differs from the one recorded for it."""
 
 
 def open_estate_for_sources(path: str | Path) -> Estate:

@@ -553,7 +553,7 @@ def ask_to_trust(check: Any) -> bool:
               help="Do not ask on a terminal; only with --accept (the keys named there).")
 @OUTPUT
 def trust_command(estate: Path, systems: tuple[str, ...], hosts: tuple[str, ...], port: int,
-                  accepted: tuple[str, ...], yes: bool, output: str) -> None:
+                  accepted: tuple[str, ...], yes: bool, output: str) -> int:
     """Fetch each source host's SSH key, show its SHA256 fingerprint and record it in the
     estate's known_hosts (sources.known_hosts). On a terminal you confirm each key; without
     one (or CI=true) only keys named with --accept are recorded. A CHANGED key is never
@@ -568,18 +568,31 @@ def trust_command(estate: Path, systems: tuple[str, ...], hosts: tuple[str, ...]
     confirm = None if yes or trust.unattended() else ask_to_trust
     outcome = trust.trust_estate(loaded, trust.trust_targets(loaded, systems, hosts, port),
                                  accepted, confirm)
-    if output == "json":
-        emit_json(outcome.as_dict())
-    else:
-        rows = [(c.target.system or "", c.target.host or "", c.target.name, c.offered.key_type,
-                 c.offered.fingerprint, c.state.upper() if c.state == "changed" else c.state,
-                 outcome.action_of(c)) for c in outcome.checks]
-        out.print(rich_table(f"Source host keys ({outcome.known_hosts})",
-                             ("system", "host", "address", "type", "fingerprint", "state",
-                              "action"), rows))
+    if output == "json":  # one document, the refusal in it (exit code as for the error)
+        return emit_json_with_error(outcome.as_dict(), lambda: trust.raise_for_refused(outcome))
+    rows = [(c.target.system or "", c.target.host or "", c.target.name, c.offered.key_type,
+             c.offered.fingerprint, c.state.upper() if c.state == "changed" else c.state,
+             outcome.action_of(c)) for c in outcome.checks]
+    out.print(rich_table(f"Source host keys ({outcome.known_hosts})",
+                         ("system", "host", "address", "type", "fingerprint", "state",
+                          "action"), rows))
     for fingerprint in outcome.unmatched_accepts:
         err.print(f"warning: --accept {fingerprint} matched no host's key", highlight=False)
     trust.raise_for_refused(outcome)
+    return 0
+
+
+def emit_json_with_error(document: dict, check: Any) -> int:
+    """Print ``document`` as the one JSON answer; a MigrateError ``check`` raises goes in it
+    as ``error`` and gives the exit code."""
+    try:
+        check()
+    except MigrateError as error:
+        emit_json({**document, "error": {"type": type(error).__name__, "message": error.message,
+                                         "hint": error.hint, "exit_code": error.exit_code}})
+        return error.exit_code
+    emit_json(document)
+    return 0
 
 
 @cli.command("discover")
@@ -595,7 +608,7 @@ def trust_command(estate: Path, systems: tuple[str, ...], hosts: tuple[str, ...]
               help="SSH port of --host.")
 @OUTPUT
 def discover_command(estate: Path, systems: tuple[str, ...], address: str | None, user: str,
-                     key_file: Path | None, port: int, output: str) -> None:
+                     key_file: Path | None, port: int, output: str) -> int:
     """Log in to source hosts (host keys checked) and record what is there: OS, packages,
     listening services and units, data directories, databases and roles, cron jobs, use
     from access logs. Writes .migrate/discovery/ID.json; for a new system (--host) a draft
@@ -609,11 +622,12 @@ def discover_command(estate: Path, systems: tuple[str, ...], address: str | None
                 if address is not None and key_file is not None else None)
     outcomes = discovery.discover_systems(loaded, list(systems), new_host, stage_progress)
     if output == "json":
-        emit_json({"systems": [o.as_dict() for o in outcomes]})
-    else:
-        for outcome in outcomes:
-            print_discovery(outcome)
+        return emit_json_with_error({"systems": [o.as_dict() for o in outcomes]},
+                                    lambda: discovery.raise_for_unreachable(outcomes))
+    for outcome in outcomes:
+        print_discovery(outcome)
     discovery.raise_for_unreachable(outcomes)
+    return 0
 
 
 def print_discovery(outcome: Any) -> None:

@@ -42,6 +42,14 @@ class GuardRefused(MigrateError):
     exit_code = EXIT_INVALID_INPUT
 
 
+class HostKeyUnknown(GuardRefused):
+    """A source host offered an SSH host key that no known_hosts entry names."""
+
+
+class HostKeyChanged(GuardRefused):
+    """A source host offered an SSH host key that differs from the one recorded for it."""
+
+
 @dataclass(frozen=True, order=True)
 class Problem:
     """One defect in the input: where it is, what is wrong, what would be valid."""

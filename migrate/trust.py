@@ -28,13 +28,11 @@ import paramiko
 from migrate import state
 from migrate.access import (
     CONNECT_TIMEOUT,
-    HostKeyChanged,
-    HostKeyUnknown,
     guard_address,
     known_hosts_name,
     require_estate_known_hosts,
 )
-from migrate.errors import InvalidInput, Problem, StageFailed
+from migrate.errors import HostKeyChanged, HostKeyUnknown, InvalidInput, Problem, StageFailed
 from migrate.loader import Estate
 
 NEW, SAME, CHANGED = "new", "same", "changed"

@@ -132,7 +132,8 @@ def discover_new_system(estate: Estate, system_id: str, new: NewHost,
     draft = build_draft(estate, system_id, [DraftHost(name, new.address, result["observed"])],
                         new.user, new.port)
     draft_path = discovery_dir(estate) / f"{system_id}.draft.yaml"
-    draft_path.write_text(render(draft, draft_header(system_id, new.address)), encoding="utf-8")
+    header = draft_header(system_id, new.address, document["secrets"])
+    draft_path.write_text(render(draft, header), encoding="utf-8")
     problems = validate_draft(estate, draft_path, str(draft_path))
     document["draft"] = {"path": str(draft_path), "valid": not problems,
                          "placeholders": draft.placeholders,
@@ -189,13 +190,19 @@ def base_document(estate: Estate, system_id: str, hosts: dict[str, dict],
     }
 
 
-def draft_header(system_id: str, address: str) -> list[str]:
-    return [f"Draft manifest of {system_id}, written by 'migrate discover' from what it observed"
-            f" on {address} ({datetime.now(UTC).date().isoformat()}).",
-            "Lines marked 'TODO(discover)' are placeholders: discovery cannot know them.",
-            "Lines marked 'observed' come from the host. Secrets are secret:// references:",
-            "put each in the estate's secrets folder before provisioning.",
-            "Review, then move it to systems/ and run 'migrate validate'.", ""]
+def draft_header(system_id: str, address: str, found_secrets: list[dict]) -> list[str]:
+    lines = [f"Draft manifest of {system_id}, written by 'migrate discover' from what it "
+             f"observed on {address} ({datetime.now(UTC).date().isoformat()}).",
+             "Lines marked 'TODO(discover)' are placeholders: discovery cannot know them.",
+             "Lines marked 'observed' come from the host. Secrets are secret:// references:",
+             "put each in the estate's secrets folder before provisioning.",
+             "Review, then move it to systems/ and run 'migrate validate'."]
+    if found_secrets:
+        lines += ["", "Secrets found in the host's configuration (values not read), with a "
+                  "proposed name:"]
+        lines += [f"  {s['file']}:{s['line']} {s['key'] or '(secret)'} -> {s['proposed']}"
+                  for s in found_secrets]
+    return [*lines, ""]
 
 
 def write_document(estate: Estate, system_id: str, document: dict[str, Any]) -> Path:

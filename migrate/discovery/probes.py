@@ -118,6 +118,7 @@ SYSTEM_DATABASES = ("postgres",)
 
 
 def psql_command(session: SourceSession, sql: str, database: str = "postgres") -> str:
+    """psql as the server's superuser: ``runuser`` as root, else ``sudo -n -u postgres``."""
     psql = f"psql -X -q --csv -t -d {shlex.quote(database)} -c {shlex.quote(sql)}"
     if session.is_root:
         return f"cd / && runuser -u postgres -- {psql}"
@@ -157,8 +158,7 @@ def _object_roles(session: SourceSession, database: str) -> dict:
 
 def _psql_rows(session: SourceSession, sql: str, what: str,
                database: str = "postgres") -> list[list[str]]:
-    text = _checked(session, session.as_root(psql_command(session, sql, database)),
-                    f"psql ({what})")
+    text = _checked(session, psql_command(session, sql, database), f"psql ({what})")
     return parsers.parse_psql_csv(text)
 
 

@@ -197,6 +197,11 @@ def host(tmp_path: Path) -> Iterator[Host]:
                   "| grep -q . && break; sleep 0.1; done")
         ready.ssh("cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1",
                   SETUP_SQL.format(**values))
+        # the department's admins log in as 'ops' and use sudo (no root login on real servers)
+        ready.ssh("useradd -m -s /bin/sh ops && install -d -m 700 -o ops -g ops ~ops/.ssh && "
+                  "install -m 600 -o ops -g ops /root/.ssh/authorized_keys ~ops/.ssh/ && "
+                  "echo 'ops ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/ops && "
+                  "chmod 440 /etc/sudoers.d/ops")
         yield ready
     finally:
         machines.destroy_machine(MACHINE, root)
@@ -217,6 +222,14 @@ def _regenerate_host_key(host: Host) -> None:
     hostkeys.generate_host_key(host.upper, "wiki1")
     machines.start_machine(MACHINE, host.root)
     machines.wait_ssh_ready(MACHINE, 60, host.root)
+
+
+def _without_pids(value: object) -> object:
+    if isinstance(value, list):
+        return [_without_pids(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _without_pids(v) for k, v in value.items() if k != "pids"}
+    return value
 
 
 def _written_text(estate: Path) -> str:
@@ -290,7 +303,10 @@ def test_trust_discover_draft_gaps_and_a_changed_key(host: Host, tmp_path: Path,
     assert {("/etc/wiki/wiki.conf", "db_password"), ("/srv/wiki/.env", "DATABASE_URL")} <= found
     assert outcome["draft_valid"] is True, outcome["draft_problems"]
 
-    draft = yaml.safe_load(Path(outcome["draft"]).read_text())
+    draft_text = Path(outcome["draft"]).read_text()
+    assert "/etc/wiki/wiki.conf:4 db_password -> secret://dsj-wiki-wiki-conf-db_password" in (
+        draft_text)
+    draft = yaml.safe_load(draft_text)
     services = {s["unit"]: s["port"] for s in draft["workload"]["services"]}
     assert services == {"nginx.service": 80, "wiki-app.service": 8080}
     assert {f["path"] for f in draft["workload"]["files"]} == {"/srv/wiki", "/srv/reports"}
@@ -301,6 +317,18 @@ def test_trust_discover_draft_gaps_and_a_changed_key(host: Host, tmp_path: Path,
     shutil.copy(outcome["draft"], estate / "systems" / f"{SYSTEM}.yaml")
     result = run_cli("validate", estate)
     assert result.code == 0, result.stderr
+
+    # logged in as a sudo user instead of root, discovery sees the same
+    result = run_cli("discover", estate, "--system", "dsj-wiki-ops", "--host", ADDRESS,
+                     "--user", "ops", "--key", host.key, "--output", "json")
+    assert result.code == 0, result.stderr
+    as_ops = json.loads(Path(json.loads(result.stdout)["systems"][0]["path"]).read_text())
+    assert as_ops["probe_errors"] == []
+    seen_ops = as_ops["hosts"][0]["observed"]
+    for probe in ("listening", "data_directories", "cron", "web_access", "secrets"):
+        assert _without_pids(seen_ops[probe]) == _without_pids(seen[probe]), probe
+    assert [d["name"] for d in seen_ops["postgresql"]["databases"]] == [
+        d["name"] for d in seen["postgresql"]["databases"]]
 
     # an existing manifest that misses things: discovery names each
     manifest = estate / "systems" / f"{SYSTEM}.yaml"

@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from migrate import access, state, trust
-from migrate.access import HostKeyChanged, HostKeyUnknown
-from migrate.errors import InvalidInput, StageFailed
+from migrate.errors import HostKeyChanged, HostKeyUnknown, InvalidInput, StageFailed
 from migrate.inventory import write_inventory
 from migrate.pipeline import make_plan, open_estate
 from tests.conftest import edit
@@ -180,3 +179,69 @@ def test_inventory_refuses_a_source_the_estate_file_does_not_know(estate: Path,
     (estate / "known_hosts").write_text(f"192.168.90.21 ssh-ed25519 {KEY_B}\n")
     with pytest.raises(StageFailed, match=r"no host key of source host db1 .*known_hosts"):
         _inventory_known_hosts(estate, tmp_path)
+
+
+# ---- the operator's side: terminal prompts, unattended runs, the guard, JSON ------------------
+
+
+def test_a_changed_key_on_a_terminal_needs_its_fingerprint_typed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+
+    from migrate.cli import ask_to_trust
+
+    target = trust.SourceAddress("192.168.178.10")
+    lines = [f"192.168.178.10 ssh-ed25519 {KEY_A}"]
+    changed = trust.compare(target, trust.KnownKey("ssh-ed25519", KEY_B), lines)
+    for typed, trusted in (("y", False), ("yes", False), (FP_A, False), ("", False),
+                           (FP_B, True), (FP_B.removeprefix("SHA256:"), True)):
+        monkeypatch.setattr(click, "prompt", lambda *_a, typed=typed, **_k: typed)
+        assert ask_to_trust(changed) is trusted, typed
+    new = trust.compare(target, trust.KnownKey("ssh-ed25519", KEY_A), [])
+    monkeypatch.setattr(click, "confirm", lambda *_a, **_k: True)
+    assert ask_to_trust(new) is True
+
+
+def test_ci_is_unattended_even_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    assert trust.unattended() is False
+    monkeypatch.setenv("CI", "true")
+    assert trust.unattended() is True
+
+
+def test_sessions_pass_the_guard_before_connecting(estate: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from migrate.errors import GuardRefused
+
+    def refuse(address: str, allowed: object = ()) -> None:
+        raise GuardRefused(f"refusing to connect to {address}")
+
+    def never(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("connected before the guard")
+
+    monkeypatch.setattr(access, "assert_local_address", refuse)
+    monkeypatch.setattr(paramiko.SSHClient, "connect", never)
+    monkeypatch.setattr(trust.socket, "create_connection", never)
+    loaded = open_estate(estate)
+    login = access.Login("203.0.113.5", "root", Path("/nonexistent"))
+    with pytest.raises(GuardRefused, match=r"203\.0\.113\.5"):
+        access.open_session(loaded, login)
+    with pytest.raises(GuardRefused, match=r"203\.0\.113\.5"):
+        trust.check_host_keys(loaded, [trust.SourceAddress("203.0.113.5")], Path("/x"))
+
+
+def test_json_output_is_one_document_with_the_refusal(trusting, run_cli) -> None:
+    import json
+
+    loaded, offers, known = trusting
+    offers["192.168.90.21"], offers["192.168.90.22"] = KEY_A, KEY_B
+    result = run_cli("trust", loaded.root, "--system", "wjw-fybj", "--accept", FP_A,
+                     "--output", "json")
+    assert result.code == 2
+    document = json.loads(result.stdout)
+    assert [h["action"] for h in document["hosts"]] == ["recorded", "NOT trusted"]
+    assert document["error"]["type"] == "HostKeyUnknown"
+    assert known.read_text() == f"192.168.90.21 ssh-ed25519 {KEY_A}\n"
