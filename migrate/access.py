@@ -13,6 +13,9 @@ refused (a ``RejectPolicy``; nothing is ever added on the fly).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,6 +89,37 @@ def guard_address(estate: Estate, address: str) -> None:
 def known_hosts_name(address: str, port: int) -> str:
     """How OpenSSH (and paramiko) name a host in known_hosts: ``[addr]:port`` off port 22."""
     return address if port == 22 else f"[{address}]:{port}"
+
+
+def is_key_line(line: str) -> bool:
+    """A known_hosts line holding a key (not a comment, not a @revoked/@cert-authority marker)."""
+    return len(line.split()) >= 3 and not line.lstrip().startswith(("#", "@"))
+
+
+def names_host(names_field: str, name: str) -> bool:
+    """Whether the first field of a known_hosts line names ``name`` (plain or hashed)."""
+    for entry in names_field.split(","):
+        if entry.startswith("|1|"):
+            try:
+                salt_b64, digest_b64 = entry[3:].split("|", 1)
+                salt = base64.b64decode(salt_b64)
+                digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+            except (ValueError, TypeError):
+                continue
+            if hmac.compare_digest(base64.b64encode(digest).decode(), digest_b64):
+                return True
+        elif entry == name:
+            return True
+    return False
+
+
+def host_key_lines(path: Path, name: str) -> list[str]:
+    """Every key a known_hosts file records for ``name`` (plain or hashed entries), as
+    ``NAME TYPE KEY`` lines; none when the file is missing."""
+    if not path.is_file():
+        return []
+    return [f"{name} {' '.join(line.split()[1:3])}" for line in path.read_text().splitlines()
+            if is_key_line(line) and names_host(line.split()[0], name)]
 
 
 # ---- a checked SSH session ------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from migrate import state
+from migrate.access import host_key_lines
 from migrate.access import source_known_hosts as source_known_hosts_of
 from migrate.errors import InvalidInput, StageFailed
 from migrate.loader import Estate
@@ -188,15 +189,14 @@ def _workload_of(system: dict, *, source_host: str | None = None,
 def _write_known_hosts(path: Path, system: dict, targets: Mapping[str, Target],
                        source_known_hosts: Path) -> None:
     lines = []
-    known = _known_lines(source_known_hosts)
     for host in system["source_hosts"]:
-        entry = known.get(host["address"])
-        if entry is None:
+        entries = host_key_lines(source_known_hosts, host["address"])
+        if not entries:
             raise StageFailed(f"no host key of source host {host['name']} ({host['address']}) "
                               f"in {source_known_hosts}",
                               hint="record the source host's key: 'migrate trust ESTATE' "
                                    "(sandbox up writes the sandbox's own)")
-        lines.append(entry)
+        lines += entries
     lines += [_known_line(target) for _name, target in sorted(targets.items())]
     path.write_text("".join(f"{line}\n" for line in lines))
     os.chmod(path, 0o600)
@@ -205,18 +205,6 @@ def _write_known_hosts(path: Path, system: dict, targets: Mapping[str, Target],
 def _known_line(target: Target) -> str:
     key_type, key = target.host_key.split()[:2]
     return f"{target.address} {key_type} {key}"
-
-
-def _known_lines(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        return {}
-    found = {}
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and not line.startswith("#"):
-            for address in parts[0].split(","):
-                found[address] = f"{address} {parts[1]} {parts[2]}"
-    return found
 
 
 def target_host_name(system_id: str, instance: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import os
 import socket
 import sys
@@ -29,7 +28,9 @@ from migrate import state
 from migrate.access import (
     CONNECT_TIMEOUT,
     guard_address,
+    is_key_line,
     known_hosts_name,
+    names_host,
     require_estate_known_hosts,
 )
 from migrate.errors import HostKeyChanged, HostKeyUnknown, InvalidInput, Problem, StageFailed
@@ -125,33 +126,13 @@ def normalise_fingerprint(text: str) -> str:
     return text if text.startswith("SHA256:") else f"SHA256:{text}"
 
 
-def names_host(names_field: str, name: str) -> bool:
-    """Whether the first field of a known_hosts line names ``name`` (plain or hashed)."""
-    for entry in names_field.split(","):
-        if entry.startswith("|1|"):
-            try:
-                salt_b64, digest_b64 = entry[3:].split("|", 1)
-                salt = base64.b64decode(salt_b64)
-                digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
-            except (ValueError, TypeError):
-                continue
-            if hmac.compare_digest(base64.b64encode(digest).decode(), digest_b64):
-                return True
-        elif entry == name:
-            return True
-    return False
-
-
 def recorded_keys(lines: Iterable[str], name: str) -> list[KnownKey]:
     """The keys a known_hosts text records for ``name`` (markers such as @revoked and
     comments are not keys)."""
     found = []
     for line in lines:
-        parts = line.split()
-        if len(parts) < 3 or line.lstrip().startswith(("#", "@")):
-            continue
-        if names_host(parts[0], name):
-            found.append(KnownKey(parts[1], parts[2]))
+        if is_key_line(line) and names_host(line.split()[0], name):
+            found.append(KnownKey(*line.split()[1:3]))
     return found
 
 
@@ -175,9 +156,7 @@ def updated_lines(lines: list[str], trusted: Iterable[HostKeyCheck]) -> list[str
 
 
 def _is_key_line_of(line: str, name: str) -> bool:
-    parts = line.split()
-    return (len(parts) >= 3 and not line.lstrip().startswith(("#", "@"))
-            and names_host(parts[0], name))
+    return is_key_line(line) and names_host(line.split()[0], name)
 
 
 # ---- which hosts ------------------------------------------------------------------------

@@ -245,3 +245,21 @@ def test_json_output_is_one_document_with_the_refusal(trusting, run_cli) -> None
     assert [h["action"] for h in document["hosts"]] == ["recorded", "NOT trusted"]
     assert document["error"]["type"] == "HostKeyUnknown"
     assert known.read_text() == f"192.168.90.21 ssh-ed25519 {KEY_A}\n"
+
+
+def test_inventory_reads_hashed_entries_and_every_key_type(estate: Path, tmp_path: Path) -> None:
+    """known_hosts files from ssh-keyscan -H or a user's own ~/.ssh are hashed."""
+    edit(estate / "migrate.yaml", "census:\n", "sources:\n  known_hosts: known_hosts\ncensus:\n")
+    rsa = "AAAAB3NzaC1yc2EAAAADAQABAAABAQC7"
+    (estate / "known_hosts").write_text(
+        f"{paramiko.HostKeys.hash_host('192.168.90.21')} ssh-ed25519 {KEY_A}\n"
+        f"@revoked 192.168.90.22 ssh-ed25519 {KEY_A}\n"
+        f"192.168.90.22 ssh-ed25519 {KEY_B}\n"
+        f"db1,192.168.90.22 ssh-rsa {rsa}\n")
+    loaded = open_estate(estate)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_inventory(loaded, make_plan(loaded, write=False).plan, "wjw-fybj", TARGETS, run_dir)
+    assert (run_dir / "known_hosts").read_text().splitlines()[:3] == [
+        f"192.168.90.21 ssh-ed25519 {KEY_A}", f"192.168.90.22 ssh-ed25519 {KEY_B}",
+        f"192.168.90.22 ssh-rsa {rsa}"]
