@@ -623,10 +623,10 @@ def discover_command(estate: Path, systems: tuple[str, ...], address: str | None
     outcomes = discovery.discover_systems(loaded, list(systems), new_host, stage_progress)
     if output == "json":
         return emit_json_with_error({"systems": [o.as_dict() for o in outcomes]},
-                                    lambda: discovery.raise_for_unreachable(outcomes))
+                                    lambda: discovery.raise_for_failures(outcomes))
     for outcome in outcomes:
         print_discovery(outcome)
-    discovery.raise_for_unreachable(outcomes)
+    discovery.raise_for_failures(outcomes)
     return 0
 
 

@@ -226,9 +226,13 @@ def journal(estate: Estate, system_id: str, document: dict, path: Path,
                                      duration_s=document["duration_s"])
 
 
-def raise_for_unreachable(outcomes: list[DiscoveryOutcome]) -> None:
+def raise_for_failures(outcomes: list[DiscoveryOutcome]) -> None:
+    """After everything was written: StageFailed when a host could not be logged in to or a
+    draft manifest does not validate (every such problem named at once)."""
     failed = [f"{o.system}/{e['host']}: {e['message']}" for o in outcomes
               for e in o.document["probe_errors"] if e["probe"] == "login"]
+    failed += [f"draft {o.draft_path} does not validate: {problem}" for o in outcomes
+               for problem in o.draft_problems]
     if failed:
-        raise StageFailed(f"{len(failed)} source host(s) could not be discovered: "
-                          + "; ".join(failed), hint="the others were recorded; fix and rerun")
+        raise StageFailed(f"{len(failed)} discovery problem(s): " + "; ".join(failed),
+                          hint="what could be discovered was recorded; fix and run again")

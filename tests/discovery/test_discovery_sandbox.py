@@ -318,11 +318,14 @@ def test_trust_discover_draft_gaps_and_a_changed_key(host: Host, tmp_path: Path,
     result = run_cli("validate", estate)
     assert result.code == 0, result.stderr
 
-    # logged in as a sudo user instead of root, discovery sees the same
+    # logged in as a sudo user instead of root, discovery sees the same; the draft of a
+    # second system on a host that dsj-wiki already declares does not validate, and says why
     result = run_cli("discover", estate, "--system", "dsj-wiki-ops", "--host", ADDRESS,
                      "--user", "ops", "--key", host.key, "--output", "json")
-    assert result.code == 0, result.stderr
-    as_ops = json.loads(Path(json.loads(result.stdout)["systems"][0]["path"]).read_text())
+    answer = json.loads(result.stdout)
+    assert result.code == 4 and answer["systems"][0]["draft_valid"] is False
+    assert f"address {ADDRESS} is also used by dsj-wiki.wiki1" in answer["error"]["message"]
+    as_ops = json.loads(Path(answer["systems"][0]["path"]).read_text())
     assert as_ops["probe_errors"] == []
     seen_ops = as_ops["hosts"][0]["observed"]
     for probe in ("listening", "data_directories", "cron", "web_access", "secrets"):

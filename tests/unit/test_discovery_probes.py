@@ -1,0 +1,91 @@
+"""The probes over a scripted session (no host): which commands run, as whom, and what the
+host discovery makes of their answers; a failing probe is recorded, the others still run."""
+
+from __future__ import annotations
+
+import shlex
+
+from migrate.access import CommandResult, Login, SourceSession
+from migrate.discovery import probes
+from migrate.discovery.host import discover_host
+
+ANSWERS = {
+    "cat /etc/os-release": 'ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12"\n',
+    "uname -r": "6.1.0-28-amd64\n",
+    "echo hostname": "hostname wiki1\ncpus 2\nmem_kb 4028712\nroot_kb 100\nroot_used_kb 50\n",
+    "dpkg-query -W": "ii \tnginx-light\t1.22.1-9\tamd64\n",
+    "ss -H -ltnp": ('LISTEN 0 511 0.0.0.0:80 0.0.0.0:* users:(("nginx",pid=402,fd=6))\n'
+                    'LISTEN 0 5 0.0.0.0:8080 0.0.0.0:* users:(("python3",pid=412,fd=3))\n'),
+    "for p in 402 412": ("402\t0::/system.slice/nginx.service\n"
+                         "412\t0::/system.slice/wiki-app.service\n"),
+    "systemctl show": ("Id=nginx.service\nWorkingDirectory=\n\n"
+                       "Id=wiki-app.service\nWorkingDirectory=/srv/wiki\n"),
+    "du -s -k": "2052\t/srv/wiki\n",
+    "command -v psql": "",
+    "### $f": "### /etc/cron.d/wiki local\n15 2 * * * root /usr/local/bin/backup\n",
+    "ls -1d": "/var/log/nginx/access.log\n",
+}
+
+
+class ScriptedSession(SourceSession):
+    """Answers commands from ANSWERS by substring; records every command it was given."""
+
+    def __init__(self, user: str = "root") -> None:
+        super().__init__(Login("192.168.178.10", user, None), client=None)  # type: ignore[arg-type]
+        self.commands: list[str] = []
+
+    def run(self, command: str, timeout: float = 0) -> CommandResult:
+        self.commands.append(command)
+        if "psql -X" in command:
+            return CommandResult(1, "", "psql: error: connection refused")
+        if "grep -rIns" in command:
+            return CommandResult(1, "", "")
+        answer = next((text for key, text in ANSWERS.items() if key in command), None)
+        return CommandResult(0, answer or "", "")
+
+    def stream_lines(self, command: str, timeout: float = 0):
+        self.commands.append(command)
+        yield '10.0.0.1 - - [10/Oct/2026:10:00:00 +0800] "GET / HTTP/1.1" 200 1 "-" "-"'
+
+
+def test_a_host_is_discovered_probe_by_probe_and_failures_are_recorded() -> None:
+    session = ScriptedSession()
+    result = discover_host(session, "192.168.178.10", ["/srv/wiki/uploads"])
+    seen = result["observed"]
+    assert seen["os"]["version_id"] == "12" and seen["os"]["kernel"] == "6.1.0-28-amd64"
+    assert {e["port"]: e["unit"] for e in seen["listening"]} == {80: "nginx.service",
+                                                                 8080: "wiki-app.service"}
+    assert seen["data_directories"] == [{"path": "/srv/wiki", "size_kb": 2052}]
+    assert seen["cron"][0]["command"] == "/usr/local/bin/backup"
+    assert seen["web_access"]["months"] == [{"month": "2026-10", "requests": 1,
+                                             "distinct_clients": 1}]
+    # PostgreSQL answered with an error: recorded, and every other probe still ran
+    assert [e["probe"] for e in result["probe_errors"]] == ["postgresql"]
+    assert "connection refused" in result["probe_errors"][0]["message"]
+    assert set(result["timings_s"]) == {"os", "hardware", "packages", "listening", "units",
+                                        "data_directories", "postgresql", "cron",
+                                        "web_access", "address_mentions", "secrets"}
+    du = next(c for c in session.commands if "du -s -k" in c)
+    assert "/srv/wiki/uploads" in du and "/srv/wiki" in du  # declared and working dirs
+    grep = [c for c in session.commands if "grep -rIns" in c]
+    assert all("/srv/wiki" in c and "/etc" in c for c in grep)
+
+
+def test_a_sudo_login_runs_root_probes_through_sudo_and_psql_as_postgres() -> None:
+    session = ScriptedSession(user="ops")
+    discover_host(session, "192.168.178.10")
+    ss = next(c for c in session.commands if "ss -H -ltnp" in c)
+    assert ss.startswith("sudo -n sh -c ")
+    psql = next(c for c in session.commands if "psql -X" in c)
+    assert "sudo -n -u postgres psql" in psql and "runuser" not in psql
+
+
+def test_secret_values_are_cut_on_the_host_before_they_are_sent() -> None:
+    session = ScriptedSession()
+    probes.probe_secrets(session, ["/srv/wiki"])
+    command = session.commands[-1]
+    pipeline = command.split(" | ")
+    assert pipeline[0].startswith("grep -rIns") and pipeline[-1].startswith("sed -E")
+    sed = shlex.split(pipeline[-1])
+    assert sed[-1] == "s#^([^:]*:[0-9]+:[^=:]*[=:]).*#\\1 <cut>#"
+    assert "--exclude=shadow*" in command or "--exclude='shadow*'" in command
