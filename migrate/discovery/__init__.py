@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from migrate.discovery.host import Progress, discover_host
 from migrate.errors import EnvironmentNotReady, InvalidInput, Problem, StageFailed
 from migrate.journal import digest_file
 from migrate.loader import Estate
+from migrate.model import SYSTEM_ID_PATTERN
 
 SCHEMA_VERSION = 1
 DISCOVERY_DIR = "discovery"
@@ -72,7 +74,14 @@ def discover_systems(estate: Estate, systems: list[str], new_host: NewHost | Non
     if new_host is not None:
         if len(systems) != 1:
             raise InvalidInput([], "--host discovers one new system: name it with --system ID")
+        if not re.match(SYSTEM_ID_PATTERN, systems[0]):
+            raise InvalidInput([Problem(estate.display, None, "--system",
+                                        f"'{systems[0]}' is not a system id",
+                                        f"an id matches {SYSTEM_ID_PATTERN}, e.g. rsj-sbcx")])
         return [discover_new_system(estate, systems[0], new_host, progress)]
+    if not estate.systems:
+        raise InvalidInput([], "the estate has no system manifest yet: discover a new system "
+                               "with --system ID --host ADDRESS --user USER --key FILE")
     unknown = [s for s in systems if s not in estate.systems]
     if unknown:
         raise InvalidInput([Problem(estate.display, None, "--system", f"no manifest for "

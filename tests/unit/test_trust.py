@@ -263,3 +263,22 @@ def test_inventory_reads_hashed_entries_and_every_key_type(estate: Path, tmp_pat
     assert (run_dir / "known_hosts").read_text().splitlines()[:3] == [
         f"192.168.90.21 ssh-ed25519 {KEY_A}", f"192.168.90.22 ssh-ed25519 {KEY_B}",
         f"192.168.90.22 ssh-rsa {rsa}"]
+
+
+def test_an_estate_without_manifests_is_open_to_trust_and_discovery(tmp_path: Path,
+                                                                    estate: Path) -> None:
+    from migrate import discovery
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "migrate.yaml").write_text((estate / "migrate.yaml").read_text())
+    with pytest.raises(InvalidInput):
+        open_estate(bare)  # every other command wants manifests
+    loaded = access.open_estate_for_sources(bare)
+    assert loaded.systems == {}
+    with pytest.raises(InvalidInput, match="no system manifest yet"):
+        discovery.discover_systems(loaded, [])
+    new = discovery.NewHost("192.168.178.10", "root", tmp_path / "key")
+    with pytest.raises(InvalidInput) as raised:
+        discovery.discover_systems(loaded, ["Not_An_Id"], new)
+    assert "is not a system id" in raised.value.problems[0].message
