@@ -214,6 +214,18 @@ def parse_psql_csv(text: str) -> list[list[str]]:
     return [row for row in csv.reader(io.StringIO(text)) if row]
 
 
+def split_sections(text: str) -> dict[str, str]:
+    """Output in sections, each after a ``### TAG`` line -> {tag: its text}."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("### "):
+            current = sections.setdefault(line[4:].strip(), [])
+        elif current is not None:
+            current.append(line)
+    return {tag: "\n".join(lines) for tag, lines in sections.items()}
+
+
 def parse_pg_array(text: str) -> list[str]:
     """A PostgreSQL text array ``{a,b,"c d"}`` -> ["a", "b", "c d"]."""
     inner = text.strip()
@@ -286,47 +298,61 @@ def _cron_job(line: str, path: str) -> dict[str, object] | None:
 _ACCESS = re.compile(r'^(\S+) \S+ \S+ \[([^\]]+)\] "([^"]*)" (\d{3}) (\S+)')
 
 
-def parse_access_line(line: str) -> tuple[str, datetime, str, int] | None:
-    """One combined/common log line -> (client, time, request, status), None if not one."""
-    match = _ACCESS.match(line)
-    if not match:
+MONTHS = {name: f"{number:02d}" for number, name in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+
+def stamp_key(stamp: str) -> str | None:
+    """``31/Oct/2026:23:00:00 +0800`` -> ``2026-10-31T23:00:00`` (the time as the log wrote
+    it; sortable, and ten times cheaper than strptime, which matters for years of logs)."""
+    month = MONTHS.get(stamp[3:6])
+    if month is None or len(stamp) < 20 or stamp[2] != "/" or stamp[6] != "/":
         return None
-    try:
-        when = datetime.strptime(match[2], "%d/%b/%Y:%H:%M:%S %z")
-    except ValueError:
-        return None
-    return match[1], when, match[3], int(match[4])
+    return f"{stamp[7:11]}-{month}-{stamp[0:2]}T{stamp[12:20]}"
 
 
 @dataclass
 class AccessSummary:
-    """Requests and distinct clients per month, first and last request."""
+    """Requests and distinct clients per month, first and last request (ordered by the
+    time as the log wrote it: a server's log keeps one offset)."""
 
     requests: dict[str, int] = field(default_factory=dict)
     clients: dict[str, set[str]] = field(default_factory=dict)
-    first: datetime | None = None
-    last: datetime | None = None
+    first: tuple[str, str] | None = None  # (key, stamp)
+    last: tuple[str, str] | None = None
     unparsed: int = 0
 
     def add(self, line: str) -> None:
-        parsed = parse_access_line(line)
-        if parsed is None:
+        match = _ACCESS.match(line)
+        key = stamp_key(match[2]) if match else None
+        if key is None:
             self.unparsed += bool(line.strip())
             return
-        client, when, _request, _status = parsed
-        month = when.strftime("%Y-%m")
+        month = key[:7]
         self.requests[month] = self.requests.get(month, 0) + 1
-        self.clients.setdefault(month, set()).add(client)
-        self.first = when if self.first is None or when < self.first else self.first
-        self.last = when if self.last is None or when > self.last else self.last
+        self.clients.setdefault(month, set()).add(match[1])  # type: ignore[index]
+        if self.first is None or key < self.first[0]:
+            self.first = (key, match[2])  # type: ignore[index]
+        if self.last is None or key > self.last[0]:
+            self.last = (key, match[2])  # type: ignore[index]
 
     def as_dict(self) -> dict[str, object]:
         months = [{"month": m, "requests": self.requests[m],
                    "distinct_clients": len(self.clients[m])} for m in sorted(self.requests)]
-        users = monthly_users(months, self.last)
-        return {"first_request": self.first.isoformat() if self.first else None,
-                "last_request": self.last.isoformat() if self.last else None,
-                "months": months, "unparsed_lines": self.unparsed, "monthly_users": users}
+        first, last = (_stamp_time(s) for s in (self.first, self.last))
+        return {"first_request": first.isoformat() if first else None,
+                "last_request": last.isoformat() if last else None,
+                "months": months, "unparsed_lines": self.unparsed,
+                "monthly_users": monthly_users(months, last)}
+
+
+def _stamp_time(entry: tuple[str, str] | None) -> datetime | None:
+    if entry is None:
+        return None
+    try:
+        return datetime.strptime(entry[1], "%d/%b/%Y:%H:%M:%S %z")
+    except ValueError:
+        return datetime.fromisoformat(entry[0])
 
 
 def summarise_access(lines: Iterable[str]) -> AccessSummary:

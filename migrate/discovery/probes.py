@@ -98,7 +98,7 @@ def probe_data_directories(session: SourceSession, extra: Iterable[str] = ()) ->
 # ---- PostgreSQL ----------------------------------------------------------------------------
 
 DATABASES_SQL = ("SELECT d.datname, pg_get_userbyid(d.datdba), pg_database_size(d.datname), "
-                 "pg_encoding_to_char(d.encoding), coalesce(d.datacl::text, '') "
+                 "pg_encoding_to_char(d.encoding), coalesce(d.datacl::text, ''), d.datallowconn "
                  "FROM pg_database d WHERE NOT d.datistemplate ORDER BY 1")
 ROLES_SQL = ("SELECT r.rolname, r.rolcanlogin, r.rolsuper, "
              "ARRAY(SELECT b.rolname FROM pg_auth_members m JOIN pg_roles b ON m.roleid = b.oid"
@@ -117,38 +117,56 @@ OBJECT_ROLES_SQL = ("SELECT 'owner', tableowner FROM pg_tables WHERE schemaname 
 SYSTEM_DATABASES = ("postgres",)
 
 
-def psql_command(session: SourceSession, sql: str, database: str = "postgres") -> str:
-    """psql as the server's superuser: ``runuser`` as root, else ``sudo -n -u postgres``."""
-    psql = f"psql -X -q --csv -t -d {shlex.quote(database)} -c {shlex.quote(sql)}"
-    if session.is_root:
-        return f"cd / && runuser -u postgres -- {psql}"
-    return f"cd / && sudo -n -u postgres {psql}"
+SCRIPT_END = "MIGRATE_SQL_END"
+
+
+def psql_command(session: SourceSession, script: str) -> str:
+    """One psql run of ``script`` (on its stdin) as the server's superuser: ``runuser`` as
+    root, else ``sudo -n -u postgres``; CSV rows, no headers, stops at the first error."""
+    psql = "psql -X -q --csv -t -v ON_ERROR_STOP=1 -d postgres"
+    runner = "runuser -u postgres --" if session.is_root else "sudo -n -u postgres"
+    return f"cd / && {runner} {psql} <<'{SCRIPT_END}'\n{script}\n{SCRIPT_END}"
+
+
+def psql_script(sections: list[tuple[str, str | None, str]]) -> str:
+    """(tag, database or None, query) -> a script printing ``### tag`` before each result."""
+    lines = []
+    for tag, database, sql in sections:
+        if database is not None:
+            lines.append("\\c " + "'" + database.replace("'", "''") + "'")
+        lines += [f"\\echo '### {tag}'", f"{sql};"]
+    return "\n".join(lines)
 
 
 def probe_postgresql(session: SourceSession) -> dict | None:
     """Databases (size, owner, roles granted on it and on its tables), roles and settings;
-    None when no PostgreSQL server runs here."""
+    None when no PostgreSQL server runs here. Two psql runs, whatever the number of
+    databases: the cluster, then every database's tables."""
     present = session.run("command -v psql >/dev/null && getent passwd postgres >/dev/null")
     if not present.ok:
         return None
-    settings = dict(_psql_rows(session, SETTINGS_SQL, "pg_settings"))
+    cluster = _psql_sections(session, [("settings", None, SETTINGS_SQL),
+                                       ("roles", None, ROLES_SQL),
+                                       ("databases", None, DATABASES_SQL)], "cluster")
+    settings = dict(cluster.get("settings", []))
     roles = [{"name": name, "login": login == "t", "superuser": superuser == "t",
               "member_of": parsers.parse_pg_array(member_of)}
-             for name, login, superuser, member_of in _psql_rows(session, ROLES_SQL, "roles")]
-    databases = []
-    for name, owner, size, encoding, acl in _psql_rows(session, DATABASES_SQL, "databases"):
-        entry = {"name": name, "owner": owner, "size_bytes": int(size), "encoding": encoding,
-                 "connect_grantees": parsers.parse_acl_grantees(acl) if acl else [],
-                 "system": name in SYSTEM_DATABASES}
-        if name not in SYSTEM_DATABASES:
-            entry.update(_object_roles(session, name))
-        databases.append(entry)
+             for name, login, superuser, member_of in cluster.get("roles", [])]
+    databases = [{"name": name, "owner": owner, "size_bytes": int(size), "encoding": encoding,
+                  "connect_grantees": parsers.parse_acl_grantees(acl) if acl else [],
+                  "accepts_connections": allowed == "t", "system": name in SYSTEM_DATABASES}
+                 for name, owner, size, encoding, acl, allowed in cluster.get("databases", [])]
+    mine = [d for d in databases if not d["system"] and d["accepts_connections"]]
+    if mine:
+        objects = _psql_sections(session, [(f"objects {i}", d["name"], OBJECT_ROLES_SQL)
+                                           for i, d in enumerate(mine)], "tables")
+        for index, database in enumerate(mine):
+            database.update(_object_roles(objects.get(f"objects {index}", [])))
     return {"engine": "postgresql", "version": settings.get("server_version"),
             "settings": settings, "databases": databases, "roles": roles}
 
 
-def _object_roles(session: SourceSession, database: str) -> dict:
-    rows = _psql_rows(session, OBJECT_ROLES_SQL, f"roles of {database}", database)
+def _object_roles(rows: list[list[str]]) -> dict:
     kinds: dict[str, list[str]] = {"owner": [], "granted": [], "schema_owner": []}
     for kind, role in rows:
         kinds.setdefault(kind, []).append(role)
@@ -156,10 +174,11 @@ def _object_roles(session: SourceSession, database: str) -> dict:
             "schema_owners": kinds["schema_owner"]}
 
 
-def _psql_rows(session: SourceSession, sql: str, what: str,
-               database: str = "postgres") -> list[list[str]]:
-    text = _checked(session, psql_command(session, sql, database), f"psql ({what})")
-    return parsers.parse_psql_csv(text)
+def _psql_sections(session: SourceSession, sections: list[tuple[str, str | None, str]],
+                   what: str) -> dict[str, list[list[str]]]:
+    text = _checked(session, psql_command(session, psql_script(sections)), f"psql ({what})")
+    return {tag: parsers.parse_psql_csv(body)
+            for tag, body in parsers.split_sections(text).items()}
 
 
 # ---- cron, access logs, configuration ---------------------------------------------------------

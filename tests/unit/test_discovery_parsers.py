@@ -205,3 +205,20 @@ def test_hardware_probe_output() -> None:
     text = "hostname wiki1\ncpus 2\nmem_kb 4028712\nroot_kb 61255492\nroot_used_kb 3514880\n"
     assert parsers.parse_hardware(text) == {"hostname": "wiki1", "cpus": 2, "mem_kb": 4028712,
                                             "root_kb": 61255492, "root_used_kb": 3514880}
+
+
+def test_access_log_times_are_keyed_without_strptime() -> None:
+    assert parsers.stamp_key("31/Oct/2026:23:00:00 +0800") == "2026-10-31T23:00:00"
+    assert parsers.stamp_key("31/Foo/2026:23:00:00 +0800") is None
+    assert parsers.stamp_key("garbage") is None
+    # a year of a busy server's log is summarised in seconds, not minutes
+    line = ('10.1.{}.{} - - [15/Oct/2026:10:11:12 +0800] "GET /a HTTP/1.1" 200 5 "-" "-"')
+    summary = parsers.summarise_access(line.format(i % 200, i % 250) for i in range(20000))
+    assert summary.as_dict()["months"] == [{"month": "2026-10", "requests": 20000,
+                                            "distinct_clients": 1000}]
+
+
+def test_sections_of_one_psql_run() -> None:
+    text = "### settings\nport,5432\n### roles\n### databases\npostgres,postgres\n"
+    assert parsers.split_sections(text) == {"settings": "port,5432", "roles": "",
+                                            "databases": "postgres,postgres"}

@@ -30,14 +30,17 @@ ANSWERS = {
 class ScriptedSession(SourceSession):
     """Answers commands from ANSWERS by substring; records every command it was given."""
 
-    def __init__(self, user: str = "root") -> None:
+    def __init__(self, user: str = "root", psql: list[str] | None = None) -> None:
         super().__init__(Login("192.168.178.10", user, None), client=None)  # type: ignore[arg-type]
         self.commands: list[str] = []
+        self.psql = psql
 
     def run(self, command: str, timeout: float = 0) -> CommandResult:
         self.commands.append(command)
         if "psql -X" in command:
-            return CommandResult(1, "", "psql: error: connection refused")
+            if self.psql is None:
+                return CommandResult(1, "", "psql: error: connection refused")
+            return CommandResult(0, self.psql.pop(0), "")
         if "grep -rIns" in command:
             return CommandResult(1, "", "")
         answer = next((text for key, text in ANSWERS.items() if key in command), None)
@@ -89,3 +92,40 @@ def test_secret_values_are_cut_on_the_host_before_they_are_sent() -> None:
     sed = shlex.split(pipeline[-1])
     assert sed[-1] == "s#^([^:]*:[0-9]+:[^=:]*[=:]).*#\\1 <cut>#"
     assert "--exclude=shadow*" in command or "--exclude='shadow*'" in command
+
+
+CLUSTER = """### settings
+data_directory,/var/lib/postgresql/15/main
+server_version,15.10 (Debian 15.10-0+deb12u1)
+### roles
+postgres,t,t,{}
+wiki,t,f,{}
+wiki_ro,t,f,{wiki_readers}
+### databases
+postgres,postgres,7537199,UTF8,,t
+"wiki db",wiki,7631471,UTF8,"{=Tc/wiki,wiki=CTc/wiki,wiki_ro=c/wiki}",t
+archive,postgres,7400000,UTF8,,f
+"""
+TABLES = """### objects 0
+granted,wiki
+granted,wiki_ro
+owner,wiki
+schema_owner,pg_database_owner
+"""
+
+
+def test_postgresql_in_two_psql_runs_whatever_the_number_of_databases() -> None:
+    session = ScriptedSession(psql=[CLUSTER, TABLES])
+    server = probes.probe_postgresql(session)
+    assert server is not None and server["version"].startswith("15.10")
+    assert [(r["name"], r["superuser"], r["member_of"]) for r in server["roles"]] == [
+        ("postgres", True, []), ("wiki", False, []), ("wiki_ro", False, ["wiki_readers"])]
+    databases = {d["name"]: d for d in server["databases"]}
+    assert databases["wiki db"]["owner"] == "wiki"
+    assert databases["wiki db"]["connect_grantees"] == ["PUBLIC", "wiki", "wiki_ro"]
+    assert databases["wiki db"]["table_grantees"] == ["wiki", "wiki_ro"]
+    assert databases["wiki db"]["table_owners"] == ["wiki"]
+    assert "table_owners" not in databases["archive"]  # it takes no connections
+    psql = [c for c in session.commands if "psql -X" in c]
+    assert len(psql) == 2
+    assert "\\c 'wiki db'" in psql[1] and "archive" not in psql[1]
