@@ -58,7 +58,9 @@ class MachineSpec:
     ``bridge`` a network name or ``mg-`` bridge device (see network.bridge_name);
     ``address`` the machine's IPv4 address with prefix, ``gateway`` the bridge's address;
     ``volumes`` maps host directories to mount points inside (bind mounts, read-write);
-    ``masked_units`` are systemd units masked on this machine only.
+    ``masked_units`` are systemd units masked on this machine only;
+    ``layers`` are read-only directory trees stacked over the image, lowest first (e.g. the
+    upper dir kept from a machine that was prepared once), under the machine's own upper.
     """
 
     name: str
@@ -70,6 +72,7 @@ class MachineSpec:
     authorized_keys: str = ""
     hostname: str | None = None
     masked_units: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()
 
     @property
     def machine(self) -> str:
@@ -124,6 +127,7 @@ def create_machine(spec: MachineSpec, root: Root = None) -> MachineInfo:
         "volumes": dict(spec.volumes),
         "hostname": spec.host_name(),
         "masked_units": list(spec.masked_units),
+        "layers": list(spec.layers),
     }
     _write_file(spec_file(spec.name, root), json.dumps(record, indent=2) + "\n")
     return _info(directory)
@@ -144,6 +148,10 @@ def _validate(spec: MachineSpec) -> None:
         raise StageFailed(
             f"machine {spec.name}: gateway {gateway} must be another address in {address.network}",
         )
+    for layer in spec.layers:
+        if not (os.path.isabs(layer) and ":" not in layer and os.path.isdir(layer)):
+            raise StageFailed(f"machine {spec.name}: layer {layer} must be an existing"
+                              " absolute directory without ':'")
     for host_dir, mount_point in spec.volumes.items():
         if not (os.path.isabs(host_dir) and os.path.isabs(mount_point)):
             raise StageFailed(f"machine {spec.name}: volume paths must be absolute")
@@ -306,7 +314,7 @@ def nspawn_command(record: Mapping[str, Any], upper: Path) -> list[str]:
         # The overlay is the root: the machine writes only to its upper dir, so the image
         # can be shared read-only (and locked shared, not exclusively) by all machines.
         "--read-only",
-        f"--overlay={image}:{upper}:/",
+        f"--overlay={':'.join([image, *record.get('layers', ()), str(upper)])}:/",
         "-M",
         record["machine"],
         # Also in the container init's environment (container_uuid=): finds it in /proc
@@ -672,4 +680,5 @@ def spec_of(name: str, root: Root = None) -> MachineSpec:
     values = {key: value for key, value in record.items() if key in fields}
     values["image"] = record["image_dir"]
     values["masked_units"] = tuple(record.get("masked_units", ()))
+    values["layers"] = tuple(record.get("layers", ()))
     return MachineSpec(**values)

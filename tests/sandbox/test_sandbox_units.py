@@ -183,3 +183,12 @@ def test_stale_builds_are_discarded_and_finished_images_recognised(tmp_path: Pat
 def test_banner_reader_refuses_addresses_off_the_host() -> None:
     with pytest.raises(GuardRefused):
         machines.read_ssh_banner("not-an-address")
+
+
+def test_nspawn_command_stacks_layers_between_the_image_and_the_upper_dir(
+        tmp_path: Path) -> None:
+    record = {"image_dir": "/img/legacy-x", "machine": "wiki", "machine_id": "0" * 32,
+              "bridge": "mg-t", "layers": ["/var/cache/migrate/foreign/d/upper"]}
+    command = machines.nspawn_command(record, tmp_path / "upper")
+    assert (f"--overlay=/img/legacy-x:/var/cache/migrate/foreign/d/upper:{tmp_path / 'upper'}:/"
+            in command)
