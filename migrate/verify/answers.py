@@ -85,7 +85,7 @@ def record_source_answers(estate: Any, plan: dict, system_id: str,
     answer (already cut over, or down)."""
     from migrate import inventory as inv
     from migrate import state
-    from migrate.sandbox.estate import known_hosts_path
+    from migrate.access import source_known_hosts
     from migrate.verify.context import sample_paths
 
     system = inv.system_plan(plan, system_id)
@@ -105,7 +105,7 @@ def record_source_answers(estate: Any, plan: dict, system_id: str,
     for host, requests in wanted.items():
         argv = ["ssh", "-F", "/dev/null", "-i", str(key.absolute()), "-o", "IdentitiesOnly=yes",
                 "-o", "StrictHostKeyChecking=yes",
-                "-o", f"UserKnownHostsFile={known_hosts_path(estate)}",
+                "-o", f"UserKnownHostsFile={source_known_hosts(estate)}",
                 "-o", "GlobalKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
                 "-o", "ConnectTimeout=10", "-p", str(manifest.source.ssh.port),
                 f"{manifest.source.ssh.user}@{addresses[host]}",
