@@ -184,6 +184,8 @@ def _services(draft: Draft, host: DraftHost, start: int) -> list[dict]:
         path = ("workload", "services", start + len(services))
         services.append({"name": name, "host": host.name, "unit": unit, "port": port})
         draft.observed((*path, "port"), f"{unit} listens on {port}")
+        draft.todo((*path, "unit"), "add health: the path that answers 200 when it works "
+                   "(checked at the cutover)")
     return services
 
 

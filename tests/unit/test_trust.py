@@ -282,3 +282,15 @@ def test_an_estate_without_manifests_is_open_to_trust_and_discovery(tmp_path: Pa
     with pytest.raises(InvalidInput) as raised:
         discovery.discover_systems(loaded, ["Not_An_Id"], new)
     assert "is not a system id" in raised.value.problems[0].message
+
+
+def test_unattended_trust_of_known_keys_is_a_check_that_passes(trusting, run_cli) -> None:
+    loaded, offers, known = trusting
+    offers["192.168.90.21"], offers["192.168.90.22"] = KEY_A, KEY_B
+    text = f"192.168.90.21 ssh-ed25519 {KEY_A}\n192.168.90.22 ssh-ed25519 {KEY_B}\n"
+    known.write_text(text)
+    result = run_cli("trust", loaded.root, "--system", "wjw-fybj")
+    assert result.code == 0, result.stderr
+    assert result.stdout.count("already trusted") == 2
+    assert known.read_text() == text
+    assert not [e for e in state.journal_for(loaded).entries() if e["stage"] == "trust"]
