@@ -1,0 +1,82 @@
+"""Trust and discovery on the third-party wiki server: its key is recorded only when named
+by fingerprint, and discovery's draft manifest for it validates, with the database and its
+role, the web service, and the settings that name the server's address; no secret of the
+server ends up in what discovery writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from migrate import trust
+from migrate.sandbox import hostkeys
+from migrate.sandbox.layout import upper_dir
+from tests.foreign.server import ForeignServer
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
+
+SYSTEM = "wjw-wiki"
+MIGRATE_YAML = """schema_version: 1
+estate: 卫健委知识库迁移上云
+cloud:
+  target: sandbox
+  protection_level: 3
+  zones:
+    egov_extranet: {cidr: 10.177.0.0/16}
+  images: {debian-12: debian-12-hardened}
+  flavors:
+    - {name: c2m4, vcpu: 2, memory_gb: 4}
+exchange:
+  url: https://exchange.example.gov.cn
+  ca_bundle: certs/exchange-ca.pem
+sandbox:
+  seed_legacy: false
+  allowed_networks: [192.168.177.0/25]
+sources:
+  known_hosts: known_hosts
+"""
+
+
+def test_discovery_drafts_a_valid_manifest_for_the_wiki(
+        foreign_server: ForeignServer, tmp_path: Path, run_cli,
+        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CI", "true")
+    estate = tmp_path / "estate"
+    (estate / "systems").mkdir(parents=True)
+    (estate / "migrate.yaml").write_text(MIGRATE_YAML, encoding="utf-8")
+    key = hostkeys.host_public_key(upper_dir(foreign_server.name, foreign_server.root))
+    fingerprint = trust.fingerprint_of(key.split()[1])
+
+    result = run_cli("trust", estate, "--host", foreign_server.address,
+                     "--accept", fingerprint, "--yes")
+    assert result.code == 0, result.stderr
+    result = run_cli("discover", estate, "--system", SYSTEM, "--host", foreign_server.address,
+                     "--key", foreign_server.access.key, "--output", "json")
+    assert result.code == 0, result.stderr
+    outcome = json.loads(result.stdout)["systems"][0]
+    assert outcome["draft_valid"] is True, outcome["draft_problems"]
+
+    draft = yaml.safe_load(Path(outcome["draft"]).read_text(encoding="utf-8"))
+    assert draft["source"]["hosts"] == [
+        {"name": foreign_server.hostname, "address": foreign_server.address,
+         "roles": ["web", "db"]}]
+    assert {(s["unit"], s["port"]) for s in draft["workload"]["services"]} >= {
+        ("nginx.service", 80)}
+    assert [(d["name"], d["user"]) for d in draft["workload"]["databases"]] == [
+        (foreign_server.database, foreign_server.role)]
+    rewrites = {(r["file"], r["old"]) for r in outcome["rewrites"]}
+    assert (foreign_server.config, foreign_server.address) in rewrites
+    assert ("/etc/postgresql/15/main/pg_hba.conf", foreign_server.address) in rewrites
+    assert any(s["file"] == foreign_server.config for s in outcome["secrets"])
+
+    written = "\n".join(p.read_text(errors="replace") for p in (estate / ".migrate").rglob("*")
+                        if p.is_file())
+    assert foreign_server.db_password_file.read_text().strip() not in written
+
+    shutil.copy(outcome["draft"], estate / "systems" / f"{SYSTEM}.yaml")
+    result = run_cli("validate", estate)
+    assert result.code == 0, result.stderr
