@@ -644,8 +644,8 @@ def print_discovery(outcome: Any) -> None:
                   f"databases {databases or '-'}, {len(seen.get('cron') or [])} cron jobs "
                   f"({host['duration_s']:.1f} s)", highlight=False, markup=False)
     findings = [*document["gaps"], *document["census_differences"], *document["secrets"]]
-    findings += [{"kind": "rewrite", "message": f"{r['file']}:{r['line']} names {r['old']}: "
-                  f"propose {r['new']}"} for r in document["rewrites"]]
+    findings += [{"kind": f"rewrite ({r['kind']})", "message": f"{r['file']}:{r['line']} names "
+                  f"{r['old']}: propose {r['new']}"} for r in document["rewrites"]]
     findings += [{"kind": "probe_error", "message": f"{e['host']}: {e['probe']}: {e['message']}"}
                  for e in document["probe_errors"]]
     if findings:

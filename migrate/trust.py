@@ -265,7 +265,7 @@ def raise_for_refused(outcome: TrustOutcome) -> None:
         return
     changed = [c for c in outcome.refused if c.state == CHANGED]
     lines = "; ".join(f"{c.target.label()} {c.state.upper()} {c.offered.key_type} "
-                      f"{c.offered.fingerprint}" for c in outcome.refused)
+                      f"{c.offered.fingerprint}{_was(c)}" for c in outcome.refused)
     hint = ("confirm each fingerprint out of band (on the host: ssh-keygen -lf "
             "/etc/ssh/ssh_host_ed25519_key.pub), then run again on a terminal or with "
             "--accept FINGERPRINT for each; nothing else was changed")
@@ -273,6 +273,13 @@ def raise_for_refused(outcome: TrustOutcome) -> None:
         raise HostKeyChanged(f"{len(changed)} source host key(s) CHANGED and not replaced: "
                              f"{lines}", hint)
     raise HostKeyUnknown(f"{len(outcome.refused)} source host key(s) not trusted: {lines}", hint)
+
+
+def _was(check: HostKeyCheck) -> str:
+    if check.state != CHANGED:
+        return ""
+    return " (recorded: " + ", ".join(f"{k.key_type} {k.fingerprint}"
+                                       for k in check.recorded) + ")"
 
 
 def read_lines(path: Path) -> list[str]:

@@ -114,7 +114,8 @@ def test_a_changed_key_is_reported_and_kept_until_its_new_fingerprint_is_named(t
     assert outcome.checks[0].state == trust.CHANGED and outcome.refused
     with pytest.raises(HostKeyChanged, match="CHANGED and not replaced") as raised:
         trust.raise_for_refused(outcome)
-    assert FP_B in raised.value.message
+    assert FP_B in raised.value.message and f"(recorded: ssh-ed25519 {FP_A})" in (
+        raised.value.message)
     assert known.read_text() == f"192.168.90.21 ssh-ed25519 {KEY_A}\n"
     outcome = trust.trust_estate(loaded, targets, [FP_B])
     assert outcome.action_of(outcome.checks[0]) == "REPLACED (confirmed)"
