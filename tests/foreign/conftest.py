@@ -42,9 +42,11 @@ def foreign_mirror(foreign_net: world.Net) -> Iterator[mirror.Mirror]:
 
 
 @pytest.fixture(scope="session")
-def foreign_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sandbox root of the foreign machines (their overlays, keys, console logs)."""
-    return tmp_path_factory.mktemp("foreign-root")
+def foreign_root(foreign_net: world.Net) -> Iterator[Path]:
+    """The sandbox root of the foreign machines (their overlays, keys, console logs); what a
+    killed session left there is destroyed first."""
+    with world.machines_root() as root:
+        yield root
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from migrate.sandbox.layout import upper_dir
 NETWORK = "t-foreign"  # bridge mg-t-foreign
 GATEWAY = "192.168.177.1/25"
 MIRROR = "t-foreign"  # mirror name: its package cache stays warm between runs
+ROOT = Path("/var/lib/migrate/test-foreign")  # the machines' sandbox root
 SSH_TIMEOUT = 900
 
 
@@ -51,14 +52,29 @@ def bridge(name: str = NETWORK, gateway: str = GATEWAY) -> Iterator[Net]:
 @contextmanager
 def package_mirror(net: Net, name: str = MIRROR) -> Iterator[mirror.Mirror]:
     """The package mirror on the bridge's own address; stopped by its name afterwards
-    (its package cache stays). One that was already running is left running."""
-    was_running = mirror.find_mirror_pid(name) is not None
-    started = mirror.start_mirror(name, net.gateway_ip)
+    (its package cache stays for the next session)."""
     try:
-        yield started
+        yield mirror.start_mirror(name, net.gateway_ip)
     finally:
-        if not was_running:
-            mirror.stop_mirror(name)
+        mirror.stop_mirror(name)
+
+
+@contextmanager
+def machines_root(path: Path = ROOT) -> Iterator[Path]:
+    """The sandbox root of the tests' foreign machines: one fixed folder, so machines a
+    killed session left running are found and destroyed by the next one (before, and
+    again after, the session)."""
+    path.mkdir(parents=True, exist_ok=True)
+    destroy_all(path)
+    try:
+        yield path
+    finally:
+        destroy_all(path)
+
+
+def destroy_all(root: Path) -> None:
+    for info in machines.list_machines(root):
+        machines.destroy_machine(info.name, root)
 
 
 @dataclass(frozen=True)
