@@ -49,7 +49,8 @@ def discover_host(session: SourceSession, address: str, declared_paths: Iterable
     listening = run("listening", lambda: probes.probe_listening(session)) or []
     units = run("units", lambda: probes.probe_units(
         session, [e["unit"] for e in listening if is_application_unit(e.get("unit"))])) or []
-    app_dirs = application_directories(units)
+    web_roots = run("web_roots", lambda: probes.probe_web_roots(session)) or []
+    app_dirs = sorted({*application_directories(units), *web_roots})
     run("data_directories",
         lambda: probes.probe_data_directories(session, [*app_dirs, *declared_paths]))
     run("postgresql", lambda: probes.probe_postgresql(session))
@@ -61,6 +62,7 @@ def discover_host(session: SourceSession, address: str, declared_paths: Iterable
 
 
 def application_directories(units: list[dict]) -> list[str]:
-    """Working directories of the application units (not / or a home of root)."""
+    """Working directories of the application units (not / or root's home); with the web
+    servers' document roots, where discovery looks for data, secrets and the address."""
     found = {u["working_directory"] for u in units if u.get("working_directory")}
     return sorted(d for d in found if d not in ("/", "/root"))

@@ -193,6 +193,23 @@ def parse_systemctl_show(text: str) -> list[dict[str, object]]:
     return units
 
 
+# ---- web server document roots ---------------------------------------------------------
+
+_WEB_ROOT = re.compile(r"(?:^|[{;])\s*(?:root|alias|DocumentRoot)\s+[\"']?([^\"';\s]+)",
+                       re.IGNORECASE)
+
+
+def parse_web_roots(text: str) -> list[str]:
+    """``root``/``alias`` lines of ``nginx -T`` and ``DocumentRoot`` lines of apache ->
+    the absolute directories they serve (with variables left out), sorted."""
+    roots = set()
+    for line in text.splitlines():
+        for match in _WEB_ROOT.finditer(line.split("#", 1)[0]):
+            if match[1].startswith("/") and "$" not in match[1]:
+                roots.add(match[1].rstrip("/") or "/")
+    return sorted(roots)
+
+
 # ---- du ---------------------------------------------------------------------------------
 
 

@@ -86,6 +86,26 @@ def probe_units(session: SourceSession, units: Iterable[str]) -> list[dict]:
     return parsers.parse_systemctl_show(_checked(session, command, "systemctl show"))
 
 
+APACHE_CONFIG = ("/etc/apache2/sites-enabled /etc/apache2/apache2.conf /etc/httpd/conf "
+                 "/etc/httpd/conf.d")
+PACKAGE_TREES = ("/usr", "/bin", "/sbin", "/lib", "/etc", "/proc", "/sys", "/dev", "/run")
+
+
+def probe_web_roots(session: SourceSession) -> list[str]:
+    """The directories the web servers serve (nginx ``root``/``alias``, apache
+    ``DocumentRoot``), symlinks resolved; package trees such as /usr/share are left out."""
+    command = ("{ nginx -T 2>/dev/null; grep -rhiE '^[[:space:]]*DocumentRoot[[:space:]]' "
+               f"{APACHE_CONFIG} 2>/dev/null; }} || true")
+    roots = parsers.parse_web_roots(session.run(session.as_root(command)).stdout)
+    if not roots:
+        return []
+    resolve = "for d in " + " ".join(shlex.quote(r) for r in roots) + \
+        "; do [ -d \"$d\" ] && readlink -f -- \"$d\"; done"
+    resolved = session.run(resolve).stdout.split("\n")
+    return sorted({d for d in resolved if d.startswith("/") and d != "/"
+                   and not d.startswith(tuple(f"{tree}/" for tree in PACKAGE_TREES))})
+
+
 def probe_data_directories(session: SourceSession, extra: Iterable[str] = ()) -> list[dict]:
     """Sizes of the application data candidates: children of DATA_ROOTS and ``extra``."""
     candidates = " ".join([*(f"{root}/*" for root in DATA_ROOTS),

@@ -222,3 +222,18 @@ def test_sections_of_one_psql_run() -> None:
     text = "### settings\nport,5432\n### roles\n### databases\npostgres,postgres\n"
     assert parsers.split_sections(text) == {"settings": "port,5432", "roles": "",
                                             "databases": "postgres,postgres"}
+
+
+def test_web_roots_from_nginx_and_apache_configuration() -> None:
+    text = """# configuration file /etc/nginx/sites-enabled/wiki:
+server {
+    listen 80;
+    root /var/lib/mediawiki;
+    # root /srv/old;
+    location /images { alias "/srv/wiki/images/"; }
+    location /u { root $document_root/u; }
+}
+    DocumentRoot /var/www/portal
+"""
+    assert parsers.parse_web_roots(text) == ["/srv/wiki/images", "/var/lib/mediawiki",
+                                             "/var/www/portal"]

@@ -24,6 +24,9 @@ ANSWERS = {
     "command -v psql": "",
     "### $f": "### /etc/cron.d/wiki local\n15 2 * * * root /usr/local/bin/backup\n",
     "ls -1d": "/var/log/nginx/access.log\n",
+    "nginx -T": "server {\n    listen 80;\n    root /var/lib/mediawiki;\n"
+                "    location /doc { alias /usr/share/doc; }\n}\n",
+    "readlink -f": "/var/lib/mediawiki\n",
 }
 
 
@@ -66,8 +69,11 @@ def test_a_host_is_discovered_probe_by_probe_and_failures_are_recorded() -> None
     assert [e["probe"] for e in result["probe_errors"]] == ["postgresql"]
     assert "connection refused" in result["probe_errors"][0]["message"]
     assert set(result["timings_s"]) == {"os", "hardware", "packages", "listening", "units",
-                                        "data_directories", "postgresql", "cron",
+                                        "web_roots", "data_directories", "postgresql", "cron",
                                         "web_access", "address_mentions", "secrets"}
+    assert seen["web_roots"] == ["/var/lib/mediawiki"]
+    du = next(c for c in session.commands if "du -s -k" in c)
+    assert "/var/lib/mediawiki" in du
     du = next(c for c in session.commands if "du -s -k" in c)
     assert "/srv/wiki/uploads" in du and "/srv/wiki" in du  # declared and working dirs
     grep = [c for c in session.commands if "grep -rIns" in c]
