@@ -47,6 +47,7 @@ def discover_host(session: SourceSession, address: str, declared_paths: Iterable
     run("hardware", lambda: probes.probe_hardware(session))
     run("packages", lambda: probes.probe_packages(session))
     listening = run("listening", lambda: probes.probe_listening(session)) or []
+    run("running_units", lambda: probes.probe_running_units(session))
     units = run("units", lambda: probes.probe_units(
         session, [e["unit"] for e in listening if is_application_unit(e.get("unit"))])) or []
     web_roots = run("web_roots", lambda: probes.probe_web_roots(session)) or []

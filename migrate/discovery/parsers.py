@@ -163,6 +163,12 @@ def parse_pid_units(text: str) -> dict[int, str | None]:
     return units
 
 
+def parse_running_units(text: str) -> list[str]:
+    """``systemctl list-units --type=service --state=running --no-legend --plain`` -> units."""
+    return sorted({line.split()[0] for line in text.splitlines()
+                   if line.split() and line.split()[0].endswith(".service")})
+
+
 # ---- systemctl show ---------------------------------------------------------------------
 
 _ARGV = re.compile(r"argv\[\]=(.*?) ; ignore_errors=")

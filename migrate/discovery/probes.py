@@ -75,6 +75,14 @@ def probe_listening(session: SourceSession) -> list[dict]:
     return entries
 
 
+def probe_running_units(session: SourceSession) -> list[str]:
+    """Every running service unit (also those that listen on no TCP port: php-fpm behind a
+    unix socket, queue workers), for what the target must run besides the declared ones."""
+    command = "systemctl list-units --type=service --state=running --no-legend --plain"
+    text = _checked(session, command, "systemctl list-units")
+    return parsers.parse_running_units(text)
+
+
 def probe_units(session: SourceSession, units: Iterable[str]) -> list[dict]:
     names = sorted(set(units))
     if not names:

@@ -279,6 +279,7 @@ def test_trust_discover_draft_gaps_and_a_changed_key(host: Host, tmp_path: Path,
     listening = {e["port"]: e["unit"] for e in seen["listening"]}
     assert listening[80] == "nginx.service" and listening[8080] == "wiki-app.service"
     assert listening[22] == "ssh.service" and listening[5432].startswith("postgresql@")
+    assert {"cron.service", "nginx.service", "wiki-app.service"} <= set(seen["running_units"])
     databases = {d["name"]: d for d in seen["postgresql"]["databases"]}
     assert databases["wikidb"]["owner"] == "wiki"
     assert "wiki_ro" in databases["wikidb"]["table_grantees"]

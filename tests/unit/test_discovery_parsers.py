@@ -237,3 +237,13 @@ server {
 """
     assert parsers.parse_web_roots(text) == ["/srv/wiki/images", "/var/lib/mediawiki",
                                              "/var/www/portal"]
+
+
+def test_running_units() -> None:
+    text = ("cron.service          loaded active running Regular background program processing\n"
+            "nginx.service         loaded active running A high performance web server\n"
+            "php8.2-fpm.service    loaded active running The PHP 8.2 FastCGI Process Manager\n"
+            "postgresql@15-main.service loaded active running PostgreSQL Cluster 15-main\n")
+    assert parsers.parse_running_units(text) == ["cron.service", "nginx.service",
+                                                 "php8.2-fpm.service",
+                                                 "postgresql@15-main.service"]

@@ -68,7 +68,8 @@ def test_a_host_is_discovered_probe_by_probe_and_failures_are_recorded() -> None
     # PostgreSQL answered with an error: recorded, and every other probe still ran
     assert [e["probe"] for e in result["probe_errors"]] == ["postgresql"]
     assert "connection refused" in result["probe_errors"][0]["message"]
-    assert set(result["timings_s"]) == {"os", "hardware", "packages", "listening", "units",
+    assert set(result["timings_s"]) == {"os", "hardware", "packages", "listening",
+                                        "running_units", "units",
                                         "web_roots", "data_directories", "postgresql", "cron",
                                         "web_access", "address_mentions", "secrets"}
     assert seen["web_roots"] == ["/var/lib/mediawiki"]
