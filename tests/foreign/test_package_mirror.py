@@ -53,6 +53,21 @@ def test_a_machine_installs_a_package_through_the_mirror_only(
         assert seconds < 120
 
 
+def test_machines_on_other_sandbox_bridges_reach_the_mirror_too(
+        foreign_host: Path, foreign_mirror: mirror.Mirror, foreign_root: Path,
+        foreign_access: world.Access):
+    """One mirror serves every project bridge: the host routes between them."""
+    _, public_key = world.operator_key(foreign_access.key.parent)
+    with world.bridge("t-foreign-b", "192.168.177.129/26") as other:
+        spec = world.machine_spec("t-aptuser-b", other, 10, str(foreign_host), public_key)
+        with world.machine(spec, foreign_root):
+            world.boot(spec, foreign_root, foreign_access.known_hosts, foreign_mirror.url)
+            foreign_access.check(spec.ip, "apt-get update -q && apt-get install -y -q"
+                                          " --no-install-recommends tree && tree --version")
+    assert any(client == spec.ip and path.startswith("debrep/pool/main/t/tree/")
+               for client, path in mirror.served(foreign_mirror.name))
+
+
 def test_starting_a_running_mirror_again_changes_nothing(foreign_net: world.Net,
                                                          foreign_mirror: mirror.Mirror):
     again = mirror.start_mirror(foreign_mirror.name, foreign_net.gateway_ip)
