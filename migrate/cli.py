@@ -598,29 +598,28 @@ def emit_json_with_error(document: dict, check: Any) -> int:
 @cli.command("discover")
 @ESTATE
 @SYSTEMS
-@click.option("--host", "address", default=None, metavar="ADDRESS",
-              help="A new system's host (with --system ID, --user, --key): writes a draft "
-                   "manifest.")
+@click.option("--host", "addresses", multiple=True, metavar="ADDRESS",
+              help="A new system's host (repeatable; with --system ID, --user, --key): "
+                   "writes a draft manifest.")
 @click.option("--user", default="root", show_default=True, help="Login user for --host.")
 @click.option("--key", "key_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Private key file that logs in to --host.")
 @click.option("--port", type=click.IntRange(1, 65535), default=22, show_default=True,
               help="SSH port of --host.")
 @OUTPUT
-def discover_command(estate: Path, systems: tuple[str, ...], address: str | None, user: str,
-                     key_file: Path | None, port: int, output: str) -> int:
+def discover_command(estate: Path, systems: tuple[str, ...], addresses: tuple[str, ...],
+                     user: str, key_file: Path | None, port: int, output: str) -> int:
     """Log in to source hosts (host keys checked) and record what is there: OS, packages,
     listening services and units, data directories, databases and roles, cron jobs, use
     from access logs. Writes .migrate/discovery/ID.json; for a new system (--host) a draft
     manifest that validates; for an existing one what its manifest misses."""
     from migrate import access, discovery
 
-    if address is not None and key_file is None:
+    if addresses and key_file is None:
         raise click.UsageError("--host needs --key FILE (the private key that logs in)")
     loaded = access.open_estate_for_sources(estate)
-    new_host = (discovery.NewHost(address, user, key_file, port)
-                if address is not None and key_file is not None else None)
-    outcomes = discovery.discover_systems(loaded, list(systems), new_host, stage_progress)
+    new_hosts = [discovery.NewHost(a, user, key_file, port) for a in addresses if key_file]
+    outcomes = discovery.discover_systems(loaded, list(systems), new_hosts, stage_progress)
     if output == "json":
         return emit_json_with_error({"systems": [o.as_dict() for o in outcomes]},
                                     lambda: discovery.raise_for_failures(outcomes))

@@ -67,18 +67,19 @@ def discovery_dir(estate: Estate) -> Path:
     return folder
 
 
-def discover_systems(estate: Estate, systems: list[str], new_host: NewHost | None = None,
+def discover_systems(estate: Estate, systems: list[str],
+                     new_hosts: list[NewHost] | None = None,
                      progress: Progress = lambda _line: None) -> list[DiscoveryOutcome]:
     """Discover the chosen systems (default: every system with a manifest); with
-    ``new_host``, the one new system named in ``systems``."""
-    if new_host is not None:
+    ``new_hosts``, the one new system named in ``systems``, on those hosts."""
+    if new_hosts:
         if len(systems) != 1:
             raise InvalidInput([], "--host discovers one new system: name it with --system ID")
         if not re.match(SYSTEM_ID_PATTERN, systems[0]):
             raise InvalidInput([Problem(estate.display, None, "--system",
                                         f"'{systems[0]}' is not a system id",
                                         f"an id matches {SYSTEM_ID_PATTERN}, e.g. rsj-sbcx")])
-        return [discover_new_system(estate, systems[0], new_host, progress)]
+        return [discover_new_system(estate, systems[0], new_hosts, progress)]
     if not estate.systems:
         raise InvalidInput([], "the estate has no system manifest yet: discover a new system "
                                "with --system ID --host ADDRESS --user USER --key FILE")
@@ -100,7 +101,8 @@ def discover_existing_system(estate: Estate, system_id: str,
     declared = {h.name: [f.path for f in system.workload.files if f.host == h.name]
                 for h in system.source.hosts}
     started = time.monotonic()
-    hosts = {name: discover_one(estate, login, declared[name], progress)
+    addresses = [login.address for login in logins.values()]
+    hosts = {name: discover_one(estate, login, declared[name], progress, addresses)
              for name, login in logins.items()}
     observed = {name: result["observed"] for name, result in hosts.items()}
     instance_of = {host: instance.name for instance in (system.target.instances
@@ -110,38 +112,46 @@ def discover_existing_system(estate: Estate, system_id: str,
     document["gaps"] = gaps.manifest_gaps(system, observed)
     document["census_differences"] = gaps.census_differences(system, observed)
     document["rewrites"] = gaps.rewrite_proposals(
-        {n: login.address for n, login in logins.items()}, instance_of, observed)
+        {login.address: instance_of.get(name, name) for name, login in logins.items()},
+        observed)
     document["secrets"] = gaps.secret_proposals(system_id, observed)
     path = write_document(estate, system_id, document)
     journal(estate, system_id, document, path, None)
     return DiscoveryOutcome(system_id, document, path)
 
 
-def discover_new_system(estate: Estate, system_id: str, new: NewHost,
+def discover_new_system(estate: Estate, system_id: str, new_hosts: list[NewHost],
                         progress: Progress) -> DiscoveryOutcome:
     if system_id in estate.systems:
         raise InvalidInput([estate.documents[system_id].problem(
             ("id",), f"system {system_id} has a manifest already",
             f"run 'migrate discover ESTATE --system {system_id}' without --host to compare "
             "the manifest with the host")])
-    if not new.key_file.is_file():
-        raise EnvironmentNotReady(f"no SSH key file {new.key_file}",
-                                  hint="give the private key that logs in to the host (--key)")
-    login = Login(new.address, new.user, new.key_file.absolute(), new.port)
+    for new in new_hosts:
+        if not new.key_file.is_file():
+            raise EnvironmentNotReady(f"no SSH key file {new.key_file}",
+                                      hint="give the private key that logs in (--key)")
     started = time.monotonic()
-    result = discover_one(estate, login, [], progress)
-    hostname = (result["observed"].get("hardware") or {}).get("hostname", "")
-    name = local_name(hostname.split(".")[0], "host1")
-    hosts, logins = {name: result}, {name: login}
-    observed = {name: result["observed"]}
+    addresses = [new.address for new in new_hosts]
+    hosts: dict[str, dict] = {}
+    logins: dict[str, Login] = {}
+    for number, new in enumerate(new_hosts, 1):
+        login = Login(new.address, new.user, new.key_file.absolute(), new.port)
+        result = discover_one(estate, login, [], progress, addresses)
+        name = host_name(result, hosts, f"host{number}")
+        hosts[name], logins[name] = result, login
+    observed = {name: result["observed"] for name, result in hosts.items()}
     document = base_document(estate, system_id, hosts, logins, started)
     document["gaps"], document["census_differences"] = [], []
-    document["rewrites"] = gaps.rewrite_proposals({name: new.address}, {}, observed)
+    document["rewrites"] = gaps.rewrite_proposals(
+        {login.address: name for name, login in logins.items()}, observed)
     document["secrets"] = gaps.secret_proposals(system_id, observed)
-    draft = build_draft(estate, system_id, [DraftHost(name, new.address, result["observed"])],
-                        new.user, new.port)
+    first = new_hosts[0]
+    draft = build_draft(estate, system_id, [DraftHost(name, logins[name].address, seen)
+                                            for name, seen in observed.items()],
+                        first.user, first.port)
     draft_path = discovery_dir(estate) / f"{system_id}.draft.yaml"
-    header = draft_header(system_id, new.address, document["secrets"])
+    header = draft_header(system_id, ", ".join(addresses), document["secrets"])
     draft_path.write_text(render(draft, header), encoding="utf-8")
     problems = validate_draft(estate, draft_path, str(draft_path))
     document["draft"] = {"path": str(draft_path), "valid": not problems,
@@ -152,8 +162,15 @@ def discover_new_system(estate: Estate, system_id: str, new: NewHost,
     return DiscoveryOutcome(system_id, document, path, draft_path, problems)
 
 
+def host_name(result: dict, taken: dict[str, Any], fallback: str) -> str:
+    """The manifest name of a discovered host: its hostname, made a local name, unique."""
+    hostname = (result["observed"].get("hardware") or {}).get("hostname", "")
+    name = local_name(hostname.split(".")[0], fallback)
+    return name if name not in taken else local_name(f"{name}-{fallback}", fallback)
+
+
 def discover_one(estate: Estate, login: Login, declared_paths: list[str],
-                 progress: Progress) -> dict[str, Any]:
+                 progress: Progress, system_addresses: list[str]) -> dict[str, Any]:
     """One host: connect (host key checked: an unknown or changed key stops everything),
     run the probes; a host that cannot be reached is recorded, not fatal to the others."""
     started = time.monotonic()
@@ -165,7 +182,8 @@ def discover_one(estate: Estate, login: Login, declared_paths: list[str],
         return {"observed": {}, "probe_errors": [{"probe": "login", "message": error.message}],
                 "timings_s": {}, "duration_s": round(time.monotonic() - started, 3)}
     with session:
-        result = discover_host(session, login.address, declared_paths, progress)
+        result = discover_host(session, login.address, declared_paths, progress,
+                               system_addresses)
     result["duration_s"] = round(time.monotonic() - started, 3)
     return result
 

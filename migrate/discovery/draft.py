@@ -20,6 +20,7 @@ from migrate.discovery.host import is_application_unit
 from migrate.errors import Problem
 from migrate.loader import Estate, parse_yaml, validate_document
 from migrate.model import NAME_PATTERN, SystemManifest
+from migrate.plan import POSTGRESQL_PORT
 from migrate.validate import check_estate
 
 MIN_DATA_KB = 1024  # smaller directories are listed as observed, not proposed
@@ -104,7 +105,7 @@ def build_draft(estate: Estate, system_id: str, hosts: list[DraftHost], user: st
     draft.todo(("source", "ssh", "key"), f"put the private key in the secrets folder, file "
                f"{secret_ref('ssh', system_id).removeprefix('secret://')} (0600)")
     data["workload"] = _workload(draft, system_id, hosts)
-    data["target"] = _target(draft, estate, hosts, data["workload"]["services"])
+    data["target"] = _target(draft, estate, hosts, data["workload"])
     data["depends_on"] = []
     data["exchange"] = {"app_key": system_id, "app_secret": secret_ref("exchange", system_id),
                         "resources": []}
@@ -241,7 +242,7 @@ def _application_role(database: dict, superusers: set[str]) -> str | None:
     return next((r for r in candidates if r not in superusers and DB_NAME.match(r)), None)
 
 
-def _target(draft: Draft, estate: Estate, hosts: list[DraftHost], services: list[dict]) -> dict:
+def _target(draft: Draft, estate: Estate, hosts: list[DraftHost], workload: dict) -> dict:
     cloud = estate.settings.cloud
     zone = "egov_extranet" if "egov_extranet" in cloud.zones else next(iter(cloud.zones))
     draft.todo(("target", "zone"), "internet | egov_extranet: where the system serves from")
@@ -259,11 +260,24 @@ def _target(draft: Draft, estate: Estate, hosts: list[DraftHost], services: list
         draft.observed((*loc, "vcpu"), f"{hardware.get('cpus', '?')} CPUs on the source")
         draft.observed((*loc, "memory_gb"), f"{hardware.get('mem_kb', '?')} KiB on the source")
         draft.todo((*loc, "disk_gb"), "twice the space used on the source's root filesystem")
-    flows = [{"from": "exchange", "to": s["host"], "port": s["port"]} for s in services]
+    flows = [{"from": "exchange", "to": s["host"], "port": s["port"]}
+             for s in workload["services"]]
     for index in range(len(flows)):
         draft.todo(("target", "flows", index), "who reaches this port (exchange, ops, another "
                    "instance; internet only in zone internet)")
+    for web, database in database_flows(workload):
+        draft.observed(("target", "flows", len(flows)), f"{database} holds a database, {web} "
+                       "the services")
+        flows.append({"from": web, "to": database, "port": POSTGRESQL_PORT})
     return {"zone": zone, "instances": instances, "flows": flows}
+
+
+def database_flows(workload: dict) -> list[tuple[str, str]]:
+    """(service host, database host) pairs on different hosts: the application reaches its
+    database across the network (PostgreSQL then listens beyond loopback on the target)."""
+    web = sorted({s["host"] for s in workload["services"]})
+    databases = sorted({d["host"] for d in workload["databases"]})
+    return [(w, d) for w in web for d in databases if w != d]
 
 
 # ---- YAML with comments -----------------------------------------------------------------------

@@ -9,6 +9,8 @@ in configuration (their secret:// names). Every finding at once, each with a mes
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -171,22 +173,30 @@ NETWORK_CONFIGURATION = ("/etc/hosts", "/etc/hostname", "/etc/network/", "/etc/n
                          "/etc/sysconfig/network-scripts/", f"/etc/systemd/system/{ADDRESS_UNIT}")
 
 
-def rewrite_proposals(address_of: dict[str, str], instance_of: dict[str, str],
+def rewrite_proposals(instance_of_address: dict[str, str],
                       observed: Observed) -> list[dict[str, Any]]:
-    """Each configuration line naming a source host's own address: (file, old value) and the
-    new value as a template of the plan's address of the instance that replaces the host.
-    ``kind`` is ``application``, or ``network`` for the host's own network configuration."""
+    """Each configuration line naming a source address (of this host or another of the
+    system): (file, old value) and the new value as a template of the plan's address of the
+    instance that replaces the host with that address. ``kind`` is ``application``, or
+    ``network`` for the host's own network configuration."""
     proposals = []
     for host, seen in sorted(observed.items()):
         for mention in seen.get("address_mentions") or []:
-            instance = instance_of.get(host, host)
-            network = mention["file"].startswith(NETWORK_CONFIGURATION)
-            proposals.append({"host": host, "file": mention["file"], "line": mention["line"],
-                              "old": address_of[host],
-                              "new": f"{{{{ target.{instance}.address }}}}",
-                              "kind": "network" if network else "application",
-                              "context": mention["text"]})
+            for address in addresses_in(str(mention["text"]), instance_of_address):
+                network = mention["file"].startswith(NETWORK_CONFIGURATION)
+                proposals.append({
+                    "host": host, "file": mention["file"], "line": mention["line"],
+                    "old": address,
+                    "new": f"{{{{ target.{instance_of_address[address]}.address }}}}",
+                    "kind": "network" if network else "application",
+                    "context": mention["text"]})
     return proposals
+
+
+def addresses_in(text: str, addresses: Iterable[str]) -> list[str]:
+    """Which of ``addresses`` occur in ``text`` as whole addresses."""
+    return [a for a in sorted(addresses)
+            if re.search(rf"(?<![\w.]){re.escape(a)}(?![\w]|\.\d)", text)]
 
 
 def secret_proposals(system_id: str, observed: Observed) -> list[dict[str, Any]]:

@@ -26,7 +26,8 @@ def is_application_unit(unit: str | None) -> bool:
 
 
 def discover_host(session: SourceSession, address: str, declared_paths: Iterable[str] = (),
-                  progress: Progress = lambda _line: None) -> dict[str, Any]:
+                  progress: Progress = lambda _line: None,
+                  system_addresses: Iterable[str] = ()) -> dict[str, Any]:
     """What is on the host: ``{"observed": {...}, "probe_errors": [...], "timings_s": {...}}``."""
     observed: dict[str, Any] = {}
     errors: list[dict[str, str]] = []
@@ -57,7 +58,8 @@ def discover_host(session: SourceSession, address: str, declared_paths: Iterable
     run("postgresql", lambda: probes.probe_postgresql(session))
     run("cron", lambda: probes.probe_cron(session))
     run("web_access", lambda: probes.probe_web_access(session))
-    run("address_mentions", lambda: probes.probe_address_mentions(session, address, app_dirs))
+    named = sorted({address, *system_addresses})
+    run("address_mentions", lambda: probes.probe_address_mentions(session, named, app_dirs))
     run("secrets", lambda: probes.probe_secrets(session, app_dirs))
     return {"observed": observed, "probe_errors": errors, "timings_s": timings}
 

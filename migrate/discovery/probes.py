@@ -245,10 +245,12 @@ def _grep(session: SourceSession, pattern_args: str, roots: Iterable[str]) -> li
     return parsers.parse_grep_lines(result.stdout)
 
 
-def probe_address_mentions(session: SourceSession, address: str,
+def probe_address_mentions(session: SourceSession, addresses: Iterable[str],
                            directories: Iterable[str]) -> list[dict]:
-    """Configuration lines that name the host's own address (candidates for rewrites)."""
-    pattern = f"-F -e {shlex.quote(address)}"
+    """Configuration lines that name one of the system's source addresses (this host's or
+    another's: a web server's settings name its database host), candidates for rewrites.
+    Whole words only: 192.168.1.1 is not found in 192.168.1.10."""
+    pattern = "-F -w " + " ".join(f"-e {shlex.quote(a)}" for a in sorted(set(addresses)))
     return _grep_raw(session, pattern, [*CONFIG_ROOTS, *directories])
 
 

@@ -144,11 +144,46 @@ def test_census_differences_and_proposals(estate: Path, tmp_path: Path) -> None:
     differences = gaps.census_differences(system, {"wiki1": OBSERVED})
     assert [(d["field"], d["declared"], d["observed"]) for d in differences] == [
         ("monthly_active_users", 12000, 61), ("last_used", "2026-06-01", "2026-11-02")]
-    rewrites = gaps.rewrite_proposals({"wiki1": "192.168.178.10"}, {"wiki1": "web"},
-                                      {"wiki1": OBSERVED})
+    rewrites = gaps.rewrite_proposals({"192.168.178.10": "web"}, {"wiki1": OBSERVED})
     assert rewrites == [{"host": "wiki1", "file": "/etc/wiki/wiki.conf", "line": 3,
                          "old": "192.168.178.10", "new": "{{ target.web.address }}",
                          "kind": "application", "context": "db_host = 192.168.178.10"}]
     secrets = gaps.secret_proposals("dsj-wiki", {"wiki1": OBSERVED})
     assert secrets[0]["proposed"] == "secret://dsj-wiki-wiki-conf-db_password"
     assert "its value was not read" in secrets[0]["message"]
+
+
+def test_a_two_host_draft_opens_the_database_to_the_web_host(estate: Path,
+                                                              tmp_path: Path) -> None:
+    web = copy.deepcopy(OBSERVED)
+    web["postgresql"] = None
+    web["address_mentions"] = [{"file": "/etc/wiki/wiki.conf", "line": 3,
+                                "text": "db_host = 192.168.178.11"}]
+    db = {"hardware": {"hostname": "db1", "cpus": 4, "mem_kb": 8 * 1024 * 1024},
+          "listening": [e for e in OBSERVED["listening"] if e["port"] in (22, 5432)],
+          "postgresql": OBSERVED["postgresql"], "data_directories": []}
+    loaded = open_estate(estate)
+    draft = build_draft(loaded, "dsj-wiki", [DraftHost("wiki1", "192.168.178.10", web),
+                                             DraftHost("db1", "192.168.178.11", db)], "root")
+    path = tmp_path / "two.yaml"
+    path.write_text(render(draft, []))
+    assert validate_draft(loaded, path, str(path)) == []
+    manifest = SystemManifest.model_validate(yaml.safe_load(path.read_text()), strict=False)
+    assert [(h.name, h.roles) for h in manifest.source.hosts] == [("wiki1", ["web"]),
+                                                                  ("db1", ["db"])]
+    assert {(f.from_, f.to, f.port) for f in manifest.target.flows} == {
+        ("exchange", "wiki1", 80), ("exchange", "wiki1", 8080), ("wiki1", "db1", 5432)}
+    assert {d.host for d in manifest.workload.databases} == {"db1"}
+    # the web host's settings name the database host: rewritten to the db instance's address
+    rewrites = gaps.rewrite_proposals({"192.168.178.10": "wiki1", "192.168.178.11": "db1"},
+                                      {"wiki1": web, "db1": db})
+    assert [(r["host"], r["old"], r["new"]) for r in rewrites] == [
+        ("wiki1", "192.168.178.11", "{{ target.db1.address }}")]
+
+
+def test_addresses_are_found_as_whole_addresses_only() -> None:
+    known = {"192.168.1.1": "a", "192.168.1.10": "b"}
+    assert gaps.addresses_in("host=192.168.1.10:5432", known) == ["192.168.1.10"]
+    assert gaps.addresses_in("gw 192.168.1.1, db 192.168.1.10", known) == ["192.168.1.1",
+                                                                          "192.168.1.10"]
+    assert gaps.addresses_in("net 192.168.1.100/24", known) == []
