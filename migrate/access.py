@@ -28,6 +28,7 @@ from migrate.errors import (
     HostKeyUnknown,
     InvalidInput,
     MigrateError,
+    Problem,
     StageFailed,
 )
 from migrate.loader import Estate, load_estate_partially
@@ -214,14 +215,29 @@ class SourceSession:
         self.close()
 
 
+def load_known_hosts(client: paramiko.SSHClient, path: Path) -> None:
+    """Load exactly this known_hosts file (a missing one knows no host); a line paramiko
+    cannot read is an input problem that names the file and the line."""
+    if not path.is_file():
+        return
+    try:
+        client.load_host_keys(str(path))
+    except paramiko.hostkeys.InvalidHostKey as error:
+        bad = str(error.line).strip()
+        lines = path.read_text(errors="replace").splitlines()
+        number = next((n for n, line in enumerate(lines, 1) if line.strip() == bad), None)
+        raise InvalidInput([Problem(str(path), number, "", f"not a known_hosts entry: "
+                                    f"{error.exc}", "fix or remove the line (ssh-keygen -R "
+                                    "HOST removes a host's lines)")]) from None
+
+
 def open_session(estate: Estate, login: Login) -> SourceSession:
     """Log in to a source host with its key, the host key checked against
     ``source_known_hosts`` (RejectPolicy); the address passes the sandbox guard first."""
     guard_address(estate, login.address)
     known = source_known_hosts(estate)
     client = paramiko.SSHClient()
-    if known.is_file():
-        client.load_host_keys(str(known))
+    load_known_hosts(client, known)
     client.set_missing_host_key_policy(RejectWithReason(known))
     try:
         client.connect(login.address, port=login.port, username=login.user,

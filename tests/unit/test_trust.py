@@ -295,3 +295,14 @@ def test_unattended_trust_of_known_keys_is_a_check_that_passes(trusting, run_cli
     assert result.stdout.count("already trusted") == 2
     assert known.read_text() == text
     assert not [e for e in state.journal_for(loaded).entries() if e["stage"] == "trust"]
+
+
+def test_a_broken_known_hosts_line_is_an_input_problem_with_its_line(tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text(f"# keys\n192.168.178.10 ssh-ed25519 {KEY_A}\n"
+                     "192.168.178.11 ssh-ed25519 !!!notbase64\n")
+    with pytest.raises(InvalidInput) as raised:
+        access.load_known_hosts(paramiko.SSHClient(), known)
+    problem = raised.value.problems[0]
+    assert (problem.file, problem.line) == (str(known), 3)
+    assert "not a known_hosts entry" in problem.message
