@@ -51,6 +51,7 @@ DAEMON = "apt-cacher-ng"
 SOURCES_LIST = Path("etc/apt/sources.list")
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
+EXIT_GRACE = 2.0  # a daemon not found this long after the launch has exited
 
 Base = str | os.PathLike[str] | None
 
@@ -247,26 +248,29 @@ def _launch(daemon: str, directory: Path) -> None:
 
 def _wait_listening(name: str, base: Base, address: str, port: int, timeout: float) -> int:
     network.assert_local_address(address)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    started = time.monotonic()
+    while time.monotonic() < started + timeout:
         pid = find_mirror_pid(name, base)
-        if pid is not None and _accepts(address, port):
+        # Its own socket: another service on the port would accept too while ours fails.
+        if pid is not None and (address, port) in listening_sockets(pid):
             return pid
+        if time.monotonic() > started + EXIT_GRACE and (pid is None or _complained(name, base)):
+            break  # it exited, or said why it cannot serve ("Couldn't bind socket")
         time.sleep(0.05)
     pid = find_mirror_pid(name, base)
     if pid is not None:
         _stop_pid(pid, STOP_TIMEOUT)
     raise StageFailed(
-        f"package mirror {name} did not listen on {address}:{port} within {timeout:.0f} s:\n"
+        f"package mirror {name} did not listen on {address}:{port}:\n"
         + mirror_log_tail(name, base),
         hint="the lines above are apt-cacher-ng's; is another service on that port?")
 
 
-def _accepts(address: str, port: int) -> bool:
-    # Only after network.assert_local_address(address) passed.
+def _complained(name: str, base: Base) -> bool:
+    """Whether the daemon wrote to its console: in the foreground it logs to its LogDir and
+    prints only what stops it from serving."""
     try:
-        with socket.create_connection((address, port), timeout=0.5):
-            return True
+        return (mirror_dir(name, base) / "console.log").stat().st_size > 0
     except OSError:
         return False
 
@@ -375,6 +379,34 @@ def parse_transfer_log(text: str) -> list[tuple[str, str]]:
     """The ``O`` (sent to a client) lines of apt-cacher.log: ``time|O|bytes|client|path``."""
     return [(fields[3], fields[4]) for fields in (line.split("|", 4) for line in text.splitlines())
             if len(fields) == 5 and fields[1] == "O"]
+
+
+def listening_sockets(pid: int) -> set[tuple[str, int]]:
+    """(address, port) of the IPv4 TCP sockets process ``pid`` listens on, from /proc."""
+    inodes = set()
+    with suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:["):-1])
+    try:
+        table = Path(f"/proc/{pid}/net/tcp").read_text()
+    except OSError:
+        return set()
+    return {address for address, inode in parse_listening(table) if inode in inodes}
+
+
+def parse_listening(table: str) -> list[tuple[tuple[str, int], str]]:
+    """((address, port), socket inode) of the LISTEN lines of a /proc/net/tcp table."""
+    found = []
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 9 and fields[3] == "0A":
+            host, port = fields[1].split(":")
+            address = socket.inet_ntoa(bytes.fromhex(host)[::-1])
+            found.append(((address, int(port, 16)), fields[9]))
+    return found
 
 
 def conf_dir_of(argv: list[str]) -> Path | None:

@@ -81,7 +81,7 @@ def test_the_mirror_listens_on_its_bridge_address_as_its_own_user(
     status = Path(f"/proc/{foreign_mirror.pid}/status").read_text()
     uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
     assert pwd.getpwuid(int(uid)).pw_name == "apt-cacher-ng"
-    listening = _listening_sockets(foreign_mirror.pid)
+    listening = mirror.listening_sockets(foreign_mirror.pid)
     assert listening == {(foreign_mirror.address, 3142)}
 
 
@@ -127,6 +127,26 @@ def test_a_running_mirror_is_not_moved_to_another_address(foreign_net: world.Net
     assert mirror.find_mirror_pid(foreign_mirror.name) == foreign_mirror.pid
 
 
+def test_a_port_taken_by_another_service_fails_the_start_with_the_daemons_words(
+        foreign_net: world.Net):
+    name = "t-foreign-taken"
+    network.assert_local_address(foreign_net.gateway_ip)
+    with socket.create_server((foreign_net.gateway_ip, 3144)):
+        started = time.monotonic()
+        try:
+            with pytest.raises(StageFailed,
+                               match=re.escape("did not listen on 192.168.177.1:3144")
+                               ) as failed:
+                mirror.start_mirror(name, foreign_net.gateway_ip, port=3144)
+            assert time.monotonic() - started < 10
+            assert "apt-cacher-ng" in failed.value.hint
+            assert mirror.find_mirror_pid(name) is None
+        finally:
+            mirror.stop_mirror(name)
+            shutil.rmtree(mirror.mirror_dir(name), ignore_errors=True)
+    print(f"\n{failed.value.message}")
+
+
 def test_a_mirror_listens_only_on_a_sandbox_bridge(foreign_host: Path, tmp_path: Path):
     for address in ("127.0.0.1", "192.168.177.250", "not-an-address"):
         with pytest.raises(StageFailed, match=r"bridge|IPv4"):
@@ -169,20 +189,3 @@ def _accepts(address: str, port: int) -> bool:
     except OSError:
         return False
 
-
-def _listening_sockets(pid: int) -> set[tuple[str, int]]:
-    """(address, port) of the TCP sockets process ``pid`` listens on (from /proc)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = str(fd.readlink()) if fd.is_symlink() else ""
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = set()
-    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, state, inode = fields[1], fields[3], fields[9]
-        if state == "0A" and inode in inodes:  # LISTEN
-            host, port = local.split(":")
-            address = socket.inet_ntoa(bytes.fromhex(host)[::-1])
-            found.add((address, int(port, 16)))
-    return found

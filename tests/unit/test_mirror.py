@@ -72,6 +72,17 @@ def test_transfer_log_lines_sent_to_clients():
     ]
 
 
+def test_listening_sockets_are_read_from_the_tcp_table():
+    table = (
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt"
+        "   uid  timeout inode\n"
+        "   0: C1B1A8C0:0C46 00000000:0000 0A 00000000:00000000 00:00000000 00000000"
+        "   102        0 91234 1 0000000000000000 100 0 0 10 0\n"
+        "   1: 0100007F:0016 0200007F:D431 01 00000000:00000000 00:00000000 00000000"
+        "     0        0 91240 1 0000000000000000 20 4 30 10 -1\n")
+    assert mirror.parse_listening(table) == [(("192.168.177.193", 3142), "91234")]
+
+
 def test_a_mirror_process_is_known_by_its_configuration_folder():
     argv = ["/usr/sbin/apt-cacher-ng", "-c", "/var/cache/migrate/mirror/t/conf"]
     assert mirror.conf_dir_of(argv) == Path("/var/cache/migrate/mirror/t/conf")
