@@ -98,6 +98,7 @@ class TrustOutcome:
     recorded: list[HostKeyCheck] = field(default_factory=list)
     refused: list[HostKeyCheck] = field(default_factory=list)
     unmatched_accepts: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
 
     def action_of(self, check: HostKeyCheck) -> str:
         if check.state == SAME:
@@ -109,7 +110,7 @@ class TrustOutcome:
     def as_dict(self) -> dict:
         return {"known_hosts": str(self.known_hosts),
                 "hosts": [{**c.as_dict(), "action": self.action_of(c)} for c in self.checks],
-                "unmatched_accepts": self.unmatched_accepts}
+                "unmatched_accepts": self.unmatched_accepts, "unreachable": self.unreachable}
 
 
 # ---- fingerprints and known_hosts lines (pure) ----------------------------------------
@@ -209,15 +210,22 @@ def fetch_host_key(address: str, port: int = 22, preferred: Iterable[str] = ()) 
 
 
 def check_host_keys(estate: Estate, targets: list[SourceAddress],
-                    known_hosts: Path) -> list[HostKeyCheck]:
-    lines = read_lines(known_hosts)
-    checks = []
+                    known_hosts: Path) -> tuple[list[HostKeyCheck], list[str]]:
+    """Each reachable host's key against the file, and what kept the others from answering.
+    Every address passes the sandbox guard before the first one is contacted."""
     for target in targets:
         guard_address(estate, target.address)
+    lines = read_lines(known_hosts)
+    checks, unreachable = [], []
+    for target in targets:
         preferred = [k.key_type for k in recorded_keys(lines, target.name)]
-        checks.append(compare(target, fetch_host_key(target.address, target.port, preferred),
-                              lines))
-    return checks
+        try:
+            offered = fetch_host_key(target.address, target.port, preferred)
+        except StageFailed as error:
+            unreachable.append(f"{target.label()}: {error.message}")
+            continue
+        checks.append(compare(target, offered, lines))
+    return checks, unreachable
 
 
 # ---- deciding and recording -------------------------------------------------------------
@@ -243,17 +251,17 @@ def decide(checks: list[HostKeyCheck], accepted: Iterable[str],
 
 def trust_estate(estate: Estate, targets: list[SourceAddress], accepted: Iterable[str] = (),
                  confirm: Confirm | None = None) -> TrustOutcome:
-    """Fetch, compare, decide and record; raises after recording what was confirmed when
-    any key stays untrusted (HostKeyChanged if one of them changed)."""
+    """Fetch, compare, decide and record what was confirmed; ``raise_for_refused`` then
+    says what stays untrusted or unreachable."""
     known_hosts = require_estate_known_hosts(estate)
     accepted = [normalise_fingerprint(a) for a in accepted]
-    checks = check_host_keys(estate, targets, known_hosts)
+    checks, unreachable = check_host_keys(estate, targets, known_hosts)
     to_record, refused = decide(checks, accepted, confirm)
     if to_record:
         write_lines(known_hosts, updated_lines(read_lines(known_hosts), to_record))
     offered = {c.offered.fingerprint for c in checks}
     outcome = TrustOutcome(known_hosts, checks, to_record, refused,
-                           [a for a in accepted if a not in offered])
+                           [a for a in accepted if a not in offered], unreachable)
     if to_record or refused:
         state.journal_for(estate).append("trust", result="failed" if refused else "ok",
                                          outputs=outcome.as_dict())
@@ -261,11 +269,18 @@ def trust_estate(estate: Estate, targets: list[SourceAddress], accepted: Iterabl
 
 
 def raise_for_refused(outcome: TrustOutcome) -> None:
+    """HostKeyChanged or HostKeyUnknown for keys left untrusted; StageFailed when the only
+    problem is hosts that did not answer."""
     if not outcome.refused:
+        if outcome.unreachable:
+            raise StageFailed(f"{len(outcome.unreachable)} source host(s) did not answer: "
+                              + "; ".join(outcome.unreachable),
+                              hint="the others were checked; run again when they are up")
         return
     changed = [c for c in outcome.refused if c.state == CHANGED]
-    lines = "; ".join(f"{c.target.label()} {c.state.upper()} {c.offered.key_type} "
-                      f"{c.offered.fingerprint}{_was(c)}" for c in outcome.refused)
+    lines = "; ".join([*(f"{c.target.label()} {c.state.upper()} {c.offered.key_type} "
+                         f"{c.offered.fingerprint}{_was(c)}" for c in outcome.refused),
+                       *(f"{u} (did not answer)" for u in outcome.unreachable)])
     hint = ("confirm each fingerprint out of band (on the host: ssh-keygen -lf "
             "/etc/ssh/ssh_host_ed25519_key.pub), then run again on a terminal or with "
             "--accept FINGERPRINT for each; nothing else was changed")

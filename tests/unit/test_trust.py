@@ -306,3 +306,21 @@ def test_a_broken_known_hosts_line_is_an_input_problem_with_its_line(tmp_path: P
     problem = raised.value.problems[0]
     assert (problem.file, problem.line) == (str(known), 3)
     assert "not a known_hosts entry" in problem.message
+
+
+def test_a_host_that_does_not_answer_does_not_hide_the_others(trusting, monkeypatch) -> None:
+    loaded, _offers, known = trusting
+
+    def fetch(address: str, port: int = 22, preferred: object = ()) -> trust.KnownKey:
+        if address == "192.168.90.22":
+            raise StageFailed(f"cannot reach {address}:22: connection refused")
+        return trust.KnownKey("ssh-ed25519", KEY_A)
+
+    monkeypatch.setattr(trust, "fetch_host_key", fetch)
+    outcome = trust.trust_estate(loaded, trust.trust_targets(loaded, ["wjw-fybj"]), [FP_A])
+    assert [c.target.address for c in outcome.recorded] == ["192.168.90.21"]
+    assert known.read_text() == f"192.168.90.21 ssh-ed25519 {KEY_A}\n"
+    assert outcome.unreachable == ["wjw-fybj/db1 192.168.90.22: cannot reach 192.168.90.22:22:"
+                                   " connection refused"]
+    with pytest.raises(StageFailed, match="1 source host\\(s\\) did not answer"):
+        trust.raise_for_refused(outcome)
