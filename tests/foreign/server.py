@@ -5,7 +5,9 @@ image's PostgreSQL 15 and nginx), installed through the package mirror, and conf
 way its administrator once did by hand: a database role ``wikiuser`` with a password, the
 database ``wikidb`` it owns, PostgreSQL listening on the server's own address, which
 LocalSettings.php names as the database host (and as ``$wgServer``), an nginx site with its
-own access log, uploads in /var/lib/mediawiki/images, a notice page and a seal image.
+own access log, uploads in /var/lib/mediawiki/images, a notice page and a seal image. Its
+access logs also hold three months of use by the department's staff (rotated logs, written
+each session relative to its date), so discovery sees a system in use.
 
 Building takes about a minute, so the finished overlay (the machine's upper directory) is
 kept under /var/cache/migrate/foreign/<digest of the recipe and the image>/ with the
@@ -23,6 +25,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import secrets
 import shutil
 import subprocess
@@ -33,6 +36,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from migrate.sandbox import images, machines, mirror, network
@@ -55,6 +59,7 @@ DATA_DIR = "/var/lib/mediawiki/images"
 ACCESS_LOG = "/var/log/nginx/wiki.access.log"
 IMAGE_FILE = "Seal.png"
 READY_TIMEOUT = 90.0
+HISTORY_DAYS = 90
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,7 @@ def department_wiki(net: world.Net, package_mirror: mirror.Mirror, root: Path,
         _boot(spec, root, access, package_mirror.url)
         clock.lap("boot")
         wait_answering(spec.ip)
+        write_usage_history(access, spec.ip, datetime.now(UTC))
         visit(spec.ip)
         clock.lap("answering")
         yield ForeignServer(
@@ -347,6 +353,45 @@ def wait_answering(address: str, timeout: float = READY_TIMEOUT) -> None:
             last = f"HTTP {status}"
         time.sleep(0.5)
     raise AssertionError(f"the wiki at {address} did not answer with its page: {last}")
+
+
+def usage_history(now: datetime, days: int = HISTORY_DAYS) -> tuple[str, str]:
+    """The wiki's use before this session, as nginx logged it: the department's staff (40
+    office PCs at 192.168.177.60-99) reading pages on working days. Returns yesterday's
+    lines and the older ones (``wiki.access.log.1`` and ``.2.gz``, as logrotate leaves them)."""
+    chooser = random.Random(20261201)
+    pages = ["首页", PAGE, "办事指南", "值班安排", "Special:Search?search=" + "迁移",
+             "Special:RecentChanges"]
+    agents = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like"
+              " Gecko) Chrome/109.0.0.0 Safari/537.36",
+              "Mozilla/5.0 (Windows NT 6.1; WOW64; Trident/7.0; rv:11.0) like Gecko")
+    recent: list[str] = []
+    older: list[str] = []
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for back in range(days, 0, -1):
+        day = today - timedelta(days=back)
+        if day.weekday() >= 5:
+            continue
+        for _ in range(chooser.randint(20, 60)):
+            at = day + timedelta(hours=chooser.randint(8, 17), minutes=chooser.randint(0, 59),
+                                 seconds=chooser.randint(0, 59))
+            client = f"192.168.177.{chooser.randint(60, 99)}"
+            page = chooser.choice(pages)
+            path = "/index.php?title=" + urllib.parse.quote(page, safe="=?:")
+            status, size = chooser.choice(((200, 16400), (200, 15872), (304, 0), (404, 9120)))
+            line = (f'{client} - - [{at.strftime("%d/%b/%Y:%H:%M:%S +0000")}] "GET {path}'
+                    f' HTTP/1.1" {status} {size} "-" "{chooser.choice(agents)}"')
+            (recent if back == 1 else older).append(line)
+    return "\n".join(sorted(recent)) + "\n", "\n".join(sorted(older)) + "\n"
+
+
+def write_usage_history(access: world.Access, address: str, now: datetime) -> None:
+    recent, older = usage_history(now)
+    log = ACCESS_LOG
+    access.check(address, f"cat > {log}.1 && chown www-data:adm {log}.1 && chmod 640 {log}.1",
+                 stdin=recent)
+    access.check(address, f"gzip -9 > {log}.2.gz && chown www-data:adm {log}.2.gz &&"
+                          f" chmod 640 {log}.2.gz", stdin=older)
 
 
 def visit(address: str) -> None:

@@ -77,6 +77,12 @@ def test_discovery_drafts_a_valid_manifest_for_the_wiki(
                         if p.is_file())
     assert foreign_server.db_password_file.read_text().strip() not in written
 
+    assert draft["census"]["usage_frequency"]["monthly_active_users"] >= 30  # staff PCs
+
     shutil.copy(outcome["draft"], estate / "systems" / f"{SYSTEM}.yaml")
     result = run_cli("validate", estate)
     assert result.code == 0, result.stderr
+    result = run_cli("census", estate, "--output", "json")
+    assert result.code == 0, result.stderr
+    census = {s["id"]: s for s in json.loads(result.stdout)["systems"]}
+    assert census[SYSTEM]["disposition"] == "migrate", census[SYSTEM]["reason_details"]

@@ -104,6 +104,21 @@ def test_its_access_log_has_requests(foreign_server: ForeignServer):
                for _, _, _, path, _ in requests)
 
 
+def test_its_rotated_access_logs_show_the_departments_use(foreign_server: ForeignServer):
+    log = foreign_server.access_log
+    lines = foreign_server.ssh(f"zcat -f {log}.2.gz {log}.1").splitlines()
+    requests = [ACCESS_LINE.match(line) for line in lines]
+    assert len(lines) > 1000 and all(requests)
+    by_month: dict[str, set[str]] = {}
+    for match in requests:
+        assert match is not None
+        client, when = match.group(1), match.group(2)
+        by_month.setdefault(when[3:11], set()).add(client)
+    assert len(by_month) >= 3
+    assert all(len(clients) >= 30 for clients in by_month.values()), by_month
+    assert foreign_server.ssh(f"stat -c '%U:%G %a' {log}.1").strip() == "www-data:adm 640"
+
+
 def test_it_runs_debians_mediawiki_installed_through_the_mirror(
         foreign_server: ForeignServer, foreign_mirror: mirror.Mirror):
     version = foreign_server.ssh("dpkg-query -W -f '${Version} ${Status}' mediawiki")
