@@ -292,21 +292,22 @@ def register(estate: Path, systems: tuple[str, ...], wave: int | None, output: s
 @SYSTEMS
 @WAVE
 @OUTPUT
-def verify(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> None:
+def verify(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> int:
     """Prove each migrated system works on its targets: services and ports, data equal to
     the recorded evidence, the application, and the exchange platform (联通) from the target."""
     loaded = pipeline.open_estate(estate)
     results = pipeline.verify_systems(loaded, list(scope_of(loaded, systems, wave)),
                                       stage_progress)
-    if output == "json":
-        emit_json({"stage": "verify", "systems": results})
-    else:
-        for r in results:
-            rows = [(c["id"], c["result"], f"{c['time_s']:.2f} s", c.get("message") or "")
-                    for c in r.get("checks", [])]
-            out.print(rich_table(f"verify {r['system']}: {r['result']}",
-                                 ("check", "result", "time", "message"), rows))
+    if output == "json":  # one document, the failure in it
+        return emit_json_with_error({"stage": "verify", "systems": results},
+                                    lambda: pipeline.raise_for_failures("verify", results))
+    for r in results:
+        rows = [(c["id"], c["result"], f"{c['time_s']:.2f} s", c.get("message") or "")
+                for c in r.get("checks", [])]
+        out.print(rich_table(f"verify {r['system']}: {r['result']}",
+                             ("check", "result", "time", "message"), rows))
     pipeline.raise_for_failures("verify", results)
+    return 0
 
 
 def play_progress(event: Any) -> None:
@@ -318,19 +319,19 @@ def play_progress(event: Any) -> None:
 
 def run_move_command(estate: Path, stage: str, systems: tuple[str, ...], output: str,
                      confirmed: bool = False, wave: int | None = None,
-                     check: bool = False) -> None:
+                     check: bool = False) -> int:
     loaded = pipeline.open_estate(estate)
     results = pipeline.move(loaded, stage, list(scope_of(loaded, systems, wave)),
                             play_progress, confirmed=confirmed, check=check)
-    if output == "json":
-        emit_json({"stage": stage, "check": check, "systems": results})
-    else:
-        rows = [(r["system"], r["result"], r.get("run_id", "-"), str(r.get("changed", "-")),
-                 f"{r['duration_s']:.1f} s") for r in results]
-        title = f"{stage} (check mode: nothing changed)" if check else stage
-        out.print(rich_table(title, ("system", "result", "run", "changed tasks", "time"),
-                             rows))
+    if output == "json":  # one document, the failure in it
+        return emit_json_with_error({"stage": stage, "check": check, "systems": results},
+                                    lambda: pipeline.raise_for_failures(stage, results))
+    rows = [(r["system"], r["result"], r.get("run_id", "-"), str(r.get("changed", "-")),
+             f"{r['duration_s']:.1f} s") for r in results]
+    title = f"{stage} (check mode: nothing changed)" if check else stage
+    out.print(rich_table(title, ("system", "result", "run", "changed tasks", "time"), rows))
     pipeline.raise_for_failures(stage, results)
+    return 0
 
 
 @cli.command("check")
@@ -338,9 +339,9 @@ def run_move_command(estate: Path, stage: str, systems: tuple[str, ...], output:
 @SYSTEMS
 @WAVE
 @OUTPUT
-def check_command(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> None:
+def check_command(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> int:
     """check_prerequisites: reachability, host keys, disk, clock, versions; changes nothing."""
-    run_move_command(estate, "check_prerequisites", systems, output, wave=wave)
+    return run_move_command(estate, "check_prerequisites", systems, output, wave=wave)
 
 
 @cli.command()
@@ -350,9 +351,9 @@ def check_command(estate: Path, systems: tuple[str, ...], wave: int | None, outp
 @CHECK
 @OUTPUT
 def transfer(estate: Path, systems: tuple[str, ...], wave: int | None, check: bool,
-             output: str) -> None:
+             output: str) -> int:
     """prepare_target, transfer_files and migrate_database while the source keeps serving."""
-    run_move_command(estate, "transfer", systems, output, wave=wave, check=check)
+    return run_move_command(estate, "transfer", systems, output, wave=wave, check=check)
 
 
 @cli.command()
@@ -363,12 +364,12 @@ def transfer(estate: Path, systems: tuple[str, ...], wave: int | None, check: bo
 @YES
 @OUTPUT
 def cutover(estate: Path, systems: tuple[str, ...], wave: int | None, check: bool, yes: bool,
-            output: str) -> None:
+            output: str) -> int:
     """Freeze the source, final sync, start the targets; rolls back by itself on failure."""
     if not check:
         confirm_or_refuse(f"Cut over {scope_text(systems, wave)}? The source "
                           "stops serving until the target does.", yes)
-    run_move_command(estate, "cutover", systems, output, wave=wave, check=check)
+    return run_move_command(estate, "cutover", systems, output, wave=wave, check=check)
 
 
 @cli.command()
@@ -378,9 +379,9 @@ def cutover(estate: Path, systems: tuple[str, ...], wave: int | None, check: boo
 @CHECK
 @OUTPUT
 def rollback(estate: Path, systems: tuple[str, ...], wave: int | None, check: bool,
-             output: str) -> None:
+             output: str) -> int:
     """Return service to the source exactly as it was before the cutover; idempotent."""
-    run_move_command(estate, "rollback", systems, output, wave=wave, check=check)
+    return run_move_command(estate, "rollback", systems, output, wave=wave, check=check)
 
 
 @cli.command("decommission")
@@ -390,10 +391,10 @@ def rollback(estate: Path, systems: tuple[str, ...], wave: int | None, check: bo
 @YES
 @OUTPUT
 def decommission(estate: Path, systems: tuple[str, ...], wave: int | None, yes: bool,
-                 output: str) -> None:
+                 output: str) -> int:
     """decommission_source: remove the migration access from a verified move (never implicit)."""
     confirm_or_refuse(f"Decommission the sources of {scope_text(systems, wave)}?", yes)
-    run_move_command(estate, "decommission_source", systems, output, confirmed=True,
+    return run_move_command(estate, "decommission_source", systems, output, confirmed=True,
                      wave=wave)
 
 
