@@ -1,0 +1,115 @@
+"""The estate that moves the department wiki (tests/foreign/server.py) into the sandbox
+cloud: ``migrate.yaml`` and one manifest, written the way the department's ops engineer
+would, with the ssh key, the database password and the platform secret in ``secrets/``.
+
+Its own address space (cloud 10.177.0.0/17, platform 10.177.200.0/24, ops 10.177.201.0/24)
+overlaps nothing else of the project; the source host 192.168.177.10 sits on the foreign
+tests' bridge, which ``sandbox.allowed_networks`` names (``seed_legacy: false``: the
+sandbox makes no legacy machine for it).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from datetime import date
+from pathlib import Path
+
+SYSTEM = "wjw-wiki"
+SOURCE_NETWORK = "192.168.177.0/25"
+
+MIGRATE_YAML = """schema_version: 1
+estate: 市卫生健康委员会知识库迁移上云
+cloud:
+  target: sandbox
+  protection_level: 3
+  zones:
+    egov_extranet: {{cidr: 10.177.0.0/17}}
+  ops_network: 10.177.201.0/24
+  images: {{debian-12: debian-12-hardened}}
+  flavors:
+    - {{name: c2m4, vcpu: 2, memory_gb: 4}}
+    - {{name: c4m8, vcpu: 4, memory_gb: 8}}
+exchange:
+  url: https://exchange.example.gov.cn
+  ca_bundle: certs/exchange-ca.pem
+  network: 10.177.200.0/24
+secrets:
+  dir: secrets
+sandbox:
+  seed_legacy: false
+  allowed_networks: [{source_network}]
+sources:
+  known_hosts: known_hosts
+census:
+  as_of: {today}
+"""
+
+MANIFEST = """schema_version: 1
+id: {system}
+name: 卫健委知识库
+department: {{code: wjw, name: 市卫生健康委员会}}
+function: 委内制度文件、办事指南和工作通知的知识库（MediaWiki）
+classification: non_classified
+protection_level: 2
+census:
+  usage_scope: department
+  usage_frequency:
+    monthly_active_users: 40
+    last_used: {today}
+  approval: {{department: 市卫生健康委员会, date: 2019-03-01, document: 示卫信〔2019〕7号}}
+  funding: fiscal
+  network: egov_extranet
+  maintenance: {{vendor: 委信息中心, last_update: 2026-06-01, active: true}}
+source:
+  ssh: {{user: root, key: secret://ssh-{system}}}
+  hosts:
+    - {{name: wiki01, address: {address}, roles: [web, db]}}
+workload:
+  services:
+    - {{name: wiki-web, host: wiki01, unit: nginx.service, port: 80,
+       health: "/index.php?title=%E9%83%A8%E9%97%A8%E9%80%9A%E7%9F%A5"}}
+  files:
+    - {{host: wiki01, path: /var/lib/mediawiki/images, size_gb: 0.01, daily_change_gb: 0.001}}
+  databases:
+    - {{host: wiki01, engine: postgresql, name: wikidb, size_gb: 0.02, user: wikiuser,
+       password: secret://db-wikidb}}
+target:
+  zone: egov_extranet
+  instances:
+    - {{name: wiki, replaces: [wiki01], vcpu: 2, memory_gb: 4, disk_gb: 40, image: debian-12}}
+  flows:
+    - {{from: ops, to: wiki, port: 80}}
+    - {{from: exchange, to: wiki, port: 80}}
+exchange:
+  app_key: {system}
+  app_secret: secret://exchange-{system}
+cutover:
+  max_downtime_minutes: 30
+"""
+
+
+def write_wiki_estate(folder: Path, *, address: str, ssh_key: Path, db_password: str,
+                      known_hosts: str = "", today: date | None = None) -> Path:
+    """The estate folder (made fresh); ``known_hosts`` holds the recorded source host keys."""
+    day = (today or date.today()).isoformat()
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "systems").mkdir(parents=True)
+    (folder / "migrate.yaml").write_text(
+        MIGRATE_YAML.format(source_network=SOURCE_NETWORK, today=day), encoding="utf-8")
+    (folder / "systems" / f"{SYSTEM}.yaml").write_text(
+        MANIFEST.format(system=SYSTEM, address=address, today=day), encoding="utf-8")
+    if known_hosts:
+        (folder / "known_hosts").write_text(known_hosts)
+    vault = folder / "secrets"
+    vault.mkdir(mode=0o700)
+    _secret(vault / f"ssh-{SYSTEM}", ssh_key.read_text())
+    _secret(vault / "db-wikidb", db_password + "\n")
+    _secret(vault / f"exchange-{SYSTEM}", secrets.token_urlsafe(24) + "\n")
+    return folder
+
+
+def _secret(path: Path, text: str) -> None:
+    path.write_text(text)
+    os.chmod(path, 0o600)
