@@ -350,7 +350,12 @@ def mirror_status(name: str, base: Base = None) -> Mirror | None:
 
 def _mirror(name: str, base: Base) -> Mirror:
     directory = mirror_dir(name, base)
-    record = json.loads((directory / "mirror.json").read_text())
+    try:
+        record = json.loads((directory / "mirror.json").read_text())
+    except (OSError, ValueError):
+        raise StageFailed(
+            f"package mirror {name} has no readable record ({directory / 'mirror.json'})",
+            hint="stop it (mirror.stop_mirror) and start it again") from None
     return Mirror(name=name, address=record["address"], port=int(record["port"]),
                   bridge=record["bridge"], pid=find_mirror_pid(name, base),
                   directory=directory)
