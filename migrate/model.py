@@ -126,6 +126,9 @@ HttpsUrl = Annotated[
     AfterValidator(_check_https_url),
     WithJsonSchema({"type": "string", "pattern": "^https://", "description": "https:// URL."}),
 ]
+DEBIAN_PACKAGE_PATTERN = r"^[a-z0-9][a-z0-9+.-]+$"
+DebianPackage = Annotated[str, Field(pattern=DEBIAN_PACKAGE_PATTERN,
+                                     description="Debian package name, e.g. php-fpm.")]
 SystemId = Annotated[str, Field(pattern=SYSTEM_ID_PATTERN)]
 LocalName = Annotated[str, Field(pattern=NAME_PATTERN)]
 Text = Annotated[str, Field(min_length=1)]
@@ -367,10 +370,45 @@ class Database(Strict):
     )
 
 
+class ConfigurationPath(Strict):
+    host: LocalName = Field(description="Source host the path is on.")
+    path: AbsolutePath = Field(
+        description="A file or folder (a trailing / copies the folder's content) copied to the"
+        " target as it is, owner, mode and times kept: the application's code, settings and"
+        " unit files, anything that is not data. A path under a declared rewrite's file is"
+        " written with the rewrite applied instead.",
+    )
+
+
+class Rewrite(Strict):
+    host: LocalName = Field(description="Source host the file is on.")
+    file: AbsolutePath = Field(
+        description="File to rewrite on the target; it must lie under a `configuration` path"
+        " of the same host.",
+    )
+    old: Text = Field(description="Text replaced, every occurrence (e.g. the old address).")
+    new: str = Field(
+        description="Replacement. `${NAME}` is the planned address of target instance NAME"
+        " (e.g. `${db}`); `$${` writes a literal `${`. Rendered into the plan.",
+    )
+
+
 class Workload(Strict):
     services: list[Service] = Field(default_factory=list)
     files: list[FileTree] = Field(default_factory=list)
     databases: list[Database] = Field(default_factory=list)
+    configuration: list[ConfigurationPath] = Field(
+        default_factory=list,
+        description="Application and configuration paths copied to the target as they are"
+        " (code, settings, unit files that are not data), before the services start. Unit"
+        " files of the declared services in /etc/systemd/system are copied without being"
+        " listed here.",
+    )
+    rewrites: list[Rewrite] = Field(
+        default_factory=list,
+        description="Settings that name the old addresses: each `old` replaced by `new` in a"
+        " copied configuration file, on the target only.",
+    )
 
 
 class Instance(Strict):
@@ -380,6 +418,12 @@ class Instance(Strict):
     memory_gb: Annotated[float, Field(gt=0)]
     disk_gb: Annotated[int, Field(ge=1)]
     image: Text
+    packages: list[DebianPackage] = Field(
+        default_factory=list,
+        description="Debian packages installed on the target with apt from the cloud's"
+        " package mirror (cloud.packages.mirror; the sandbox runs its own), before the"
+        " configuration is copied.",
+    )
 
 
 class Flow(Strict):
@@ -457,3 +501,26 @@ class SystemManifest(Strict):
         if self.target is None:
             return None
         return next((i for i in self.target.instances if i.name == name), None)
+
+
+# ---------------------------------------------------------------- rewrite placeholders
+
+# ``${NAME}`` in a rewrite's ``new`` is the planned address of target instance NAME;
+# ``$${`` is a literal ``${``. Deliberately not Jinja: Ansible would template it.
+PLACEHOLDER = re.compile(r"\$(\$)?\{([^}]*)\}")
+
+
+def placeholder_names(text: str) -> list[str]:
+    """The instance names ``text`` refers to, in order (escaped ``$${...}`` left out)."""
+    return [m.group(2) for m in PLACEHOLDER.finditer(text) if m.group(1) is None]
+
+
+def render_placeholders(text: str, addresses: dict[str, str]) -> str:
+    """``text`` with each ``${NAME}`` replaced by ``addresses[NAME]`` and ``$${`` by ``${``."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1) is not None:
+            return "${" + match.group(2) + "}"
+        return addresses[match.group(2)]
+
+    return PLACEHOLDER.sub(replace, text)

@@ -19,7 +19,7 @@ import orjson
 from migrate.census import CensusResult
 from migrate.errors import InvalidInput, Problem
 from migrate.loader import Estate
-from migrate.model import FLOW_PEERS, Flavor, Instance, SystemManifest
+from migrate.model import FLOW_PEERS, Flavor, Instance, SystemManifest, render_placeholders
 from migrate.validate import dependency_cycles
 
 PLAN_SCHEMA_VERSION = 1
@@ -292,6 +292,8 @@ def plan_system(
     cloud = estate.settings.cloud
     network = networks[network_key(system.department.code, system.target.zone)]
     encrypted = system.protection_level >= 3
+    planned_addresses = {i.name: addresses[f"{system.id}/{i.name}"][0]
+                         for i in system.target.instances}
     instances = []
     for instance in system.target.instances:
         address, number = addresses[f"{system.id}/{instance.name}"]
@@ -312,6 +314,7 @@ def plan_system(
             "volumes": plan_volumes(system, instance, encrypted, assumptions),
             "security_group": f"sg-{system.id}-{instance.name}",
             "services": [s.name for s in system.workload.services if s.host in instance.replaces],
+            **plan_software(system, instance, planned_addresses),
         })
     by_host = {h: i["name"] for i in instances for h in i["replaces"]}
     data = plan_data(system, by_host, assumptions)
@@ -338,6 +341,21 @@ def plan_system(
             "app_key": system.exchange.app_key,
             "resources": [r.code for r in system.exchange.resources],
         },
+    }
+
+
+def plan_software(system: SystemManifest, instance: Instance,
+                  addresses: dict[str, str]) -> dict:
+    """What prepare_target puts on an instance besides data: the packages, the configuration
+    paths of the hosts it replaces and their rewrites, ``new`` rendered to planned addresses."""
+    mine = set(instance.replaces)
+    return {
+        "packages": sorted(set(instance.packages)),
+        "configuration": [{"host": c.host, "path": c.path}
+                          for c in system.workload.configuration if c.host in mine],
+        "rewrites": [{"host": r.host, "file": r.file, "old": r.old,
+                      "new": render_placeholders(r.new, addresses)}
+                     for r in system.workload.rewrites if r.host in mine],
     }
 
 

@@ -134,6 +134,19 @@ def system_data(system: dict) -> dict:
     }
 
 
+def system_software(system: dict) -> dict:
+    """What prepare_target installs, copies and rewrites on each instance, as table rows."""
+    instances = system["instances"]
+    return {
+        "packages": [[i["resource_name"], ", ".join(i.get("packages", []))]
+                     for i in instances if i.get("packages")],
+        "configuration": [[c["host"], c["path"], i["resource_name"]]
+                          for i in instances for c in i.get("configuration", [])],
+        "rewrites": [[r["host"], r["file"], f"{r['old']} → {r['new']}", i["resource_name"]]
+                     for i in instances for r in i.get("rewrites", [])],
+    }
+
+
 def _services(system: dict) -> list[list[str]]:
     return [[s["name"], s["unit"], str(s["port"]), s["health"], s["source_host"], s["instance"]]
             for s in system["services"]]
@@ -178,6 +191,7 @@ def plan_system_context(estate: Estate, plan: dict, system: dict, estate_arg: st
         "resources": system_resources(plan, system),
         "data": system_data(system),
         "services": _services(system),
+        "software": system_software(system),
         "timing": _timing(system),
         "secrets": _secret_refs(estate, sid) if sid in estate.systems else [],
         "stages": [{"name": st, "title": STAGE_TITLES[st]} for st in STAGES],

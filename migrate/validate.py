@@ -17,7 +17,7 @@ from pathlib import Path
 
 from migrate.errors import InvalidInput, Problem
 from migrate.loader import Estate, format_loc, load_estate_partially
-from migrate.model import FLOW_PEERS, SystemManifest
+from migrate.model import FLOW_PEERS, SystemManifest, placeholder_names
 from migrate.state import secret_name, secrets_dir
 
 
@@ -110,13 +110,14 @@ def check_system(estate: Estate, system: SystemManifest) -> list[Problem]:
     problems += _duplicates(doc, ("workload", "services"),
                             [s.name for s in system.workload.services], "service")
     hosts = {h.name for h in system.source.hosts}
-    for kind in ("services", "files", "databases"):
+    for kind in ("services", "files", "databases", "configuration", "rewrites"):
         for index, item in enumerate(getattr(system.workload, kind)):
             if item.host not in hosts:
                 problems.append(doc.problem(
                     ("workload", kind, index, "host"),
                     f"unknown source host '{item.host}'",
                     f"source.hosts names: {', '.join(sorted(hosts))}"))
+    problems += check_rewrites(estate, system)
     if system.target is not None:
         problems += check_target(estate, system)
     if system.exchange is not None:
@@ -125,6 +126,35 @@ def check_system(estate: Estate, system: SystemManifest) -> list[Problem]:
         problems.append(doc.problem(("census", "replaceable_by"), "a system cannot replace itself"))
     if system.id in system.census.duplicates:
         problems.append(doc.problem(("census", "duplicates"), "a system cannot duplicate itself"))
+    return problems
+
+
+def under_path(file: str, path: str) -> bool:
+    """Whether ``file`` is the configuration path ``path`` or lies in it."""
+    folder = path.rstrip("/")
+    return file == folder or file.startswith(f"{folder}/")
+
+
+def check_rewrites(estate: Estate, system: SystemManifest) -> list[Problem]:
+    """Each rewrite's file is copied (under a configuration path of its host) and its
+    placeholders name target instances."""
+    doc = estate.documents[system.id]
+    instances = sorted(i.name for i in system.target.instances) if system.target else []
+    problems: list[Problem] = []
+    for index, rewrite in enumerate(system.workload.rewrites):
+        loc = ("workload", "rewrites", index)
+        paths = [c.path for c in system.workload.configuration if c.host == rewrite.host]
+        if not any(under_path(rewrite.file, path) for path in paths):
+            problems.append(doc.problem(
+                (*loc, "file"), f"{rewrite.file} is not under a configuration path of host "
+                f"'{rewrite.host}'", "declare the file or its folder in workload.configuration "
+                f"with host {rewrite.host}" + (f" (it has: {', '.join(paths)})" if paths else "")))
+        for name in placeholder_names(rewrite.new):
+            if name not in instances:
+                problems.append(doc.problem(
+                    (*loc, "new"), f"placeholder ${{{name}}} names no target instance",
+                    "${NAME} is the planned address of target instance NAME; instances: "
+                    + (", ".join(instances) or "none declared")))
     return problems
 
 

@@ -101,13 +101,30 @@ def test_service_on_an_unknown_host(run_cli, estate):
 
 
 def test_invalid_address(run_cli, estate):
-    edit(estate / "systems/rsj-sbcx.yaml", "192.168.10.22", "192.168.10.322")
+    edit(estate / "systems/rsj-sbcx.yaml", "address: 192.168.10.22", "address: 192.168.10.322")
     rejected(run_cli, estate, where(estate, "rsj-sbcx.yaml", "192.168.10.322",
                                     "source.hosts[1].address"), "not a valid IPv4 address")
 
 
+def test_rewrites_outside_configuration_and_unknown_placeholders(run_cli, estate):
+    edit(estate / "systems/wjw-fybj.yaml", "file: /etc/legacy/fybj-web.json",
+         "file: /etc/other/fybj-web.json")
+    edit(estate / "systems/wjw-fybj.yaml", 'new: \'"host": "${db}"\'', 'new: \'"host": "${dbx}"\'')
+    edit(estate / "systems/wjw-fybj.yaml", "{host: web1, path: /opt/legacy/app.py}",
+         "{host: web9, path: /opt/legacy/app.py}")
+    edit(estate / "systems/rsj-sbcx.yaml", "vcpu: 2, memory_gb: 4, disk_gb: 60,  image: debian-12}",
+         "vcpu: 2, memory_gb: 4, disk_gb: 60,  image: debian-12, packages: [Bad_Name]}")
+    rejected(run_cli, estate,
+             where(estate, "wjw-fybj.yaml", "file: /etc/other", "workload.rewrites[0].file"),
+             "/etc/other/fybj-web.json is not under a configuration path of host 'web1'",
+             "workload.rewrites[0].new: placeholder ${dbx} names no target instance",
+             where(estate, "wjw-fybj.yaml", "host: web9", "workload.configuration[0].host"),
+             "unknown source host 'web9'",
+             where(estate, "rsj-sbcx.yaml", "Bad_Name", "target.instances[0].packages[0]"))
+
+
 def test_two_source_hosts_with_one_address(run_cli, estate):
-    edit(estate / "systems/rsj-sbcx.yaml", "192.168.10.22", "192.168.10.21")
+    edit(estate / "systems/rsj-sbcx.yaml", "address: 192.168.10.22", "address: 192.168.10.21")
     rejected(run_cli, estate, "address 192.168.10.21 is also used by rsj-sbcx.web1")
 
 
