@@ -75,10 +75,18 @@ workload:
   databases:
     - {{host: wiki01, engine: postgresql, name: wikidb, size_gb: 0.02, user: wikiuser,
        password: secret://db-wikidb}}
+  configuration:                  # what the admin set up by hand
+    - {{host: wiki01, path: /etc/mediawiki/}}
+    - {{host: wiki01, path: /etc/nginx/sites-available/wiki}}
+    - {{host: wiki01, path: /etc/nginx/sites-enabled/wiki}}
+  rewrites:                       # the wiki names its server's address for the database
+    - {{host: wiki01, file: /etc/mediawiki/LocalSettings.php, old: "{address}",
+       new: "${{wiki}}"}}
 target:
   zone: egov_extranet
   instances:
-    - {{name: wiki, replaces: [wiki01], vcpu: 2, memory_gb: 4, disk_gb: 40, image: debian-12}}
+    - {{name: wiki, replaces: [wiki01], vcpu: 2, memory_gb: 4, disk_gb: 40, image: debian-12,
+       packages: [mediawiki, php-pgsql, php8.2-fpm]}}
   flows:
     - {{from: ops, to: wiki, port: 80}}
     - {{from: exchange, to: wiki, port: 80}}

@@ -35,7 +35,13 @@ def test_the_wiki_estate_plans_one_wave_with_its_database_dumped(run_cli, offlin
     plan = json.loads(result.stdout)
     assert plan["waves"] == [{"number": 1, "systems": [SYSTEM]}]
     system = next(s for s in plan["systems"] if s["id"] == SYSTEM)
-    print(json.dumps(system, ensure_ascii=False)[:4000])
+    assert [(d["name"], d["user"], d["method"]) for d in system["data"]["databases"]] == [
+        ("wikidb", "wikiuser", "final_dump")]
+    [instance] = system["instances"]
+    assert instance["packages"] == ["mediawiki", "php-pgsql", "php8.2-fpm"]
+    [rewrite] = instance["rewrites"]
+    assert rewrite["file"] == "/etc/mediawiki/LocalSettings.php"
+    assert (rewrite["old"], rewrite["new"]) == ("192.168.177.10", instance["address"])
 
 
 @pytest.mark.sandbox
