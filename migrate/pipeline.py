@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from migrate import census_report
-from migrate.census import CensusResult, take_census
+from migrate.census import CensusResult, ObservedUse, take_census
 from migrate.errors import GuardRefused, InvalidInput, MigrateError, Problem, StageFailed
 from migrate.journal import Verification, digest_bytes, digest_file, verify_journal
 from migrate.loader import Estate
@@ -44,7 +44,25 @@ def census_date(estate: Estate, as_of: date | None) -> date:
 
 def run_census(estate: Estate, as_of: date | None = None) -> CensusResult:
     return take_census(estate.systems, estate.settings.cloud.protection_level,
-                       census_date(estate, as_of))
+                       census_date(estate, as_of), observed=observed_uses(estate))
+
+
+def observed_uses(estate: Estate) -> dict[str, ObservedUse]:
+    """Use that ``migrate discover`` saw in the source hosts' access logs, per system."""
+    folder = state_dir(estate) / "discovery"
+    if not folder.is_dir():
+        return {}
+    from migrate.discovery.use import observed_uses as read_uses
+
+    found = {}
+    for system_id, use in read_uses(folder, sorted(estate.systems)).items():
+        day = (use.get("discovered_at") or "")[:10]
+        source = f"{Path(use['document']).name}" + (f" of {day}" if day else "")
+        found[system_id] = ObservedUse(
+            use["monthly_active_users"],
+            date.fromisoformat(use["last_used"]) if use["last_used"] else None,
+            use["month"], f"the access logs, discovery {source}")
+    return found
 
 
 def write_census_reports(estate: Estate, census: CensusResult, folder: Path | None = None

@@ -25,12 +25,12 @@ from migrate.access import Login, open_session
 from migrate.discovery import gaps
 from migrate.discovery.draft import DraftHost, build_draft, local_name, render, validate_draft
 from migrate.discovery.host import Progress, discover_host
+from migrate.discovery.use import SCHEMA_VERSION
 from migrate.errors import EnvironmentNotReady, InvalidInput, Problem, StageFailed
 from migrate.journal import digest_file
 from migrate.loader import Estate
 from migrate.model import SYSTEM_ID_PATTERN
 
-SCHEMA_VERSION = 1
 DISCOVERY_DIR = "discovery"
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from migrate.discovery.host import is_application_unit
+from migrate.discovery.use import observed_use
 from migrate.errors import Problem
 from migrate.loader import Estate, parse_yaml, validate_document
 from migrate.model import NAME_PATTERN, SystemManifest
@@ -126,18 +127,16 @@ def _roles(observed: dict) -> list[str]:
 
 
 def _census(draft: Draft, hosts: list[DraftHost], today: date) -> dict:
-    logs = [h.observed["web_access"] for h in hosts if h.observed.get("web_access")]
-    users = [log["monthly_users"] for log in logs if log.get("monthly_users")]
-    last = max((log["last_request"] for log in logs if log.get("last_request")), default=None)
+    use = observed_use({h.name: h.observed for h in hosts}) or {}
+    users, last = use.get("monthly_active_users"), use.get("last_used")
     frequency: dict[str, Any] = {
-        "monthly_active_users": max((u["distinct_clients"] for u in users), default=0),
-        "last_used": date.fromisoformat(last[:10]) if last else None}
+        "monthly_active_users": users or 0,
+        "last_used": date.fromisoformat(last) if last else None}
     path = ("census", "usage_frequency")
-    if users:
-        chosen = max(users, key=lambda u: u["distinct_clients"])
+    if users is not None:
         draft.observed((*path, "monthly_active_users"),
-                       f"distinct clients in {chosen['month']} (access logs"
-                       f"{', partial month' if chosen['partial'] else ''})")
+                       f"distinct clients in {use['month']} (access logs"
+                       f"{', partial month' if use['partial_month'] else ''})")
         draft.observed((*path, "last_used"), "last request in the access logs")
     else:
         draft.todo((*path, "monthly_active_users"), "no web access log found: give the figure")

@@ -16,6 +16,7 @@ from typing import Any
 
 from migrate.discovery.draft import MIN_DATA_KB, database_directories, secret_ref, within
 from migrate.discovery.host import is_application_unit
+from migrate.discovery.use import observed_use
 from migrate.model import SystemManifest
 from migrate.sandbox.machines import ADDRESS_UNIT
 
@@ -133,27 +134,24 @@ def size_differs(declared_gb: float, observed_gb: float) -> bool:
 
 def census_differences(system: SystemManifest, observed: Observed) -> list[dict[str, Any]]:
     """Declared use (monthly users, last use) against the web servers' access logs."""
-    logs = [seen["web_access"] for seen in observed.values() if seen.get("web_access")]
-    if not logs:
+    use = observed_use(observed)
+    if use is None:
         return []
     declared = system.census.usage_frequency
     found = []
-    users = [log["monthly_users"] for log in logs if log.get("monthly_users")]
-    if users:
-        chosen = max(users, key=lambda u: u["distinct_clients"])
-        seen_users = chosen["distinct_clients"]
+    seen_users = use["monthly_active_users"]
+    if seen_users is not None:
         tolerance = max(1, declared.monthly_active_users * USERS_TOLERANCE)
         if abs(seen_users - declared.monthly_active_users) > tolerance:
             found.append(finding(
                 "census_differs", None,
                 f"census.usage_frequency.monthly_active_users is "
                 f"{declared.monthly_active_users}; the access logs show {seen_users} distinct "
-                f"clients in {chosen['month']}", field="monthly_active_users",
+                f"clients in {use['month']}", field="monthly_active_users",
                 declared=declared.monthly_active_users, observed=seen_users,
-                month=chosen["month"]))
-    last = max((log["last_request"] for log in logs if log.get("last_request")), default=None)
-    if last is not None:
-        seen_day = date.fromisoformat(last[:10])
+                month=use["month"]))
+    if use["last_used"] is not None:
+        seen_day = date.fromisoformat(use["last_used"])
         if declared.last_used != seen_day:
             shown = declared.last_used.isoformat() if declared.last_used else "null"
             found.append(finding(
