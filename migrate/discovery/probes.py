@@ -115,11 +115,13 @@ def probe_web_roots(session: SourceSession) -> list[str]:
 
 
 def probe_data_directories(session: SourceSession, extra: Iterable[str] = ()) -> list[dict]:
-    """Sizes of the application data candidates: children of DATA_ROOTS and ``extra``."""
+    """Sizes of the application data candidates: children of DATA_ROOTS and ``extra``. One
+    ``du`` per directory: given a folder and one inside it, a single ``du`` counts the inner
+    one's files once, under the outer, and prints nothing for it."""
     candidates = " ".join([*(f"{root}/*" for root in DATA_ROOTS),
                            *(shlex.quote(d) for d in sorted(set(extra)))])
     command = (f"for d in {candidates}; do [ -d \"$d\" ] && [ ! -L \"$d\" ] && echo \"$d\"; "
-               "done | sort -u | xargs -r -d '\\n' du -s -k --one-file-system")
+               "done | sort -u | xargs -r -d '\\n' -n 1 du -s -k --one-file-system")
     return parsers.parse_du(_checked(session, session.as_root(command), "du"))
 
 

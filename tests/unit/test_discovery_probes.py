@@ -136,3 +136,29 @@ def test_postgresql_in_two_psql_runs_whatever_the_number_of_databases() -> None:
     psql = [c for c in session.commands if "psql -X" in c]
     assert len(psql) == 2
     assert "\\c 'wiki db'" in psql[1] and "archive" not in psql[1]
+
+
+class LocalSession(SourceSession):
+    """Runs the probe's commands here, in bash: for probes whose shell is the point."""
+
+    def __init__(self) -> None:
+        super().__init__(Login("127.0.0.1", "root", None), client=None)  # type: ignore[arg-type]
+
+    def run(self, command: str, timeout: float = 0) -> CommandResult:
+        import subprocess
+
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                              timeout=30, check=False)
+        return CommandResult(done.returncode, done.stdout, done.stderr)
+
+
+def test_a_declared_folder_inside_another_candidate_gets_its_own_size(tmp_path) -> None:
+    outer = tmp_path / "mediawiki"
+    inner = outer / "images"
+    inner.mkdir(parents=True)
+    (outer / "index.php").write_bytes(b"x" * 64 * 1024)
+    (inner / "seal.png").write_bytes(b"y" * 256 * 1024)
+    found = {d["path"]: d["size_kb"]
+             for d in probes.probe_data_directories(LocalSession(), [str(outer), str(inner)])}
+    assert set(found) >= {str(outer), str(inner)}  # one du would print only the outer one
+    assert found[str(inner)] >= 256 and found[str(outer)] >= found[str(inner)] + 64
