@@ -1,9 +1,11 @@
-"""Whether a process of this host still runs: stale locks and leftovers of killed runs are
-only cleared when their owner is gone."""
+"""The processes of this host, read from /proc: whether one still runs (stale locks and
+leftovers of killed runs are only cleared when their owner is gone), which there are, and
+their command lines (sandbox machines and the package mirror are found by theirs)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def pid_alive(pid: int) -> bool:
@@ -16,3 +18,16 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # alive, owned by another user
         return True
     return True
+
+
+def all_pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def cmdline(pid: int) -> list[str]:
+    """The process's arguments; none when it is gone (or a kernel thread)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from migrate.errors import GuardRefused, StageFailed
+from migrate.processes import all_pids
 from migrate.sandbox.host import require_host, tool
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ def _clean_apt(root: Path) -> None:
 def _stop_processes_rooted_in(directory: Path) -> None:
     """Kill daemons a package's postinst may have started inside the build chroot."""
     resolved = str(directory.resolve())
-    for pid in _pids():
+    for pid in all_pids():
         try:
             root = os.readlink(f"/proc/{pid}/root")
         except OSError:
@@ -262,10 +263,6 @@ def _stop_processes_rooted_in(directory: Path) -> None:
             log.warning("killing process %d left running in the image build", pid)
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-
-def _pids() -> list[int]:
-    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
 
 
 def _discard_build_dir(directory: Path) -> None:

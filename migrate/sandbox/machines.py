@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from migrate.errors import StageFailed
+from migrate.processes import all_pids, cmdline
 from migrate.sandbox import cgroups, hostkeys, images, network
 from migrate.sandbox.host import require_host, tool
 from migrate.sandbox.layout import (
@@ -536,8 +537,8 @@ def find_machine_process(name: str, root: Root = None) -> MachineProcess | None:
     machine_id = _machine_id(name, root)
     nspawns: dict[int, int] = {}
     inits: list[int] = []
-    for pid in _pids():
-        argv = _cmdline(pid)
+    for pid in all_pids():
+        argv = cmdline(pid)
         if not argv:
             continue  # gone, a zombie or a kernel thread
         if argv[0].endswith("systemd-nspawn"):
@@ -573,17 +574,6 @@ def _container_uuid(pid: int) -> str | None:
                 return None
     return None
 
-
-def _pids() -> list[int]:
-    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
 def _parent_pid(pid: int) -> int:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from migrate.errors import EnvironmentNotReady, StageFailed
+from migrate.processes import all_pids, cmdline
 from migrate.sandbox import images, network
 from migrate.sandbox.host import find_tool, require_host
 
@@ -337,7 +338,7 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 def find_mirror_pid(name: str, base: Base = None) -> int | None:
     """The pid of mirror ``name``'s apt-cacher-ng (found by its configuration directory)."""
     conf = _conf_dir(mirror_dir(name, base))
-    found = [pid for pid in _daemon_pids() if conf_dir_of(_cmdline(pid)) == conf]
+    found = [pid for pid in _daemon_pids() if conf_dir_of(cmdline(pid)) == conf]
     return min(found) if found else None
 
 
@@ -423,21 +424,10 @@ def conf_dir_of(argv: list[str]) -> Path | None:
 
 
 def _daemon_pids() -> list[int]:
-    return [pid for pid in _pids() if _is_daemon(pid)]
+    return [pid for pid in all_pids() if _is_daemon(pid)]
 
 
 def _is_daemon(pid: int) -> bool:
-    argv = _cmdline(pid)
+    argv = cmdline(pid)
     return bool(argv) and os.path.basename(argv[0]) == DAEMON
 
-
-def _pids() -> list[int]:
-    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
