@@ -185,7 +185,7 @@ def rewrite_proposals(instance_of_address: dict[str, str],
                 proposals.append({
                     "host": host, "file": mention["file"], "line": mention["line"],
                     "old": address,
-                    "new": f"{{{{ target.{instance_of_address[address]}.address }}}}",
+                    "new": "${" + instance_of_address[address] + "}",  # the manifest's form
                     "kind": "network" if network else "application",
                     "context": mention["text"]})
     return proposals
@@ -200,13 +200,17 @@ def addresses_in(text: str, addresses: Iterable[str]) -> list[str]:
 def secret_proposals(system_id: str, observed: Observed) -> list[dict[str, Any]]:
     """Secrets found in configuration: where, under which key, and a secret:// name for them
     (the value is never read)."""
-    proposals = []
+    proposals: list[dict[str, Any]] = []
+    taken: set[str] = set()
     for host, seen in sorted(observed.items()):
         for hit in seen.get("secrets") or []:
             base = hit["file"].rsplit("/", 1)[-1].strip(".").replace(".", "-")
-            proposals.append({**hit, "host": host,
-                              "proposed": secret_ref(system_id, base,
-                                                     (hit["key"] or "secret").lower()),
+            proposed = secret_ref(system_id, base, (hit["key"] or "secret").lower())
+            if proposed in taken:  # two secrets never share a name
+                proposed = secret_ref(system_id, base, (hit["key"] or "secret").lower(),
+                                      f"line{hit['line']}")
+            taken.add(proposed)
+            proposals.append({**hit, "host": host, "proposed": proposed,
                               "message": f"{hit['file']}:{hit['line']} holds a secret"
                                          f"{' (' + hit['key'] + ')' if hit['key'] else ''}; "
                                          "its value was not read"})

@@ -410,11 +410,12 @@ def parse_grep_lines(text: str) -> list[dict[str, object]]:
     return found
 
 
-_ASSIGNED_KEY = re.compile(r"^\s*[\"']?([A-Za-z_][\w.-]*)[\"']?\s*[=:]")
+_ASSIGNED_KEY = re.compile(r"^\s*(?:export\s+)?\$?[\"']?([A-Za-z_][\w.-]*)[\"']?\s*[=:]")
 
 
 def secret_key_of(text: str) -> str | None:
-    """The name a secret is assigned to on a config line (``db_password = ...`` ->
-    ``db_password``); None when the line does not assign one."""
+    """The name a secret is assigned to on a config line (``db_password = ...``, PHP's
+    ``$wgDBpassword = ...``, a shell's ``export PGPASSWORD=...`` -> the name); None when the
+    line does not assign one."""
     match = _ASSIGNED_KEY.match(text)
     return match[1] if match else None

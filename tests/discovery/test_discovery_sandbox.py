@@ -356,7 +356,7 @@ def test_trust_discover_draft_gaps_and_a_changed_key(host: Host, tmp_path: Path,
             ("undeclared_data_directory", "/srv/reports"),
             ("undeclared_database", "reports")} <= kinds
     assert [d["field"] for d in report["census_differences"]] == ["monthly_active_users"]
-    assert {r["new"] for r in report["rewrites"]} == {"{{ target.wiki1.address }}"}
+    assert {r["new"] for r in report["rewrites"]} == {"${wiki1}"}
 
     for value in host.secrets.values():
         assert value not in _written_text(estate)

@@ -146,11 +146,15 @@ def test_census_differences_and_proposals(estate: Path, tmp_path: Path) -> None:
         ("monthly_active_users", 12000, 61), ("last_used", "2026-06-01", "2026-11-02")]
     rewrites = gaps.rewrite_proposals({"192.168.178.10": "web"}, {"wiki1": OBSERVED})
     assert rewrites == [{"host": "wiki1", "file": "/etc/wiki/wiki.conf", "line": 3,
-                         "old": "192.168.178.10", "new": "{{ target.web.address }}",
+                         "old": "192.168.178.10", "new": "${web}",
                          "kind": "application", "context": "db_host = 192.168.178.10"}]
     secrets = gaps.secret_proposals("dsj-wiki", {"wiki1": OBSERVED})
     assert secrets[0]["proposed"] == "secret://dsj-wiki-wiki-conf-db_password"
     assert "its value was not read" in secrets[0]["message"]
+    php = {"secrets": [{"file": "/etc/mediawiki/LocalSettings.php", "line": n, "key": None}
+                       for n in (60, 61)]}
+    names = [p["proposed"] for p in gaps.secret_proposals("wjw-wiki", {"wiki1": php})]
+    assert len(set(names)) == 2, names  # two secrets never share a name
 
 
 def test_a_two_host_draft_opens_the_database_to_the_web_host(estate: Path,
@@ -178,7 +182,7 @@ def test_a_two_host_draft_opens_the_database_to_the_web_host(estate: Path,
     rewrites = gaps.rewrite_proposals({"192.168.178.10": "wiki1", "192.168.178.11": "db1"},
                                       {"wiki1": web, "db1": db})
     assert [(r["host"], r["old"], r["new"]) for r in rewrites] == [
-        ("wiki1", "192.168.178.11", "{{ target.db1.address }}")]
+        ("wiki1", "192.168.178.11", "${db1}")]
 
 
 def test_addresses_are_found_as_whole_addresses_only() -> None:

@@ -199,6 +199,8 @@ def test_grep_lines_and_secret_keys_never_keep_values() -> None:
     assert parsers.secret_key_of("db_password = <cut>") == "db_password"
     assert parsers.secret_key_of("  'password': <cut>") == "password"
     assert parsers.secret_key_of("# just a comment") is None
+    assert parsers.secret_key_of('$wgDBpassword = "<cut>";') == "wgDBpassword"  # PHP
+    assert parsers.secret_key_of("export PGPASSWORD=<cut>") == "PGPASSWORD"
 
 
 def test_hardware_probe_output() -> None:
