@@ -149,7 +149,7 @@ def discover_new_system(estate: Estate, system_id: str, new_hosts: list[NewHost]
     first = new_hosts[0]
     draft = build_draft(estate, system_id, [DraftHost(name, logins[name].address, seen)
                                             for name, seen in observed.items()],
-                        first.user, first.port)
+                        first.user, first.port, rewrites=document["rewrites"])
     draft_path = discovery_dir(estate) / f"{system_id}.draft.yaml"
     header = draft_header(system_id, ", ".join(addresses), document["secrets"])
     draft_path.write_text(render(draft, header), encoding="utf-8")

@@ -81,7 +81,10 @@ def gigabytes(kb: int) -> float:
 
 
 def build_draft(estate: Estate, system_id: str, hosts: list[DraftHost], user: str,
-                port: int = 22, today: date | None = None) -> Draft:
+                port: int = 22, today: date | None = None,
+                rewrites: list[dict[str, Any]] | None = None) -> Draft:
+    """``rewrites``: discovery's proposals; those of the application (not the host's own
+    network configuration) go into the draft, with their files as configuration."""
     today = today or date.today()
     draft = Draft({"schema_version": 1, "id": system_id})
     data = draft.data
@@ -105,7 +108,7 @@ def build_draft(estate: Estate, system_id: str, hosts: list[DraftHost], user: st
                                  "roles": _roles(h.observed)} for h in hosts]}
     draft.todo(("source", "ssh", "key"), f"put the private key in the secrets folder, file "
                f"{secret_ref('ssh', system_id).removeprefix('secret://')} (0600)")
-    data["workload"] = _workload(draft, system_id, hosts)
+    data["workload"] = _workload(draft, system_id, hosts, rewrites or [])
     data["target"] = _target(draft, estate, hosts, data["workload"])
     data["depends_on"] = []
     data["exchange"] = {"app_key": system_id, "app_secret": secret_ref("exchange", system_id),
@@ -158,7 +161,8 @@ def _census(draft: Draft, hosts: list[DraftHost], today: date) -> dict:
     return census
 
 
-def _workload(draft: Draft, system_id: str, hosts: list[DraftHost]) -> dict:
+def _workload(draft: Draft, system_id: str, hosts: list[DraftHost],
+              rewrites: list[dict[str, Any]]) -> dict:
     services: list[dict] = []
     files: list[dict] = []
     databases: list[dict] = []
@@ -166,7 +170,44 @@ def _workload(draft: Draft, system_id: str, hosts: list[DraftHost]) -> dict:
         services += _services(draft, host, len(services))
         files += _files(draft, host, len(files))
         databases += _databases(draft, system_id, host, len(databases))
-    return {"services": services, "files": files, "databases": databases}
+    workload = {"services": services, "files": files, "databases": databases}
+    chosen = [r for r in rewrites if r["kind"] == "application"
+              and not r["file"].startswith(DATABASE_SETTINGS)]
+    if chosen:
+        workload["configuration"] = _configuration(draft, chosen)
+        workload["rewrites"] = _rewrites(draft, chosen)
+    return workload
+
+
+# The database server's own settings: the move sets them on the target (listening address,
+# admitted instances), so they are proposed as rewrites but not copied.
+DATABASE_SETTINGS = ("/etc/postgresql/",)
+
+
+def _configuration(draft: Draft, rewrites: list[dict[str, Any]]) -> list[dict]:
+    entries = sorted({(r["host"], r["file"]) for r in rewrites})
+    for index, (_host, path) in enumerate(entries):
+        draft.todo(("workload", "configuration", index),
+                   f"{path} names a source address; add the application's other code and "
+                   "settings (folders end with /)")
+    return [{"host": host, "path": path} for host, path in entries]
+
+
+def _rewrites(draft: Draft, rewrites: list[dict[str, Any]]) -> list[dict]:
+    entries = sorted({(r["host"], r["file"], r["old"], r["new"]) for r in rewrites})
+    for index, (_host, path, _old, _new) in enumerate(entries):
+        lines = sorted({r["line"] for r in rewrites if r["file"] == path})
+        draft.observed(("workload", "rewrites", index, "old"),
+                       f"on line {', '.join(map(str, lines))} of {path}")
+    return [{"host": host, "file": path, "old": old, "new": new}
+            for host, path, old, new in entries]
+
+
+def packages_of(observed: dict) -> list[str]:
+    """The packages that own what the host's application runs and reads (its units and
+    programs, web roots, configuration naming an address)."""
+    owners = observed.get("package_owners") or {}
+    return sorted({package for packages in owners.values() for package in packages})
 
 
 def _services(draft: Draft, host: DraftHost, start: int) -> list[dict]:
@@ -253,9 +294,15 @@ def _target(draft: Draft, estate: Estate, hosts: list[DraftHost], workload: dict
         memory = min(max(1, math.ceil(hardware.get("mem_kb", 4 * KB_PER_GB) / KB_PER_GB)),
                      largest.memory_gb)
         disk = max(20, math.ceil(hardware.get("root_used_kb", 0) * 2 / KB_PER_GB))
-        instances.append({"name": host.name, "replaces": [host.name], "vcpu": vcpu,
-                          "memory_gb": memory, "disk_gb": disk, "image": next(iter(cloud.images))})
+        instance = {"name": host.name, "replaces": [host.name], "vcpu": vcpu,
+                    "memory_gb": memory, "disk_gb": disk, "image": next(iter(cloud.images))}
         loc = ("target", "instances", index)
+        packages = packages_of(host.observed)
+        if packages:
+            instance["packages"] = packages
+            draft.observed((*loc, "packages"), "owners of its units, programs, web roots and "
+                           "settings; add what the application loads (e.g. PHP modules)")
+        instances.append(instance)
         draft.observed((*loc, "vcpu"), f"{hardware.get('cpus', '?')} CPUs on the source")
         draft.observed((*loc, "memory_gb"), f"{hardware.get('mem_kb', '?')} KiB on the source")
         draft.todo((*loc, "disk_gb"), "twice the space used on the source's root filesystem")

@@ -61,7 +61,18 @@ def discover_host(session: SourceSession, address: str, declared_paths: Iterable
     named = sorted({address, *system_addresses})
     run("address_mentions", lambda: probes.probe_address_mentions(session, named, app_dirs))
     run("secrets", lambda: probes.probe_secrets(session, app_dirs))
+    run("package_owners", lambda: probes.probe_package_owners(
+        session, software_paths(units, web_roots, observed.get("address_mentions") or [])))
     return {"observed": observed, "probe_errors": errors, "timings_s": timings}
+
+
+def software_paths(units: list[dict], web_roots: list[str], mentions: list[dict]) -> list[str]:
+    """What the application runs and reads: its units' files and programs, the web roots and
+    the configuration naming an address; whichever packages own them, the target needs."""
+    programs = [str(command).split()[0] for unit in units for command in unit["exec_start"]
+                if str(command).strip()]
+    return sorted({*(u["fragment"] for u in units if u.get("fragment")), *programs,
+                   *web_roots, *(m["file"] for m in mentions)})
 
 
 def application_directories(units: list[dict]) -> list[str]:

@@ -169,6 +169,19 @@ def parse_running_units(text: str) -> list[str]:
                    if line.split() and line.split()[0].endswith(".service")})
 
 
+def parse_dpkg_search(text: str) -> dict[str, list[str]]:
+    """``dpkg -S PATH...`` -> path -> the packages that own it (diversion lines skipped)."""
+    owners: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        packages, separator, path = line.rpartition(": ")
+        if not separator or line.startswith("diversion ") or not path.startswith("/"):
+            continue
+        names = [p.strip().split(":")[0] for p in packages.split(",") if p.strip()]
+        owners.setdefault(path, [])
+        owners[path] += [n for n in names if n not in owners[path]]
+    return owners
+
+
 # ---- systemctl show ---------------------------------------------------------------------
 
 _ARGV = re.compile(r"argv\[\]=(.*?) ; ignore_errors=")

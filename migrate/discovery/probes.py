@@ -75,6 +75,15 @@ def probe_listening(session: SourceSession) -> list[dict]:
     return entries
 
 
+def probe_package_owners(session: SourceSession, paths: Iterable[str]) -> dict[str, list[str]]:
+    """The Debian packages that own these paths (a path no package owns is left out)."""
+    names = sorted({p for p in paths if p and p.startswith("/")})
+    if not names:
+        return {}
+    command = "dpkg -S -- " + " ".join(shlex.quote(n) for n in names) + " 2>/dev/null"
+    return parsers.parse_dpkg_search(session.run(command).stdout)  # exit 1: some unowned
+
+
 def probe_running_units(session: SourceSession) -> list[str]:
     """Every running service unit (also those that listen on no TCP port: php-fpm behind a
     unix socket, queue workers), for what the target must run besides the declared ones."""

@@ -72,6 +72,14 @@ def test_discovery_drafts_a_valid_manifest_for_the_wiki(
     assert (foreign_server.config, foreign_server.address) in rewrites
     assert ("/etc/postgresql/15/main/pg_hba.conf", foreign_server.address) in rewrites
     assert any(s["file"] == foreign_server.config for s in outcome["secrets"])
+    (instance,) = draft["target"]["instances"]
+    assert "mediawiki" in instance["packages"], instance["packages"]  # owns the web root
+    assert {"host": foreign_server.hostname, "path": foreign_server.config} in \
+        draft["workload"]["configuration"]
+    assert {"host": foreign_server.hostname, "file": foreign_server.config,
+            "old": foreign_server.address, "new": "${" + instance["name"] + "}"} in \
+        draft["workload"]["rewrites"]
+    assert not any(r["file"].startswith("/etc/postgresql/") for r in draft["workload"]["rewrites"])
 
     written = "\n".join(p.read_text(errors="replace") for p in (estate / ".migrate").rglob("*")
                         if p.is_file())

@@ -191,3 +191,37 @@ def test_addresses_are_found_as_whole_addresses_only() -> None:
     assert gaps.addresses_in("gw 192.168.1.1, db 192.168.1.10", known) == ["192.168.1.1",
                                                                           "192.168.1.10"]
     assert gaps.addresses_in("net 192.168.1.100/24", known) == []
+
+
+def test_the_draft_carries_packages_configuration_and_rewrites(estate: Path,
+                                                              tmp_path: Path) -> None:
+    observed = {**OBSERVED, "package_owners": {
+        "/lib/systemd/system/nginx.service": ["nginx-common"],
+        "/usr/sbin/nginx": ["nginx-light"], "/var/lib/mediawiki": ["mediawiki"]}}
+    rewrites = gaps.rewrite_proposals({"192.168.178.10": "wiki1"}, {"wiki1": observed})
+    rewrites.append({**rewrites[0], "file": "/etc/hosts", "kind": "network"})
+    loaded = open_estate(estate)
+    draft = build_draft(loaded, "dsj-wiki", [DraftHost("wiki1", "192.168.178.10", observed)],
+                        "root", today=date(2026, 11, 20), rewrites=rewrites)
+    path = tmp_path / "dsj-wiki.draft.yaml"
+    path.write_text(render(draft, ["Draft", ""]))
+    assert validate_draft(loaded, path, str(path)) == []
+    manifest = SystemManifest.model_validate(yaml.safe_load(path.read_text()), strict=False)
+    assert manifest.target.instances[0].packages == ["mediawiki", "nginx-common",
+                                                     "nginx-light"]
+    assert [(c.host, c.path) for c in manifest.workload.configuration] == [
+        ("wiki1", "/etc/wiki/wiki.conf")]  # the host's own /etc/hosts is not the app's
+    assert [(r.file, r.old, r.new) for r in manifest.workload.rewrites] == [
+        ("/etc/wiki/wiki.conf", "192.168.178.10", "${wiki1}")]
+
+
+def test_dpkg_search_names_the_owners_of_each_path() -> None:
+    from migrate.discovery.parsers import parse_dpkg_search
+
+    text = ("diversion by dash from: /bin/sh\n"
+            "nginx-core, nginx-light: /usr/sbin/nginx\n"
+            "mediawiki: /var/lib/mediawiki\n"
+            "libc6:amd64: /lib/x86_64-linux-gnu/libc.so.6\n")
+    assert parse_dpkg_search(text) == {"/usr/sbin/nginx": ["nginx-core", "nginx-light"],
+                                       "/var/lib/mediawiki": ["mediawiki"],
+                                       "/lib/x86_64-linux-gnu/libc.so.6": ["libc6"]}

@@ -71,7 +71,8 @@ def test_a_host_is_discovered_probe_by_probe_and_failures_are_recorded() -> None
     assert set(result["timings_s"]) == {"os", "hardware", "packages", "listening",
                                         "running_units", "units",
                                         "web_roots", "data_directories", "postgresql", "cron",
-                                        "web_access", "address_mentions", "secrets"}
+                                        "web_access", "address_mentions", "secrets",
+                                        "package_owners"}
     assert seen["web_roots"] == ["/var/lib/mediawiki"]
     du = next(c for c in session.commands if "du -s -k" in c)
     assert "/var/lib/mediawiki" in du
