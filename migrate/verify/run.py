@@ -6,9 +6,9 @@ timings, evidence digests; never a secret).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -115,8 +115,9 @@ def close_masters(ssh_config: Path, hosts: Mapping[str, Mapping[str, str]]) -> N
                        capture_output=True, timeout=10, check=False, stdin=subprocess.DEVNULL)
     control = inv.control_dir(ssh_config.parent)
     if control.parent != ssh_config.parent:
-        with contextlib.suppress(OSError):
-            control.rmdir()  # only when empty
+        # a master told to exit may remove its socket a moment later: remove the folder
+        # whole (an empty-only rmdir left hundreds of empty ones in the temporary folder)
+        shutil.rmtree(control, ignore_errors=True)
 
 
 def verify_system(estate: Estate, plan: Mapping[str, Any], system_id: str,

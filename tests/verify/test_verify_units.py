@@ -214,3 +214,19 @@ def test_a_port_open_to_every_address_is_open_to_the_operator_too() -> None:
     ports = _ports(system, {"web": {"name": "sjj-tyrz-web", "address": "10.20.1.5"}})
     assert ports["web"]["operator_allowed"] == [22, 8443]
     assert ports["web"]["planned_ports"] == [22, 8080, 8443]
+
+
+def test_closing_the_masters_removes_a_short_twin_socket_folder(tmp_path: Path) -> None:
+    """A run dir too long for a socket's address gets its sockets in a short twin folder
+    in the temporary folder: gone after the run, even with a socket file left behind."""
+    from migrate.verify.run import close_masters
+
+    run_dir = tmp_path / ("r" * 90)
+    run_dir.mkdir()
+    hosts = {"web": {"name": "wjw-fybj-web", "address": "10.20.53.159"}}
+    path = write_ssh_config(run_dir, hosts, TARGETS, tmp_path / "key")
+    twin = control_dir(run_dir)
+    assert twin.parent != run_dir and twin.is_dir()
+    (twin / "0123abcd").write_text("")  # as a master that had not yet removed its socket
+    close_masters(path, {})
+    assert not twin.exists()
