@@ -131,6 +131,8 @@ def system_data(system: dict) -> dict:
                        f"{d['daily_change_gb']:g}", d["instance"], d["method"]]
                       for d in data["databases"]],
         "total_gb": f"{data['total_gb']:g}",
+        "replicated": [d["name"] for d in data["databases"]
+                       if d["method"] == "logical_replication"],
     }
 
 
