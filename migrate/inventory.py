@@ -144,6 +144,7 @@ def _source_hosts(estate: Estate, system: dict, source: Any,
             "target_address": targets[instance].address,
             "target_known_host": _known_line(targets[instance]),
             **_workload_of(system, source_host=host["name"]),
+            **_software_from(system, host["name"]),
         }
     return hosts
 
@@ -159,6 +160,7 @@ def _target_hosts(estate: Estate, system: dict, targets: Mapping[str, Target]) -
             "instance": name,
             "replaces": list(instance["replaces"]),
             "postgresql_listen": postgresql_listen(system, name),
+            "packages": list(instance.get("packages", [])),
             **_workload_of(system, instance=name),
         }
     return hosts
@@ -183,6 +185,18 @@ def _workload_of(system: dict, *, source_host: str | None = None,
         "services": [s for s in system["services"] if mine(s, "source_host")],
         "files": [f for f in system["data"]["files"] if mine(f, "host")],
         "databases": [d for d in system["data"]["databases"] if mine(d, "host")],
+    }
+
+
+def _software_from(system: dict, source_host: str) -> dict:
+    """The configuration paths and rewrites of one source host (the plan keeps them per
+    instance, ``new`` already rendered to the planned addresses)."""
+    instance = next(i for i in system["instances"] if source_host in i["replaces"])
+    return {
+        "configuration": [c["path"] for c in instance.get("configuration", [])
+                          if c["host"] == source_host],
+        "rewrites": [{"file": r["file"], "old": r["old"], "new": r["new"]}
+                     for r in instance.get("rewrites", []) if r["host"] == source_host],
     }
 
 

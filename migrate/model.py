@@ -198,6 +198,11 @@ class PackageSettings(Strict):
         " Target machines install packages from it and from nothing else (government clouds"
         " have no Internet).",
     )
+    network: CIDR | None = Field(
+        default=None,
+        description="Where the mirror answers, for the targets' egress rule to it; defaults"
+        " to the mirror URL's address when that is an IPv4 address.",
+    )
 
 
 class CloudSettings(Strict):

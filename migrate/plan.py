@@ -12,7 +12,9 @@ import hashlib
 import ipaddress
 import math
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import asdict, dataclass
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -393,6 +395,23 @@ def _peer(estate: Estate, system: SystemManifest, instances: list[dict], name: s
 
 
 POSTGRESQL_PORT = 5432
+SANDBOX_MIRROR_PORT = 3142  # the sandbox cloud's package mirror (migrate.sandbox.mirror.PORT)
+
+
+def package_mirror_peer(estate: Estate) -> tuple[dict, int]:
+    """The peer and port of the egress rule to the cloud's package mirror: the address of
+    cloud.packages.mirror (or cloud.packages.network); on the sandbox the host's own mirror,
+    whose address the sandbox resolves (cidr None)."""
+    packages = estate.settings.cloud.packages
+    if packages is None:
+        return {"kind": "package_mirror", "cidr": None}, SANDBOX_MIRROR_PORT
+    url = urlsplit(packages.mirror)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    cidr = packages.network
+    if cidr is None:
+        with suppress(ValueError):
+            cidr = f"{ipaddress.IPv4Address(url.hostname or '')}/32"
+    return {"kind": "package_mirror", "cidr": cidr}, port
 
 
 def plan_rules(estate: Estate, system: SystemManifest, instances: list[dict],
@@ -427,6 +446,12 @@ def plan_rules(estate: Estate, system: SystemManifest, instances: list[dict],
                           "port": 22, "peer": {"kind": "source_host", "host": host,
                                                "cidr": f"{hosts[host]}/32"},
                           "origin": "migration", "temporary": True})
+    mirror, mirror_port = package_mirror_peer(estate)
+    for instance in instances:
+        if instance["packages"]:
+            rules.append({"instance": instance["name"], "direction": "egress", "protocol": "tcp",
+                          "port": mirror_port, "peer": mirror, "origin": "packages",
+                          "temporary": False})
     for db in databases:
         if db["method"] == "logical_replication":
             rules.append({"instance": db["instance"], "direction": "egress", "protocol": "tcp",

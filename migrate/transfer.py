@@ -25,6 +25,7 @@ from migrate import runner, state
 from migrate.errors import GuardRefused, MigrateError, StageFailed
 from migrate.journal import digest_bytes, digest_file
 from migrate.loader import Estate
+from migrate.sandbox.estate import sandbox_mirror_url
 from migrate.sandbox.hostkeys import ensure_client_keypair
 
 Progress = runner.ProgressCallback
@@ -183,9 +184,26 @@ def _open(estate: Estate, plan: Mapping[str, Any], system_id: str,
     extravars = {"migrate_key_file": str(key_file), "migrate_public_key": public_key,
                  **exchange_vars(estate, system_id),
                  "database_password_files": database_password_files(estate, system_id),
-                 "replication": replication}
+                 "replication": replication,
+                 "package_mirror": package_mirror_url(estate, system)}
     return _Session(estate, plan, system_id, run_id, run_dir, inventory, extravars, secrets,
                     progress, inputs, check)
+
+
+def package_mirror_url(estate: Estate, system: Mapping[str, Any]) -> str | None:
+    """The Debian archive the targets install their packages from: cloud.packages.mirror,
+    else the sandbox's own mirror (sandbox up runs it); None when no instance needs one."""
+    if not any(i.get("packages") for i in system["instances"]):
+        return None
+    if estate.settings.cloud.packages is not None:
+        return estate.settings.cloud.packages.mirror
+    url = sandbox_mirror_url(estate) if estate.settings.cloud.target == "sandbox" else None
+    if url is None:
+        raise StageFailed(f"{system['id']}: its instances declare packages but no package "
+                          "mirror is running",
+                          hint="'migrate sandbox up' starts the sandbox's mirror; on openstack "
+                               "set cloud.packages.mirror")
+    return url
 
 
 def with_their_lines(secrets: list[str]) -> list[str]:

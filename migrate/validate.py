@@ -14,6 +14,7 @@ import stat
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from migrate.errors import InvalidInput, Problem
 from migrate.loader import Estate, format_loc, load_estate_partially
@@ -118,6 +119,7 @@ def check_system(estate: Estate, system: SystemManifest) -> list[Problem]:
                     f"unknown source host '{item.host}'",
                     f"source.hosts names: {', '.join(sorted(hosts))}"))
     problems += check_rewrites(estate, system)
+    problems += check_packages(estate, system)
     if system.target is not None:
         problems += check_target(estate, system)
     if system.exchange is not None:
@@ -133,6 +135,31 @@ def under_path(file: str, path: str) -> bool:
     """Whether ``file`` is the configuration path ``path`` or lies in it."""
     folder = path.rstrip("/")
     return file == folder or file.startswith(f"{folder}/")
+
+
+def check_packages(estate: Estate, system: SystemManifest) -> list[Problem]:
+    """Packages need a mirror the targets may reach: on openstack cloud.packages, with an
+    address for the security group rule."""
+    cloud = estate.settings.cloud
+    if cloud.target != "openstack" or system.target is None:
+        return []
+    declared = [i for i, inst in enumerate(system.target.instances) if inst.packages]
+    if not declared:
+        return []
+    loc = ("target", "instances", declared[0], "packages")
+    doc = estate.documents[system.id]
+    if cloud.packages is None:
+        return [doc.problem(loc, "packages need the cloud's package mirror",
+                            "set cloud.packages.mirror in migrate.yaml")]
+    host = urlsplit(cloud.packages.mirror).hostname or ""
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        if cloud.packages.network is None:
+            return [doc.problem(loc, f"the package mirror {host} has no address for the "
+                                     "targets' egress rule",
+                                "set cloud.packages.network in migrate.yaml")]
+    return []
 
 
 def check_rewrites(estate: Estate, system: SystemManifest) -> list[Problem]:

@@ -31,7 +31,7 @@ from migrate.errors import (
 )
 from migrate.legacy.seed import HostSeed, build_host_seeds, write_into_root
 from migrate.loader import Estate
-from migrate.sandbox import hostkeys, images, machines, network
+from migrate.sandbox import hostkeys, images, machines, mirror, network
 from migrate.sandbox.estate_plan import (
     EXCHANGE,
     LEGACY,
@@ -199,6 +199,7 @@ def _apply(estate: Estate, plan: SandboxPlan, record: OwnershipRecord, root: Pat
 
     _record_intent(record, plan, root)
     changes += _ensure_bridges(plan, say)
+    changes += _ensure_mirror(estate, plan, record, root, say)
     started_at, machine_changes = _ensure_machines(estate, plan, root, ca, scale, say)
     changes += machine_changes
     boot = _wait_all_ready(plan, started_at, root, say)
@@ -236,6 +237,7 @@ def sandbox_down(estate: Estate, progress: Progress | None = None) -> SandboxRep
     if record is not None:
         before = _report(estate, record, root, [], 0.0)
         changes += _destroy_machines(record, root, say)
+        changes += _stop_mirror(record, say)
         changes += _remove_bridges(record, say)
         if remove_record(estate_id, root):
             changes.append("ownership record removed")
@@ -651,6 +653,54 @@ def _destroy_machines(record: OwnershipRecord, root: Path, say: Progress) -> lis
 
     with ThreadPoolExecutor(max_workers=min(len(present), 32)) as pool:
         return list(pool.map(destroy, present))
+
+
+def needs_packages(estate: Estate) -> bool:
+    """Whether any target instance of the estate declares packages (the sandbox then runs
+    the cloud's package mirror)."""
+    return any(i.packages for system in estate.systems.values() if system.target
+               for i in system.target.instances)
+
+
+def mirror_name_for(estate_id: str) -> str:
+    return f"estate-{estate_id.lower()}"[:63]
+
+
+def _ensure_mirror(estate: Estate, plan: SandboxPlan, record: OwnershipRecord, root: Path,
+                   say: Progress) -> list[str]:
+    """The cloud's package mirror on the host's address on the exchange platform's bridge
+    (every target network routes there), when some instance declares packages; recorded
+    before it starts, so that ``down`` stops it."""
+    if not needs_packages(estate):
+        return []
+    name = mirror_name_for(record.estate_id)
+    if record.mirror != name:
+        record.mirror = name
+        write_record(record, root)
+    address = next(b.gateway_ip for b in plan.bridges if b.role == EXCHANGE)
+    running = mirror.mirror_status(name)
+    if running is not None and running.running and running.address == address:
+        return []
+    say(f"starting the package mirror on {address}")
+    mirror.start_mirror(name, address)
+    return [f"package mirror {name} started on {address}"]
+
+
+def sandbox_mirror_url(estate: Estate) -> str | None:
+    """The URL of the estate's running sandbox package mirror, or None."""
+    estate_id = existing_estate_id(estate)
+    record = read_record(estate_id) if estate_id else None
+    if record is None or record.mirror is None:
+        return None
+    running = mirror.mirror_status(record.mirror)
+    return running.url if running is not None and running.running else None
+
+
+def _stop_mirror(record: OwnershipRecord, say: Progress) -> list[str]:
+    if record.mirror is None:
+        return []
+    say(f"stopping the package mirror {record.mirror}")
+    return [f"package mirror {record.mirror} stopped"] if mirror.stop_mirror(record.mirror) else []
 
 
 def _remove_bridges(record: OwnershipRecord, say: Progress) -> list[str]:

@@ -36,6 +36,7 @@ class OwnershipRecord:
     estate_root: str
     bridges: list[dict[str, Any]] = field(default_factory=list)
     machines: list[dict[str, Any]] = field(default_factory=list)
+    mirror: str | None = None  # the package mirror sandbox up started, by name
 
     def bridge_devices(self) -> set[str]:
         return {b["device"] for b in self.bridges}
@@ -61,7 +62,7 @@ class OwnershipRecord:
     def as_dict(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, "estate_id": self.estate_id, "estate": self.estate,
                 "estate_root": self.estate_root, "bridges": self.bridges,
-                "machines": self.machines}
+                "machines": self.machines, "mirror": self.mirror}
 
 
 def read_record(estate_id: str, root: Path | None = None) -> OwnershipRecord | None:
@@ -79,7 +80,7 @@ def _load(path: Path) -> OwnershipRecord | None:
                                " restore it or remove them by hand") from None
     return OwnershipRecord(data["estate_id"], data.get("estate", ""),
                            data.get("estate_root", ""), list(data.get("bridges", [])),
-                           list(data.get("machines", [])))
+                           list(data.get("machines", [])), data.get("mirror"))
 
 
 def other_records(estate_id: str, root: Path | None = None) -> list[OwnershipRecord]:

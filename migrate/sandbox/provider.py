@@ -66,6 +66,7 @@ from pulumi.dynamic import (
 
 from migrate.errors import InvalidInput, Problem, StageFailed
 from migrate.sandbox import hostkeys, layout, machines, network
+from migrate.sandbox.estate_plan import EXCHANGE_GATEWAY_NUMBER
 from migrate.sandbox.host import tool
 
 SANDBOX_IMAGE = "cloud"  # every plan image boots the sandbox's cloud image
@@ -94,6 +95,8 @@ def firewall_rules(system: Mapping[str, Any], instance: str, gateway: str) -> li
         if rule["instance"] != instance:
             continue
         peer = rule["peer"]
+        if peer["kind"] == "package_mirror" and not peer.get("cidr"):
+            peer = {**peer, "cidr": sandbox_mirror_address(system)}
         rules.append({
             "direction": _direction(rule["direction"]),
             "protocol": _protocol(rule["protocol"]),
@@ -104,6 +107,20 @@ def firewall_rules(system: Mapping[str, Any], instance: str, gateway: str) -> li
             "temporary": bool(rule["temporary"]),
         })
     return rules
+
+
+def sandbox_mirror_address(system: Mapping[str, Any]) -> str:
+    """The sandbox's package mirror runs on the host, on its address on the exchange
+    platform's bridge (``sandbox up`` starts it there)."""
+    exchange = next((r["peer"]["cidr"] for r in system["security_rules"]
+                     if r["peer"]["kind"] == "exchange" and r["peer"].get("cidr")), None)
+    if exchange is None:
+        raise InvalidInput([Problem("migrate.yaml", None, "exchange.network",
+                                    f"{system['id']}: the sandbox's package mirror is on the "
+                                    "exchange platform's network, which has no CIDR",
+                                    "set exchange.network in migrate.yaml")])
+    network = ipaddress.IPv4Network(exchange, strict=False)
+    return f"{network.network_address + EXCHANGE_GATEWAY_NUMBER}/32"
 
 
 def peer_networks(system_id: str, peer: Mapping[str, Any], gateway: str) -> list[str]:
