@@ -378,10 +378,11 @@ class Database(Strict):
 class ConfigurationPath(Strict):
     host: LocalName = Field(description="Source host the path is on.")
     path: AbsolutePath = Field(
-        description="A file or folder (a trailing / copies the folder's content) copied to the"
-        " target as it is, owner, mode and times kept: the application's code, settings and"
-        " unit files, anything that is not data. A path under a declared rewrite's file is"
-        " written with the rewrite applied instead.",
+        description="A file or folder copied to the target as it is, owner, mode and times"
+        " kept: the application's code, settings and unit files, anything that is not data."
+        " A folder is made the same as the source's (what the target has there and the source"
+        " not is removed, e.g. a package's default site). A rewrite's file is written with the"
+        " rewrite applied instead.",
     )
 
 

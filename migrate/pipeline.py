@@ -451,6 +451,23 @@ def move(estate: Estate, stage: str, system_ids: list[str] | None = None,
     return for_each_system(chosen, one, parallel)
 
 
+def check_source_host_keys(estate: Estate, system_ids: list[str]) -> int:
+    """Every source host of these systems answers with the key its known_hosts records (a
+    bare key exchange, what unattended ``migrate trust`` checks); HostKeyChanged or
+    HostKeyUnknown before anything is changed otherwise. The number of hosts checked."""
+    from migrate import access, trust
+
+    if not system_ids:
+        return 0
+    known_hosts = access.source_known_hosts(estate)
+    checks, unreachable = trust.check_host_keys(
+        estate, trust.trust_targets(estate, system_ids), known_hosts)
+    refused = [c for c in checks if c.state != trust.SAME]
+    trust.raise_for_refused(trust.TrustOutcome(known_hosts, checks, refused=refused,
+                                               unreachable=unreachable))
+    return len(checks)
+
+
 def refuse_if_cut_over(estate: Estate, system_id: str) -> None:
     """A transfer after a cutover would copy the stale source over the serving target."""
     from migrate.status import progress_flags

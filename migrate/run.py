@@ -262,6 +262,15 @@ class Runner:
         rows = [(sid, self.estate.systems[sid].name, "", "migrate") for sid in system_ids]
         return {s.id: s for s in status.system_states(rows, plan, entries)}
 
+    def check_sources(self, outcome: RunOutcome, in_scope: set[str]) -> None:
+        """The source host keys of the systems still to move, before any of them moves."""
+        states = self.states(sorted(in_scope))
+        moving = sorted(sid for sid in in_scope if not states[sid].flags.get("cut_over"))
+        if moving:
+            self.timed(outcome, "source_keys",
+                       lambda: pipeline.check_source_host_keys(self.estate, moving),
+                       lambda _count: "unchanged")
+
     # ---- one wave
 
     def provision_wave(self, number: int, runs: dict[str, SystemRun],
@@ -494,6 +503,10 @@ class Runner:
         try:
             self.timed(outcome, "census", lambda: pipeline.write_census_reports(
                 self.estate, plan_outcome.census))
+            seeded = (self.estate.settings.cloud.target == "sandbox"
+                      and self.estate.settings.sandbox.seed_legacy)
+            if not seeded:  # sources the sandbox does not make: checked before any change
+                self.check_sources(outcome, in_scope)
             if self.estate.settings.cloud.target == "sandbox":
                 from migrate.sandbox.estate import sandbox_up
 
@@ -502,6 +515,8 @@ class Runner:
 
                 self.timed(outcome, "sandbox", lambda: sandbox_up(self.estate, progress=line),
                            lambda report: "changed" if report.changed else "unchanged")
+            if seeded:
+                self.check_sources(outcome, in_scope)
             depends = {s["id"]: list(s.get("depends_on") or [])
                        for s in plan_outcome.plan["systems"]}
             for number, systems in scope:

@@ -15,7 +15,7 @@ import pytest
 
 from migrate import pipeline
 from migrate import run as runs
-from migrate.errors import StageFailed
+from migrate.errors import HostKeyChanged, StageFailed
 from migrate.provision import StackResult
 from migrate.state import journal_for
 
@@ -97,6 +97,12 @@ def fakes(monkeypatch):
         journal_for(estate).append("verify", system=sid, outputs={"counts": {"passed": 9}})
         return [{"system": sid, "result": "ok", "counts": {"passed": 9}}]
 
+    def check_source_host_keys(estate, system_ids):
+        state.calls.append(("source_keys", None))
+        if state.fail.get((None, "source_keys")):
+            raise HostKeyChanged("1 source host key(s) CHANGED and not replaced: web1", "see")
+        return len(system_ids)
+
     def register_systems(estate, system_ids=None, progress=None):
         (sid,) = system_ids
         state.calls.append(("register", sid))
@@ -110,6 +116,7 @@ def fakes(monkeypatch):
     monkeypatch.setattr(pipeline, "move", move)
     monkeypatch.setattr(pipeline, "register_systems", register_systems)
     monkeypatch.setattr(pipeline, "verify_systems", verify_systems, raising=False)
+    monkeypatch.setattr(pipeline, "check_source_host_keys", check_source_host_keys)
     return state
 
 
@@ -120,6 +127,14 @@ def run_json(run_cli, estate, *args):
 
 def stages_of(fakes, sid):
     return [stage for stage, system in fakes.calls if system == sid]
+
+
+def test_a_changed_source_host_key_stops_the_run_before_anything_moves(estate, run_cli,
+                                                                       fakes):
+    fakes.fail[(None, "source_keys")] = "raise"
+    result, _ = run_json(run_cli, estate)
+    assert result.code != 0 and "CHANGED" in result.stdout
+    assert [stage for stage, _ in fakes.calls] == ["sandbox", "source_keys"]
 
 
 def test_the_whole_estate_wave_after_wave(estate, run_cli, fakes):

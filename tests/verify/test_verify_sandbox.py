@@ -234,8 +234,8 @@ def test_stopped_service_fails_its_check_and_the_cli_exits_4(moved: Moved, run_c
     finally:
         on_target(moved, "web", "systemctl start fybj-web")
     assert done.code == 4, done.stdout + done.stderr
-    document, end = json.JSONDecoder().raw_decode(done.stdout)
-    error = json.loads(done.stdout[end:])["error"]
+    document = json.loads(done.stdout)  # one document, the failure in it
+    error = document["error"]
     assert "host::service_active_and_enabled[fybj-web@wjw-fybj-web]" in error["message"]
     result = document["systems"][0]
     assert result["result"] == "failed" and result["counts"]["failed"] >= 1
