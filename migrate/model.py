@@ -129,6 +129,8 @@ HttpsUrl = Annotated[
 DEBIAN_PACKAGE_PATTERN = r"^[a-z0-9][a-z0-9+.-]+$"
 DebianPackage = Annotated[str, Field(pattern=DEBIAN_PACKAGE_PATTERN,
                                      description="Debian package name, e.g. php-fpm.")]
+TableName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$",
+                                 description="Table name, optionally schema-qualified.")]
 SystemId = Annotated[str, Field(pattern=SYSTEM_ID_PATTERN)]
 LocalName = Annotated[str, Field(pattern=NAME_PATTERN)]
 Text = Annotated[str, Field(min_length=1)]
@@ -372,6 +374,13 @@ class Database(Strict):
     )
     daily_change_gb: Gigabytes | None = Field(
         default=None, description="Data written per day; defaults to 1% of size_gb."
+    )
+    volatile_tables: list[TableName] = Field(
+        default_factory=list,
+        description="Tables the application writes as it serves, even to answer a read"
+        " (caches, sessions, job queues; e.g. MediaWiki's objectcache and l10n_cache): moved"
+        " with the rest, but left out of the comparisons made once the target serves (the"
+        " cutover's evidence, verification). `table` means `public.table`.",
     )
 
 

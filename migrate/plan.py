@@ -482,7 +482,9 @@ def plan_data(system: SystemManifest, by_host: dict[str, str], a: Assumptions) -
         databases.append({"host": d.host, "engine": d.engine, "name": d.name,
                           "user": d.user or d.name, "size_gb": d.size_gb,
                           "daily_change_gb": change, "instance": by_host[d.host],
-                          "method": method})
+                          "method": method,
+                          "volatile_tables": sorted({t if "." in t else f"public.{t}"
+                                                     for t in d.volatile_tables})})
     total = sum(f["size_gb"] for f in files) + sum(d["size_gb"] for d in databases)
     return {"files": files, "databases": databases, "total_gb": round(total, 3)}
 

@@ -134,7 +134,8 @@ def _databases(system: Mapping[str, Any], hosts: Mapping[str, Mapping[str, str]]
                       "host": hosts[database["instance"]]["name"],
                       "source_host": database["host"],
                       "evidence_stage": evidence.get("stage"),
-                      "tables": summary.get("tables")})
+                      "tables": summary.get("tables"),
+                      "volatile_tables": list(database.get("volatile_tables", []))})
     return found
 
 

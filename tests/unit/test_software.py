@@ -98,3 +98,11 @@ def test_rewrites_apply_to_their_file_in_order_and_keep_every_other_byte(rewritt
     text = "db 192.168.1.2 port 1\nagain 192.168.1.2\n\n"
     assert rewritten(text, rewrites, "/etc/a.conf") == "db 10.0.0.9 port 2\nagain 10.0.0.9\n\n"
     assert rewritten(text, rewrites, "/etc/c.conf") == text
+
+
+def test_volatile_tables_are_planned_schema_qualified(estate):
+    edit(estate / "systems/wjw-fybj.yaml", "password: secret://db-fybj}",
+         "password: secret://db-fybj,\n       volatile_tables: [sessions, app.cache]}")
+    system = system_of(plan_of(estate), "wjw-fybj")
+    [database] = system["data"]["databases"]
+    assert database["volatile_tables"] == ["app.cache", "public.sessions"]
