@@ -619,7 +619,7 @@ def discover_command(estate: Path, systems: tuple[str, ...], addresses: tuple[st
     if addresses and key_file is None:
         raise click.UsageError("--host needs --key FILE (the private key that logs in)")
     loaded = access.open_estate_for_sources(estate)
-    new_hosts = [discovery.NewHost(a, user, key_file, port) for a in addresses if key_file]
+    new_hosts = [access.Login(a, user, key_file, port) for a in addresses if key_file]
     outcomes = discovery.discover_systems(loaded, list(systems), new_hosts, stage_progress)
     if output == "json":
         return emit_json_with_error({"systems": [o.as_dict() for o in outcomes]},

@@ -15,7 +15,7 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,16 +32,6 @@ from migrate.loader import Estate
 from migrate.model import SYSTEM_ID_PATTERN
 
 DISCOVERY_DIR = "discovery"
-
-
-@dataclass(frozen=True)
-class NewHost:
-    """A host no manifest names yet (``--host``/``--user``/``--key``)."""
-
-    address: str
-    user: str
-    key_file: Path
-    port: int = 22
 
 
 @dataclass
@@ -68,7 +58,7 @@ def discovery_dir(estate: Estate) -> Path:
 
 
 def discover_systems(estate: Estate, systems: list[str],
-                     new_hosts: list[NewHost] | None = None,
+                     new_hosts: list[Login] | None = None,
                      progress: Progress = lambda _line: None) -> list[DiscoveryOutcome]:
     """Discover the chosen systems (default: every system with a manifest); with
     ``new_hosts``, the one new system named in ``systems``, on those hosts."""
@@ -120,7 +110,7 @@ def discover_existing_system(estate: Estate, system_id: str,
     return DiscoveryOutcome(system_id, document, path)
 
 
-def discover_new_system(estate: Estate, system_id: str, new_hosts: list[NewHost],
+def discover_new_system(estate: Estate, system_id: str, new_hosts: list[Login],
                         progress: Progress) -> DiscoveryOutcome:
     if system_id in estate.systems:
         raise InvalidInput([estate.documents[system_id].problem(
@@ -136,7 +126,7 @@ def discover_new_system(estate: Estate, system_id: str, new_hosts: list[NewHost]
     hosts: dict[str, dict] = {}
     logins: dict[str, Login] = {}
     for number, new in enumerate(new_hosts, 1):
-        login = Login(new.address, new.user, new.key_file.absolute(), new.port)
+        login = replace(new, key_file=new.key_file.absolute())
         result = discover_one(estate, login, [], progress, addresses)
         name = host_name(result, hosts, f"host{number}")
         hosts[name], logins[name] = result, login

@@ -279,7 +279,7 @@ def test_an_estate_without_manifests_is_open_to_trust_and_discovery(tmp_path: Pa
     assert loaded.systems == {}
     with pytest.raises(InvalidInput, match="no system manifest yet"):
         discovery.discover_systems(loaded, [])
-    new = discovery.NewHost("192.168.178.10", "root", tmp_path / "key")
+    new = access.Login("192.168.178.10", "root", tmp_path / "key")
     with pytest.raises(InvalidInput) as raised:
         discovery.discover_systems(loaded, ["Not_An_Id"], [new])
     assert "is not a system id" in raised.value.problems[0].message
