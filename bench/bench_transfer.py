@@ -1,19 +1,22 @@
 """transfer_files against a bare ``rsync -a`` over ssh, and cutover downtime against a bare
 final rsync plus service start, on the sandbox (needs root).
 
-    PYTHONPATH=. .venv/bin/python bench/bench_transfer.py [--mib 1024] [--files 2048]
+    PYTHONPATH=. .venv/bin/python bench/bench_transfer.py [--mib 1024] [--files 2048] [--repeat 3]
 
 Brings up the example estate's sandbox and wjw-fybj's targets in a private root, grows the
-source's file tree to ``--mib`` MiB of random data in ``--files`` files, then measures:
+source's file tree to ``--mib`` MiB of random data in ``--files`` files, then measures, in
+``--repeat`` turns each (the ratios are of the medians; each turn's ratio is printed too):
 
 1. throughput: the bare rsync (source -> target, same ssh key and options, fresh directory)
-   against the ``transfer_files`` play into the real, empty destination (the whole play, from
-   starting ansible-playbook to its end; the rsync task alone is reported too);
+   against the ``transfer_files`` play into the real destination, emptied before each turn
+   (the whole play, from starting ansible-playbook to its end; the rsync task alone is
+   reported too), the two in turns so that both meet the same state of the machine;
 2. downtime after a 1% change (files rewritten since the last pass, and 1% of the rows of a
    ``--db-mib`` MiB table updated, the database being kept in step by logical replication):
    bare = stop the source service, rsync, start the target service, wait for its health
    path; ours = the cutover play's freeze-to-healthy span from its events (freeze, final
-   rsync, catch-up of the subscription, start).
+   rsync, catch-up of the subscription, start). Between turns the cutover is rolled back
+   and the database subscribed again.
 
 Everything it made is removed at the end, also on failure.
 """
@@ -28,6 +31,7 @@ import time
 import urllib.request
 from datetime import datetime
 from pathlib import Path
+from statistics import median
 
 from migrate import runner, transfer
 from migrate.pipeline import open_estate
@@ -140,10 +144,78 @@ def change_database(world: World, mib: int) -> None:
     on_db(world, f"UPDATE bench_rows SET payload = md5(payload) WHERE id <= {rows}")
 
 
-def measure(world: World, mib: int, files: int, db_mib: int) -> dict:
+def target(world: World, command: str, known_hosts: Path) -> None:
+    result = on_target(world, "web", command, known_hosts)
+    if result.returncode != 0:
+        raise SystemExit(f"on the target: {command}\n{result.stderr}")
+
+
+def empty(tree: str) -> str:
+    return f"{{ [ ! -d {tree} ] || find {tree} -mindepth 1 -delete; }}"
+
+
+def measure_throughput(world: World, session: transfer._Session, holder: transfer.StageResult,
+                       root: str, repeat: int) -> dict:
+    """Bare rsync and the play in turns, each into an empty destination, ``repeat`` times."""
+    target_address = world.targets["web"]["address"]
+    ssh, known_hosts = SSH.format(sid=SYSTEM), session.run_dir / "known_hosts"
+    bare, play, task = [], [], []
+    for turn in range(repeat):
+        source(world, "sync")
+        bare.append(timed_on_source(
+            world, f"rsync -a -e '{ssh}' {root}/ root@{target_address}:/srv/bench-bare/"))
+        target(world, f"rm -rf /srv/bench-bare && {empty(root)} && sync", known_hosts)
+        source(world, "sync")
+        started = time.monotonic()
+        result = session.play("transfer_files", holder)
+        play.append(time.monotonic() - started)
+        task.append(task_delta(result, "Record files transferred"))
+        if turn < repeat - 1:
+            target(world, f"{empty(root)} && sync", known_hosts)
+    return {
+        "bare_rsync_s": [round(b, 3) for b in bare],
+        "transfer_files_play_s": [round(p, 3) for p in play],
+        "transfer_files_rsync_task_s": [round(t, 3) for t in task],
+        "throughput_ratio_play": round(median(bare) / median(play), 3),
+        "throughput_ratio_rsync_task": round(median(bare) / median(task), 3),
+        "throughput_ratio_play_per_turn": [round(b / p, 3)
+                                           for b, p in zip(bare, play, strict=True)],
+    }
+
+
+def measure_downtime(world: World, session: transfer._Session, holder: transfer.StageResult,
+                     root: str, files: int, db_mib: int, repeat: int) -> dict:
+    """Per turn: a 1% change and the bare cutover (then undone), a 1% change and the cutover
+    play; between turns the play's cutover is rolled back and the database subscribed again."""
+    target_address = world.targets["web"]["address"]
+    ssh, known_hosts = SSH.format(sid=SYSTEM), session.run_dir / "known_hosts"
+    step = max(1, files // 100)
+    bare, ours, plays = [], [], []
+    for turn in range(repeat):
+        change_one_percent(world, root, files, (2 * turn) % files)
+        bare.append(bare_cutover(world, ssh, root, target_address))
+        target(world, "systemctl stop fybj-web", known_hosts)
+        source(world, "systemctl start fybj-web")
+        change_one_percent(world, root, files, (2 * turn + 1) * step % files)
+        change_database(world, db_mib)
+        started = time.monotonic()
+        cut = session.play("cutover", holder)
+        plays.append(time.monotonic() - started)
+        ours.append(play_span(cut, FREEZE_TASK, START_TASK))
+        if turn < repeat - 1:
+            session.play("rollback", holder)
+            session.play("migrate_database", holder)
+    return {
+        "bare_cutover_s": [round(b, 3) for b in bare],
+        "cutover_downtime_s": [round(o, 3) for o in ours],
+        "downtime_ratio": round(median(ours) / median(bare), 3),
+        "downtime_ratio_per_turn": [round(o / b, 3) for o, b in zip(ours, bare, strict=True)],
+        "cutover_play_s": [round(p, 3) for p in plays],
+    }
+
+
+def measure(world: World, mib: int, files: int, db_mib: int, repeat: int) -> dict:
     root = world.system["data"]["files"][0]["path"]
-    target = world.targets["web"]["address"]
-    ssh = SSH.format(sid=SYSTEM)
     session = transfer._open(world.estate, world.logical_plan(), SYSTEM, world.targets, "bench",
                              None)
     holder = transfer.StageResult("bench", SYSTEM, session.run_id, session.run_dir)
@@ -151,46 +223,14 @@ def measure(world: World, mib: int, files: int, db_mib: int) -> dict:
     grow_tree(world, root, mib, files)
     size = int(source(world, f"du -sb {root}").split()[0])
     db_size = grow_database(world, db_mib)
-
-    bare_runs = []
-    source(world, "sync")
-    bare_runs.append(timed_on_source(
-        world, f"rsync -a -e '{ssh}' {root}/ root@{target}:/srv/bench-bare-1/"))
-    source(world, "sync")
-    started = time.monotonic()
-    play = session.play("transfer_files", holder)
-    ours = time.monotonic() - started
-    rsync_only = task_delta(play, "Record files transferred")
-    source(world, "sync")
-    bare_runs.append(timed_on_source(
-        world, f"rsync -a -e '{ssh}' {root}/ root@{target}:/srv/bench-bare-2/"))
-    bare = sum(bare_runs) / len(bare_runs)
+    figures: dict = {"data_bytes": size, "files": files, "database_bytes": db_size,
+                     "repeat": repeat}
+    figures |= measure_throughput(world, session, holder, root, repeat)
     started = time.monotonic()
     session.play("migrate_database", holder)
-    db_copy = time.monotonic() - started
-
-    change_one_percent(world, root, files, 0)
-    bare_cut = bare_cutover(world, ssh, root, target)
-    on_target(world, "web", "systemctl stop fybj-web", session.run_dir / "known_hosts")
-    source(world, "systemctl start fybj-web")
-
-    change_one_percent(world, root, files, files // 100)
-    change_database(world, db_mib)
-    started = time.monotonic()
-    cut = session.play("cutover", holder)
-    cut_play = time.monotonic() - started
-    downtime = play_span(cut, FREEZE_TASK, START_TASK)
-    return {
-        "data_bytes": size, "files": files, "database_bytes": db_size,
-        "database_initial_copy_s": round(db_copy, 3),
-        "bare_rsync_s": [round(b, 3) for b in bare_runs], "transfer_files_play_s": round(ours, 3),
-        "transfer_files_rsync_task_s": round(rsync_only, 3),
-        "throughput_ratio_play": round(bare / ours, 3),
-        "throughput_ratio_rsync_task": round(bare / rsync_only, 3) if rsync_only else None,
-        "bare_cutover_s": round(bare_cut, 3), "cutover_downtime_s": round(downtime, 3),
-        "downtime_ratio": round(downtime / bare_cut, 3),
-        "cutover_play_s": round(cut_play, 3),
-    }
+    figures["database_initial_copy_s"] = round(time.monotonic() - started, 3)
+    figures |= measure_downtime(world, session, holder, root, files, db_mib, repeat)
+    return figures
 
 
 def main() -> None:
@@ -198,6 +238,8 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=1024)
     parser.add_argument("--files", type=int, default=2048)
     parser.add_argument("--db-mib", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="turns of each measurement; the ratios are of medians")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-transfer-"))
     os.environ["MIGRATE_SANDBOX_ROOT"] = str(work / "root")
@@ -206,7 +248,7 @@ def main() -> None:
     world = None
     try:
         world = bring_up(folder, 16 * 1024)
-        print(json.dumps(measure(world, args.mib, args.files, args.db_mib), indent=2))
+        print(json.dumps(measure(world, args.mib, args.files, args.db_mib, args.repeat), indent=2))
     finally:
         tear_down(world, estate)
 

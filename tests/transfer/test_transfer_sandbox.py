@@ -235,7 +235,8 @@ def test_check_prerequisites_passes_and_changes_nothing(world: World) -> None:
     assert result.plays[0].ok > 0
     assert {p.host for p in seen if p.status == "ok"} == {
         "web1", "db1", "wjw-fybj-web", "wjw-fybj-db"}
-    assert "Check free disk space for the data that moves here" in {p.task for p in seen}
+    assert ("Check free disk space for the data that moves here, clock and PostgreSQL"
+            in {p.task for p in seen})
     assert seen[-1].ok == max(p.ok for p in seen) and all(p.failed == 0 for p in seen)
 
 

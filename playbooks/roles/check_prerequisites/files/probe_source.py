@@ -1,0 +1,115 @@
+"""probe_source.py SPEC: what check_prerequisites needs of one source host, in one round trip.
+
+SPEC is JSON: {"where": "web1 (192.0.2.1)", "trees": [path...], "configuration": [path...],
+"rewrites": [path...], "databases": [{"name", "user"}...]}. Standard input holds each
+database's password, one line each, in SPEC's order (never an argument: arguments are seen
+by every user of the host). Prints one JSON object: the host's clock, every problem found
+(all of them, not the first), the bytes that move from each place ("PATH=BYTES") and the
+PostgreSQL major version. Changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+
+POSTGRES = ["runuser", "-u", "postgres", "--", "psql", "-XAt", "-v", "ON_ERROR_STOP=1",
+            "-d", "postgres"]
+
+
+def run(argv: list[str], stdin: str = "", env: dict | None = None) -> tuple[int, str, str]:
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env,
+                          check=False)
+    return done.returncode, done.stdout.strip(), done.stderr.strip()
+
+
+def tree_sizes(trees: list[str], where: str, problems: list[str]) -> list[str]:
+    needs = []
+    for tree in trees:
+        if not os.path.isdir(tree):
+            problems.append(f"source path {tree} does not exist (or is not a directory) "
+                            f"on {where}")
+            continue
+        rc, out, err = run(["du", "-sb", "--", tree])
+        if rc != 0:
+            problems.append(f"cannot read the size of {tree} on {where}: {err}")
+            continue
+        needs.append(f"{tree}={out.split()[0]}")
+    return needs
+
+
+def check_configuration(paths: list[str], rewrites: list[str], where: str,
+                        problems: list[str]) -> None:
+    for path in dict.fromkeys(paths + rewrites):
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            problems.append(f"configuration path {path} does not exist on {where}")
+            continue
+        if path in rewrites and not stat.S_ISREG(mode):
+            problems.append(f"configuration path {path} does not exist as a regular file "
+                            f"(a rewrite needs one) on {where}")
+
+
+def postgres_major(where: str, problems: list[str]) -> int:
+    rc, out, err = run([*POSTGRES, "-c", "SHOW server_version_num"])
+    if rc != 0 or not out.isdigit():
+        problems.append(f"PostgreSQL on {where} does not answer: {err or out}")
+        return 0
+    return int(out) // 10000
+
+
+def database_sizes(databases: list[dict], where: str, problems: list[str]) -> list[str]:
+    needs = []
+    for database in databases:
+        rc, out, err = run([*POSTGRES, "-v", f"db={database['name']}"],
+                           "SELECT pg_database_size(:'db');")
+        if rc != 0 or not out.isdigit():
+            problems.append(f"database {database['name']} on {where} cannot be read: "
+                            f"{err or out}")
+            continue
+        needs.append(f"/var/lib/postgresql={out}")
+    return needs
+
+
+def check_logins(databases: list[dict], passwords: list[str], where: str,
+                 problems: list[str]) -> None:
+    """Each application role logs in over TCP with the manifest's password, as the app does."""
+    for database, password in zip(databases, passwords, strict=True):
+        rc, _, err = run(["psql", "-XAtw", "-h", "127.0.0.1", "-U", database["user"],
+                          "-d", database["name"], "-c", "SELECT 1"],
+                         env={**os.environ, "PGPASSWORD": password})
+        if rc != 0:
+            problems.append(
+                f"database {database['name']} on {where} refused role {database['user']} "
+                f"with the manifest's password: {err}; the application could not log in "
+                f"either: fix the password secret before moving")
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    databases = spec["databases"]
+    passwords = sys.stdin.read().splitlines()[:len(databases)]
+    if len(passwords) != len(databases):
+        sys.exit(f"probe_source.py: {len(databases)} passwords expected on stdin, "
+                 f"{len(passwords)} given")
+    where, problems = spec["where"], []
+    clock = int(time.time())
+    needs = tree_sizes(spec["trees"], where, problems)
+    check_configuration(spec["configuration"], spec["rewrites"], where, problems)
+    major = 0
+    if databases:
+        major = postgres_major(where, problems)
+        if major:
+            needs += database_sizes(databases, where, problems)
+            check_logins(databases, passwords, where, problems)
+    print(json.dumps({"clock": clock, "problems": problems, "needs": needs,
+                      "pg_major": major}))
+
+
+if __name__ == "__main__":
+    main()
