@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 import urllib.request
@@ -251,6 +252,7 @@ def main() -> None:
         print(json.dumps(measure(world, args.mib, args.files, args.db_mib, args.repeat), indent=2))
     finally:
         tear_down(world, estate)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -92,8 +92,7 @@ def write_inventory(estate: Estate, plan: Mapping[str, Any], system_id: str,
     run_dir = Path(run_dir).absolute()
     known = run_dir / KNOWN_HOSTS_NAME
     _write_known_hosts(known, system, found, source_known_hosts or source_known_hosts_of(estate))
-    control = control_dir(run_dir)
-    control.mkdir(mode=0o700, exist_ok=True)
+    control = control_dir(run_dir)  # made by each play, removed after it (runner)
     ssh_args = (f"-F /dev/null -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes "
                 f"-o UserKnownHostsFile={known} -o GlobalKnownHostsFile=/dev/null "
                 f"-o BatchMode=yes -o ConnectTimeout=10 -o ControlMaster=auto "

@@ -32,6 +32,7 @@ from migrate.processes import pid_alive
 
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
 RECORD_PREFIX = "record "
+MAX_RECORD_CHARS = 2**31  # of one task result in the event stream
 PRIVATE_DIR = "private"
 OWNER_FILE = "owner.pid"
 MESSAGE_LIMIT = 2000
@@ -114,6 +115,10 @@ class _Events:
                 self.result.changed += 1
                 self.result.changed_tasks.append(f"{host}: {task}")
             if task.lower().startswith(RECORD_PREFIX):
+                if not res:
+                    self.failures.append(_Failure(
+                        host or "?", task, "its output did not reach migrate: it is over "
+                        f"the {MAX_RECORD_CHARS} characters an event may carry"))
                 self._record(task[len(RECORD_PREFIX):].lower(), host or "?", res)
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
             status = "failed"
@@ -273,6 +278,9 @@ def _environment(run_dir: Path) -> dict[str, str]:
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "1",
+        # ansible-runner empties a result over 700,000 characters without a word; a record
+        # task's output (a manifest line per file) passes that at a few thousand files.
+        "MAX_EVENT_RES": str(MAX_RECORD_CHARS),
     }
 
 

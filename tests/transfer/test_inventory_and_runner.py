@@ -58,6 +58,17 @@ def test_inventory_groups_hosts_and_strict_host_keys(moved: tuple) -> None:
     assert path.stat().st_mode & 0o077 == 0
 
 
+def test_writing_the_inventory_leaves_no_socket_folder_behind(moved: tuple) -> None:
+    """A long run dir's sockets go to a short twin in the temporary folder; each play makes
+    and removes it, so an inventory that no play used leaves nothing there."""
+    estate, plan, known, run_dir = moved
+    deep = run_dir / ("x" * 80)
+    deep.mkdir()
+    write_inventory(estate, plan, "wjw-fybj", TARGETS, deep, known)
+    assert control_dir(deep).parent != deep
+    assert not control_dir(deep).exists()
+
+
 def test_a_source_without_a_known_host_key_is_refused(moved: tuple) -> None:
     estate, plan, known, run_dir = moved
     known.write_text("192.168.90.21 ssh-ed25519 AAAAsourceweb1\n")
