@@ -10,7 +10,7 @@ source's file tree to ``--mib`` MiB of random data in ``--files`` files, then me
 1. throughput: the bare rsync (source -> target, same ssh key and options, fresh directory)
    against the ``transfer_files`` play into the real destination, emptied before each turn
    (the whole play, from starting ansible-playbook to its end; the rsync task alone is
-   reported too), the two in turns so that both meet the same state of the machine;
+   reported too), the two in turns, each first in every other turn;
 2. downtime after a 1% change (files rewritten since the last pass, and 1% of the rows of a
    ``--db-mib`` MiB table updated, the database being kept in step by logical replication):
    bare = stop the source service, rsync, start the target service, wait for its health
@@ -157,22 +157,31 @@ def empty(tree: str) -> str:
 
 def measure_throughput(world: World, session: transfer._Session, holder: transfer.StageResult,
                        root: str, repeat: int) -> dict:
-    """Bare rsync and the play in turns, each into an empty destination, ``repeat`` times."""
+    """Bare rsync and the play in turns, each into an empty destination, ``repeat`` times;
+    the bare one goes first in even turns, the play in odd ones (whichever runs second meets
+    the disk just after a 3 GiB write and a delete)."""
     target_address = world.targets["web"]["address"]
     ssh, known_hosts = SSH.format(sid=SYSTEM), session.run_dir / "known_hosts"
     bare, play, task = [], [], []
-    for turn in range(repeat):
+
+    def run_bare() -> None:
+        target(world, "rm -rf /srv/bench-bare && sync", known_hosts)
         source(world, "sync")
         bare.append(timed_on_source(
             world, f"rsync -a -e '{ssh}' {root}/ root@{target_address}:/srv/bench-bare/"))
-        target(world, f"rm -rf /srv/bench-bare && {empty(root)} && sync", known_hosts)
+
+    def run_play() -> None:
+        target(world, f"{empty(root)} && sync", known_hosts)
         source(world, "sync")
         started = time.monotonic()
         result = session.play("transfer_files", holder)
         play.append(time.monotonic() - started)
         task.append(task_delta(result, "Record files transferred"))
-        if turn < repeat - 1:
-            target(world, f"{empty(root)} && sync", known_hosts)
+
+    for turn in range(repeat):
+        for step in (run_bare, run_play) if turn % 2 == 0 else (run_play, run_bare):
+            step()
+    target(world, "rm -rf /srv/bench-bare", known_hosts)
     return {
         "bare_rsync_s": [round(b, 3) for b in bare],
         "transfer_files_play_s": [round(p, 3) for p in play],
