@@ -114,8 +114,10 @@ def test_its_rotated_access_logs_show_the_departments_use(foreign_server: Foreig
         assert match is not None
         client, when = match.group(1), match.group(2)
         by_month.setdefault(when[3:11], set()).add(client)
-    assert len(by_month) >= 3
-    assert all(len(clients) >= 30 for clients in by_month.values()), by_month
+    # three months with most of the 40 office PCs in each; the month the history starts or
+    # ends in may hold a day or two only (on 2 December, 1 December alone)
+    busy = [month for month, clients in by_month.items() if len(clients) >= 30]
+    assert len(busy) >= 3, {month: len(clients) for month, clients in by_month.items()}
     assert foreign_server.ssh(f"stat -c '%U:%G %a' {log}.1").strip() == "www-data:adm 640"
 
 
