@@ -24,7 +24,7 @@ host:
 ## images: the sandbox base images, built once with debootstrap and cached (as root)
 images: setup host
 	@if [ "$$(id -u)" -eq 0 ]; then $(BIN)/migrate sandbox images; \
-	else echo "images: not root, sandbox images not built (sandbox tests will skip)"; fi
+	else echo "images: building the sandbox images needs root" >&2; exit 1; fi
 
 ## engine: the pinned Pulumi CLI built from the Go module proxy into ~/.cache/migrate (once)
 engine: setup

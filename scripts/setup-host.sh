@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the sandbox and the tests need. Idempotent: installs only what
-# is missing. Needs root (CI and the README's commands run as root); otherwise it says what
-# to install and exits 0, and the tests that need these skip with that reason.
+# is missing. Needs root (CI and the README's commands run as root): without it, or when a
+# package cannot be installed, it says what is missing and fails.
 set -euo pipefail
 packages=(
   systemd-container   # systemd-nspawn: sandbox machines
@@ -25,8 +25,8 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "host packages missing (run as root to install): ${missing[*]}"
-  exit 0
+  echo "host packages missing, and installing them needs root: ${missing[*]}" >&2
+  exit 1
 fi
 echo "host packages: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
