@@ -25,8 +25,10 @@ def plan_of(estate_path: Path, previous: dict | None = None) -> dict:
 
 def check_golden(name: str, text: str) -> None:
     path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
+    if os.environ.get("UPDATE_GOLDEN") == "1" and path.read_text(encoding="utf-8") != text:
         path.write_text(text, encoding="utf-8")
+        pytest.fail(f"{name} rewritten: review 'git diff {path}', then rerun without "
+                    "UPDATE_GOLDEN (a rewritten golden file never passes the run that wrote it)")
     assert path.read_text(encoding="utf-8") == text, (
         f"{name} differs from the golden file; if the change is intended, rerun with "
         "UPDATE_GOLDEN=1 and review the diff")
