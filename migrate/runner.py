@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,13 +29,15 @@ import ansible_runner
 from migrate.errors import EnvironmentNotReady, StageFailed
 from migrate.inventory import control_dir
 from migrate.journal import redact
-from migrate.processes import pid_alive
+from migrate.processes import all_pids, environ_value, pid_alive
 
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
 RECORD_PREFIX = "record "
 MAX_RECORD_CHARS = 2**31  # of one task result in the event stream
 PRIVATE_DIR = "private"
 OWNER_FILE = "owner.pid"
+PLAY_OWNER_ENV = "MIGRATE_PLAY_OWNER"  # in every process of a play: the migrate process's pid
+LAUNCHER_DIR = "launcher"
 MESSAGE_LIMIT = 2000
 SSH_NOISE = re.compile(r"^Shared connection to \S+ closed\.$")
 
@@ -211,6 +214,7 @@ def run_play(stage: str, inventory: Path, run_dir: Path, secrets: Iterable[str],
     secret_list = [s for s in secrets if s]
     result = PlayResult(stage=stage, status="unknown")
     events = _Events(result, progress)
+    stop_orphaned_plays()
     sweep_stale_private_dirs(run_dir.parent)
     private = Path(tempfile.mkdtemp(prefix=f"migrate-{stage}-", dir=_private_parent(run_dir)))
     os.chmod(private, 0o700)
@@ -257,6 +261,45 @@ def sweep_stale_private_dirs(runs: Path) -> list[Path]:
     return removed
 
 
+def stop_orphaned_plays() -> list[int]:
+    """Terminate what is left of the plays of a migrate process that is gone (a SIGKILLed
+    run's ssh masters, or a play whose owner died before its death signal was armed), so
+    that two plays never act on the same hosts. The pids signalled."""
+    stopped = []
+    for pid in all_pids():
+        owner = environ_value(pid, PLAY_OWNER_ENV)
+        if not owner or not owner.isdigit() or pid_alive(int(owner)):
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        stopped.append(pid)
+    return stopped
+
+
+def _launcher(home: Path) -> Path:
+    """A folder holding an ``ansible-playbook`` that ends with the migrate process.
+
+    ansible-runner starts the play in a session of its own that ignores SIGHUP, so neither
+    a kill of migrate's process group nor its terminal reaches the play: the launcher asks
+    the kernel for SIGTERM when its parent (migrate) dies, then becomes the real
+    ``ansible-playbook``."""
+    folder = home / LAUNCHER_DIR
+    folder.mkdir(mode=0o700, exist_ok=True)
+    launcher = folder / "ansible-playbook"
+    launcher.write_text(
+        f"#!{sys.executable}\n"
+        "import ctypes, os, signal, sys\n"
+        "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG\n"
+        f"if str(os.getppid()) != os.environ.get({PLAY_OWNER_ENV!r}):\n"
+        "    sys.exit('the migrate process that started this play is gone')\n"
+        f"os.execv({str(ansible_playbook_path())!r}, "
+        f"[{str(ansible_playbook_path())!r}, *sys.argv[1:]])\n")
+    launcher.chmod(0o700)
+    return folder
+
+
 def _private_parent(run_dir: Path) -> Path:
     parent = run_dir / PRIVATE_DIR
     parent.mkdir(mode=0o700, exist_ok=True)
@@ -269,7 +312,8 @@ def _environment(run_dir: Path) -> dict[str, str]:
     control_dir(run_dir).mkdir(exist_ok=True, mode=0o700)
     venv_bin = str(ansible_playbook_path().parent)
     return {
-        "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "PATH": f"{_launcher(home)}:{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        PLAY_OWNER_ENV: str(os.getpid()),
         "ANSIBLE_HOME": str(home),
         "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir(run_dir)),
