@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,11 +106,28 @@ def to_markdown(table: Table, estate_title: str, as_of: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def csv_cell(value: object) -> object:
+    """A cell a spreadsheet shows as text, never runs as a formula (OWASP CSV injection):
+    text starting with = + - @ tab or CR gets a leading '. A plain number such as -3.5
+    stays as it is; it cannot hold a formula."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(value):
+        value = "'" + value
+    # Rows end in "\n", so the writer quotes a cell holding "\n" but not one holding a bare
+    # "\r", which readers take for the end of the row: a cell could add rows of its own.
+    return value.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def to_csv(table: Table) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(table.columns)
-    writer.writerows(table.rows)
+    writer.writerow([csv_cell(c) for c in table.columns])
+    writer.writerows([csv_cell(c) for c in row] for row in table.rows)
     return buffer.getvalue()
 
 

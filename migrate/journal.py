@@ -10,9 +10,12 @@ is caught too. No command deletes or rewrites the journal.
 from __future__ import annotations
 
 import fcntl
+import functools
 import getpass
 import hashlib
+import json
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterable, Iterator
@@ -56,18 +59,48 @@ def digest_file(path: Path) -> str:
 
 
 def redact(value: Any, secrets: Iterable[str]) -> Any:
-    """Replace every occurrence of a secret value, however deep, by a marker."""
-    secrets = [s for s in secrets if s]
-    if not secrets:
-        return value
+    """Replace every occurrence of a secret value, however deep, by a marker: the value as
+    is and as the project's artifacts write it (see ``secret_forms``)."""
+    pattern = _secrets_pattern(tuple(s for s in secrets if s))
+    return value if pattern is None else _redact_with(value, pattern)
+
+
+def secret_forms(secret: str) -> set[str]:
+    """How ``secret`` can appear in what the project writes: as is, shell-quoted (Ansible's
+    ``quote`` filter: ' becomes '"'"', or '\\'' in other shells' style), in a Python repr,
+    and JSON-escaped up to three times deep (ansible-runner's job events hold the display
+    text, which holds a task result as JSON, which holds a command's JSON output), with
+    non-ASCII as it is or as \\uXXXX in either case."""
+    forms = {secret, secret.replace("'", "'\"'\"'"), secret.replace("'", "'\\''"),
+             repr(secret)[1:-1]}
+    for _ in range(3):
+        forms |= {escaped for form in forms for escaped in _json_escapes(form)}
+    return forms
+
+
+def _json_escapes(text: str) -> set[str]:
+    ascii_only = json.dumps(text)[1:-1]
+    upper = re.sub(r"\\u[0-9a-f]{4}", lambda m: m.group(0).upper().replace("\\U", "\\u"),
+                   ascii_only)
+    return {json.dumps(text, ensure_ascii=False)[1:-1], ascii_only, upper}
+
+
+@functools.lru_cache(maxsize=16)
+def _secrets_pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    forms = {form for secret in secrets for form in secret_forms(secret)}
+    if not forms:
+        return None
+    # Longest first, so an escaped form is replaced whole and not only its raw middle.
+    return re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+
+
+def _redact_with(value: Any, pattern: re.Pattern[str]) -> Any:
     if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
+        return pattern.sub(REDACTED, value)
     if isinstance(value, dict):
-        return {redact(k, secrets): redact(v, secrets) for k, v in value.items()}
+        return {_redact_with(k, pattern): _redact_with(v, pattern) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact(v, secrets) for v in value]
+        return [_redact_with(v, pattern) for v in value]
     return value
 
 

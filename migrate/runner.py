@@ -28,7 +28,7 @@ import ansible_runner
 
 from migrate.errors import EnvironmentNotReady, StageFailed
 from migrate.inventory import control_dir
-from migrate.journal import redact
+from migrate.journal import redact, secret_forms
 from migrate.processes import all_pids, environ_value, pid_alive
 
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
@@ -341,8 +341,9 @@ def keep_artifacts(source: Path, destination: Path, secrets: list[str]) -> Path:
         text = path.read_text(encoding="utf-8", errors="replace")
         target.write_text(redact(text, secrets), encoding="utf-8")
         os.chmod(target, 0o600)
+    forms = {form for s in secrets for form in secret_forms(s)}
     leaked = [p for p in destination.rglob("*") if p.is_file()
-              and any(s in p.read_text(encoding="utf-8", errors="replace") for s in secrets)]
+              and any(f in p.read_text(encoding="utf-8", errors="replace") for f in forms)]
     if leaked:  # pragma: no cover - redact above makes this unreachable unless it regresses
         for path in leaked:
             path.unlink()

@@ -14,6 +14,7 @@ from migrate.loader import Estate
 from migrate.model import SECRET_PREFIX
 
 STATE_DIR_NAME = ".migrate"
+MIN_SECRET_CHARS = 16
 
 
 def state_dir(estate: Estate) -> Path:
@@ -33,11 +34,23 @@ def secret_values(estate: Estate) -> list[str]:
         return []
     values = []
     for path in sorted(folder.iterdir()):
-        if path.is_file():
+        # secret://NAME never starts with a dot: .gitignore and the like are no secrets
+        if path.is_file() and not path.name.startswith("."):
             text = path.read_text(encoding="utf-8", errors="replace").strip()
-            if len(text) >= 6:
-                values.append(text)
+            refuse_short_secret(text, path, path.name)
+            values.append(text)
     return values
+
+
+def refuse_short_secret(value: str, path: Path, label: str) -> None:
+    """A secret shorter than MIN_SECRET_CHARS is an error: guessable, and its value turns
+    up in ordinary text too often for redaction by value to keep it out of the logs."""
+    if len(value) < MIN_SECRET_CHARS:
+        raise EnvironmentNotReady(
+            f"secret {label} ({path}) is shorter than {MIN_SECRET_CHARS} characters: too short "
+            "to redact reliably and too weak",
+            hint=f"put a random value of at least {MIN_SECRET_CHARS} characters in {path} "
+                 "(and where the secret is used); the sandbox makes 32")
 
 
 def journal_for(estate: Estate) -> Journal:
@@ -69,6 +82,7 @@ def read_secret_file(path: Path, label: str) -> str:
     if not value:
         raise EnvironmentNotReady(f"secret {label} is empty ({path})",
                                   hint="write the secret into the file")
+    refuse_short_secret(value, path, label)
     return value
 
 

@@ -50,6 +50,9 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_RECORD_BYTES = 64 * 1024
 MAX_PROBE_BODY_BYTES = 1024 * 1024
 MIN_SECRET_CHARS = 32
+# Python's own default for int(str); set here so a server started with the limit lifted
+# still refuses a JSON number it would spend seconds converting.
+MAX_JSON_INT_DIGITS = 4300
 
 APP_KEY_RE = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
 SYSTEM_ID_RE = re.compile(r"^[a-z][a-z0-9-]{1,39}$")
@@ -58,6 +61,9 @@ CODE_SEGMENT = r"[0-9A-Za-z_-]{1,32}"
 # A catalogue code (分类码/顺序码) has '/' between segments; in URLs '/' is written '.'.
 CODE_RE = re.compile(rf"^{CODE_SEGMENT}(?:/{CODE_SEGMENT}){{1,9}}$")
 CODE_KEY_PATTERN = rf"{CODE_SEGMENT}(?:\.{CODE_SEGMENT}){{1,9}}"
+TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
+SIGNATURE_RE = re.compile(r"[0-9A-Fa-f]{64}")
+CONTENT_LENGTH_RE = re.compile(r"[0-9]+")
 
 STATE_LABELS = {"unlinked": "未挂接", "pending_review": "待审核", "linked": "已挂接"}
 FORMATS = (
@@ -134,6 +140,12 @@ def string_to_sign(method: str, path: str, timestamp: str, nonce: str, body: byt
 def sign(secret: str, method: str, path: str, timestamp: str, nonce: str, body: bytes) -> str:
     message = string_to_sign(method, path, timestamp, nonce, body)
     return hmac.new(secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def resolve_addresses(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to for TCP (the default ``PlatformConfig.resolver``)."""
+    infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    return [info[4][0] for info in infos]
 
 
 # --------------------------------------------------------------------------- storage
@@ -316,10 +328,21 @@ def raise_if_problems(problems: list[str], what: str) -> None:
         raise ApiError(422, "invalid_request", f"the {what} is not valid", problems)
 
 
+def printable_ascii(value: str) -> bool:
+    return value.isascii() and value.isprintable() and " " not in value
+
+
 def validate_base_url(value: str | None, problems: list[str]) -> None:
     if value is None:
         return
-    parts = urllib.parse.urlsplit(value)
+    if not printable_ascii(value):
+        problems.append("base_url: must be printable ASCII without spaces (IDNA-encode a name)")
+        return
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:
+        problems.append("base_url: is not a URL")
+        return
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problems.append("base_url: must be an absolute http:// or https:// URL with a host")
     elif parts.username or parts.password or parts.query or parts.fragment:
@@ -348,8 +371,8 @@ def validate_system(system_id: str, body: dict[str, Any]) -> dict[str, str]:
     health_path = body.get("health_path", "/health")
     if not isinstance(health_path, str) or not health_path.startswith("/"):
         problems.append("health_path: must be a path starting with '/'")
-    elif any(ch in health_path for ch in "#\r\n ") or len(health_path) > 500:
-        problems.append("health_path: must not contain spaces, '#' or line breaks")
+    elif not printable_ascii(health_path) or "#" in health_path or len(health_path) > 500:
+        problems.append("health_path: must be printable ASCII without spaces or '#'")
     raise_if_problems(problems, "system registration")
     return {
         "name": name,
@@ -454,11 +477,81 @@ class Request:
     def json(self) -> dict[str, Any]:
         if not self.body:
             return {}
-        try:
-            value = json.loads(self.body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ApiError(400, "invalid_json", f"the body is not UTF-8 JSON: {exc}") from None
-        return require_object(value)
+        return require_object(parse_json_body(self.body))
+
+
+class BodyValueError(ValueError):
+    """A JSON value the platform will not store: out of range, ambiguous or not UTF-8."""
+
+
+def parse_json_body(body: bytes) -> Any:
+    """The body as JSON; anything that cannot be stored and answered back faithfully is a 400."""
+    try:
+        value = json.loads(
+            body.decode("utf-8"),
+            parse_int=bounded_int,
+            parse_float=finite_float,
+            parse_constant=refuse_constant,
+            object_pairs_hook=unique_keys,
+        )
+        # A lone surrogate (\ud800) decodes to a str that cannot be written as UTF-8 again.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeError:
+        raise ApiError(
+            400, "invalid_json", "the body is not UTF-8 JSON (bad UTF-8 or a lone surrogate escape)"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not UTF-8 JSON: {exc}") from None
+    except BodyValueError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not acceptable JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the body's JSON is nested too deeply") from None
+    return value
+
+
+def bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise BodyValueError(f"an integer has more than {MAX_JSON_INT_DIGITS} digits")
+    return int(text)
+
+
+def finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise BodyValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def refuse_constant(text: str) -> Any:
+    raise BodyValueError(f"{text} is not JSON")
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        names = [name for name, _ in pairs]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        raise BodyValueError(f"an object repeats the key(s) {', '.join(twice)[:200]}")
+    return value
+
+
+def single_header(headers: Any, name: str) -> str | None:
+    """The value of header ``name`` (None when absent or empty); a repeated header, or one
+    that is not printable ASCII, is a malformed request (400), never a guess."""
+    values = headers.get_all(name) or []
+    if len(values) > 1:
+        raise ApiError(400, "invalid_header", f"{name} is sent {len(values)} times; send it once")
+    value = values[0].strip() if values else ""
+    if not (value.isascii() and value.isprintable()):
+        raise ApiError(400, "invalid_header", f"{name} must be printable ASCII")
+    return value or None
+
+
+def header_matching(headers: Any, name: str, pattern: re.Pattern[str], what: str) -> str | None:
+    value = single_header(headers, name)
+    if value is not None and not pattern.fullmatch(value):
+        raise ApiError(400, "invalid_header", f"{name} must be {what}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -536,6 +629,7 @@ class PlatformConfig:
     probe_ca_bundle: str | None = None
     probe_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     clock: Callable[[], float] = time.time
+    resolver: Callable[[str, int], list[str]] = resolve_addresses
 
 
 class Platform:
@@ -564,7 +658,7 @@ class Platform:
         return self._authenticate_app(request)
 
     def _authenticate_admin(self, request: Request) -> Caller:
-        header = request.headers.get("Authorization", "")
+        header = single_header(request.headers, "Authorization") or ""
         scheme, _, token = header.partition(" ")
         if scheme != "Bearer" or not hmac.compare_digest(
             token.strip().encode(), self._admin_token.encode()
@@ -574,10 +668,10 @@ class Platform:
 
     def _authenticate_app(self, request: Request) -> Caller:
         headers = request.headers
-        app_key = headers.get("X-App-Key")
-        timestamp = headers.get("X-Timestamp")
-        nonce = headers.get("X-Nonce")
-        signature = headers.get("X-Signature")
+        app_key = header_matching(headers, "X-App-Key", APP_KEY_RE, APP_KEY_RE.pattern)
+        timestamp = header_matching(headers, "X-Timestamp", TIMESTAMP_RE, "unix seconds")
+        nonce = header_matching(headers, "X-Nonce", NONCE_RE, "8-128 of [A-Za-z0-9_-]")
+        signature = header_matching(headers, "X-Signature", SIGNATURE_RE, "64 hex digits")
         if not (app_key and timestamp and nonce and signature):
             raise ApiError(
                 401,
@@ -588,8 +682,6 @@ class Platform:
         if app is None or app["revoked_at"] is not None:
             raise ApiError(401, "invalid_app_key", "unknown or revoked app key")
         now = self.config.clock()
-        if not timestamp.isdigit():
-            raise ApiError(401, "invalid_timestamp", "X-Timestamp must be unix seconds")
         if abs(now - int(timestamp)) > MAX_SKEW_SECONDS:
             raise ApiError(
                 401,
@@ -597,12 +689,10 @@ class Platform:
                 f"X-Timestamp is stale: more than "
                 f"{MAX_SKEW_SECONDS} s from the platform's clock ({int(now)})",
             )
-        if not NONCE_RE.match(nonce):
-            raise ApiError(401, "invalid_nonce", "X-Nonce must be 8-128 of [A-Za-z0-9_-]")
         expected = sign(
             app["app_secret"], request.method, request.target, timestamp, nonce, request.body
         )
-        if not hmac.compare_digest(expected, signature.strip().lower()):
+        if not hmac.compare_digest(expected, signature.lower()):
             raise ApiError(401, "bad_signature", "the signature does not match the request")
         if not self.store.remember_nonce(app_key, nonce, int(timestamp), now):
             raise ApiError(401, "replayed_nonce", "this nonce was already used")
@@ -635,10 +725,10 @@ class Platform:
         body = request.json()
         problems: list[str] = []
         system_id = body.get("system_id")
-        if not isinstance(system_id, str) or not SYSTEM_ID_RE.match(system_id):
+        if not isinstance(system_id, str) or not SYSTEM_ID_RE.fullmatch(system_id):
             problems.append("system_id: required, ^[a-z][a-z0-9-]{1,39}$")
         app_key = body.get("app_key", system_id)
-        if not isinstance(app_key, str) or not APP_KEY_RE.match(app_key):
+        if not isinstance(app_key, str) or not APP_KEY_RE.fullmatch(app_key):
             problems.append("app_key: must match ^[a-z][a-z0-9-]{1,63}$")
         name = text_field(body, "name", problems, required=False)
         raise_if_problems(problems, "app")
@@ -782,6 +872,13 @@ class Platform:
 
     def probe_system(self, request: Request) -> tuple[int, dict]:
         system_id = self._own_system(request)
+        if not self.config.probe_allowed_networks:
+            raise ApiError(
+                503,
+                "probe_not_configured",
+                "this platform probes nothing: it was started without --probe-allow-network,"
+                " and without it a probe could reach any address the platform can",
+            )
         row = self._system_row(system_id)
         url = row["base_url"] + row["health_path"]
         result = probe_url(url, self.config)
@@ -860,7 +957,10 @@ class Platform:
         return 200, {"resources": self._list_resources(request, request.caller.system_id)}
 
     def _list_resources(self, request: Request, system_id: str | None) -> list[dict]:
-        state = request.query.get("state", [None])[0]
+        states = request.query.get("state", [])
+        if len(states) > 1:
+            raise ApiError(400, "invalid_request", "state: give it at most once")
+        state = states[0] if states else None
         if state is not None and state not in STATE_LABELS:
             raise ApiError(
                 422, "invalid_request", f"state: must be one of {', '.join(STATE_LABELS)}"
@@ -976,7 +1076,8 @@ class Platform:
 def probe_url(url: str, config: PlatformConfig) -> dict[str, Any]:
     """GET the registered health URL once: status, latency, body digest; never raises.
 
-    No redirect is followed, so the call only ever goes to the registered URL.
+    The name is resolved once; the connection goes to that vetted address (TLS and the Host
+    header still use the name), and no redirect is followed.
     """
     result: dict[str, Any] = {
         "url": url,
@@ -988,12 +1089,13 @@ def probe_url(url: str, config: PlatformConfig) -> dict[str, Any]:
         "error": None,
         "probed_at": utc_iso(config.clock()),
     }
-    parts = urllib.parse.urlsplit(url)
     started = time.perf_counter()
     connection = None
     try:
-        refuse_outside_networks(parts, config)
-        connection = open_probe_connection(parts, config)
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        addresses = vetted_addresses(parts.hostname or "", port, config)
+        connection = open_probe_connection(parts, addresses, port, config)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         connection.request(
             "GET",
@@ -1014,7 +1116,7 @@ def probe_url(url: str, config: PlatformConfig) -> dict[str, Any]:
         result["error"] = f"TLS verification failed: {exc.verify_message}"
     except TimeoutError:
         result["error"] = f"timed out after {config.probe_timeout} s"
-    except (OSError, http.client.HTTPException, ProbeRefused) as exc:
+    except (OSError, ValueError, http.client.HTTPException, ProbeRefused) as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
     finally:
         result["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
@@ -1027,29 +1129,51 @@ class ProbeRefused(Exception):
     """The registered URL resolves outside the networks the platform may probe."""
 
 
-def refuse_outside_networks(parts: urllib.parse.SplitResult, config: PlatformConfig) -> None:
-    if not config.probe_allowed_networks:
-        return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
+def vetted_addresses(host: str, port: int, config: PlatformConfig) -> list[str]:
+    """Resolve ``host`` once; every address must be in the allowed networks. The probe then
+    connects only to the addresses returned here, so a second lookup (DNS rebinding) cannot
+    redirect it."""
+    addresses = config.resolver(host, port)
+    if not addresses:
+        raise ProbeRefused(f"{host} resolves to no address")
+    for text in addresses:
+        address = ipaddress.ip_address(text)
         if not any(address in network for network in config.probe_allowed_networks):
             raise ProbeRefused(
-                f"{parts.hostname} resolves to {address}, outside the "
-                "networks the platform may probe"
+                f"{host} resolves to {address}, outside the networks the platform may probe"
             )
+    return addresses
+
+
+def connect_to_one_of(addresses: list[str], port: int, timeout: float) -> socket.socket:
+    """A TCP connection to the first of ``addresses`` that accepts one, tried in order."""
+    for address in addresses[:-1]:
+        with contextlib.suppress(OSError):
+            return socket.create_connection((address, port), timeout=timeout)
+    return socket.create_connection((addresses[-1], port), timeout=timeout)
 
 
 def open_probe_connection(
-    parts: urllib.parse.SplitResult, config: PlatformConfig
+    parts: urllib.parse.SplitResult, addresses: list[str], port: int, config: PlatformConfig
 ) -> http.client.HTTPConnection:
-    if parts.scheme == "https":
-        context = ssl.create_default_context(cafile=config.probe_ca_bundle)
-        return http.client.HTTPSConnection(
-            parts.hostname, parts.port, context=context, timeout=config.probe_timeout
-        )
-    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=config.probe_timeout)
+    """A connection to one of exactly ``addresses``, speaking to the URL's host name."""
+    sock = connect_to_one_of(addresses, port, config.probe_timeout)
+    try:
+        if parts.scheme == "https":
+            context = ssl.create_default_context(cafile=config.probe_ca_bundle)
+            sock = context.wrap_socket(sock, server_hostname=parts.hostname)
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                parts.hostname, port, context=context, timeout=config.probe_timeout
+            )
+        else:
+            connection = http.client.HTTPConnection(
+                parts.hostname, port, timeout=config.probe_timeout
+            )
+    except BaseException:
+        sock.close()
+        raise
+    connection.sock = sock  # already connected: http.client does not resolve the name again
+    return connection
 
 
 def read_limited(response: http.client.HTTPResponse, deadline: float) -> bytes:
@@ -1130,21 +1254,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         )
 
     def read_body(self) -> bytes:
-        length_header = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            raise ApiError(411, "length_required", "send a Content-Length, not chunked")
-        if length_header is None:
-            return b""
         try:
-            length = int(length_header)
-        except ValueError:
-            self.close_connection = True
-            raise ApiError(400, "invalid_request", "bad Content-Length") from None
-        if length > MAX_BODY_BYTES or length < 0:
-            self.close_connection = True
-            raise ApiError(413, "payload_too_large", f"body over {MAX_BODY_BYTES} bytes")
+            length = self.body_length()
+        except ApiError:
+            self.close_connection = True  # where this body ends is unknown: no next request
+            raise
         return self.rfile.read(length)
+
+    def body_length(self) -> int:
+        if single_header(self.headers, "Transfer-Encoding"):
+            raise ApiError(411, "length_required", "send a Content-Length, not chunked")
+        digits = header_matching(self.headers, "Content-Length", CONTENT_LENGTH_RE, "digits")
+        if digits is None:
+            return 0
+        if len(digits) > len(str(MAX_BODY_BYTES)) or int(digits) > MAX_BODY_BYTES:
+            raise ApiError(413, "payload_too_large", f"body over {MAX_BODY_BYTES} bytes")
+        return int(digits)
 
     def send_json(self, status: int, answer: dict, request_id: str) -> None:
         data = json.dumps(answer, ensure_ascii=False).encode("utf-8")
@@ -1157,6 +1282,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (unreadable request line or headers, unknown method)
+        answered in the API's error shape, not as an HTML page."""
+        self.close_connection = True
+        phrase = http.HTTPStatus(code).phrase
+        code_name = re.sub(r"[^a-z]+", "_", phrase.lower()).strip("_")
+        answer = ApiError(code, code_name, message or phrase).body()
+        self.send_json(code, answer, uuid.uuid4().hex[:16])
 
     def log_message(self, format: str, *args: Any) -> None:
         # The stdlib's access log would print raw request lines; dispatch() logs instead.

@@ -40,7 +40,11 @@ def ensure_ca(estate: Estate, sandbox_state: Path) -> pki.CertificateAuthority:
 
 
 def service_unit(probe_networks: Iterable[str]) -> str:
+    """The platform's systemd unit; it probes only the sandbox's own networks (a platform
+    without --probe-allow-network refuses every reverse probe)."""
     probes = "".join(f" --probe-allow-network {cidr}" for cidr in probe_networks)
+    if not probes:
+        raise StageFailed("the sandbox platform needs the networks it may probe (its bridges)")
     return (
         "[Unit]\n"
         "Description=Exchange platform (reference implementation, sandbox)\n"

@@ -17,11 +17,11 @@ from migrate.errors import InvalidInput, Problem
 from migrate.loader import Estate
 from migrate.sandbox.host import tool
 from migrate.sandbox.hostkeys import ensure_client_keypair
-from migrate.state import read_secret_file, secret_name
+from migrate.state import MIN_SECRET_CHARS, read_secret_file, secret_name
 from migrate.state import secrets_dir as secrets_folder
 
 KEY, TOKEN = "ssh-key", "token"
-TOKEN_CHARS = 32
+TOKEN_CHARS = 2 * MIN_SECRET_CHARS
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ def needed_secrets(estate: Estate) -> list[SecretNeed]:
 
 
 def check_existing_secrets(estate: Estate) -> None:
-    """Existing key secrets must be OpenSSH private keys (checked before any change)."""
+    """Existing key secrets must be OpenSSH private keys, existing tokens at least
+    MIN_SECRET_CHARS long (checked before any change)."""
     folder = secrets_folder(estate)
     problems = []
     for need in needed_secrets(estate):
@@ -55,8 +56,18 @@ def check_existing_secrets(estate: Estate) -> None:
                                     " an unencrypted OpenSSH private key",
                                     "replace it with an ed25519 key (ssh-keygen -t ed25519 -N '')"
                                     " or remove it to let the sandbox make one"))
+        elif need.kind == TOKEN and path.is_file() and _too_short(path):
+            problems.append(Problem(str(path), None, "",
+                                    f"secret {need.name} is shorter than {MIN_SECRET_CHARS}"
+                                    " characters: too short to redact reliably and too weak",
+                                    "remove it to let the sandbox make one of"
+                                    f" {TOKEN_CHARS} characters"))
     if problems:
         raise InvalidInput(problems)
+
+
+def _too_short(path: Path) -> bool:
+    return len(path.read_text(encoding="utf-8", errors="replace").strip()) < MIN_SECRET_CHARS
 
 
 def public_key_of(private: Path) -> str | None:

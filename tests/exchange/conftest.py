@@ -148,6 +148,8 @@ def launch(
 
 
 MODULE_COMMAND = [sys.executable, "-m", "migrate.exchange.server"]
+# Without an allow-list the platform refuses every probe; these tests probe on loopback.
+PROBE_LOOPBACK = ("--probe-allow-network", "127.0.0.0/8")
 
 
 @pytest.fixture
@@ -185,7 +187,9 @@ def auto_server(
         sandbox_pki,
         "auto",
         auto_approve=True,
-        extra_args=("--probe-timeout", "1", "--probe-ca-bundle", str(sandbox_pki.ca_cert)),
+        extra_args=(
+            "--probe-timeout", "1", "--probe-ca-bundle", str(sandbox_pki.ca_cert), *PROBE_LOOPBACK
+        ),
     )
 
 
@@ -194,7 +198,9 @@ def review_server(
     tmp_path_factory: pytest.TempPathFactory, sandbox_pki: Pki
 ) -> Iterator[RunningServer]:
     """Manual review: resources wait in 待审核 until an admin approves them."""
-    yield from shared_server(tmp_path_factory, sandbox_pki, "review", auto_approve=False)
+    yield from shared_server(
+        tmp_path_factory, sandbox_pki, "review", auto_approve=False, extra_args=PROBE_LOOPBACK
+    )
 
 
 @dataclass

@@ -81,7 +81,11 @@ def run_client(
 
 
 def test_copied_server_and_client_round_trip(copies: Path, start_server, enrolled, make_resource):
-    server = start_server(command=[*BARE_PYTHON, str(copies / "server.py")], auto_approve=True)
+    server = start_server(
+        command=[*BARE_PYTHON, str(copies / "server.py")],
+        auto_approve=True,
+        extra_args=("--probe-allow-network", "127.0.0.0/8"),  # no list: no probe
+    )
     app = enrolled(server)
     doc = make_resource()
     app.client.put_resource(doc)
