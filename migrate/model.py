@@ -16,10 +16,14 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from migrate import safety
+
 SCHEMA_VERSION = 1
 
 SYSTEM_ID_PATTERN = r"^[a-z][a-z0-9-]{1,39}$"
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+# A unit name starting with '-' would reach systemctl as an option.
+UNIT_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9@._-]*\.service$"
 SECRET_PREFIX = "secret://"
 SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -65,11 +69,25 @@ def _check_ipv4_network(value: str) -> str:
     return value
 
 
+def _check_plain_text(value: str) -> str:
+    reason = safety.text_problem(value)
+    if reason is not None:
+        # The reason is context, not the template: it holds braces of its own.
+        raise PydanticCustomError("plain_text", "{reason}", {"reason": reason})
+    return value
+
+
 def _check_absolute_path(value: str) -> str:
-    if not value.startswith("/") or "/../" in f"{value}/" or "\x00" in value:
-        raise PydanticCustomError(
-            "absolute_path", "must be an absolute path without '..' (e.g. /srv/app/uploads)"
-        )
+    reason = safety.path_problem(value)
+    if reason is not None:
+        raise PydanticCustomError("absolute_path", "{reason}", {"reason": reason})
+    return value
+
+
+def _check_tree_path(value: str) -> str:
+    reason = safety.tree_problem(value)
+    if reason is not None:
+        raise PydanticCustomError("tree_path", "{reason}", {"reason": reason})
     return value
 
 
@@ -98,10 +116,21 @@ CIDR = Annotated[
     WithJsonSchema({"type": "string", "pattern": r"^[0-9.]+/[0-9]{1,2}$",
                     "description": "IPv4 network in CIDR form."}),
 ]
+# For editors: what _check_plain_text refuses (template markup, control characters).
+PLAIN_TEXT_PATTERN = r"^(?!.*\{[{%#])[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 AbsolutePath = Annotated[
     str,
     AfterValidator(_check_absolute_path),
-    WithJsonSchema({"type": "string", "pattern": "^/", "description": "Absolute path."}),
+    WithJsonSchema({"type": "string", "pattern": "^/" + PLAIN_TEXT_PATTERN[1:],
+                    "description": "Absolute path in plain form (no '.', '..' or '//' parts)."}),
+]
+TreePath = Annotated[
+    AbsolutePath,
+    AfterValidator(_check_tree_path),
+    WithJsonSchema({"type": "string", "pattern": "^/" + PLAIN_TEXT_PATTERN[1:],
+                    "description": "Absolute path copied as it is: not `/`, a whole system tree"
+                    " (/etc, /usr, /var, /home, /lib*...), /proc, /sys, /dev, /run, /boot, an"
+                    " ssh folder, account files, nor /var/lib/postgresql."}),
 ]
 
 
@@ -133,7 +162,12 @@ TableName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-
                                  description="Table name, optionally schema-qualified.")]
 SystemId = Annotated[str, Field(pattern=SYSTEM_ID_PATTERN)]
 LocalName = Annotated[str, Field(pattern=NAME_PATTERN)]
-Text = Annotated[str, Field(min_length=1)]
+PlainText = Annotated[str, AfterValidator(_check_plain_text),
+                     Field(json_schema_extra={"pattern": PLAIN_TEXT_PATTERN})]
+Text = Annotated[PlainText, Field(min_length=1)]
+# A mapping key: the same check, without a schema pattern (that would key patternProperties).
+ImageName = Annotated[str, AfterValidator(_check_plain_text), Field(min_length=1)]
+UrlPath = Annotated[PlainText, Field(pattern=r"^/[^\s]*$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Level = Annotated[int, Field(ge=1, le=4)]
 Gigabytes = Annotated[float, Field(ge=0)]
@@ -214,7 +248,7 @@ class CloudSettings(Strict):
     )
     openstack: OpenStackSettings | None = None
     zones: dict[Zone, ZoneSettings] = Field(min_length=1)
-    images: dict[Text, Text] = Field(
+    images: dict[ImageName, Text] = Field(
         min_length=1, description="Manifest image name -> cloud image name."
     )
     flavors: list[Flavor] = Field(
@@ -312,7 +346,7 @@ class Approval(Strict):
 
 
 class Maintenance(Strict):
-    vendor: str | None = None
+    vendor: PlainText | None = None
     last_update: Day | None = None
     active: bool
 
@@ -332,7 +366,8 @@ class Census(Strict):
 
 
 class SshAccess(Strict):
-    user: Text
+    user: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$",
+                               description="Login name on the source hosts.")]
     key: SecretRef
     port: Port = 22
 
@@ -351,14 +386,17 @@ class Source(Strict):
 class Service(Strict):
     name: LocalName
     host: LocalName
-    unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9@._-]+\.service$")]
+    unit: Annotated[str, Field(pattern=UNIT_PATTERN)]
     port: Port
-    health: Annotated[str, Field(pattern=r"^/")] | None = None
+    health: UrlPath | None = None
 
 
 class FileTree(Strict):
     host: LocalName
-    path: AbsolutePath
+    path: TreePath = Field(
+        description="A data folder copied with rsync, what the target has more removed; not"
+        " inside or around another files or configuration path of the same target instance.",
+    )
     size_gb: Gigabytes
     daily_change_gb: Gigabytes = 0.0
 
@@ -386,7 +424,7 @@ class Database(Strict):
 
 class ConfigurationPath(Strict):
     host: LocalName = Field(description="Source host the path is on.")
-    path: AbsolutePath = Field(
+    path: TreePath = Field(
         description="A file or folder copied to the target as it is, owner, mode and times"
         " kept: the application's code, settings and unit files, anything that is not data."
         " A folder is made the same as the source's (what the target has there and the source"
@@ -402,7 +440,7 @@ class Rewrite(Strict):
         " of the same host.",
     )
     old: Text = Field(description="Text replaced, every occurrence (e.g. the old address).")
-    new: str = Field(
+    new: PlainText = Field(
         description="Replacement. `${NAME}` is the planned address of target instance NAME"
         " (e.g. `${db}`); `$${` writes a literal `${`. Rendered into the plan.",
     )
@@ -463,7 +501,7 @@ class Item(Strict):
 
 class Interface(Strict):
     service: LocalName
-    path: Annotated[str, Field(pattern=r"^/")]
+    path: UrlPath
 
 
 class Resource(Strict):
@@ -472,7 +510,7 @@ class Resource(Strict):
     summary: Text
     format: ResourceFormat
     share_type: ShareType
-    share_condition: str | None = None
+    share_condition: PlainText | None = None
     open_type: OpenType
     update_cycle: UpdateCycle
     interface: Interface | None = None

@@ -181,11 +181,12 @@ def _open(estate: Estate, plan: Mapping[str, Any], system_id: str,
         "known_hosts": digest_file(run_dir / inv.KNOWN_HOSTS_NAME),
         "playbooks": playbooks_digest(),
     }
-    extravars = {"migrate_key_file": str(key_file), "migrate_public_key": public_key,
-                 **exchange_vars(estate, system_id),
-                 "database_password_files": database_password_files(estate, system_id),
-                 "replication": replication,
-                 "package_mirror": package_mirror_url(estate, system)}
+    extravars = inv.unsafe_extravars({
+        "migrate_key_file": str(key_file), "migrate_public_key": public_key,
+        **exchange_vars(estate, system_id),
+        "database_password_files": database_password_files(estate, system_id),
+        "replication": replication,
+        "package_mirror": package_mirror_url(estate, system)})
     return _Session(estate, plan, system_id, run_id, run_dir, inventory, extravars, secrets,
                     progress, inputs, check)
 

@@ -12,10 +12,11 @@ import ipaddress
 import itertools
 import stat
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from migrate import safety
 from migrate.errors import InvalidInput, Problem
 from migrate.loader import Estate, format_loc, load_estate_partially
 from migrate.model import FLOW_PEERS, SystemManifest, placeholder_names
@@ -119,6 +120,7 @@ def check_system(estate: Estate, system: SystemManifest) -> list[Problem]:
                     f"unknown source host '{item.host}'",
                     f"source.hosts names: {', '.join(sorted(hosts))}"))
     problems += check_rewrites(estate, system)
+    problems += check_overlapping_trees(estate, system)
     problems += check_packages(estate, system)
     if system.target is not None:
         problems += check_target(estate, system)
@@ -135,6 +137,38 @@ def under_path(file: str, path: str) -> bool:
     """Whether ``file`` is the configuration path ``path`` or lies in it."""
     folder = path.rstrip("/")
     return file == folder or file.startswith(f"{folder}/")
+
+
+def check_overlapping_trees(estate: Estate, system: SystemManifest) -> list[Problem]:
+    """No files path lies in (or around) another files or configuration path bound for the
+    same place: rsync makes each tree the same as its source, so one copy would delete or
+    overwrite what the other brought (two source hosts replaced by one instance included).
+    Configuration paths may nest among themselves: a file and its folder are copied alike."""
+    doc = estate.documents[system.id]
+    place = _destination_of(system)
+    trees = [(kind, index, item) for kind in ("files", "configuration")
+             for index, item in enumerate(getattr(system.workload, kind))]
+    problems: list[Problem] = []
+    for position, (kind, index, item) in enumerate(trees):
+        for other_kind, other_index, other in trees[:position]:
+            if (other_kind == "files" and place(other.host) == place(item.host)
+                    and safety.overlap(item.path, other.path)):
+                problems.append(doc.problem(
+                    ("workload", kind, index, "path"),
+                    f"{item.path} overlaps workload.{other_kind}[{other_index}].path "
+                    f"({other.path}) on the same target",
+                    "each tree is copied on its own: declare the outer folder once, or folders "
+                    "that do not contain each other"))
+                break
+    return problems
+
+
+def _destination_of(system: SystemManifest) -> Callable[[str], str]:
+    """Where a source host's trees land: the instance replacing it, else the host itself."""
+    instance_of = {host: f"instance {instance.name}" for instance in
+                   (system.target.instances if system.target else [])
+                   for host in instance.replaces}
+    return lambda host: instance_of.get(host, f"host {host}")
 
 
 def check_packages(estate: Estate, system: SystemManifest) -> list[Problem]:

@@ -145,7 +145,7 @@ def discover_new_system(estate: Estate, system_id: str, new_hosts: list[Login],
     draft_path.write_text(render(draft, header), encoding="utf-8")
     problems = validate_draft(estate, draft_path, str(draft_path))
     document["draft"] = {"path": str(draft_path), "valid": not problems,
-                         "placeholders": draft.placeholders,
+                         "placeholders": draft.placeholders, "left_out": draft.left_out,
                          "problems": [p.as_dict() for p in problems]}
     path = write_document(estate, system_id, document)
     journal(estate, system_id, document, path, draft_path)

@@ -4,6 +4,11 @@ The draft validates (``validate_draft`` runs the project's own validator on it, 
 estate); what discovery cannot know is a placeholder, marked on its line with
 ``# TODO(discover): ...``, and what it observed is marked ``# observed: ...``. Secrets are
 ``secret://`` references only.
+
+What a source host shows is not trusted: an observed directory, unit, package, database or
+setting that the manifest rules refuse (template markup, a control character, a system tree
+or ssh folder, a tree inside another) is left out of the draft and named, escaped, in its
+header; the rest of the draft is still proposed, as an operator reviewing it expects.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from migrate import safety
 from migrate.discovery.host import is_application_unit
 from migrate.discovery.use import observed_use
 from migrate.errors import Problem
 from migrate.loader import Estate, parse_yaml, validate_document
-from migrate.model import NAME_PATTERN, SystemManifest
+from migrate.model import DEBIAN_PACKAGE_PATTERN, NAME_PATTERN, UNIT_PATTERN, SystemManifest
 from migrate.plan import POSTGRESQL_PORT
+from migrate.safety import within
 from migrate.validate import check_estate
 
 MIN_DATA_KB = 1024  # smaller directories are listed as observed, not proposed
@@ -43,12 +50,17 @@ class DraftHost:
 class Draft:
     data: dict[str, Any]
     comments: dict[Path_, str] = field(default_factory=dict)
+    left_out: list[str] = field(default_factory=list)
 
     def todo(self, path: Path_, reason: str) -> None:
         self.comments[path] = TODO + reason
 
     def observed(self, path: Path_, what: str) -> None:
         self.comments[path] = f"observed: {what}"
+
+    def leave_out(self, host: str, what: str, value: str, reason: str) -> None:
+        """Note an observed value the draft does not propose (shown escaped)."""
+        self.left_out.append(f"{host}: {what} {safety.shown(value)}: {reason}")
 
     @property
     def placeholders(self) -> list[dict[str, str]]:
@@ -171,8 +183,8 @@ def _workload(draft: Draft, system_id: str, hosts: list[DraftHost],
         files += _files(draft, host, len(files))
         databases += _databases(draft, system_id, host, len(databases))
     workload = {"services": services, "files": files, "databases": databases}
-    chosen = [r for r in rewrites if r["kind"] == "application"
-              and not r["file"].startswith(DATABASE_SETTINGS)]
+    chosen = _safe_rewrites(draft, [r for r in rewrites if r["kind"] == "application"
+                                    and not r["file"].startswith(DATABASE_SETTINGS)])
     if chosen:
         workload["configuration"] = _configuration(draft, chosen)
         workload["rewrites"] = _rewrites(draft, chosen)
@@ -182,6 +194,20 @@ def _workload(draft: Draft, system_id: str, hosts: list[DraftHost],
 # The database server's own settings: the move sets them on the target (listening address,
 # admitted instances), so they are proposed as rewrites but not copied.
 DATABASE_SETTINGS = ("/etc/postgresql/",)
+
+
+def _safe_rewrites(draft: Draft, rewrites: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The proposed rewrites whose file may be copied and whose texts are plain."""
+    safe = []
+    for rewrite in rewrites:
+        file = rewrite["file"]
+        reason = (safety.path_problem(file) or safety.tree_problem(file)
+                  or safety.text_problem(rewrite["old"]) or safety.text_problem(rewrite["new"]))
+        if reason is not None:
+            draft.leave_out(rewrite["host"], "setting naming an address in", file, reason)
+        else:
+            safe.append(rewrite)
+    return safe
 
 
 def _configuration(draft: Draft, rewrites: list[dict[str, Any]]) -> list[dict]:
@@ -203,6 +229,13 @@ def _rewrites(draft: Draft, rewrites: list[dict[str, Any]]) -> list[dict]:
             for host, path, old, new in entries]
 
 
+def _plain_packages(draft: Draft, host: str, packages: list[str]) -> list[str]:
+    plain = [p for p in packages if re.match(DEBIAN_PACKAGE_PATTERN, p)]
+    for package in sorted(set(packages) - set(plain)):
+        draft.leave_out(host, "package", package, "not a Debian package name")
+    return plain
+
+
 def packages_of(observed: dict) -> list[str]:
     """The packages that own what the host's application runs and reads (its units and
     programs, web roots, configuration naming an address)."""
@@ -218,6 +251,9 @@ def _services(draft: Draft, host: DraftHost, start: int) -> list[dict]:
             by_unit.setdefault(unit, entry["port"])
     services, names = [], set()
     for unit, port in sorted(by_unit.items(), key=lambda item: item[1]):
+        if not re.match(UNIT_PATTERN, unit):
+            draft.leave_out(host.name, "service unit", unit, "not a plain unit name")
+            continue
         name = local_name(unit.removesuffix(".service"), f"service{port}")
         if name in names:
             name = local_name(f"{name}-{port}", f"service{port}")
@@ -232,11 +268,12 @@ def _services(draft: Draft, host: DraftHost, start: int) -> list[dict]:
 
 def _files(draft: Draft, host: DraftHost, start: int) -> list[dict]:
     excluded = database_directories(host.observed)
+    candidates = [d for d in host.observed.get("data_directories") or []
+                  if d["size_kb"] >= MIN_DATA_KB and not any(within(d["path"], e)
+                                                             for e in excluded)]
     files = []
-    for directory in host.observed.get("data_directories") or []:
+    for directory in _safe_trees(draft, host.name, candidates):
         path = directory["path"]
-        if directory["size_kb"] < MIN_DATA_KB or any(within(path, e) for e in excluded):
-            continue
         loc = ("workload", "files", start + len(files))
         files.append({"host": host.name, "path": path, "size_gb": gigabytes(directory["size_kb"]),
                       "daily_change_gb": 0.0})
@@ -245,13 +282,32 @@ def _files(draft: Draft, host: DraftHost, start: int) -> list[dict]:
     return files
 
 
+def _safe_trees(draft: Draft, host: str, directories: list[dict]) -> list[dict]:
+    """The directories a manifest may copy as trees; one inside another is copied with it."""
+    allowed = []
+    for directory in directories:
+        path = directory["path"]
+        reason = safety.path_problem(path) or safety.tree_problem(path)
+        if reason is not None:
+            draft.leave_out(host, "data directory", path, reason)
+        else:
+            allowed.append(directory)
+    paths = [d["path"] for d in allowed]
+    kept = []
+    for directory in allowed:
+        outer = next((p for p in paths if p != directory["path"]
+                      and within(directory["path"], p)), None)
+        if outer is not None:
+            draft.leave_out(host, "data directory", directory["path"],
+                            f"inside {outer}, copied with it")
+        else:
+            kept.append(directory)
+    return kept
+
+
 def database_directories(observed: dict) -> list[str]:
     settings = (observed.get("postgresql") or {}).get("settings", {})
     return [d for d in ("/var/lib/postgresql", settings.get("data_directory")) if d]
-
-
-def within(path: str, directory: str) -> bool:
-    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 def _databases(draft: Draft, system_id: str, host: DraftHost, start: int) -> list[dict]:
@@ -259,7 +315,11 @@ def _databases(draft: Draft, system_id: str, host: DraftHost, start: int) -> lis
     superusers = {r["name"] for r in server.get("roles", []) if r["superuser"]}
     databases = []
     for database in server.get("databases", []):
-        if database["system"] or not DB_NAME.match(database["name"]):
+        if database["system"]:
+            continue
+        if not DB_NAME.match(database["name"]):
+            draft.leave_out(host.name, "database", database["name"],
+                            "not a plain name (lower-case letters, digits, _)")
             continue
         loc = ("workload", "databases", start + len(databases))
         entry = {"host": host.name, "engine": "postgresql", "name": database["name"],
@@ -297,7 +357,7 @@ def _target(draft: Draft, estate: Estate, hosts: list[DraftHost], workload: dict
         instance = {"name": host.name, "replaces": [host.name], "vcpu": vcpu,
                     "memory_gb": memory, "disk_gb": disk, "image": next(iter(cloud.images))}
         loc = ("target", "instances", index)
-        packages = packages_of(host.observed)
+        packages = _plain_packages(draft, host.name, packages_of(host.observed))
         if packages:
             instance["packages"] = packages
             draft.observed((*loc, "packages"), "owners of its units, programs, web roots and "
@@ -330,7 +390,10 @@ def database_flows(workload: dict) -> list[tuple[str, str]]:
 
 
 def render(draft: Draft, header: list[str]) -> str:
-    lines = [f"# {line}" if line else "#" for line in header]
+    if draft.left_out:
+        header = [*header, "Observed but left out (the manifest rules refuse them as they are;",
+                  "values escaped):", *(f"  {note}" for note in draft.left_out), ""]
+    lines = [f"# {safety.one_line(line)}" if line else "#" for line in header]
     lines += _emit(draft.data, (), 0, draft.comments)
     return "\n".join(lines) + "\n"
 
@@ -348,7 +411,7 @@ def _scalar(value: Any) -> str:
 
 
 def _with_comment(line: str, comment: str | None) -> str:
-    return f"{line}  # {comment}" if comment else line
+    return f"{line}  # {safety.one_line(comment)}" if comment else line
 
 
 def _emit(value: Any, path: Path_, indent: int, comments: dict[Path_, str]) -> list[str]:

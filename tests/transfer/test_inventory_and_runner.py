@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from migrate import runner
 from migrate.errors import InvalidInput, StageFailed
-from migrate.inventory import control_dir, write_inventory
+from migrate.inventory import control_dir, read_inventory, write_inventory
 from migrate.pipeline import make_plan, open_estate
 
 SOURCE_KEYS = ("192.168.90.21 ssh-ed25519 AAAAsourceweb1\n"
@@ -32,7 +31,7 @@ def moved(estate: Path, tmp_path: Path) -> tuple:
 def test_inventory_groups_hosts_and_strict_host_keys(moved: tuple) -> None:
     estate, plan, known, run_dir = moved
     path = write_inventory(estate, plan, "wjw-fybj", TARGETS, run_dir, known)
-    document = yaml.safe_load(path.read_text())["all"]
+    document = read_inventory(path)["all"]
     sources = document["children"]["source"]["hosts"]
     targets = document["children"]["target"]["hosts"]
     assert set(sources) == {"web1", "db1"}

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import paramiko
 import pytest
-import yaml
 
 from migrate import access, state, trust
 from migrate.errors import HostKeyChanged, HostKeyUnknown, InvalidInput, StageFailed
-from migrate.inventory import write_inventory
+from migrate.inventory import read_inventory, write_inventory
 from migrate.pipeline import make_plan, open_estate
 from tests.conftest import edit
 
@@ -147,7 +146,7 @@ def _inventory_known_hosts(estate: Path, tmp_path: Path) -> list[str]:
     run_dir = tmp_path / "run"
     run_dir.mkdir(exist_ok=True)
     path = write_inventory(loaded, plan, "wjw-fybj", TARGETS, run_dir)
-    assert "StrictHostKeyChecking=yes" in yaml.safe_load(path.read_text())["all"]["vars"][
+    assert "StrictHostKeyChecking=yes" in read_inventory(path)["all"]["vars"][
         "ansible_ssh_common_args"]
     return (run_dir / "known_hosts").read_text().splitlines()[:2]
 
