@@ -7,33 +7,58 @@
 #   move.sh sums DB                  per-table "schema.table rows checksum" of DB here
 #   move.sh copy DB TARGET           pg_dump -Fc into pg_restore --create on TARGET unless both
 #                                    sides hold the same rows (remembers the writes it saw)
-#   move.sh publish DB TARGET VERIFIER   make DB replicable to TARGET (wal_level=logical, role
-#                                    migrate_replicator with the SCRAM VERIFIER, publication,
-#                                    pg_hba line); falls back to "copy" when a table has no key
+#   move.sh publish DB TARGET        (SCRAM verifier on stdin) make DB replicable to TARGET
+#                                    (wal_level=logical, role migrate_replicator with that
+#                                    verifier, publication, pg_hba line); falls back to "copy"
+#                                    when a table has no key
 #   move.sh subscribe DB TARGET SOURCE_ADDRESS   (password on stdin) TARGET subscribes to DB
 #                                    on SOURCE_ADDRESS and copies it; returns once every table
 #                                    is in step; "copy" when DB is not published
-#   move.sh unsubscribe "DB..." TARGET  after the cutover: end the subscriptions
-#   move.sh unpublish DB TARGET      remove the publication, slot, marker schema, pg_hba line
+#   move.sh unsubscribe TARGET DB... after the cutover: end the subscriptions
+#   move.sh unpublish DB TARGET      remove the publication, slot, marker schema, pg_hba line;
+#                                    the role migrate_replicator with the last publication
 #   move.sh freeze RECORD UNIT...    record how the units run (once: rollback restores exactly
 #                                    that), then stop them
 #   move.sh persist enable|disable UNIT...  whether the units start at boot (after the start)
-#   move.sh final TARGET             final rsync of each tree of $TREES (one per line) and
-#                                    catch-up of each database of $DATABASES ("name:method"
-#                                    separated by spaces), to TARGET
-#   move.sh start UNIT:PORT:PATH...  start the units, wait for each health path
-#   move.sh preview TARGET UNIT...   what freeze and final would do (check mode)
+#   move.sh final TARGET ITEM...     final rsync of each tree:PATH and catch-up of each
+#                                    database:METHOD:NAME, to TARGET
+#   move.sh start UNIT PORT PATH...  start the units, wait for each health path
+#   move.sh preview TARGET ITEM...   what freeze and final would do (check mode) for each
+#                                    unit:NAME, tree:PATH and database:METHOD:NAME
+#
+# Names from the manifest or a source host (databases, units, paths) are data: one argument
+# each, psql variables or format('%I') in SQL, quoted for the target's shell, never pasted
+# into SQL or a command line. Secrets (verifier, password) only on stdin.
 #
 # $MIGRATE_SSH is the ssh command to the target (migration key, host key checked).
 # Prints "changed" when it changed something.
 set -euo pipefail
 as_postgres() { runuser -u postgres -- "$@"; }
 remote() { $MIGRATE_SSH "root@$target" "$@"; }
+q() { printf "'%s'" "${1//\'/\'\\\'\'}"; }  # one word for the target's shell, whatever it holds
+# DB as a libpq connection string: psql -d and pg_dump -d take a name holding "=" for one.
+conn() { local v="${1//\\/\\\\}"; printf "dbname='%s'" "${v//\'/\\\'}"; }
+# DB as part of a file name of this host's state (a name may hold "/" or be "..").
+state_name() {
+    if [[ "$1" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]*$ ]]; then
+        printf '%s' "$1"
+    else
+        printf '%%%s' "$(printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n')"
+    fi
+}
 rsync_tree() {  # rsync_tree TREE [extra rsync options]
     local tree="${1%/}"
     shift
     rsync --archive --hard-links --partial --delete --mkpath --checksum-choice=xxh128 \
-        --rsh="$MIGRATE_SSH" --out-format='%i %n%L' "$@" "$tree/" "root@$target:$tree/"
+        --protect-args --rsh="$MIGRATE_SSH" --out-format='%i %n%L' "$@" -- "$tree/" \
+        "root@$target:$tree/"
+}
+json_string() {
+    local s="${1//\\/\\\\}"
+    s="${s//\"/\\\"}"
+    s="${s//$'\n'/\\n}"
+    s="${s//$'\t'/\\t}"
+    printf '"%s"' "${s//$'\r'/\\r}"
 }
 
 freeze() {
@@ -44,18 +69,18 @@ freeze() {
         mkdir -p -m 0700 "$(dirname "$record")"
         local unit lines json="{"
         for unit in "$@"; do
-            lines="$(systemctl show --property=UnitFileState --property=ActiveState "$unit" \
+            lines="$(systemctl show --property=UnitFileState --property=ActiveState -- "$unit" \
                      | LC_ALL=C sort | sed 's/.*/"&"/' | paste -sd, -)"
-            json+="$([ "$json" = "{" ] || echo ,)\"$unit\": [$lines]"
+            json+="$([ "$json" = "{" ] || echo ,)$(json_string "$unit"): [$lines]"
         done
         printf '%s}\n' "$json" > "$record.tmp"
         chmod 0600 "$record.tmp"
         mv "$record.tmp" "$record"
     fi
     for unit in "$@"; do
-        if systemctl is-active --quiet "$unit"; then changed=changed; fi
+        if systemctl is-active --quiet -- "$unit"; then changed=changed; fi
     done
-    systemctl stop "$@"  # disabling (a daemon reload) waits until the targets serve: persist
+    systemctl stop -- "$@"  # disabling (a daemon reload) waits until the targets serve: persist
     [ -z "$changed" ] || echo changed
 }
 
@@ -63,13 +88,13 @@ persist() {  # persist enable|disable UNIT...: whether the units start at boot
     local want="$1" unit changed=""
     shift
     for unit in "$@"; do
-        if systemctl is-enabled --quiet "$unit"; then
+        if systemctl is-enabled --quiet -- "$unit"; then
             [ "$want" = enable ] || changed=changed
         else
             [ "$want" = disable ] || changed=changed
         fi
     done
-    [ -z "$changed" ] || systemctl "$want" --quiet "$@"
+    [ -z "$changed" ] || systemctl "$want" --quiet -- "$@"
     [ -z "$changed" ] || echo changed
 }
 
@@ -78,50 +103,55 @@ persist() {  # persist enable|disable UNIT...: whether the units start at boot
 # while nothing serves. A wrong "unchanged" cannot pass unseen: the cutover compares every
 # table's rows and checksums of both sides afterwards and rolls back when they differ.
 writes_of() {
-    as_postgres psql -XAt -v ON_ERROR_STOP=1 -d "$1" -c "
+    as_postgres psql -XAt -v ON_ERROR_STOP=1 -d "$(conn "$1")" -c "
         SELECT (SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) || '/' || count(*)
                 FROM pg_stat_user_tables)
                || '/' || coalesce((SELECT stats_reset::text FROM pg_stat_database
                                    WHERE datname = current_database()), '-')"
 }
 
-final() {
-    local tree spec db writes synced changed=""
-    while IFS= read -r tree; do
-        [ -n "$tree" ] || continue
-        synced="$(rsync_tree "$tree")"
+final() {  # final ITEM...: each tree:PATH synced, then each database:METHOD:NAME caught up
+    local item synced changed=""
+    for item in "$@"; do
+        [[ "$item" == tree:* ]] || continue
+        synced="$(rsync_tree "${item#tree:}")"
         [ -z "$synced" ] || changed=changed
-    done <<< "${TREES:-}"
-    for spec in ${DATABASES:-}; do
-        db="${spec%%:*}"
-        if [ "${spec#*:}" = logical_replication ] && subscribed_here "$db"; then
-            catch_up "$db"
-            changed=changed
-            continue
-        fi
-        unwritten_since_copy "$db" && continue
-        writes="$(writes_of "$db")"
-        dump_restore "$db"
-        remember_writes "$db" "$writes"
-        changed=changed
+    done
+    for item in "$@"; do
+        [[ "$item" == database:* ]] || continue
+        final_database "${item#database:}"
     done
     [ -z "$changed" ] || echo changed
 }
 
-start() {
-    local spec units=() changed=""
-    for spec in "$@"; do units+=("${spec%%:*}"); done
+final_database() {  # final_database METHOD:NAME; sets final's "changed" when it did something
+    local method="${1%%:*}" db="${1#*:}" writes
+    if [ "$method" = logical_replication ] && subscribed_here "$db"; then
+        catch_up "$db"
+        changed=changed
+        return 0
+    fi
+    if unwritten_since_copy "$db"; then return 0; fi
+    writes="$(writes_of "$db")"
+    dump_restore "$db"
+    remember_writes "$db" "$writes"
+    changed=changed
+}
+
+start() {  # start UNIT PORT PATH [UNIT PORT PATH]...
+    local i units=() changed=""
+    for ((i = 1; i <= $#; i += 3)); do units+=("${!i}"); done
     [ "${#units[@]}" -gt 0 ] || return 0
-    for spec in "${units[@]}"; do
-        if ! systemctl is-active --quiet "$spec"; then changed=changed; fi
+    for i in "${units[@]}"; do
+        if ! systemctl is-active --quiet -- "$i"; then changed=changed; fi
     done
-    systemctl start "${units[@]}"  # enabling waits until they serve: persist
+    systemctl start -- "${units[@]}"  # enabling waits until they serve: persist
     python3 - "$@" <<'PY'
 import sys, time, urllib.request
 deadline = time.monotonic() + 120
-for spec in sys.argv[1:]:
-    unit, port, path = spec.split(":", 2)
-    url = f"http://127.0.0.1:{port}{path}"
+specs = sys.argv[1:]
+for unit, port, path in zip(specs[0::3], specs[1::3], specs[2::3]):
+    url = f"http://127.0.0.1:{int(port)}{path}"
     while True:
         try:
             with urllib.request.urlopen(url, timeout=2) as answer:
@@ -136,20 +166,28 @@ PY
     [ -z "$changed" ] || echo changed
 }
 
-preview() {
-    local tree spec db unit
+preview() {  # preview TARGET ITEM...: each unit:NAME, tree:PATH, database:METHOD:NAME
+    local item unit tree method db line
     shift
-    for unit in "$@"; do
-        echo "would stop and disable $unit ($(systemctl is-active "$unit" || true)," \
-             "$(systemctl is-enabled "$unit" || true))"
+    for item in "$@"; do
+        [[ "$item" == unit:* ]] || continue
+        unit="${item#unit:}"
+        echo "would stop and disable $unit ($(systemctl is-active -- "$unit" || true)," \
+             "$(systemctl is-enabled -- "$unit" || true))"
     done
-    while IFS= read -r tree; do
-        [ -n "$tree" ] || continue
-        rsync_tree "$tree" --dry-run | sed "s|^|would sync $tree: |"
-    done <<< "${TREES:-}"
-    for spec in ${DATABASES:-}; do
-        db="${spec%%:*}"
-        if [ "${spec#*:}" = logical_replication ] && subscribed_here "$db"; then
+    for item in "$@"; do
+        [[ "$item" == tree:* ]] || continue
+        tree="${item#tree:}"
+        rsync_tree "$tree" --dry-run | while IFS= read -r line; do
+            printf 'would sync %s: %s\n' "$tree" "$line"
+        done
+    done
+    for item in "$@"; do
+        [[ "$item" == database:* ]] || continue
+        method="${item#database:}"
+        db="${method#*:}"
+        method="${method%%:*}"
+        if [ "$method" = logical_replication ] && subscribed_here "$db"; then
             echo "database $db: would wait for the target to apply the last writes, then end the subscription"
         elif unwritten_since_copy "$db"; then
             echo "database $db: no writes since the last copy"
@@ -161,20 +199,25 @@ preview() {
 
 db_sums() {  # nothing at all when the database does not exist (yet)
     [ "$(as_postgres psql -XAt -d postgres -v db="$1" <<< "SELECT count(*) FROM pg_database WHERE datname = :'db'")" = 1 ] || return 0
-    as_postgres psql -XAt -v ON_ERROR_STOP=1 -d "$1" -c "
+    as_postgres psql -XAt -v ON_ERROR_STOP=1 -d "$(conn "$1")" -c "
         SELECT format('SELECT %L, count(*), coalesce(sum((''x'' || substr(md5(t::text), 1, 16))::bit(64)::bigint), 0)::text FROM %I.%I AS t;',
                       schemaname || '.' || tablename, schemaname, tablename)
         FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'migrate')
         ORDER BY schemaname, tablename" \
-    | as_postgres psql -XAt -F ' ' -v ON_ERROR_STOP=1 -d "$1"
+    | as_postgres psql -XAt -F ' ' -v ON_ERROR_STOP=1 -d "$(conn "$1")"
 }
 
-remember_writes() { mkdir -p -m 0700 /var/lib/migrate; printf '%s\n' "$2" > "/var/lib/migrate/writes-$1"; }
-unwritten_since_copy() { [ -e "/var/lib/migrate/writes-$1" ] && [ "$(cat "/var/lib/migrate/writes-$1")" = "$(writes_of "$1")" ]; }
+STATE=/var/lib/migrate
+remember_writes() { mkdir -p -m 0700 "$STATE"; printf '%s\n' "$2" > "$STATE/writes-$(state_name "$1")"; }
+unwritten_since_copy() {
+    local file
+    file="$STATE/writes-$(state_name "$1")"
+    [ -e "$file" ] && [ "$(cat "$file")" = "$(writes_of "$1")" ]
+}
 
 dump_restore() {
-    remote "runuser -u postgres -- dropdb --if-exists --force $(printf %q "$1")"
-    as_postgres pg_dump -Fc -d "$1" \
+    remote "runuser -u postgres -- dropdb --if-exists --force -- $(q "$1")"
+    as_postgres pg_dump -Fc -d "$(conn "$1")" \
         | remote "runuser -u postgres -- pg_restore --create --exit-on-error -d postgres"
 }
 
@@ -182,14 +225,14 @@ copy() {
     local db="$1" here there writes
     writes="$(writes_of "$db")"
     here="$(db_sums "$db")"
-    there="$(remote "bash -s -- sums $(printf %q "$db")" < "$0" || true)"
+    there="$(on_target_run db_sums "$db" || true)"
     if [ -n "$here" ] && [ "$here" = "$there" ]; then
         remember_writes "$db" "$writes"
         echo unchanged
         return 0
     fi
     dump_restore "$db"
-    there="$(remote "bash -s -- sums $(printf %q "$db")" < "$0")"
+    there="$(on_target_run db_sums "$db")"
     if [ "$here" != "$there" ]; then
         echo "database $db differs on $target after the copy" >&2
         exit 1
@@ -201,16 +244,33 @@ copy() {
 # ---- logical replication: the target subscribes to the source while it serves; at the
 # cutover a marker row written after the freeze tells when the target has applied everything.
 REPLICATOR=migrate_replicator
-on_source_db() { as_postgres psql -XAt -v ON_ERROR_STOP=1 -d "$@"; }
-on_target_db() { remote "runuser -u postgres -- psql -XAt -v ON_ERROR_STOP=1 -d $(printf %q "$1")"; }
+on_source_db() { local db="$1"; shift; as_postgres psql -XAt -v ON_ERROR_STOP=1 -d "$(conn "$db")" "$@"; }
+on_target_db() {  # on_target_db DB [PSQL OPTION]...: SQL on stdin, run by psql on the target
+    local db="$1" options="" option
+    shift
+    for option in "$@"; do options+=" $(q "$option")"; done
+    remote "runuser -u postgres -- psql -XAt -v ON_ERROR_STOP=1 -d $(q "$(conn "$db")")$options"
+}
+# on_target_run FUNCTION ARG...: FUNCTION of this script run on the target (sent as text with
+# the helpers it may use: this script may run from a string, bash -c, with no file to send).
+on_target_run() {
+    local fn="$1" args="" arg
+    shift
+    for arg in "$@"; do args+=" $(q "$arg")"; done
+    remote "bash -c $(q "set -euo pipefail; $(declare -f as_postgres conn "$fn"); $fn \"\$@\"") $fn$args"
+}
+timeout_s() { printf '%d' "${MIGRATE_SYNC_TIMEOUT_S:-14400}"; }
 
 # Where this source host remembers that a target subscribed to a database (so the cutover
 # needs no round trip to find out).
-SUBSCRIBED=/var/lib/migrate/subscribed
-subscribed_here() { [ -e "$SUBSCRIBED-$1" ]; }
+subscribed_here() { [ -e "$STATE/subscribed-$(state_name "$1")" ]; }
+remember_subscribed() { mkdir -p -m 0700 "$STATE" && touch "$STATE/subscribed-$(state_name "$1")"; }
+# The replication password on the target, read by the subscription's own connections only.
+PASSFILES=/var/lib/postgresql/migrate
+passfile_of() { printf '%s/replication-%s.pgpass' "$PASSFILES" "$(state_name "$1")"; }
 
-published() { [ "$(on_source_db "$1" -c "SELECT count(*) FROM pg_publication WHERE pubname = 'migrate_$1'")" = 1 ]; }
-subscribed() { [ "$(echo "SELECT count(*) FROM pg_subscription WHERE subname = 'migrate_$1'" | on_target_db postgres)" = 1 ]; }
+published() { [ "$(on_source_db "$1" -v pub="migrate_$1" <<< "SELECT count(*) FROM pg_publication WHERE pubname = :'pub'")" = 1 ]; }
+subscribed() { [ "$(on_target_db postgres -v sub="migrate_$1" <<< "SELECT count(*) FROM pg_subscription WHERE subname = :'sub'")" = 1 ]; }
 
 keyless_tables() {
     on_source_db "$1" -c "
@@ -221,8 +281,48 @@ keyless_tables() {
               SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)"
 }
 
-publish() {
-    local db="$1" verifier="$3" changed="" keyless role hba line
+hba_line() {  # the pg_hba.conf line admitting the target's subscription to DB (name quoted)
+    if [[ "$1" == *[[:cntrl:]\"]* ]] || ! [[ "$target" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then
+        echo "database $(q "$1") or target $(q "$target") does not fit a pg_hba.conf line" >&2
+        return 1
+    fi
+    printf 'host    "%s"  %s  %s/32  scram-sha-256' "$1" "$REPLICATOR" "$target"
+}
+
+# The role the target subscribes as, with the SCRAM verifier on stdin; prints "same" when it
+# was already so. The verifier travels as COPY data and reaches ALTER ROLE inside the server:
+# no argument list and no logged statement holds it.
+replicator_role() {
+    local verifier
+    IFS= read -r verifier
+    { cat <<'SQL'
+CREATE TEMP TABLE migrate_secret (verifier text NOT NULL);
+COPY migrate_secret FROM STDIN (FORMAT csv, DELIMITER E'\x01', QUOTE E'\x02');
+SQL
+      printf '%s\n\\.\n' "$verifier"
+      cat <<'SQL'
+SELECT CASE WHEN r.rolname IS NULL THEN 'missing'
+            WHEN r.rolpassword IS DISTINCT FROM s.verifier OR NOT r.rolreplication
+                 OR NOT r.rolcanlogin THEN 'differs'
+            ELSE 'same' END
+FROM migrate_secret s LEFT JOIN pg_authid r ON r.rolname = 'migrate_replicator';
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'migrate_replicator') THEN
+        CREATE ROLE migrate_replicator;
+    END IF;
+    EXECUTE format('ALTER ROLE migrate_replicator WITH LOGIN REPLICATION PASSWORD %L',
+                   (SELECT verifier FROM migrate_secret));
+EXCEPTION WHEN OTHERS THEN  -- raised again without the statement, which holds the verifier
+    RAISE EXCEPTION 'setting up the role migrate_replicator failed: %', SQLERRM;
+END $$;
+SQL
+    } | on_source_db postgres -q
+}
+
+publish() {  # the SCRAM verifier on stdin
+    local db="$1" changed="" keyless role hba line
+    line="$(hba_line "$db")"
     keyless="$(keyless_tables "$db")"
     if [ -n "$keyless" ]; then
         echo "final dump instead of logical replication: no primary key on $keyless"
@@ -235,20 +335,8 @@ publish() {
         echo "restarted PostgreSQL for wal_level = logical"
         changed=changed
     fi
-    role="$(on_source_db postgres -v v="$verifier" <<'SQL'
-SELECT CASE WHEN r.rolname IS NULL THEN 'missing'
-            WHEN r.rolpassword IS DISTINCT FROM :'v' OR NOT r.rolreplication THEN 'differs'
-            ELSE 'same' END
-FROM (SELECT 1) AS one LEFT JOIN pg_authid r ON r.rolname = 'migrate_replicator';
-SQL
-)"
-    if [ "$role" != same ]; then
-        on_source_db postgres -v v="$verifier" -v verb="$([ "$role" = missing ] && echo CREATE || echo ALTER)" \
-            > /dev/null <<'SQL'
-:verb ROLE migrate_replicator WITH LOGIN REPLICATION PASSWORD :'v';
-SQL
-        changed=changed
-    fi
+    role="$(replicator_role)"
+    [ "$role" = same ] || changed=changed
     if [ "$(on_source_db "$db" -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'migrate' AND tablename = 'cutover_marker'")" = 0 ]; then
         on_source_db "$db" -c "CREATE SCHEMA IF NOT EXISTS migrate;
             CREATE TABLE migrate.cutover_marker (token text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())" > /dev/null
@@ -257,12 +345,12 @@ SQL
     # Reading rights as a role membership, not per-table grants: dumps stay free of them.
     on_source_db postgres -c "GRANT pg_read_all_data TO $REPLICATOR" > /dev/null 2>&1
     if ! published "$db"; then
-        on_source_db "$db" -c "CREATE PUBLICATION migrate_$db FOR ALL TABLES" > /dev/null
+        on_source_db "$db" -v pub="migrate_$db" > /dev/null \
+            <<< "SELECT format('CREATE PUBLICATION %I FOR ALL TABLES', :'pub') \gexec"
         changed=changed
     fi
     hba="$(on_source_db postgres -c 'SHOW hba_file')"
-    line="host    $db  $REPLICATOR  $target/32  scram-sha-256"
-    if ! grep -qxF "$line" "$hba"; then
+    if ! grep -qxF -- "$line" "$hba"; then
         printf '%s\n' "$line" >> "$hba"
         on_source_db postgres -c "SELECT pg_reload_conf()" > /dev/null
         changed=changed
@@ -270,7 +358,26 @@ SQL
     [ -z "$changed" ] || echo changed
 }
 
-subscribe() {
+# Runs on the target: the passfile PATH (postgres's, 0600) from stdin.
+target_write_passfile() {
+    install -d -m 0700 -o postgres -g postgres "$(dirname "$1")"
+    runuser -u postgres -- sh -c 'umask 077 && cat > "$1.tmp" && chmod 0600 "$1.tmp" && mv -f "$1.tmp" "$1"' \
+        sh "$1"
+}
+
+# The subscription reads its password from the passfile, so neither the CREATE SUBSCRIPTION
+# statement (in the target's log when it fails) nor pg_subscription holds it.
+create_subscription() {  # create_subscription DB SOURCE_ADDRESS
+    on_target_db "$1" -q -v db="$1" -v host="$2" -v passfile="$(passfile_of "$1")" > /dev/null <<'SQL'
+SELECT format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I', 'migrate_' || :'db',
+              string_agg(k || '=''' || replace(replace(v, '\', '\\'), '''', '\''') || '''', ' '),
+              'migrate_' || :'db')
+FROM (VALUES ('host', :'host'), ('port', '5432'), ('dbname', :'db'),
+             ('user', 'migrate_replicator'), ('passfile', :'passfile')) AS c (k, v) \gexec
+SQL
+}
+
+subscribe() {  # the replication password on stdin
     local db="$1" source_address="$3" password
     IFS= read -r password
     if ! published "$db"; then
@@ -279,70 +386,93 @@ subscribe() {
     fi
     if subscribed "$db"; then
         wait_in_step "$db"
-        mkdir -p -m 0700 /var/lib/migrate && touch "$SUBSCRIBED-$db"
+        remember_subscribed "$db"
         echo unchanged
         return 0
     fi
-    remote "runuser -u postgres -- dropdb --if-exists --force $(printf %q "$db")"
-    as_postgres pg_dump --schema-only --create --no-publications --no-subscriptions -d "$db" \
+    remote "runuser -u postgres -- dropdb --if-exists --force -- $(q "$db")"
+    as_postgres pg_dump --schema-only --create --no-publications --no-subscriptions -d "$(conn "$db")" \
         | remote "runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres" > /dev/null
-    printf "CREATE SUBSCRIPTION migrate_%s CONNECTION 'host=%s port=5432 dbname=%s user=%s password=%s' PUBLICATION migrate_%s;\n" \
-        "$db" "$source_address" "$db" "$REPLICATOR" "$password" "$db" | on_target_db "$db" > /dev/null
+    password="${password//\\/\\\\}"
+    printf '*:*:*:%s:%s\n' "$REPLICATOR" "${password//:/\\:}" \
+        | on_target_run target_write_passfile "$(passfile_of "$db")"
+    if ! create_subscription "$db" "$source_address"; then
+        remote "rm -f -- $(q "$(passfile_of "$db")")"
+        echo "subscribing the target to $db failed" >&2
+        exit 1
+    fi
     wait_in_step "$db"
-    mkdir -p -m 0700 /var/lib/migrate && touch "$SUBSCRIBED-$db"
+    remember_subscribed "$db"
     echo changed
 }
 
-wait_in_step() {  # every table of the subscription copied and streaming
-    remote "bash -s" <<EOF_REMOTE
-deadline=\$(( \$(date +%s) + ${MIGRATE_SYNC_TIMEOUT_S:-14400} ))
-until [ "\$(runuser -u postgres -- psql -XAt -d $(printf %q "$1") -c "SELECT count(*) FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = 'migrate_$1' AND r.srsubstate <> 'r'")" = 0 ]; do
-    if [ "\$(date +%s)" -gt "\$deadline" ]; then echo "database $1 on the target is not in step after ${MIGRATE_SYNC_TIMEOUT_S:-14400} s" >&2; exit 1; fi
-    sleep 0.2
-done
-EOF_REMOTE
+target_wait_in_step() {  # target_wait_in_step CONN SUBSCRIPTION TIMEOUT_S (runs on the target)
+    local deadline=$(( $(date +%s) + $3 ))
+    until [ "$(runuser -u postgres -- psql -XAt -d "$1" -v sub="$2" <<< "SELECT count(*) FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = :'sub' AND r.srsubstate <> 'r'")" = 0 ]; do
+        if [ "$(date +%s)" -gt "$deadline" ]; then echo "subscription $2 on the target is not in step after $3 s" >&2; exit 1; fi
+        sleep 0.2
+    done
+}
+wait_in_step() { on_target_run target_wait_in_step "$(conn "$1")" "migrate_$1" "$(timeout_s)" < /dev/null; }
+
+# Runs on the target: wait for the marker TOKEN, then apply the sequences' SQL on stdin.
+target_catch_up() {  # target_catch_up CONN TOKEN TIMEOUT_S
+    local deadline=$(( $(date +%s) + $3 ))
+    until [ "$(runuser -u postgres -- psql -XAt -d "$1" -v token="$2" <<< "SELECT count(*) FROM migrate.cutover_marker WHERE token = :'token'")" = 1 ]; do
+        if [ "$(date +%s)" -gt "$deadline" ]; then echo "the target did not catch up after $3 s" >&2; exit 1; fi
+        sleep 0.05
+    done
+    runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d "$1" > /dev/null
 }
 
 catch_up() {  # the source is frozen: wait until the marker arrives, then copy the sequences
-    local db="$1" token sequences
+    local db="$1" token
     token="cutover-$(date +%s%N)"
     on_source_db "$db" -c "INSERT INTO migrate.cutover_marker (token) VALUES ('$token')" > /dev/null
-    sequences="$(on_source_db "$db" -c "
+    on_source_db "$db" -c "
         SELECT format('SELECT setval(%L, %s, %s);', format('%I.%I', schemaname, sequencename),
                       coalesce(last_value, start_value),
                       CASE WHEN last_value IS NULL THEN 'false' ELSE 'true' END)
-        FROM pg_sequences")"
-    remote "bash -s" <<EOF_REMOTE
-set -e
-deadline=\$(( \$(date +%s) + ${MIGRATE_SYNC_TIMEOUT_S:-14400} ))
-until [ "\$(runuser -u postgres -- psql -XAt -d $(printf %q "$db") -c "SELECT count(*) FROM migrate.cutover_marker WHERE token = '$token'")" = 1 ]; do
-    if [ "\$(date +%s)" -gt "\$deadline" ]; then echo "database $db on the target did not catch up" >&2; exit 1; fi
-    sleep 0.05
-done
-runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d $(printf %q "$db") > /dev/null <<'EOF_SQL'
-$sequences
-EOF_SQL
-EOF_REMOTE
+        FROM pg_sequences" \
+    | on_target_run target_catch_up "$(conn "$db")" "$token" "$(timeout_s)"
 }
 
 unsubscribe() {  # once the targets serve: end the subscription (its slot on the source too)
     local db="$1"
     subscribed_here "$db" || return 0
-    echo "DROP SUBSCRIPTION IF EXISTS migrate_$db; DROP SCHEMA IF EXISTS migrate CASCADE;" \
-        | on_target_db "$db" > /dev/null
+    on_target_db "$db" -q -v sub="migrate_$db" > /dev/null <<'SQL'
+SELECT format('DROP SUBSCRIPTION IF EXISTS %I', :'sub') \gexec
+DROP SCHEMA IF EXISTS migrate CASCADE;
+SQL
+    remote "rm -f -- $(q "$(passfile_of "$db")")"
     remember_writes "$db" "$(writes_of "$db")"
-    rm -f "$SUBSCRIBED-$db"
+    rm -f "$STATE/subscribed-$(state_name "$db")"
     echo changed
 }
 
-unpublish() {  # what publish left, once the source is decommissioned (the role stays:
-    local db="$1" changed="" hba line  # other systems' databases may still use it)
+# Whether a slot of migrate remains or any database here still has a publication of migrate.
+replication_in_use() {
+    local db
+    [ "$(on_source_db postgres -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'migrate\_%'")" = 0 ] \
+        || return 0
+    while IFS= read -r -d '' db; do
+        [ "$(on_source_db "$db" -c "SELECT count(*) FROM pg_publication WHERE pubname LIKE 'migrate\_%'")" = 0 ] \
+            || return 0
+    done < <(on_source_db postgres -0 -c "SELECT datname FROM pg_database WHERE datallowconn")
+    return 1
+}
+
+unpublish() {  # what publish left, once the source is decommissioned; the role with the last
+    local db="$1" changed="" hba line old  # publication of migrate (it reads every table)
+    line="$(hba_line "$db")"
+    old="host    $db  $REPLICATOR  $target/32  scram-sha-256"  # as earlier versions wrote it
     if published "$db"; then
-        on_source_db "$db" -c "DROP PUBLICATION migrate_$db" > /dev/null
+        on_source_db "$db" -v pub="migrate_$db" > /dev/null \
+            <<< "SELECT format('DROP PUBLICATION %I', :'pub') \gexec"
         changed=changed
     fi
-    if [ "$(on_source_db postgres -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'migrate_$db' AND NOT active")" = 1 ]; then
-        on_source_db postgres -c "SELECT pg_drop_replication_slot('migrate_$db')" > /dev/null
+    if [ "$(on_source_db postgres -v slot="migrate_$db" <<< "SELECT count(*) FROM pg_replication_slots WHERE slot_name = :'slot' AND NOT active")" = 1 ]; then
+        on_source_db postgres -v slot="migrate_$db" > /dev/null <<< "SELECT pg_drop_replication_slot(:'slot')"
         changed=changed
     fi
     if [ "$(on_source_db "$db" -c "SELECT count(*) FROM pg_namespace WHERE nspname = 'migrate'")" = 1 ]; then
@@ -350,12 +480,16 @@ unpublish() {  # what publish left, once the source is decommissioned (the role 
         changed=changed
     fi
     hba="$(on_source_db postgres -c 'SHOW hba_file')"
-    line="host    $db  $REPLICATOR  $target/32  scram-sha-256"
-    if grep -qxF "$line" "$hba"; then
-        grep -vxF "$line" "$hba" > "$hba.migrate" || true
+    if grep -qxF -e "$line" -e "$old" "$hba"; then
+        grep -vxF -e "$line" -e "$old" "$hba" > "$hba.migrate" || true
         cat "$hba.migrate" > "$hba"
         rm -f "$hba.migrate"
         on_source_db postgres -c "SELECT pg_reload_conf()" > /dev/null
+        changed=changed
+    fi
+    if [ "$(on_source_db postgres -c "SELECT count(*) FROM pg_roles WHERE rolname = '$REPLICATOR'")" = 1 ] \
+        && ! replication_in_use; then
+        on_source_db postgres -c "DROP ROLE $REPLICATOR" > /dev/null
         changed=changed
     fi
     [ -z "$changed" ] || echo changed
@@ -366,16 +500,17 @@ shift || true
 case "$mode" in
     sums) db_sums "$1" ;;
     copy) target="$2"; copy "$1" ;;
-    publish) target="$2"; publish "$@" ;;
+    publish) target="$2"; publish "$1" ;;
     subscribe) target="$2"; subscribe "$@" ;;
     unpublish) target="$2"; unpublish "$1" ;;
-    unsubscribe) target="$2"; for db in $1; do unsubscribe "$db"; done ;;
+    unsubscribe) target="$1"; shift; for db in "$@"; do unsubscribe "$db"; done ;;
     freeze) freeze "$@" ;;
-    final) target="$1"; final ;;
+    final) target="$1"; shift; final "$@" ;;
     start) start "$@" ;;
     persist) persist "$@" ;;
     preview) target="$1"; preview "$@" ;;
-    *) echo "usage: $0 sums DB | copy DB TARGET | publish DB TARGET VERIFIER" \
-            "| subscribe DB TARGET SOURCE_ADDRESS | freeze RECORD UNIT... | final TARGET" \
-            "| start UNIT:PORT:PATH... | preview TARGET UNIT..." >&2; exit 2 ;;
+    *) echo "usage: $0 sums DB | copy DB TARGET | publish DB TARGET (verifier on stdin)" \
+            "| subscribe DB TARGET SOURCE_ADDRESS (password on stdin) | unsubscribe TARGET DB..." \
+            "| unpublish DB TARGET | freeze RECORD UNIT... | persist enable|disable UNIT..." \
+            "| final TARGET ITEM... | start UNIT PORT PATH... | preview TARGET ITEM..." >&2; exit 2 ;;
 esac

@@ -76,12 +76,18 @@ def database_sizes(databases: list[dict], where: str, problems: list[str]) -> li
     return needs
 
 
+def dbname(name: str) -> str:
+    """A database name as a libpq connection string: psql -d reads a name holding "=" as
+    one, and its host would then receive the password."""
+    return "dbname='" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def check_logins(databases: list[dict], passwords: list[str], where: str,
                  problems: list[str]) -> None:
     """Each application role logs in over TCP with the manifest's password, as the app does."""
     for database, password in zip(databases, passwords, strict=True):
         rc, _, err = run(["psql", "-XAtw", "-h", "127.0.0.1", "-U", database["user"],
-                          "-d", database["name"], "-c", "SELECT 1"],
+                          "-d", dbname(database["name"]), "-c", "SELECT 1"],
                          env={**os.environ, "PGPASSWORD": password})
         if rc != 0:
             problems.append(

@@ -1,0 +1,397 @@
+"""Names and secrets from a source host against the playbooks' database scripts
+(copy_roles.sh, move.sh), on two throwaway PostgreSQL clusters on this host: a "source" and
+a "target". ``ssh`` to the target is a stand-in that runs the remote command here against the
+target cluster; ``runuser`` is a stand-in that records its arguments, so every argument list
+the scripts hand to psql, pg_dump or ssh can be searched for a secret. Both clusters log every
+statement (log_statement = all), so their logs can be searched too.
+
+A name that would run SQL of its own runs ``COPY ... TO PROGRAM 'touch pwned'``: the file
+would appear in the data folder of the cluster that ran it. Needs root and Debian's
+postgresql (initdb, pg_ctl; scripts/setup-host.sh installs it). The source cluster takes
+port 5432 on loopback when it is free (the subscription's port); the subscription tests
+write the passfile where a target keeps it (/var/lib/postgresql/migrate/) and remove it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from migrate.legacy.units import scram_verifier
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+COPY_ROLES = ROOT / "playbooks/roles/prepare_target/files/copy_roles.sh"
+MOVE = ROOT / "playbooks/files/move.sh"
+
+def newest_pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return found[-1].parent if found else None
+
+
+PG_BIN = newest_pg_bin() or Path("/usr/lib/postgresql/15/bin")
+RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"
+PASSFILES = Path("/var/lib/postgresql/migrate")
+STATE = Path("/var/lib/migrate")
+# Each closes the quoting it is pasted into, then runs a command as postgres.
+HOSTILE_ROLE = "x$c$); COPY (SELECT 1) TO PROGRAM 'touch pwned'; --"
+HOSTILE_DB = "d'; COPY (SELECT 1) TO PROGRAM 'touch pwned'; --"
+
+SSH_SHIM = """#!/bin/bash
+# ssh to the target: the remote command runs here, against the target cluster
+if [ "$1" = -l ]; then shift 2; fi
+shift
+printf '%s\\0' "$*" >> "$ARGV_LOG"
+export PGHOST="$TARGET_PGHOST" PGPORT="$TARGET_PGPORT"
+exec bash -c "$*"
+"""
+RUNUSER_SHIM = f"""#!/bin/bash
+printf '%s\\0' "$*" >> "$ARGV_LOG"
+exec {RUNUSER} "$@"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_taken(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Cluster:
+    base: Path
+    port: int
+
+    @property
+    def data(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.base / "server.log"
+
+    def env(self) -> dict[str, str]:
+        return {"PGHOST": str(self.base), "PGPORT": str(self.port)}
+
+    def run(self, *argv: str, stdin: str = "", check: bool = True) -> str:
+        done = subprocess.run([RUNUSER, "-u", "postgres", "--", *argv], input=stdin,
+                              env={**os.environ, **self.env()}, capture_output=True,
+                              text=True, timeout=120, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{argv}: {done.stderr}")
+        return done.stdout
+
+    def sql(self, text: str, db: str = "postgres", **variables: str) -> str:
+        options = [f"--variable={k}={v}" for k, v in variables.items()]
+        return self.run("psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", db, *options,
+                        stdin=text).strip()
+
+    def start(self) -> None:
+        self.run(str(PG_BIN / "initdb"), "-D", str(self.data), "-E", "UTF8", "--locale=C",
+                 "--auth-local=peer", "--auth-host=scram-sha-256")
+        options = (f"-c port={self.port} -c listen_addresses=127.0.0.1 "
+                   f"-c unix_socket_directories={self.base} -c wal_level=logical "
+                   "-c log_statement=all")
+        self.run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
+                 "-t", "60", "-o", options, "start")
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
+                     "stop", check=False)
+
+
+@dataclass
+class Hosts:
+    source: Cluster
+    target: Cluster
+    shims: Path
+
+    @property
+    def argv_log(self) -> Path:
+        return self.shims / "argv.log"
+
+    def script(self, script: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+        env = {**os.environ, **self.source.env(),
+               "PATH": f"{self.shims}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+               "MIGRATE_SSH": str(self.shims / "ssh"), "ARGV_LOG": str(self.argv_log),
+               "TARGET_PGHOST": str(self.target.base), "TARGET_PGPORT": str(self.target.port),
+               "MIGRATE_SYNC_TIMEOUT_S": "60"}
+        return subprocess.run(["bash", str(script), *args], input=stdin, env=env,
+                              capture_output=True, text=True, timeout=180, check=False)
+
+    def canaries(self) -> list[Path]:
+        return [c.data / "pwned" for c in (self.source, self.target) if (c.data / "pwned").exists()]
+
+    def seen(self, secret: str) -> list[str]:
+        """Where a secret shows: the argument lists handed on, and both servers' logs."""
+        places = {"argv": self.argv_log, "source log": self.source.log,
+                  "target log": self.target.log}
+        return [name for name, path in places.items()
+                if path.exists() and secret in path.read_text(errors="replace")]
+
+
+def make_cluster(port: int | None = None) -> Cluster:
+    base = Path(tempfile.mkdtemp(prefix="hostile-pg-"))
+    shutil.chown(base, "postgres")
+    base.chmod(0o700)
+    cluster = Cluster(base, port or free_port())
+    cluster.start()
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[Hosts]:
+    if os.geteuid() != 0:
+        pytest.skip("the scripts switch to postgres with runuser: run as root")
+    if not (PG_BIN / "initdb").is_file():
+        pytest.skip(f"{PG_BIN}/initdb not found: install Debian's postgresql "
+                    "(scripts/setup-host.sh)")
+    shims = Path(tempfile.mkdtemp(prefix="hostile-shims-"))
+    for name, text in (("ssh", SSH_SHIM), ("runuser", RUNUSER_SHIM)):
+        (shims / name).write_text(text)
+        (shims / name).chmod(0o755)
+    made: list[Cluster] = []
+    left = [folder for folder in (PASSFILES, STATE) if not folder.exists()]
+    try:
+        # The target subscribes to port 5432 of the source: the source takes it when free.
+        made.append(make_cluster(None if port_taken(5432) else 5432))
+        made.append(make_cluster())
+        yield Hosts(made[0], made[1], shims)
+    finally:
+        for cluster in made:
+            cluster.stop()
+            shutil.rmtree(cluster.base, ignore_errors=True)
+        shutil.rmtree(shims, ignore_errors=True)
+        for folder in left:  # made by the scripts here, as on a host; others may use it now
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(4)}"
+
+
+def make_role(cluster: Cluster, name: str, password: str, *extra: str) -> None:
+    cluster.sql(f"SELECT format('CREATE ROLE %I LOGIN PASSWORD %L {' '.join(extra)}', "
+                ":'name', :'password') \\gexec", name=name, password=password)
+
+
+def make_database(cluster: Cluster, name: str, owner: str = "postgres") -> None:
+    cluster.sql("SELECT format('CREATE DATABASE %I OWNER %I', :'name', :'owner') \\gexec",
+                name=name, owner=owner)
+    cluster.sql("CREATE TABLE items (id integer PRIMARY KEY, label text)", db=dbname(name))
+
+
+def dbname(name: str) -> str:
+    return "dbname='" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def roles(cluster: Cluster, names: list[str]) -> dict[str, list]:
+    """Each role's verifier and whether it logs in, by name (JSON: a name may hold a newline)."""
+    out = cluster.sql("SELECT coalesce(jsonb_object_agg(rolname, jsonb_build_array("
+                      "rolpassword, rolcanlogin)), '{}') FROM pg_authid "
+                      "WHERE rolname = ANY (string_to_array(:'names', chr(1)))",
+                      names=chr(1).join(names))
+    return json.loads(out)
+
+
+# ---------------------------------------------------------------- copy_roles.sh
+
+
+def test_a_hostile_role_name_runs_nothing_and_the_role_is_copied(hosts: Hosts) -> None:
+    app, db, multiline = unique("app"), unique("db"), unique("two") + "\nlines"
+    make_role(hosts.source, app, "app-password-0123456789")
+    make_role(hosts.source, HOSTILE_ROLE, "hostile-password-0123456789")
+    make_role(hosts.source, multiline, "multi-password-0123456789", f"IN ROLE {app}")
+    make_database(hosts.source, db, owner=app)
+    hosts.source.sql("SELECT format('GRANT SELECT ON items TO %I', :'name') \\gexec",
+                     db=dbname(db), name=HOSTILE_ROLE)
+
+    done = hosts.script(COPY_ROLES, db, app, "127.0.0.1")
+
+    assert hosts.canaries() == [], "a role name ran COPY ... TO PROGRAM"
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["changed"]
+    names = [app, HOSTILE_ROLE, multiline]
+    copied = roles(hosts.target, names)
+    assert set(copied) == set(names)
+    assert copied == roles(hosts.source, names)
+    member = ("SELECT count(*) FROM pg_auth_members a JOIN pg_roles g ON g.oid = a.roleid "
+              "JOIN pg_roles m ON m.oid = a.member WHERE g.rolname = :'g' AND m.rolname = :'m'")
+    assert hosts.target.sql(member, g=app, m=multiline) == "1"
+    verifier = roles(hosts.source, [HOSTILE_ROLE])[HOSTILE_ROLE][0]
+    assert hosts.seen(verifier) == []
+    again = hosts.script(COPY_ROLES, db, app, "127.0.0.1")
+    assert (again.returncode, again.stdout.split()) == (0, ["unchanged"]), again.stderr
+
+
+def test_a_comma_in_a_role_name_drags_no_superuser_along(hosts: Hosts) -> None:
+    app, db, comma = unique("app"), unique("db"), unique("c") + ",postgres"
+    make_role(hosts.source, app, "app-password-0123456789")
+    make_role(hosts.source, comma, "comma-password-0123456789", f"IN ROLE {app}")
+    make_database(hosts.source, db, owner=app)
+    hosts.target.sql("ALTER ROLE postgres PASSWORD 'target-superuser-0123456789'")
+    before = roles(hosts.target, ["postgres"])
+
+    done = hosts.script(COPY_ROLES, db, app, "127.0.0.1")
+
+    assert done.returncode == 0, done.stderr
+    assert roles(hosts.target, ["postgres"]) == before
+    assert roles(hosts.target, [comma]) == roles(hosts.source, [comma])
+
+
+# ---------------------------------------------------------------- move.sh, logical replication
+
+
+def publication(cluster: Cluster, db: str) -> str:
+    return cluster.sql("SELECT count(*) FROM pg_publication WHERE pubname = :'p'",
+                       db=dbname(db), p=f"migrate_{db}")
+
+
+def replicator(cluster: Cluster) -> str:
+    return cluster.sql("SELECT count(*) FROM pg_roles WHERE rolname = 'migrate_replicator'")
+
+
+def publish(hosts: Hosts, db: str, password: str) -> subprocess.CompletedProcess:
+    verifier = scram_verifier(password, secrets.token_bytes(16))
+    return hosts.script(MOVE, "publish", db, "127.0.0.1", stdin=verifier + "\n")
+
+
+def published_by_hand(cluster: Cluster, db: str) -> None:
+    """What publish leaves, made here: the role and the publication."""
+    cluster.sql("SELECT 'CREATE ROLE migrate_replicator LOGIN REPLICATION' WHERE NOT EXISTS ("
+                "SELECT FROM pg_roles WHERE rolname = 'migrate_replicator') \\gexec")
+    cluster.sql("GRANT pg_read_all_data TO migrate_replicator")
+    cluster.sql("SELECT format('CREATE PUBLICATION %I FOR ALL TABLES', :'p') \\gexec",
+                db=dbname(db), p=f"migrate_{db}")
+
+
+def test_unpublish_pastes_no_database_name_into_sql(hosts: Hosts) -> None:
+    make_database(hosts.source, HOSTILE_DB)
+    published_by_hand(hosts.source, HOSTILE_DB)
+
+    done = hosts.script(MOVE, "unpublish", HOSTILE_DB, "127.0.0.1")
+
+    assert hosts.canaries() == [], "a database name ran COPY ... TO PROGRAM"
+    assert done.returncode == 0, done.stderr
+    assert publication(hosts.source, HOSTILE_DB) == "0"
+
+
+def test_publish_takes_the_verifier_on_stdin_and_logs_it_nowhere(hosts: Hosts) -> None:
+    db = unique("pub")
+    make_database(hosts.source, db)
+    verifier = scram_verifier("replication-0123456789", secrets.token_bytes(16))
+
+    done = hosts.script(MOVE, "publish", db, "127.0.0.1", stdin=verifier + "\n")
+
+    assert done.returncode == 0, done.stderr
+    assert "changed" in done.stdout.split("\n")
+    assert hosts.source.sql("SELECT rolpassword FROM pg_authid "
+                            "WHERE rolname = 'migrate_replicator' AND rolreplication") == verifier
+    assert publication(hosts.source, db) == "1"
+    assert hosts.seen(verifier) == []
+    again = hosts.script(MOVE, "publish", db, "127.0.0.1", stdin=verifier + "\n")
+    assert (again.returncode, again.stdout) == (0, ""), again.stderr
+    hba = (hosts.source.data / "pg_hba.conf").read_text()
+    assert f'host    "{db}"  migrate_replicator  127.0.0.1/32  scram-sha-256' in hba
+    assert hosts.script(MOVE, "unpublish", db, "127.0.0.1").returncode == 0
+
+
+def test_the_replication_role_goes_with_the_last_publication(hosts: Hosts) -> None:
+    first, second = unique("one"), unique("two")
+    for db in (first, second):
+        make_database(hosts.source, db)
+        published_by_hand(hosts.source, db)
+
+    assert hosts.script(MOVE, "unpublish", first, "127.0.0.1").returncode == 0
+    assert replicator(hosts.source) == "1"  # the other database still publishes
+    done = hosts.script(MOVE, "unpublish", second, "127.0.0.1")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["changed"]
+    assert replicator(hosts.source) == "0"
+    hba = (hosts.source.data / "pg_hba.conf").read_text()
+    assert "migrate_replicator" not in hba
+
+
+@pytest.fixture
+def remembered() -> Iterator[list[str]]:
+    """Databases whose state the scripts keep on this host (subscribe, unsubscribe)."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        for path in (STATE / f"subscribed-{name}", STATE / f"writes-{name}",
+                     PASSFILES / f"replication-{name}.pgpass"):
+            path.unlink(missing_ok=True)
+
+
+def test_a_failed_subscription_leaves_the_password_nowhere(
+        hosts: Hosts, remembered: list[str]) -> None:
+    db, password = unique("failing"), f"replication-{secrets.token_hex(12)}"
+    remembered.append(db)
+    make_database(hosts.source, db)
+    published_by_hand(hosts.source, db)
+    if port_taken(5432) and hosts.source.port != 5432:
+        pytest.skip("port 5432 on loopback is taken: the subscription might reach it")
+
+    # Nothing listens on 127.0.0.2:5432: CREATE SUBSCRIPTION fails on the target.
+    done = hosts.script(MOVE, "subscribe", db, "127.0.0.1", "127.0.0.2", stdin=password + "\n")
+
+    assert done.returncode != 0
+    assert hosts.target.sql("SELECT count(*) FROM pg_subscription") == "0"
+    assert hosts.seen(password) == []
+    assert password not in done.stderr + done.stdout
+    assert not (PASSFILES / f"replication-{db}.pgpass").exists()
+    assert hosts.script(MOVE, "unpublish", db, "127.0.0.1").returncode == 0
+
+
+def test_the_subscription_reads_its_password_from_a_passfile_removed_at_the_end(
+        hosts: Hosts, remembered: list[str]) -> None:
+    if hosts.source.port != 5432:
+        pytest.skip("the source cluster needs port 5432 (the subscription's) on loopback")
+    db, password = unique("streams"), f"replication-{secrets.token_hex(12)}"
+    remembered.append(db)
+    make_database(hosts.source, db)
+    hosts.source.sql("INSERT INTO items VALUES (1, 'before')", db=dbname(db))
+    assert publish(hosts, db, password).returncode == 0
+
+    done = hosts.script(MOVE, "subscribe", db, "127.0.0.1", "127.0.0.1", stdin=password + "\n")
+
+    assert done.returncode == 0, done.stderr
+    passfile = PASSFILES / f"replication-{db}.pgpass"
+    info = passfile.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o600, pwd.getpwnam("postgres").pw_uid)
+    assert hosts.target.sql("SELECT label FROM items", db=dbname(db)) == "before"
+    conninfo = hosts.target.sql("SELECT subconninfo FROM pg_subscription WHERE subname = :'s'",
+                                s=f"migrate_{db}")
+    assert "passfile=" in conninfo and password not in conninfo
+    assert hosts.seen(password) == []
+
+    ended = hosts.script(MOVE, "unsubscribe", "127.0.0.1", db)
+
+    assert ended.returncode == 0, ended.stderr
+    assert not passfile.exists()
+    assert hosts.target.sql("SELECT count(*) FROM pg_subscription") == "0"
+    assert hosts.script(MOVE, "unpublish", db, "127.0.0.1").returncode == 0
+    assert replicator(hosts.source) == "0"
