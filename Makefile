@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ESTATE ?= examples/estate
 
-.PHONY: setup host images engine demo demo-down test lint unit bench schema clean
+.PHONY: setup host images engine provider demo demo-down test lint unit bench schema clean
 
 ## setup: a virtualenv with migrate and its test tools (idempotent)
 setup: $(VENV)/.installed
@@ -30,6 +30,11 @@ images: setup host
 engine: setup
 	PATH="$$PATH:/usr/local/go/bin" $(BIN)/python -m migrate.engine build
 
+## provider: the OpenStack resource plugin (Terraform bridge around terraform-provider-openstack)
+## built from the Go module proxy into ~/.cache/migrate (once)
+provider: setup
+	PATH="$$PATH:/usr/local/go/bin" $(BIN)/python -m migrate.engine build-provider
+
 ## demo: set up, then move the example estate on the sandbox in one command (migrate run:
 ## census, plan, legacy server rooms and exchange platform, provisioning, transfer, register,
 ## cutover with verification, runbooks and the report), then show where each system stands
@@ -44,7 +49,7 @@ demo-down: setup
 	$(BIN)/migrate sandbox down $(ESTATE)
 
 ## test: set up, lint, then run every test (CI runs exactly this)
-test: setup host images engine lint
+test: setup host images engine provider lint
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -152,10 +152,15 @@ def engine_env(
 
 
 def prepare_state_dir(state_dir: Path) -> None:
-    """Create the directories ``engine_env`` points at (PULUMI_HOME, the file backend)."""
+    """Create the directories ``engine_env`` points at (PULUMI_HOME, the file backend), and
+    link the built resource plugins into PULUMI_HOME's plugin cache, where the engine (with
+    automatic plugin acquisition off) finds them for the version the SDK asks for."""
+    from migrate.engine import provider
+
     state_dir = Path(state_dir)
     for sub in ("pulumi-home", "backend"):
         (state_dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+    provider.install_plugin(state_dir / "pulumi-home")
 
 
 def pulumi_command(engine: Path | None = None) -> PulumiCommand:
