@@ -17,7 +17,7 @@ import base64
 import hashlib
 import hmac
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +85,12 @@ def guard_address(estate: Estate, address: str) -> None:
     """On a sandbox estate, refuse (GuardRefused) an address that is not on this host."""
     if estate.settings.cloud.target == "sandbox":
         assert_local_address(address, estate.settings.sandbox.allowed_networks)
+
+
+def guard_addresses(estate: Estate, addresses: Iterable[str]) -> None:
+    """``guard_address`` on each address, all of them before any is connected to."""
+    for address in dict.fromkeys(addresses):
+        guard_address(estate, address)
 
 
 def known_hosts_name(address: str, port: int) -> str:

@@ -6,10 +6,12 @@ exit codes are the CLI's business.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -27,7 +29,9 @@ from migrate.provision import (
     Provisioner,
     ProvisionSettings,
     StackResult,
+    StackTarget,
     ensure_passphrase_file,
+    stack_outputs,
     targets_for,
 )
 from migrate.state import estate_inputs, journal_for, read_secret, state_dir
@@ -275,6 +279,7 @@ def write_report(estate: Estate, as_of: date, out_dir: Path | None = None
 def platform_client(estate: Estate, system_id: str) -> Any:
     """A client signed with the system's app key and secret, verifying the platform's TLS
     against the estate's CA bundle (in the sandbox: connecting to the platform machine)."""
+    from migrate.access import guard_address
     from migrate.exchange.client import ExchangeClient
 
     system = estate.systems[system_id]
@@ -286,6 +291,8 @@ def platform_client(estate: Estate, system_id: str) -> Any:
         from migrate.sandbox.estate_plan import plan_sandbox
 
         connect_address = plan_sandbox(estate).platform_ip
+    guard_address(estate, connect_address
+                  or urllib.parse.urlsplit(estate.settings.exchange.url).hostname or "")
     return ExchangeClient(estate.settings.exchange.url,
                           ca_bundle=str(estate.root / estate.settings.exchange.ca_bundle),
                           app_key=system.exchange.app_key,
@@ -397,31 +404,44 @@ MOVE_STAGES = ("check_prerequisites", "transfer", "cutover", "rollback", "decomm
 
 
 def provisioned_targets(estate: Estate, system_id: str) -> dict[str, dict]:
-    """The system's target instances (address, host key) as its last provisioning recorded
-    them in the journal; refused when the system was never provisioned or was destroyed."""
-    targets: dict[str, dict] | None = None
-    for entry in journal_for(estate).entries():
-        if entry.get("system") != system_id:
-            continue
-        if entry["stage"] == "provision" and entry["result"] in ("changed", "unchanged"):
-            instances = ((entry.get("outputs") or {}).get("outputs") or {}).get("instances")
-            if instances:
-                targets = {name: {"address": i["address"], "host_key": i["host_key"]}
-                           for name, i in instances.items()}
-        elif entry["stage"] == "destroy":
-            targets = None
-    if targets is None:
+    """The system's target instances (address, host key) as its stack's provisioning state
+    holds them; refused when the system was never provisioned or its stack was destroyed.
+    Never from the journal: whoever can write that file would choose where the data goes
+    and which host key is trusted."""
+    stack = StackTarget("system", system_id).name
+    outputs = stack_outputs(state_dir(estate), estate.settings.cloud.target, stack)
+    instances = outputs.get("instances")
+    if not instances or not isinstance(instances, dict):
         raise InvalidInput([], f"{system_id} has no provisioned targets: run "
                                f"'migrate provision {estate.display} --system {system_id} --yes'")
-    return targets
+    return {name: _target_of(stack, name, instance) for name, instance in instances.items()}
+
+
+def _target_of(stack: str, name: str, instance: Any) -> dict[str, str]:
+    """An instance's address and host key from its stack's outputs, both checked for form."""
+    found = instance if isinstance(instance, dict) else {}
+    address, host_key = found.get("address"), found.get("host_key")
+    usable = (isinstance(address, str) and isinstance(host_key, str)
+              and len(host_key.split()) >= 2)
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        usable = False
+    if not usable:
+        raise StageFailed(f"stack {stack}: instance {name} has no usable address and host key "
+                          "in its outputs",
+                          hint="provision the system again: the next run restores its outputs")
+    return {"address": address, "host_key": host_key}
 
 
 def move(estate: Estate, stage: str, system_ids: list[str] | None = None,
          progress: Callable[[Any], None] | None = None, confirmed: bool = False,
-         check: bool = False, parallel: int | None = None) -> list[dict]:
+         check: bool = False, parallel: int | None = None,
+         reason: str | None = None) -> list[dict]:
     """Run one moving stage for each chosen system (every planned one by default), several
     systems at once. Every system runs to its end; the results say which failed and why
-    (``result``: ok or failed, with ``error`` and ``hint``)."""
+    (``result``: ok or failed, with ``error`` and ``hint``). ``reason`` (rollback) is
+    journaled with the stage."""
     from migrate import transfer
 
     if stage not in MOVE_STAGES:
@@ -432,12 +452,13 @@ def move(estate: Estate, stage: str, system_ids: list[str] | None = None,
     function = getattr(transfer, stage)
 
     def one(system_id: str) -> dict:
+        guard_system(estate, plan, system_id, targets[system_id])
         tagged = tag_progress(progress, system_id)
         if stage == "decommission_source":
             done = function(estate, plan, system_id, targets[system_id], tagged,
                             confirmed=confirmed)
         elif stage == "rollback" and not check:
-            done = function(estate, plan, system_id, targets[system_id], tagged)
+            done = function(estate, plan, system_id, targets[system_id], tagged, reason=reason)
             done.outputs["endpoint"] = _endpoint_back_to_source(estate, system_id) or "source"
         elif stage == "transfer" and not check:
             refuse_if_cut_over(estate, system_id)
@@ -449,6 +470,16 @@ def move(estate: Estate, stage: str, system_ids: list[str] | None = None,
         return {**done.as_dict(), "result": "ok"}
 
     return for_each_system(chosen, one, parallel)
+
+
+def guard_system(estate: Estate, plan: dict, system_id: str, targets: dict) -> None:
+    """The sandbox guard on every address a system's plays reach (its source hosts and its
+    targets), before any of them starts."""
+    from migrate.access import guard_addresses
+    from migrate.stackplan import select_system
+
+    sources = [h["address"] for h in select_system(plan, system_id)["source_hosts"]]
+    guard_addresses(estate, [*sources, *(t["address"] for t in targets.values())])
 
 
 def check_source_host_keys(estate: Estate, system_ids: list[str]) -> int:

@@ -11,6 +11,7 @@ state is never deleted.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import secrets
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from migrate import engine, stackplan
 from migrate.errors import EnvironmentNotReady, StageFailed
 from migrate.processes import pid_alive
@@ -32,6 +35,9 @@ PASSPHRASE_ENV = "MIGRATE_PULUMI_PASSPHRASE_FILE"
 BACKEND_ENV = "MIGRATE_PULUMI_BACKEND_URL"  # default: the file backend in the state dir
 STACKS_ENV = "MIGRATE_STACKS_DIR"
 MAX_PARALLEL_STACKS = 4
+SECRET = "[secret]"  # how a secret output reads here: never decrypted
+SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
+CHECKPOINT_VERSION = 3  # the file backend's checkpoint format this reader knows
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,95 @@ def targets_for(plan: dict, system_ids: Iterable[str] | None) -> tuple[list, lis
     networks = sorted({stackplan.select_system(plan, s)["network"] for s in chosen})
     return ([StackTarget("network", key) for key in networks],
             [StackTarget("system", sid) for sid in sorted(chosen)])
+
+
+# ---------------------------------------------------------------- reading the state
+
+
+def stack_outputs(state_dir: Path, target: str, stack: str) -> dict[str, Any]:
+    """A stack's outputs as the provisioning state holds them, each secret one as ``SECRET``
+    (never decrypted); empty when the stack does not exist or was destroyed.
+
+    On the file backend the checkpoint is read directly (0.2 ms, against 0.6 to 1.6 s for
+    an engine call: this runs per system and stage); a layout or checkpoint this reader does
+    not know, or another backend, asks the engine."""
+    backend = os.environ.get(BACKEND_ENV) or engine.file_backend_url(state_dir)
+    if backend.startswith("file://"):
+        found = checkpoint_outputs(Path(backend.removeprefix("file://")),
+                                   stackplan.PROJECTS[target], stack)
+        if found is not None:
+            return found
+    return engine_outputs(state_dir, backend, target, stack)
+
+
+def checkpoint_outputs(backend: Path, project: str, stack: str) -> dict[str, Any] | None:
+    """The outputs in the file backend's checkpoint of a project-scoped stack; None when the
+    layout or the checkpoint's version is not the one this reader knows."""
+    if not (backend / ".pulumi").exists():
+        return {}  # nothing was ever provisioned with this backend
+    if not project_scoped(backend / ".pulumi"):
+        return None
+    try:
+        document = read_checkpoint(backend / ".pulumi" / "stacks" / project, stack)
+    except (OSError, ValueError):
+        return None  # half written or unreadable: the engine says what is wrong
+    if document is None:
+        return {}
+    if not isinstance(document, dict) or document.get("version") != CHECKPOINT_VERSION:
+        return None
+    resources = ((document.get("checkpoint") or {}).get("latest") or {}).get("resources")
+    root = next((r for r in resources or [] if r.get("type") == "pulumi:pulumi:Stack"), None)
+    return conceal_secrets((root or {}).get("outputs") or {})
+
+
+def project_scoped(folder: Path) -> bool:
+    """Whether the backend keeps its stacks per project (``meta.yaml`` of version 1)."""
+    try:
+        meta = yaml.safe_load((folder / "meta.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(meta, dict) and meta.get("version") == 1
+
+
+def read_checkpoint(folder: Path, stack: str) -> dict | None:
+    """The stack's checkpoint document (plain or gzipped, the newer when both are there)."""
+    files = [f for f in (folder / f"{stack}.json", folder / f"{stack}.json.gz") if f.is_file()]
+    if not files:
+        return None
+    newest = max(files, key=lambda f: f.stat().st_mtime_ns)
+    data = newest.read_bytes()
+    return json.loads(gzip.decompress(data) if newest.suffix == ".gz" else data)
+
+
+def conceal_secrets(value: Any) -> Any:
+    """State values with every secret (Pulumi's signature object) replaced by ``SECRET``."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG[0]) == SECRET_SIG[1]:
+            return SECRET
+        return {k: conceal_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [conceal_secrets(v) for v in value]
+    return value
+
+
+def engine_outputs(state_dir: Path, backend: str, target: str, stack: str) -> dict[str, Any]:
+    """``pulumi stack output --json`` without --show-secrets (secrets read ``[secret]``)."""
+    from pulumi import automation as auto
+
+    pulumi = engine.ensure_engine(build=False)
+    env = engine.engine_env(state_dir, ensure_passphrase_file(state_dir, create=False),
+                            engine=pulumi, backend_url=backend)
+    name = f"organization/{stackplan.PROJECTS[target]}/{stack}"
+    try:
+        done = engine.pulumi_command(pulumi).run(
+            ["stack", "output", "--json", "--stack", name], str(state_dir), env)
+    except auto.CommandError as error:
+        if "no stack named" in str(error):
+            return {}
+        raise StageFailed(f"reading the outputs of stack {stack} failed: {error}",
+                          "check the backend (MIGRATE_PULUMI_BACKEND_URL) and the passphrase"
+                          ) from None
+    return json.loads(done.stdout or "{}")
 
 
 class Provisioner:

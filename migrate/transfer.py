@@ -140,11 +140,17 @@ def cutover(estate: Estate, plan: Mapping[str, Any], system_id: str,
 
 def rollback(estate: Estate, plan: Mapping[str, Any], system_id: str,
              targets: Mapping[str, Any], progress: Progress | None = None,
-             check: bool = False) -> StageResult:
+             check: bool = False, reason: str | None = None) -> StageResult:
     """Stop the target's services and restore the source's exactly as the cutover found
-    them. Idempotent; safe at any point of a cutover."""
+    them. Idempotent; safe at any point of a cutover. ``reason`` goes into the journal."""
     session = _open(estate, plan, system_id, targets, "rollback", progress, check)
-    return _journaled(session, "rollback", lambda r: session.play("rollback", r))
+
+    def work(result: StageResult) -> None:
+        if reason:
+            result.outputs["reason"] = reason
+        session.play("rollback", result)
+
+    return _journaled(session, "rollback", work)
 
 
 def decommission_source(estate: Estate, plan: Mapping[str, Any], system_id: str,

@@ -18,6 +18,7 @@ from typing import Any
 
 from migrate import inventory as inv
 from migrate import state
+from migrate.access import guard_addresses
 from migrate.errors import StageFailed
 from migrate.journal import digest_bytes, digest_file
 from migrate.loader import Estate
@@ -128,13 +129,14 @@ def verify_system(estate: Estate, plan: Mapping[str, Any], system_id: str,
     from migrate.sandbox.estate import operator_key_path
 
     started = time.monotonic()
-    run_id = inv.new_run_id(f"{system_id}-verify")
-    run_dir = inv.run_dir_for(estate, run_id)
     system = inv.system_plan(plan, system_id)
     targets = {name: dict(t) for name, t in targets.items()}
     hosts = {i["name"]: {"name": inv.target_host_name(system_id, i["name"]),
                          "address": targets[i["name"]]["address"]}
              for i in system["instances"]}
+    guard_addresses(estate, [h["address"] for h in hosts.values()])
+    run_id = inv.new_run_id(f"{system_id}-verify")
+    run_dir = inv.run_dir_for(estate, run_id)
     ssh_config = write_ssh_config(run_dir, hosts, targets, operator_key_path(estate))
     context = system_context(estate, plan, system_id, targets, run_dir, ssh_config)
     context_file = run_dir / "context.json"
