@@ -60,7 +60,11 @@ HINTS = {
     "resource_not_linked": "the resource must be approved (已挂接) before exchanging data",
     "system_not_registered": "register the system endpoint (接入登记) first",
     "invalid_admin_token": "check the admin token file",
+    "invalid_header": "a request header was malformed; this is a client bug, report it",
+    "probe_not_configured": "the platform has no allow-list for reverse probes; ask the "
+                            "platform administrator to set one",
 }
+MIN_SECRET_CHARS = 16  # as migrate.state: this module also runs alone on target machines
 
 
 # How a kept-alive connection the platform closed while idle shows up on the next request.
@@ -145,6 +149,11 @@ def read_secret_file(path: str) -> str:
         )
     if not value:
         raise SecretFileError(f"secret file {path} is empty")
+    if len(value) < MIN_SECRET_CHARS:
+        raise SecretFileError(
+            f"secret file {path} holds fewer than {MIN_SECRET_CHARS} characters: too short to "
+            "redact reliably and too weak",
+            hint=f"put a random value of at least {MIN_SECRET_CHARS} characters in {path}")
     return value
 
 

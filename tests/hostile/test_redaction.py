@@ -112,3 +112,19 @@ def test_a_short_secret_is_refused_where_it_is_read(estate: Path) -> None:
         assert "hunter2" not in caught.value.message
     short.write_text("hunter2-pw-long-enough\n")
     assert state.read_secret(opened, "secret://db-short") == "hunter2-pw-long-enough"
+
+
+def test_the_platform_client_refuses_a_short_app_secret(tmp_path: Path) -> None:
+    """The exchange client reads its app secret on its own (it also runs on target
+    machines): the same rule holds there."""
+    from migrate.exchange import client
+
+    path = tmp_path / "app-secret"
+    path.write_text("short-secret\n")
+    path.chmod(0o600)
+    with pytest.raises(client.SecretFileError) as caught:
+        client.read_secret_file(str(path))
+    assert "fewer than 16 characters" in caught.value.message
+    assert "short-secret" not in caught.value.message
+    path.write_text("a-long-enough-app-secret\n")
+    assert client.read_secret_file(str(path)) == "a-long-enough-app-secret"
