@@ -237,7 +237,6 @@ class Runner:
         self.progress = progress or (lambda _event: None)
         self.workers = workers
         self.lock = threading.Lock()
-        self.verify_stage = hasattr(pipeline, "verify_systems")
         self.declared_gb: dict[str, float] = {}
         self.moved_gb: dict[str, float] = {}
 
@@ -340,7 +339,7 @@ class Runner:
             return
         state = self.states([sid])[sid]
         cut = state.flags.get("cut_over", False)
-        verify = self.verify_stage and cut and not state.flags.get("verified", False)
+        verify = cut and not state.flags.get("verified", False)
         steps: list[tuple[str, str | None]] = [
             ("transfer", "already cut over" if cut else None),
             ("register", None if self.estate.systems[sid].exchange else "no exchange section"),
@@ -438,11 +437,10 @@ class Runner:
                           verified.get("hint"))
 
     def moved(self, system_ids: list[str]) -> set[str]:
-        """Of these systems, the ones cut over (and verified, where verification exists)
-        with no standing failure: what a system depending on them may follow."""
-        return {sid for sid, s in self.states(system_ids).items() if s.flags.get("cut_over")
-                and s.failure is None
-                and (s.flags.get("verified") or not self.verify_stage)}
+        """Of these systems, the ones cut over and verified with no standing failure: what a
+        system depending on them may follow."""
+        return {sid for sid, s in self.states(system_ids).items()
+                if s.flags.get("cut_over") and s.flags.get("verified") and s.failure is None}
 
     def run_wave(self, number: int, system_ids: list[str], depends: dict[str, list[str]],
                  outcome: RunOutcome) -> None:

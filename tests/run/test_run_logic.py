@@ -115,7 +115,7 @@ def fakes(monkeypatch):
     monkeypatch.setattr(pipeline, "run_stacks", run_stacks)
     monkeypatch.setattr(pipeline, "move", move)
     monkeypatch.setattr(pipeline, "register_systems", register_systems)
-    monkeypatch.setattr(pipeline, "verify_systems", verify_systems, raising=False)
+    monkeypatch.setattr(pipeline, "verify_systems", verify_systems)
     monkeypatch.setattr(pipeline, "check_source_host_keys", check_source_host_keys)
     return state
 
