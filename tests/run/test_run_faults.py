@@ -183,7 +183,7 @@ def test_a_wave_with_a_changed_host_key_and_a_stopped_target(running_estate, run
     assert sum(e["stage"] == "cutover" and e["system"] == STOPPED for e in entries) == 1
     assert sum(e["stage"] == "cutover" and e["system"] == COMPLETES for e in entries) == 1
     assert run_cli("audit", "verify", estate).code == 0
-    assert not secrets_written(estate)
+    assert not secrets_written(estate, "".join(seen), again.stdout, again.stderr)
 
 
 def endpoint_switched(estate: Path, system: str, since: int) -> bool:

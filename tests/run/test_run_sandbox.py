@@ -48,16 +48,18 @@ def report_timings(name: str, summary: dict) -> None:
                                                  for s in summary["systems"]}}) + "\n")
 
 
-def secrets_written(estate: Path) -> list[str]:
-    """Files the run wrote (state, journal, runs and their artifacts, reports, runbooks)
-    that hold a secret value of the estate: there must be none."""
+def secrets_written(estate: Path, *printed: str) -> list[str]:
+    """Files the run wrote (state, journal, runs and their artifacts, reports, runbooks),
+    and what it printed (``printed``: its stdout and stderr), that hold a secret value of the
+    estate: there must be none."""
     from migrate import pipeline
     from migrate.state import secret_values, secrets_dir
 
     loaded = pipeline.open_estate(estate)
     values = [v.encode() for v in secret_values(loaded)]
     assert values, "the sandbox made no secrets?"
-    found = []
+    found = [f"printed output {n}" for n, text in enumerate(printed)
+             for value in values if value in text.encode()]
     for path in estate.rglob("*"):
         if path.is_file() and not path.is_relative_to(secrets_dir(loaded)):
             data = path.read_bytes()
@@ -90,7 +92,7 @@ def test_the_main_job_moves_the_whole_example_estate_then_changes_nothing(runnin
     assert "[wave 1] wjw-fybj transfer: started" in first.stderr
     assert "data: info: moved" in first.stderr and "(100%)" in first.stderr
 
-    assert not secrets_written(estate)
+    assert not secrets_written(estate, first.stdout, first.stderr)
 
     status = json.loads(run_cli("status", estate, "--output", "json").stdout)
     stands = {s["id"]: s for s in status["systems"]}
