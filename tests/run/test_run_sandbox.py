@@ -149,6 +149,8 @@ def test_a_killed_run_is_completed_by_the_next(running_estate, run_cli, stage, a
         process.wait(timeout=60)
         process.stderr.close()
     assert process.returncode == -signal.SIGKILL
+    finished = [e for e in journal(estate) if e["stage"] == stage and e.get("system") == system]
+    assert not finished, f"the kill came after {stage} had ended: {finished}"
     status = json.loads(run_cli("status", estate, "--output", "json").stdout)
     assert status["last_run"]["result"] == "interrupted or still running"
 
