@@ -59,7 +59,7 @@ DATA_DIR = "/var/lib/mediawiki/images"
 ACCESS_LOG = "/var/log/nginx/wiki.access.log"
 IMAGE_FILE = "Seal.png"
 READY_TIMEOUT = 90.0
-HISTORY_DAYS = 90
+HISTORY_MONTHS = 3  # whole months of use in the rotated logs
 
 
 @dataclass(frozen=True)
@@ -355,7 +355,16 @@ def wait_answering(address: str, timeout: float = READY_TIMEOUT) -> None:
     raise AssertionError(f"the wiki at {address} did not answer with its page: {last}")
 
 
-def usage_history(now: datetime, days: int = HISTORY_DAYS) -> tuple[str, str]:
+def history_start(today: datetime, months: int = HISTORY_MONTHS) -> datetime:
+    """The first day of the month ``months`` whole months before today's: the history
+    holds that many whole months whatever today's date (plus this month's days so far)."""
+    start = today.replace(day=1)
+    for _ in range(months):
+        start = (start - timedelta(days=1)).replace(day=1)
+    return start
+
+
+def usage_history(now: datetime) -> tuple[str, str]:
     """The wiki's use before this session, as nginx logged it: the department's staff (40
     office PCs at 192.168.177.60-99) reading pages on working days. Returns yesterday's
     lines and the older ones (``wiki.access.log.1`` and ``.2.gz``, as logrotate leaves them)."""
@@ -368,7 +377,7 @@ def usage_history(now: datetime, days: int = HISTORY_DAYS) -> tuple[str, str]:
     recent: list[str] = []
     older: list[str] = []
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    for back in range(days, 0, -1):
+    for back in range((today - history_start(today)).days, 0, -1):
         day = today - timedelta(days=back)
         if day.weekday() >= 5:
             continue
