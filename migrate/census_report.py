@@ -12,8 +12,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from migrate.census import DISPOSITION_ZH, CensusResult
+from migrate.census import CensusResult
 from migrate.model import SystemManifest
+from migrate.terms import (
+    CLASSIFICATION_ZH,
+    DISPOSITION_ZH,
+    FUNDING_ZH,
+    NETWORK_ZH,
+    SHARE_ZH,
+    USAGE_SCOPE_ZH,
+    term,
+)
 
 
 @dataclass(frozen=True)
@@ -29,24 +38,29 @@ def self_inspection(systems: dict[str, SystemManifest], census: CensusResult) ->
     for sid, s in systems.items():
         c = s.census
         rows.append((
-            sid, s.name, s.department.name, s.function, c.usage_scope,
+            sid, s.name, s.department.name, s.function, term(USAGE_SCOPE_ZH, c.usage_scope),
             str(c.usage_frequency.monthly_active_users),
-            c.usage_frequency.last_used.isoformat() if c.usage_frequency.last_used else "never",
+            c.usage_frequency.last_used.isoformat() if c.usage_frequency.last_used else "从未使用",
             f"{c.approval.department} {c.approval.date.isoformat()} {c.approval.document}",
-            c.funding, c.network, f"等保{s.protection_level}级",
-            "涉密" if s.classification == "classified" else "非涉密",
-            "active" if c.maintenance.active else "stopped",
+            term(FUNDING_ZH, c.funding), term(NETWORK_ZH, c.network),
+            f"等保{s.protection_level}级", term(CLASSIFICATION_ZH, s.classification),
+            "在运维" if c.maintenance.active else "已停止",
             "" if c.annual_cost_wan is None else f"{c.annual_cost_wan:g}",
-            census.verdicts[sid].disposition,
+            term(DISPOSITION_ZH, census.verdicts[sid].disposition),
         ))
     return Table(
         "self_inspection", "自查报告 Self-inspection report",
-        ("id", "名称 name", "部门 department", "功能 function", "使用范围 scope",
+        ("编号 id", "名称 name", "部门 department", "功能 function", "使用范围 scope",
          "月活 monthly users", "最近使用 last used", "审批 approval", "经费 funding",
          "承载网络 network", "等保 level", "涉密 classification", "运维 maintenance",
          "年费用(万元) cost", "处置 disposition"),
         tuple(rows),
     )
+
+
+def _reasons(verdict) -> str:
+    """The census's reasons as sentences (their codes stay in the census JSON)."""
+    return "; ".join(r.message for r in verdict.reasons)
 
 
 def cleanup_list(systems: dict[str, SystemManifest], census: CensusResult) -> Table:
@@ -56,13 +70,12 @@ def cleanup_list(systems: dict[str, SystemManifest], census: CensusResult) -> Ta
             continue
         rows.append((
             sid, systems[sid].name, systems[sid].department.name,
-            f"{verdict.disposition} {DISPOSITION_ZH[verdict.disposition]}",
-            verdict.merge_into or "",
-            "; ".join(str(r) for r in verdict.reasons),
+            term(DISPOSITION_ZH, verdict.disposition), verdict.merge_into or "",
+            _reasons(verdict),
         ))
     return Table(
         "cleanup_list", "清理整合清单 Clean-up list",
-        ("id", "名称 name", "部门 department", "处置 disposition", "并入 merge into",
+        ("编号 id", "名称 name", "部门 department", "处置 disposition", "并入 merge into",
          "理由 reasons"),
         tuple(rows),
     )
@@ -75,13 +88,13 @@ def connect_list(systems: dict[str, SystemManifest], census: CensusResult) -> Ta
         resources = system.exchange.resources if system.exchange else []
         rows.append((
             sid, system.name, system.department.name,
-            system.exchange.app_key if system.exchange else "(missing)",
+            system.exchange.app_key if system.exchange else "（缺失）",
             str(len(resources)),
-            "; ".join(f"{r.code} {r.name} ({r.share_type})" for r in resources),
+            "; ".join(f"{r.code} {r.name}（{term(SHARE_ZH, r.share_type)}）" for r in resources),
         ))
     return Table(
         "connect_list", "接入共享平台清单 Systems to connect to the sharing platform",
-        ("id", "名称 name", "部门 department", "app_key", "资源数 resources",
+        ("编号 id", "名称 name", "部门 department", "应用标识 app_key", "资源数 resources",
          "信息资源 catalogue resources"),
         tuple(rows),
     )

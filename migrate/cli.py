@@ -3,10 +3,12 @@ only here do domain exceptions become messages and exit codes (README, "Exit cod
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -26,19 +28,76 @@ from migrate.errors import (
     Problem,
 )
 from migrate.journal import JournalCorrupt
+from migrate.state import journal_for
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
-ESTATE = click.argument("estate", type=click.Path(file_okay=False, path_type=Path))
-OUTPUT = click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
-                      show_default=True, help="table for people, json for CI.")
+ESTATE_ENV = "MIGRATE_ESTATE"
+
+
+def estate_here() -> Path | None:
+    """The default estate: the current folder when it is one."""
+    return Path(".") if Path("migrate.yaml").is_file() else None
+
+
+def require_estate(context: click.Context, param: click.Parameter, value: Path | None) -> Path:
+    if value is None and not context.resilient_parsing:
+        raise click.MissingParameter(
+            f"Give it, set ${ESTATE_ENV}, or run in a folder that holds a migrate.yaml.",
+            context, param)
+    return value
+
+
+ESTATE = click.argument("estate", type=click.Path(file_okay=False, path_type=Path),
+                        required=True, envvar=ESTATE_ENV, default=estate_here,
+                        callback=require_estate)
+OUTPUT_FORMAT = click.option("--output", "-o", type=click.Choice(["table", "json"]),
+                             default="table", show_default=True,
+                             help="table for people, json for CI (one document, errors too).")
+
+
+def OUTPUT(command: Any) -> Any:
+    """--output and -v: every command that prints takes both."""
+    return VERBOSE(OUTPUT_FORMAT(command))
 AS_OF = click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None,
                      help="Census date (YYYY-MM-DD); default: migrate.yaml census.as_of or today.")
 
 
+JSON_SCHEMA_VERSION = 1  # of every --output json document; raised when a shape changes
+
+
+@dataclass
+class Session:
+    """What the error boundary must know of the command that ran: -v count, start time, and
+    whether its JSON document is out (an error after it must not print a second one)."""
+
+    verbosity: int = 0
+    started: float = field(default_factory=time.monotonic)
+    emitted: bool = False
+
+    def reset(self) -> None:
+        self.verbosity, self.started, self.emitted = 0, time.monotonic(), False
+
+
+SESSION = Session()
+
+
 def emit_json(document: Any) -> None:
+    if isinstance(document, dict):
+        document = {"schema_version": JSON_SCHEMA_VERSION, **document}
     click.echo(json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True))
+    SESSION.emitted = True
+
+
+def count_verbosity(_context: click.Context, _param: click.Parameter, value: int) -> int:
+    SESSION.verbosity += value or 0
+    return value
+
+
+VERBOSE = click.option("--verbose", "-v", count=True, expose_value=False,
+                       callback=count_verbosity,
+                       help="More detail: error types, timings (-v); tracebacks (-vv).")
 
 
 def as_date(value: Any) -> date | None:
@@ -56,36 +115,59 @@ def print_problems(problems: list[Problem], title: str, style: str) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="migrate")
+@VERBOSE
 def cli() -> None:
     """Move department information systems onto the e-government cloud.
 
-    An ESTATE is a folder: migrate.yaml plus one manifest per system in systems/*.yaml.
-    Exit codes: 0 ok, 1 unexpected failure, 2 invalid input (nothing was changed),
-    3 environment not ready, 4 a stage failed, 130 interrupted.
+    An ESTATE is a folder: migrate.yaml plus one manifest per system in systems/*.yaml;
+    when not given: $MIGRATE_ESTATE, else the current folder if it holds a migrate.yaml.
+    Exit codes: 0 ok, 1 unexpected failure or aborted at a prompt, 2 invalid input or usage
+    (nothing was changed), 3 environment not ready, 4 a stage failed, 130 interrupted.
     """
 
 
 @cli.command()
 @ESTATE
 @OUTPUT
-def validate(estate: Path, output: str) -> None:
+def validate(estate: Path, output: str) -> int:
     """Check every manifest of ESTATE and report every problem at once."""
-    loaded = pipeline.open_estate(estate)
     if output == "json":
-        emit_json({"valid": True, "estate": loaded.settings.estate,
-                   "systems": len(loaded.systems),
-                   "warnings": [w.as_dict() for w in loaded.warnings]})
-        return
+        return emit_validation(estate)
+    loaded = pipeline.open_estate(estate)
     out.print(f"[green]valid[/green]: {len(loaded.systems)} systems in {loaded.display}")
     if loaded.warnings:
         print_problems(loaded.warnings, f"{len(loaded.warnings)} warnings (do not stop "
                        "planning; stages that need these refuse later):", "yellow")
+    return 0
+
+
+def emit_validation(estate: Path) -> int:
+    """validate's one document, valid or not: ``systems`` is a list of objects with ``id``, as
+    in census, plan and status."""
+    try:
+        loaded = pipeline.open_estate(estate)
+    except InvalidInput as error:
+        emit_json({"valid": False, "estate": None, "systems": [], "warnings": [],
+                   **error_document(error)})
+        return error.exit_code
+    systems = [{"id": sid, "name": s.name,
+                "department": {"code": s.department.code, "name": s.department.name}}
+               for sid, s in sorted(loaded.systems.items())]
+    emit_json({"valid": True, "estate": loaded.settings.estate, "systems": systems,
+               "warnings": [w.as_dict() for w in loaded.warnings]})
+    return 0
+
+
+KEY_COLUMNS = ("id", "system", "stack", "machine", "check", "run", "wave", "census",
+               "disposition")
 
 
 def rich_table(title: str, columns: tuple[str, ...] | list[str], rows: Any) -> RichTable:
+    """The first column and the key columns never wrap (a folded id cannot be copied); the
+    text columns give way."""
     table = RichTable(title=title, title_justify="left", show_lines=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    for index, column in enumerate(columns):
+        table.add_column(column, overflow="fold", no_wrap=index == 0 or column in KEY_COLUMNS)
     for row in rows:
         table.add_row(*[str(c) for c in row])
     return table
@@ -136,7 +218,7 @@ def plan(estate: Path, output: str, as_of: Any, out_path: Path | None) -> None:
         for sid in wave["systems"]:
             system = next(s for s in document["systems"] if s["id"] == sid)
             rows.append((wave["number"], sid, system["name"], system["zone"],
-                         ", ".join(f"{i['name']}:{i['flavor']}@{i['address']}"
+                         "\n".join(f"{i['name']}:{i['flavor']}@{i['address']}"
                                    for i in system["instances"]),
                          f"{system['data']['total_gb']:g} GB",
                          f"{system['estimates']['initial_copy_minutes']} min",
@@ -160,7 +242,10 @@ def plan(estate: Path, output: str, as_of: Any, out_path: Path | None) -> None:
 def schema_command(folder: Path | None, reference: bool, output: str) -> None:
     """Write the JSON Schemas of migrate.yaml and systems/*.yaml into FOLDER (default: .)."""
     if reference:
-        click.echo(schema.reference_markdown(), nl=False)
+        if output == "json":
+            emit_json({"reference": schema.reference_markdown()})
+        else:
+            click.echo(schema.reference_markdown(), nl=False)
         return
     written = schema.write_schemas(folder or Path("."))
     if output == "json":
@@ -170,7 +255,49 @@ def schema_command(folder: Path | None, reference: bool, output: str) -> None:
         out.print(f"wrote {path}")
 
 
+@cli.command("init")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@OUTPUT
+def init_command(folder: Path, output: str) -> None:
+    """Start a new estate in FOLDER (new or empty): a commented migrate.yaml, one example
+    system manifest and a secrets/ folder kept out of git; 'migrate validate' accepts it."""
+    from migrate.init import init_estate
+
+    written = init_estate(folder)
+    if output == "json":
+        emit_json({"estate": str(folder), "files": [str(p) for p in written]})
+        return
+    for path in written:
+        out.print(f"wrote {path}", highlight=False)
+    out.print(f"next: edit the manifests, then 'migrate validate {folder}'", highlight=False)
+
+
+def manifest_id(path: Path) -> str | None:
+    import yaml
+
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return str(document["id"]) if isinstance(document, dict) and "id" in document else None
+
+
+def complete_system_ids(context: click.Context, _param: click.Parameter,
+                        incomplete: str) -> list[str]:
+    """Shell completion of --system: the ids in the estate's manifests, read as they are
+    (completion must answer for an estate that does not validate yet)."""
+    # Click leaves the estate unparsed in args while an option waits for its value
+    given = [Path(a) for a in context.args if Path(a, "migrate.yaml").is_file()]
+    estate = context.params.get("estate") or next(iter(given), None) or \
+        os.environ.get(ESTATE_ENV) or estate_here()
+    if estate is None:
+        return []
+    ids = (manifest_id(p) for p in sorted(Path(estate, "systems").glob("*.yaml")))
+    return [i for i in ids if i and i.startswith(incomplete)]
+
+
 SYSTEMS = click.option("--system", "systems", multiple=True, metavar="ID",
+                       shell_complete=complete_system_ids,
                        help="Only this system (repeatable); default: every planned system.")
 WAVE = click.option("--wave", type=click.IntRange(min=1), default=None, metavar="N",
                     help="Only the systems of wave N of the plan (with --system: both).")
@@ -185,7 +312,7 @@ def confirm_or_refuse(question: str, yes: bool) -> None:
         return
     if not sys.stdin.isatty():
         raise click.UsageError(f"{question} Refusing without --yes when not on a terminal.")
-    if not click.confirm(question, default=False):
+    if not click.confirm(question, default=False, err=True):  # stdout: the answer only
         raise click.exceptions.Abort()
 
 
@@ -319,10 +446,11 @@ def play_progress(event: Any) -> None:
 
 def run_move_command(estate: Path, stage: str, systems: tuple[str, ...], output: str,
                      confirmed: bool = False, wave: int | None = None,
-                     check: bool = False) -> int:
+                     check: bool = False, reason: str | None = None) -> int:
     loaded = pipeline.open_estate(estate)
+    extra = {"reason": reason} if reason else {}
     results = pipeline.move(loaded, stage, list(scope_of(loaded, systems, wave)),
-                            play_progress, confirmed=confirmed, check=check)
+                            play_progress, confirmed=confirmed, check=check, **extra)
     if output == "json":  # one document, the failure in it
         return emit_json_with_error({"stage": stage, "check": check, "systems": results},
                                     lambda: pipeline.raise_for_failures(stage, results))
@@ -344,15 +472,38 @@ def check_command(estate: Path, systems: tuple[str, ...], wave: int | None, outp
     return run_move_command(estate, "check_prerequisites", systems, output, wave=wave)
 
 
+POSTGRESQL_RESTART = ("Each source PostgreSQL whose wal_level is not yet 'logical' is "
+                      "restarted once (logical replication needs it): its clients lose the "
+                      "database for a few seconds.")
+
+
+def confirm_on_terminal(question: str, yes: bool) -> None:
+    """Ask on a terminal; off one, say it on stderr and go on (jobs ran without a question
+    before one was asked here)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        err.print(f"note: {question}", markup=False, highlight=False)
+        return
+    if not click.confirm(question, default=False, err=True):
+        raise click.exceptions.Abort()
+
+
 @cli.command()
 @ESTATE
 @SYSTEMS
 @WAVE
 @CHECK
+@click.option("--yes", "-y", is_flag=True,
+              help="Do not ask on a terminal (off a terminal transfer does not ask).")
 @OUTPUT
-def transfer(estate: Path, systems: tuple[str, ...], wave: int | None, check: bool,
+def transfer(estate: Path, systems: tuple[str, ...], wave: int | None, check: bool, yes: bool,
              output: str) -> int:
-    """prepare_target, transfer_files and migrate_database while the source keeps serving."""
+    """prepare_target, transfer_files and migrate_database while the source keeps serving
+    (its PostgreSQL is restarted once if wal_level is not yet logical)."""
+    if not check:
+        confirm_on_terminal(f"Transfer {scope_text(systems, wave)}? {POSTGRESQL_RESTART}",
+                            yes)
     return run_move_command(estate, "transfer", systems, output, wave=wave, check=check)
 
 
@@ -372,16 +523,45 @@ def cutover(estate: Path, systems: tuple[str, ...], wave: int | None, check: boo
     return run_move_command(estate, "cutover", systems, output, wave=wave, check=check)
 
 
+def use_operator(_context: click.Context, _param: click.Parameter, name: str | None
+                 ) -> str | None:
+    """--operator NAME: who is operating, recorded on every journal entry this command
+    writes (as MIGRATE_OPERATOR is)."""
+    from migrate.signing import OPERATOR_ENV, operator_name
+
+    if name:
+        os.environ[OPERATOR_ENV] = operator_name(name) or ""
+    return name
+
+
+OPERATOR = click.option("--operator", metavar="NAME", default=None, expose_value=False,
+                        callback=use_operator,
+                        help="Your name, recorded on each journal entry [default: "
+                             "MIGRATE_OPERATOR, else ~/.config/migrate/operator].")
+
+
 @cli.command()
 @ESTATE
 @SYSTEMS
 @WAVE
 @CHECK
+@click.option("--yes", "-y", is_flag=True,
+              help="Do not ask on a terminal (off a terminal rollback never asks: giving the "
+                   "source its service back must not wait for a prompt).")
+@click.option("--reason", metavar="TEXT", default=None,
+              help="Why (an incident, a failed check...): recorded in the journal and shown "
+                   "in the evidence runbook.")
+@OPERATOR
 @OUTPUT
-def rollback(estate: Path, systems: tuple[str, ...], wave: int | None, check: bool,
-             output: str) -> int:
+def rollback(estate: Path, systems: tuple[str, ...], wave: int | None, check: bool, yes: bool,
+             reason: str | None, output: str) -> int:
     """Return service to the source exactly as it was before the cutover; idempotent."""
-    return run_move_command(estate, "rollback", systems, output, wave=wave, check=check)
+    if not (check or yes) and sys.stdin.isatty() and not click.confirm(
+            f"Roll back {scope_text(systems, wave)}? The targets stop serving; the sources "
+            "serve again.", default=False):
+        raise click.exceptions.Abort()
+    return run_move_command(estate, "rollback", systems, output, wave=wave, check=check,
+                            reason=(reason or "").strip() or None)
 
 
 @cli.command("decommission")
@@ -417,8 +597,8 @@ def run_command(estate: Path, systems: tuple[str, ...], wave: int | None, yes: b
 
     loaded = pipeline.open_estate(estate)
     confirm_or_refuse(f"Move {scope_text(systems, wave)} to the "
-                      f"{loaded.settings.cloud.target} cloud (provision, transfer, cut over)?",
-                      yes)
+                      f"{loaded.settings.cloud.target} cloud (provision, transfer, cut over)? "
+                      f"{POSTGRESQL_RESTART}", yes)
     with display_for(err) as display:  # live table on a terminal, stage lines otherwise
         outcome = runs.run_estate(loaded, str(estate), wave, list(systems) or None,
                                   display, workers)
@@ -460,19 +640,7 @@ def status_command(estate: Path, output: str) -> None:
     if output == "json":
         emit_json(document)
         return
-    rows = []
-    for s in document["systems"]:
-        stacks = ", ".join(f"{k} {'-' if v is None else v}" for k, v in s["stacks"].items())
-        error = (s["failure"] or {}).get("error", "")
-        rows.append((s["id"], s["disposition"], "" if s["wave"] is None else s["wave"],
-                     s["text"], stacks, s["last_at"] or "", error))
-    columns = ("system", "census", "wave", "stands", "stacks (resources)", "last entry",
-               "error")
-    if out.is_terminal:
-        out.print(rich_table("Status", columns, rows))
-    else:
-        for row in rows:
-            click.echo("\t".join(str(c) for c in row))
+    out.print(rich_table("Status", status.STATUS_COLUMNS, status.status_rows(document)))
     counts = document["counts"]
     out.print(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n) or
               "nothing planned", highlight=False)
@@ -486,15 +654,22 @@ def status_command(estate: Path, output: str) -> None:
 @ESTATE
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the runbooks [default: ESTATE/runbooks].")
+@OPERATOR
 @OUTPUT
-def runbook_command(estate: Path, out_dir: Path | None, output: str) -> None:
+def runbook_command(estate: Path, out_dir: Path | None, output: str) -> int:
     """Write the plan runbooks (per system and wave) and the evidence runbooks (from the
-    journal) as Markdown and self-contained HTML."""
-    written = pipeline.write_runbooks(pipeline.open_estate(estate), str(estate), out_dir)
+    journal) as Markdown and self-contained HTML. When the journal does not verify, the
+    evidence runbooks say so and the command exits 4."""
+    loaded = pipeline.open_estate(estate)
+    written = pipeline.write_runbooks(loaded, str(estate), out_dir)
+    checked = journal_for(loaded).verify()
     if output == "json":
-        emit_json({"files": [str(p) for p in written]})
-        return
+        return emit_json_with_error({"files": [str(p) for p in written],
+                                     "journal": checked.as_dict()},
+                                    lambda: refuse_unverified(checked))
     out.print(f"{len(written)} runbook files written to {written[0].parent.parent}")
+    refuse_unverified(checked)
+    return 0
 
 
 @cli.command("report")
@@ -506,21 +681,35 @@ def runbook_command(estate: Path, out_dir: Path | None, output: str) -> None:
               help="The monthly report: as of the last day of the previous month.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the report files [default: ESTATE/.migrate/reports/DATE].")
+@OPERATOR
 @OUTPUT
 def report_command(estate: Path, as_of: Any, monthly: bool, out_dir: Path | None,
-                   output: str) -> None:
+                   output: str) -> int:
     """Progress per department and wave, and the assessment figures (系统联通率 ...), as
     terminal tables, Markdown, HTML with charts, CSV and JSON."""
     from migrate import report
 
     day = as_date(as_of) or (report.monthly_as_of(date.today()) if monthly else date.today())
     document, written = pipeline.write_report(pipeline.open_estate(estate), day, out_dir)
-    if output == "json":
-        emit_json({**document, "files": [str(p) for p in written]})
-        return
+    if output == "json":  # one document, the refusal in it
+        return emit_json_with_error({**document, "files": [str(p) for p in written]},
+                                    lambda: refuse_unverified_report(document))
     for table in report.terminal_tables(document):
         out.print(rich_table(table.title, table.columns, table.rows))
     out.print(f"report as of {day.isoformat()} written to {written[0].parent}")
+    refuse_unverified_report(document)
+    return 0
+
+
+def refuse_unverified_report(document: dict) -> None:
+    """A report from a journal that does not verify is written (it says so on its first
+    lines) but the command fails: nobody should file it unread."""
+    checked = document["journal"]["verification"]
+    if checked is not None and not checked["ok"]:
+        raise JournalCorrupt(f"the report was made from a journal that does not verify: "
+                             f"{checked['problem']}",
+                             "run 'migrate audit verify' and restore the journal from a backup; "
+                             "the report written says it cannot be relied on")
 
 
 def ask_to_trust(check: Any) -> bool:
@@ -589,8 +778,7 @@ def emit_json_with_error(document: dict, check: Any) -> int:
     try:
         check()
     except MigrateError as error:
-        emit_json({**document, "error": {"type": type(error).__name__, "message": error.message,
-                                         "hint": error.hint, "exit_code": error.exit_code}})
+        emit_json({**document, "error": error_fields(error)})
         return error.exit_code
     emit_json(document)
     return 0
@@ -663,24 +851,152 @@ def print_discovery(outcome: Any) -> None:
 
 @cli.group()
 def audit() -> None:
-    """Check the estate's run journal (append-only, hash-chained)."""
+    """Check the estate's run journal (append-only, hash-chained, signed) or an evidence
+    bundle, and hand over what a third party needs to check them."""
+
+
+PUBLIC_KEY = click.option("--public-key", "public_key_file", default=None, metavar="FILE",
+                          type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                          help="The estate's public key (PEM, from 'migrate audit key'): the "
+                               "journal must be signed with it.")
+CHECKPOINT = click.option("--checkpoint", "checkpoints", multiple=True, metavar="FILE",
+                          type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                          help="Checkpoints kept elsewhere (from 'migrate audit checkpoint'; "
+                               "repeatable): the journal must still hold what they signed.")
 
 
 @audit.command("verify")
-@ESTATE
+@click.argument("target", metavar="ESTATE|ARCHIVE", type=click.Path(path_type=Path))
+@PUBLIC_KEY
+@CHECKPOINT
 @OUTPUT
-def audit_verify(estate: Path, output: str) -> None:
-    """Recompute the journal's hash chain; name the first entry altered, removed or reordered."""
-    loaded = pipeline.open_estate(estate)
-    result = pipeline.audit_journal(loaded)
-    if output == "json":
-        emit_json(result.as_dict())
-    elif result.ok:
+def audit_verify(target: Path, public_key_file: Path | None, checkpoints: tuple[Path, ...],
+                 output: str) -> int:
+    """Check the journal: each entry's hash and Ed25519 signature, the chain, and the signed
+    checkpoints (the state folder's, the copy outside the estate, and any given); name the
+    first entry and check that fail. Given an evidence archive (.tar.gz), check its
+    manifest and signature, then its journal."""
+    from migrate.signing import read_public_file
+
+    public = read_public_file(public_key_file) if public_key_file else None
+    if target.is_file():
+        return verify_archive(target, public, list(checkpoints), output)
+    loaded = pipeline.open_estate(target)
+    result = journal_for(loaded).verify(public_key=public, checkpoints=checkpoints)
+    if output == "json":  # one document, the failure in it
+        return emit_json_with_error(result.as_dict(), lambda: refuse_unverified(result))
+    if result.ok:
         out.print(f"[green]journal verified[/green]: {result.entries} entries, "
-                  f"last hash {result.last_hash}")
+                  f"{result.status}, key {result.key_id or '-'}, {result.checkpoints} "
+                  f"checkpoint files agree; last hash {result.last_hash}", highlight=False)
+        for warning in result.warnings:
+            err.print(f"warning: {warning}", markup=False, highlight=False)
+    refuse_unverified(result)
+    return 0
+
+
+def refuse_unverified(result: Any) -> None:
     if not result.ok:
-        raise JournalCorrupt(f"journal does not verify: {result.problem}",
+        raise JournalCorrupt(f"journal does not verify ({result.check}): {result.problem}",
                              "restore the journal from a backup; never edit it by hand")
+
+
+def verify_archive(archive: Path, public: str | None, checkpoints: list[Path],
+                   output: str) -> int:
+    from migrate.evidence import BundleInvalid, verify_bundle
+
+    check = verify_bundle(archive, public, checkpoints)
+
+    def refuse() -> None:
+        if not check.ok:
+            raise BundleInvalid(f"evidence bundle {archive} does not verify: {check.problem}",
+                                "obtain the bundle again from its source; never edit it")
+
+    if output == "json":
+        return emit_json_with_error(check.as_dict(), refuse)
+    if check.ok and check.journal is not None:
+        out.print(f"[green]evidence bundle verified[/green]: {check.files} files match "
+                  f"the signed manifest; journal {check.journal.entries} entries, "
+                  f"{check.journal.status}, key {check.journal.key_id}", highlight=False)
+    refuse()
+    return 0
+
+
+@audit.command("key")
+@ESTATE
+@click.option("--to", "to_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write the PEM here [default: print it].")
+def audit_key(estate: Path, to_file: Path | None) -> None:
+    """The public key the estate's journal is signed with (PEM), for auditors."""
+    from migrate.signing import public_pem
+
+    journal = journal_for(pipeline.open_estate(estate))
+    public = journal.public_key()
+    if public is None:
+        raise JournalCorrupt("the journal is not signed (legacy or empty): it has no key",
+                             "run any command that journals (e.g. 'migrate plan') to begin "
+                             "signing")
+    write_or_print(public_pem(public), to_file)
+
+
+@audit.command("checkpoint")
+@ESTATE
+@click.option("--to", "to_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Append it to this file [default: print it].")
+def audit_checkpoint(estate: Path, to_file: Path | None) -> None:
+    """The latest signed checkpoint (entry count and head hash), to record somewhere the
+    estate's operators cannot change (e.g. the bureau's mail); verify with --checkpoint."""
+    journal = journal_for(pipeline.open_estate(estate))
+    lines = journal.checkpoints_path.read_text(encoding="utf-8").splitlines() \
+        if journal.checkpoints_path.is_file() else []
+    if not lines:
+        raise JournalCorrupt("the journal has no checkpoints (unsigned or empty)",
+                             "run any command that journals to begin signing")
+    if to_file is None:
+        click.echo(lines[-1])
+        return
+    with open(to_file, "a", encoding="utf-8") as handle:
+        handle.write(lines[-1] + "\n")
+    out.print(f"checkpoint appended to {to_file}", highlight=False)
+
+
+def write_or_print(text: str, to_file: Path | None) -> None:
+    if to_file is None:
+        click.echo(text, nl=False)
+        return
+    to_file.write_text(text, encoding="utf-8")
+    out.print(f"written to {to_file}", highlight=False)
+
+
+@cli.group()
+def evidence() -> None:
+    """Evidence for auditors: one signed archive of runbooks, report, journal and artifacts."""
+
+
+@evidence.command("export")
+@ESTATE
+@click.option("--output", "archive", required=True, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The archive to write (.tar.gz).")
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="The report's day (YYYY-MM-DD) [default: today].")
+@OPERATOR
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (CI).")
+def evidence_export(estate: Path, archive: Path, as_of: Any, as_json: bool) -> None:
+    """Write ESTATE's evidence bundle: runbooks, report, journal with checkpoints and public
+    key, plan, census lists and cited artifacts, a sha256 manifest and its signature; links
+    inside are relative. Check it anywhere with 'migrate audit verify FILE'."""
+    from migrate.evidence import export_estate
+
+    exported = export_estate(pipeline.open_estate(estate), archive,
+                             as_date(as_of) or date.today())
+    if as_json:
+        emit_json(exported.as_dict())
+        return
+    out.print(f"evidence bundle written to {exported.path}: {exported.files} files in its "
+              f"signed manifest, "
+              f"{exported.bytes} bytes, manifest sha256 {exported.manifest_digest}",
+              highlight=False)
 
 
 @cli.group()
@@ -757,45 +1073,122 @@ def sandbox_down(estate: Path, output: str) -> None:
     print_sandbox_report(report, output, "down")
 
 
-def report_error(error: MigrateError, output: str) -> None:
+def error_fields(error: MigrateError) -> dict:
+    return {"type": type(error).__name__, "message": error.message, "hint": error.hint,
+            "exit_code": error.exit_code}
+
+
+def error_document(error: MigrateError) -> dict:
     problems = error.problems if isinstance(error, InvalidInput) else []
-    if output == "json":
-        emit_json({"error": {"type": type(error).__name__, "message": error.message,
-                             "hint": error.hint, "exit_code": error.exit_code},
-                   "problems": [p.as_dict() for p in problems]})
+    return {"error": error_fields(error), "problems": [p.as_dict() for p in problems]}
+
+
+def report_error(error: MigrateError, output: str) -> None:
+    if output == "json" and not SESSION.emitted:
+        emit_json(error_document(error))
         return
+    problems = error.problems if isinstance(error, InvalidInput) else []
     err.print(f"[red]error[/red]: {error.message}", highlight=False)
     if problems:
         print_problems(problems, "", "red")
     if error.hint:
         err.print(f"hint: {error.hint}", markup=False, highlight=False)
+    if SESSION.verbosity:
+        err.print(f"({type(error).__name__}, exit {error.exit_code})", highlight=False)
+
+
+JSON_SPELLINGS = ("--output=json", "-ojson", "-o=json", "--json")  # --json: evidence export
 
 
 def wants_json(argv: list[str]) -> bool:
-    pairs = zip(argv, [*argv[1:], ""], strict=True)
-    return "--output=json" in argv or any(
-        a in ("--output", "-o") and b == "json" for a, b in pairs)
+    """Whether JSON was asked for, in every spelling Click accepts: the error boundary needs
+    it also when parsing failed."""
+    return any(a in JSON_SPELLINGS or (a in ("--output", "-o") and b == "json")
+               for a, b in itertools.pairwise([*argv, ""]))
+
+
+class Aborted(MigrateError):
+    """The user answered no at a confirmation (Click's convention: exit 1)."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(MigrateError):
+    """A command line Click could not parse (Click's own error, for the JSON document)."""
+
+    exit_code = EXIT_INVALID_INPUT
+
+
+class Interrupted(MigrateError):
+    """Ctrl-C while the command ran."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+def as_migrate_error(error: click.ClickException) -> MigrateError:
+    """A usage error as the boundary reports every error (exit 2: nothing was changed)."""
+    hint = None
+    if isinstance(error, click.UsageError) and error.ctx is not None:
+        hint = f"see '{error.ctx.command_path} --help'"
+    usage = UsageError(error.format_message(), hint)
+    if error.exit_code != 2:
+        usage.exit_code = error.exit_code
+    return usage
+
+
+def report_stop(stop: MigrateError, output: str) -> int:
+    if output == "json":
+        report_error(stop, output)
+    else:
+        err.print(stop.message, highlight=False)
+    return stop.exit_code
+
+
+def report_unexpected(error: Exception, output: str) -> None:
+    if SESSION.verbosity >= 2:
+        err.print_exception()
+    failure = MigrateError(f"unexpected failure: {type(error).__name__}: {error}",
+                           "run with -vv (or MIGRATE_DEBUG=1) for a traceback, and report it")
+    report_error(failure, output)
+
+
+def run_with_boundary(args: list[str], output: str) -> int:
+    try:
+        code = cli.main(args=args, prog_name="migrate", standalone_mode=False)
+    except MigrateError as error:
+        if SESSION.verbosity >= 2:
+            err.print_exception()
+        report_error(error, output)
+        return error.exit_code
+    except click.exceptions.NoArgsIsHelpError as error:  # usage and commands, as Click does
+        error.show()
+        return EXIT_INVALID_INPUT
+    except click.ClickException as error:
+        if output != "json":
+            error.show()
+            return EXIT_INVALID_INPUT if error.exit_code == 2 else error.exit_code
+        usage = as_migrate_error(error)
+        report_error(usage, output)
+        return usage.exit_code
+    except click.exceptions.Abort as abort:  # Click turns a Ctrl-C while running into one
+        if isinstance(abort.__cause__, KeyboardInterrupt):
+            return report_stop(Interrupted("interrupted"), output)
+        return report_stop(Aborted("aborted"), output)  # "n" (or Ctrl-C) at a prompt
+    except KeyboardInterrupt:
+        return report_stop(Interrupted("interrupted"), output)
+    except Exception as error:  # the last line of the boundary: no traceback for users
+        if os.environ.get("MIGRATE_DEBUG") == "1":
+            raise
+        report_unexpected(error, output)
+        return EXIT_FAILURE
+    return code if isinstance(code, int) else 0
 
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    output = "json" if wants_json(args) else "table"
-    try:
-        code = cli.main(args=args, prog_name="migrate", standalone_mode=False)
-    except MigrateError as error:
-        report_error(error, output)
-        sys.exit(error.exit_code)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(EXIT_INVALID_INPUT if error.exit_code == 2 else error.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err.print("interrupted")
-        sys.exit(EXIT_INTERRUPTED)
-    except Exception as error:  # the last line of the boundary: no traceback for users
-        if os.environ.get("MIGRATE_DEBUG") == "1":
-            raise
-        err.print(f"[red]unexpected failure[/red]: {type(error).__name__}: {error}",
+    SESSION.reset()
+    code = run_with_boundary(args, "json" if wants_json(args) else "table")
+    if SESSION.verbosity:
+        err.print(f"done in {time.monotonic() - SESSION.started:.1f} s (exit {code})",
                   highlight=False)
-        err.print("hint: run with MIGRATE_DEBUG=1 for a traceback, and report it")
-        sys.exit(EXIT_FAILURE)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code)

@@ -263,7 +263,8 @@ def write_report(estate: Estate, as_of: date, out_dir: Path | None = None
     started = time.monotonic()
     plan = make_plan(estate).plan
     journal = journal_for(estate)
-    document = report.build_report(estate, plan, journal.entries(), as_of)
+    document = report.build_report(estate, plan, journal.entries(), as_of,
+                                   journal.verify() if journal.path.is_file() else None)
     written = report.write_report(document, out_dir or state_dir(estate) / "reports"
                                   / as_of.isoformat())
     journal.append("report", inputs=estate_inputs(estate),

@@ -107,40 +107,62 @@ def _esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def bar_chart(title: str, categories: Sequence[str], series: Sequence[tuple[str, Sequence[int]]],
-              width: int = 1100) -> Markup:
-    """Grouped horizontal bars: one group per category, one bar per series, with a legend."""
-    bar_h, gap, label_w, top = 9, 12, 220, 46
-    group_h = bar_h * len(series) + gap
-    height = top + group_h * max(1, len(categories)) + 20
-    peak = max([v for _, values in series for v in values] + [1])
-    plot_w = width - label_w - 60
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" '
-             f'height="{height}" viewBox="0 0 {width} {height}" aria-label="{_esc(title)}">',
+def text_width(text: str, size: float = 12) -> float:
+    """About how wide ``text`` is drawn at ``size`` px: CJK glyphs are square, Latin ones
+    about 0.6 of the size (the SVG has no font metrics to ask)."""
+    return sum(size if ord(ch) > 0x2E80 else size * 0.6 for ch in text)
+
+
+def _legend(names: Sequence[str], width: float, top: float,
+            colours: Sequence[str] = PALETTE) -> tuple[list[str], float]:
+    """Legend items flowed left to right, wrapping within ``width``; its parts and height."""
+    parts, x, y = [], 0.0, top
+    for index, name in enumerate(names):
+        item = 14 + text_width(name) + 18
+        if x and x + item > width:
+            x, y = 0.0, y + 18
+        colour = colours[index % len(colours)]
+        parts.append(f'<rect x="{x:.0f}" y="{y:.0f}" width="10" height="10" fill="{colour}"/>'
+                     f'<text x="{x + 14:.0f}" y="{y + 9:.0f}" class="legend">{_esc(name)}</text>')
+        x += item
+    return parts, y + 18 - top
+
+
+def stacked_bar_chart(title: str, categories: Sequence[str],
+                      series: Sequence[tuple[str, Sequence[int]]], width: int = 720,
+                      colours: Sequence[str] = PALETTE) -> Markup:
+    """One bar per category split into its series (states that exclude each other), with
+    the count in each segment and a legend that wraps; scales to the page by its viewBox."""
+    bar_h, gap = 16, 8
+    label_w = min(width * 0.4, max([text_width(c) for c in categories] + [60]) + 12)
+    names = [name for name, _ in series]
+    legend, legend_h = _legend(names, width, 26, colours)
+    top = 26 + legend_h + 8
+    height = top + (bar_h + gap) * max(1, len(categories)) + 4
+    peak = max([sum(values[row] for _, values in series) for row in range(len(categories))]
+               + [1])
+    plot_w = width - label_w - 10
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" '
+             f'viewBox="0 0 {width} {height:.0f}" aria-label="{_esc(title)}">',
              f'<title>{_esc(title)}</title>',
-             f'<text x="0" y="16" class="chart-title">{_esc(title)}</text>']
-    for index, (name, _) in enumerate(series):
-        x = label_w + index * 145
-        parts.append(f'<rect x="{x}" y="26" width="10" height="10" '
-                     f'fill="{PALETTE[index % len(PALETTE)]}"/>'
-                     f'<text x="{x + 14}" y="35" class="legend">{_esc(name)}</text>')
+             f'<text x="0" y="16" class="chart-title">{_esc(title)}</text>', *legend]
     for row, category in enumerate(categories):
-        y0 = top + row * group_h
-        if row % 2 == 0:
-            parts.append(f'<rect x="0" y="{y0 - gap / 2}" width="{width}" height="{group_h}" '
-                         f'fill="#f6f8fa"/>')
-        parts.append(f'<text x="{label_w - 8}" y="{y0 + (group_h - gap) / 2 + 4}" '
-                     f'text-anchor="end" class="label">{_esc(category)}</text>')
+        y = top + row * (bar_h + gap)
+        parts.append(f'<text x="{label_w - 8:.0f}" y="{y + bar_h - 4}" text-anchor="end" '
+                     f'class="label">{_esc(category)}</text>')
+        x = label_w
         for index, (name, values) in enumerate(series):
             value = values[row]
-            y = y0 + index * bar_h
-            length = round(plot_w * value / peak, 1)
-            parts.append(f'<rect x="{label_w}" y="{y}" width="{length}" height="{bar_h - 2}" '
-                         f'fill="{PALETTE[index % len(PALETTE)]}"><title>{_esc(category)} '
+            if not value:
+                continue
+            length = plot_w * value / peak
+            parts.append(f'<rect x="{x:.1f}" y="{y}" width="{length:.1f}" height="{bar_h}" '
+                         f'fill="{colours[index % len(colours)]}"><title>{_esc(category)} '
                          f'{_esc(name)}: {value}</title></rect>')
-            if value:
-                parts.append(f'<text x="{label_w + length + 4}" y="{y + bar_h - 1}" '
-                             f'class="value">{value}</text>')
+            if length >= 14:
+                parts.append(f'<text x="{x + length / 2:.1f}" y="{y + bar_h - 4}" '
+                             f'text-anchor="middle" class="segment">{value}</text>')
+            x += length
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -153,8 +175,9 @@ def donut_chart(title: str, slices: Sequence[tuple[str, int]], size: int = 220,
     centre = size / 2
     circumference = 2 * math.pi * radius
     height = max(size, 40 + 20 * len(slices))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{size + 260}" '
-             f'height="{height}" viewBox="0 0 {size + 260} {height}" '
+    legend_w = max([text_width(f"{name}: {value}") for name, value in slices] + [80]) + 40
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart donut" '
+             f'viewBox="0 0 {size + legend_w:.0f} {height}" '
              f'aria-label="{_esc(title)}">', f'<title>{_esc(title)}</title>',
              f'<circle cx="{centre}" cy="{centre}" r="{radius}" fill="none" stroke="#eaeef2" '
              f'stroke-width="{stroke}"/>']
@@ -232,3 +255,88 @@ def check_in_browser(page: Path, screenshot: Path, *, width: int = 1280, height:
     if shot.returncode != 0 or not screenshot.is_file():
         problems.append(f"chromium --screenshot exited {shot.returncode}: {shot.stderr[-500:]}")
     return BrowserCheck(dumped.stdout, screenshot, problems)
+
+
+# ---------------------------------------------------------------- printed pages (A4)
+
+MM = 96 / 25.4  # CSS px per millimetre
+A4_PORTRAIT_PX = round((210 - 24) * MM)  # the @page margins of _page.html.j2
+A4_LANDSCAPE_PX = round((297 - 20) * MM)
+
+# Applies the page's print rules on screen at the printable width of A4 portrait, then
+# reports what is wider than its page: what a .wide-page section holds prints landscape.
+_PRINT_PROBE = """<script>
+(() => {
+  for (const sheet of document.styleSheets) {
+    for (const rule of [...sheet.cssRules]) {
+      if (rule.media && rule.media.mediaText === "print") {
+        for (const inner of [...rule.cssRules]) {
+          sheet.insertRule(inner.cssText, sheet.cssRules.length);
+        }
+      }
+    }
+  }
+  const portrait = %d, landscape = %d, found = [];
+  document.body.style.width = portrait + "px";
+  document.body.style.margin = "0";
+  for (const el of document.body.querySelectorAll("table, svg, pre, h1, h2, h3, p, ul, figure")) {
+    const wide = el.closest(".wide-page");
+    const limit = wide ? landscape : portrait;
+    const width = Math.max(el.scrollWidth || 0, el.getBoundingClientRect().width);
+    if (width > limit + 1) found.push(el.tagName.toLowerCase() + (wide ? ".wide" : "") + " " +
+      Math.round(width) + "px > " + limit + "px: " + (el.textContent || "").trim().slice(0, 60));
+  }
+  const pre = document.createElement("pre");
+  pre.id = "print-probe";
+  pre.textContent = JSON.stringify(found);
+  document.body.appendChild(pre);
+})();
+</script>"""
+
+
+def print_overflow(page: Path, timeout: float = 90) -> list[str]:
+    """What would not fit on its A4 page when ``page`` is printed (empty: everything fits)."""
+    import json
+    import re
+    import subprocess
+    import tempfile
+
+    binary = chromium_path()
+    if binary is None:
+        raise FileNotFoundError("chromium is not installed (apt-get install chromium)")
+    probe = _PRINT_PROBE % (A4_PORTRAIT_PX, A4_LANDSCAPE_PX)
+    probed = page.read_text(encoding="utf-8").replace("</body>", probe + "</body>")
+    with tempfile.TemporaryDirectory(prefix="migrate-print-") as scratch:
+        copy = Path(scratch) / page.name
+        copy.write_text(probed, encoding="utf-8")
+        dumped = subprocess.run([binary, *_headless(scratch), "--dump-dom",
+                                 f"--window-size={A4_PORTRAIT_PX},1200", copy.as_uri()],
+                                capture_output=True, text=True, timeout=timeout, check=False)
+    found = re.search(r'<pre id="print-probe">(.*?)</pre>', dumped.stdout, re.S)
+    if found is None:
+        return [f"the print probe did not run (chromium exited {dumped.returncode})"]
+    return json.loads(html.unescape(found.group(1)))
+
+
+def print_to_pdf(page: Path, pdf: Path, timeout: float = 120) -> Path:
+    """``page`` printed by headless Chromium (its @page rules: A4) to ``pdf``."""
+    import subprocess
+    import tempfile
+
+    binary = chromium_path()
+    if binary is None:
+        raise FileNotFoundError("chromium is not installed (apt-get install chromium)")
+    with tempfile.TemporaryDirectory(prefix="migrate-pdf-") as scratch:
+        done = subprocess.run([binary, *_headless(scratch), "--no-pdf-header-footer",
+                               f"--print-to-pdf={pdf}", page.resolve().as_uri()],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0 or not pdf.is_file():
+        raise RuntimeError(f"chromium --print-to-pdf exited {done.returncode}: "
+                           f"{done.stderr[-500:]}")
+    return pdf
+
+
+def _headless(profile: str) -> list[str]:
+    return ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run",
+            "--hide-scrollbars", f"--user-data-dir={profile}"]

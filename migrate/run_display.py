@@ -19,6 +19,13 @@ STYLE = {"failed": "red", "changed": "green", "ok": "green", "unchanged": "cyan"
          "skipped": "dim", "started": "yellow", "task": "yellow"}
 
 
+SHRINKING_COLUMNS = ("stage", "last task")
+
+
+def one_line(text: str) -> Text:
+    return Text(text, no_wrap=True, overflow="ellipsis")
+
+
 class LinePrinter:
     """One line per stage start and end (task events are left out): what CI logs."""
 
@@ -86,12 +93,14 @@ class LiveDisplay:
             table = Table(title_justify="left", expand=True,
                           title=f"migrate run: {now - self.started:.0f} s{self.data}")
             for column in ("wave", "system", "stage", "state", "in stage", "last task"):
-                table.add_column(column, overflow="ellipsis", no_wrap=True)
+                # only the text columns give way at 80 columns, each cell kept to one line
+                table.add_column(column, overflow="ellipsis",
+                                 no_wrap=column not in SHRINKING_COLUMNS)
             for system, row in self.rows.items():
-                table.add_row(str(row["wave"] or ""), Text(system), Text(row["stage"]),
+                table.add_row(str(row["wave"] or ""), Text(system), one_line(row["stage"]),
                               Text(row["status"], style=STYLE.get(row["status"], "yellow")),
                               f"{now - row['since']:.0f} s" if row["status"] == "running"
-                              else "", Text(row["task"][-70:]))
+                              else "", one_line(row["task"][-70:]))
             head = self.run_stage
             line = Text(f"{head['stage']}: {now - head['since']:.0f} s  {head['task'][-80:]}",
                         style="dim") if head["stage"] else Text("")

@@ -30,14 +30,29 @@ and checksums per table compared), ``outputs.cutover_play_s`` (the frozen time),
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
-from migrate.journal import Journal, Verification, digest_bytes, verify_journal
+from migrate.journal import Journal, Verification, digest_bytes
 from migrate.loader import Estate
 from migrate.plan import render_plan
 from migrate.render import FORMATS, TEMPLATES_DIR, render, write_text
+from migrate.terms import (
+    CLOUD_TARGET_ZH,
+    COPY_METHOD_ZH,
+    DIRECTION_ZH,
+    DISPOSITION_ZH,
+    HOLDS_ZH,
+    ZONE_ZH,
+    result_text,
+    rule_origin,
+    stage_title,
+    term,
+    utc_and_cst,
+    who,
+)
 
 STAGES = ("check_prerequisites", "provision", "prepare_target", "transfer_files",
           "migrate_database", "cutover", "verify", "rollback", "decommission_source")
@@ -54,11 +69,17 @@ STAGE_TITLES = {
 }
 SUCCESS = ("ok", "changed", "unchanged")
 NOT_RECORDED = "not recorded"
+NO_REASON = "未说明 none given (run before rollback took --reason)"
+
+
+REASON_PLACEHOLDER = "<回退原因 why>"
 
 
 def stage_commands(estate_arg: str, sid: str) -> dict[str, list[str]]:
-    """The exact commands an operator runs, per stage (empty: done by the previous command)."""
-    e, s = estate_arg, f"--system {sid}"
+    """The exact commands an operator runs, per stage (empty: done by the previous command);
+    ``abandon`` gives the targets up before a cutover. Every one parses with the real CLI
+    (tests/runbook/test_printed_commands.py)."""
+    e, s = shlex.quote(estate_arg), f"--system {shlex.quote(sid)}"
     return {
         "check_prerequisites": [f"migrate validate {e}", f"migrate plan {e}",
                                 f"migrate audit verify {e}", f"migrate preview {e} {s}"],
@@ -68,7 +89,9 @@ def stage_commands(estate_arg: str, sid: str) -> dict[str, list[str]]:
         "migrate_database": [],
         "cutover": [f"migrate transfer {e} {s}", f"migrate cutover {e} {s} --yes"],
         "verify": [f"migrate verify {e} {s}"],
-        "rollback": [f"migrate rollback {e} {s} --yes", f"migrate verify {e} {s}"],
+        "rollback": [f"migrate rollback {e} {s} --yes --reason {shlex.quote(REASON_PLACEHOLDER)}",
+                     f"migrate verify {e} {s}"],
+        "abandon": [f"migrate destroy {e} {s} --yes"],
         "decommission_source": [f"migrate decommission {e} {s} --yes",
                                 f"migrate audit verify {e}"],
     }
@@ -95,7 +118,7 @@ def _peer_text(peer: dict) -> str:
 
 def _network_rows(plan: dict, keys: Iterable[str]) -> list[list[str]]:
     wanted = set(keys)
-    return [[n["name"], n["department"]["name"], n["zone"], n["cidr"], n["gateway"]]
+    return [[n["name"], n["department"]["name"], term(ZONE_ZH, n["zone"]), n["cidr"], n["gateway"]]
             for n in plan["networks"] if n["key"] in wanted]
 
 
@@ -108,13 +131,15 @@ def system_resources(plan: dict, system: dict) -> dict:
                           ", ".join(i["replaces"]), ", ".join(i["services"]) or "-"])
         boot = i["boot_volume"]
         volumes.append([f"{i['resource_name']}-boot", i["resource_name"], "/",
-                        str(boot["size_gb"]), "boot", _yes_no(boot["encrypted"])])
+                        str(boot["size_gb"]), term(HOLDS_ZH, "boot"), _yes_no(boot["encrypted"])])
         for v in i["volumes"]:
             volumes.append([f"{i['resource_name']}-{v['name']}", i["resource_name"], v["mount"],
-                            str(v["size_gb"]), v["holds"], _yes_no(v["encrypted"])])
+                            str(v["size_gb"]), term(HOLDS_ZH, v["holds"]),
+                            _yes_no(v["encrypted"])])
         groups.append(i["security_group"])
-    rules = [[f"sg-{system['id']}-{r['instance']}", r["direction"], f"{r['protocol']}/{r['port']}",
-              _peer_text(r["peer"]), r["origin"], _yes_no(r["temporary"])]
+    rules = [[f"sg-{system['id']}-{r['instance']}", term(DIRECTION_ZH, r["direction"]),
+              f"{r['protocol']}/{r['port']}", _peer_text(r["peer"]), rule_origin(r["origin"]),
+              _yes_no(r["temporary"])]
              for r in system["security_rules"]]
     return {"networks": _network_rows(plan, [system["network"]]), "instances": instances,
             "volumes": volumes, "security_groups": groups, "rules": rules,
@@ -128,7 +153,8 @@ def system_data(system: dict) -> dict:
         "files": [[f["host"], f["path"], f"{f['size_gb']:g}", f"{f['daily_change_gb']:g}",
                    f["instance"]] for f in data["files"]],
         "databases": [[d["host"], d["engine"], d["name"], f"{d['size_gb']:g}",
-                       f"{d['daily_change_gb']:g}", d["instance"], d["method"]]
+                       f"{d['daily_change_gb']:g}", d["instance"],
+                       term(COPY_METHOD_ZH, d["method"])]
                       for d in data["databases"]],
         "total_gb": f"{data['total_gb']:g}",
         "replicated": [d["name"] for d in data["databases"]
@@ -187,6 +213,8 @@ def plan_system_context(estate: Estate, plan: dict, system: dict, estate_arg: st
         "as_of": plan["as_of"],
         "plan_digest": plan_digest(plan),
         "cloud_target": plan["cloud"]["target"],
+        "cloud_text": term(CLOUD_TARGET_ZH, plan["cloud"]["target"]),
+        "zone": term(ZONE_ZH, system["zone"]),
         "system": system,
         "function": estate.systems[sid].function if sid in estate.systems else "",
         "depends_on": [[d, names.get(d, d), str(waves.get(d, "?"))] for d in system["depends_on"]],
@@ -198,6 +226,7 @@ def plan_system_context(estate: Estate, plan: dict, system: dict, estate_arg: st
         "secrets": _secret_refs(estate, sid) if sid in estate.systems else [],
         "stages": [{"name": st, "title": STAGE_TITLES[st]} for st in STAGES],
         "commands": stage_commands(estate_arg, sid),
+        "reason_placeholder": REASON_PLACEHOLDER,
         "estate_arg": estate_arg,
         "warnings": [w for w in plan["warnings"] if w.startswith(f"{sid}:")],
         "resource_codes": system["exchange"]["resources"],
@@ -211,10 +240,11 @@ def plan_wave_context(plan: dict, number: int, estate_arg: str) -> dict:
     for s in members:
         timing = _timing(s)
         rows.append([s["id"], s["name"], s["department"]["name"], f"等保{s['protection_level']}级",
-                     s["zone"], str(len(s["instances"])), f"{s['data']['total_gb']:g}",
+                     term(ZONE_ZH, s["zone"]), str(len(s["instances"])),
+                     f"{s['data']['total_gb']:g}",
                      str(timing["initial_copy_minutes"]), str(timing["cutover_minutes"]),
                      str(timing["max_downtime_minutes"]),
-                     "ok" if timing["within_window"] else "EXCEEDS"])
+                     "在窗口内 ok" if timing["within_window"] else "超出 EXCEEDS"])
     network_keys = sorted({s["network"] for s in members})
     commands = {st: list(dict.fromkeys(c for s in members
                                        for c in stage_commands(estate_arg, s["id"])[st]))
@@ -249,9 +279,16 @@ def index_context(plan: dict, evidence: list[str]) -> dict:
         "systems": [(f"{s['id']} {s['name']} (wave {s['wave']})", f"plan/{s['id']}")
                     for s in plan["systems"]],
         "evidence": [(sid, f"evidence/{sid}") for sid in evidence],
-        "not_planned": [[n["id"], n["disposition"], n["merge_into"] or "",
-                         "; ".join(n["reasons"])] for n in plan["not_planned"]],
+        "not_planned": [[n["id"], term(DISPOSITION_ZH, n["disposition"]), n["merge_into"] or "",
+                         "; ".join(_reason_text(r) for r in n["reasons"])]
+                        for n in plan["not_planned"]],
     }
+
+
+def _reason_text(reason: str) -> str:
+    """A census reason without its code prefix (``shadow: ...``)."""
+    code, sep, message = str(reason).partition(": ")
+    return message if sep and code.isidentifier() else str(reason)
 
 
 def _write_both(template: str, context: dict, stem: Path, formats: Iterable[str],
@@ -310,13 +347,21 @@ def _duration(seconds: object) -> str:
 
 
 def _artifact_links(paths: Iterable[str], state: Path, runbook_dir: Path
-                    ) -> list[tuple[str, str]]:
+                    ) -> list[tuple[str, str | None]]:
+    """(text, relative link) of each kept artifact; no link for one that is not there (a
+    link that leads nowhere would read as evidence)."""
     links = []
     for raw in paths:
         path = Path(str(raw))
         path = path if path.is_absolute() else state / path
-        links.append((str(raw), Path(os.path.relpath(path, runbook_dir)).as_posix()))
+        href = Path(os.path.relpath(path, runbook_dir)).as_posix() if path.exists() else None
+        links.append((_with_digest(str(raw), path) if href else str(raw), href))
     return links
+
+
+def _with_digest(text: str, path: Path) -> str:
+    """A kept file's name with its sha256 beside it, so a copy can be checked on its own."""
+    return f"{text} · {digest_bytes(path.read_bytes())}" if path.is_file() else f"{text}/"
 
 
 def _run_artifacts(outputs: dict, stage: str) -> list[str]:
@@ -396,23 +441,27 @@ def _owns(entry: dict, stage: str, kind: str) -> bool:
     return owner == stage
 
 
+PLAY_STATUS_ZH = {"successful": "成功", "failed": "失败", "timeout": "超时", "canceled": "已取消"}
+
+
 def _result_in(entry: dict, stage: str) -> str:
     plays = (entry.get("outputs") or {}).get("plays") or {}
     play = plays.get(stage) if entry.get("stage") != stage else None
     if isinstance(play, dict):
-        return f"{play.get('status', '?')} (play of {entry['stage']})"
-    return entry["result"]
+        status = term(PLAY_STATUS_ZH, play.get("status", "?"))
+        return f"{status}（由“{stage_title(entry['stage'])}”执行）"
+    return result_text(entry["result"])
 
 
 def stage_evidence(stage: str, entries: list[dict], state: Path, runbook_dir: Path) -> dict:
     """What the journal says about one stage of one system: its own entries, and the entries
     of commands that ran it as a play (``outputs.plays``)."""
     rows, checksums, row_counts, checks, artifacts, errors = [], [], [], [], [], []
-    downtime, notes = None, []
+    downtime, notes, reasons = None, [], []
     mine = [e for e in entries if _belongs(e, stage)]
     for e in mine:
-        rows.append([str(e["seq"]), e["stage"], _result_in(e, stage), e["actor"], e["at"],
-                     _duration(e["duration_s"])])
+        rows.append([str(e["seq"]), stage_title(e["stage"]), _result_in(e, stage), who(e),
+                     utc_and_cst(e["at"]), _duration(e["duration_s"])])
         outputs = e.get("outputs") or {}
         if _owns(e, stage, "files"):
             checksums += _pairs(outputs.get("checksums"), "path")
@@ -429,6 +478,8 @@ def stage_evidence(stage: str, entries: list[dict], state: Path, runbook_dir: Pa
             error = outputs.get("error") or (e.get("details") or {}).get("error")
             if error:
                 errors.append(f"seq {e['seq']}: {error}")
+            if stage == "rollback":
+                reasons.append(f"seq {e['seq']}: {outputs.get('reason') or NO_REASON}")
             rolled = outputs.get("rolled_back")
             if isinstance(rolled, dict):
                 notes.append(f"seq {e['seq']}: rolled back by itself, result "
@@ -441,7 +492,9 @@ def stage_evidence(stage: str, entries: list[dict], state: Path, runbook_dir: Pa
             "entries": rows, "result": _result_in(last, stage) if last else NOT_RECORDED,
             "checksums": checksums, "row_counts": row_counts, "checks": checks,
             "downtime": _duration(downtime) if downtime is not None else None,
-            "artifacts": artifacts, "errors": errors + notes}
+            "artifacts": [(text, href) for text, href in artifacts if href],
+            "missing_artifacts": [text for text, href in artifacts if not href],
+            "errors": errors + notes, "reasons": reasons}
 
 
 def evidence_context(estate_title: str, plan: dict, system: dict, entries: list[dict],
@@ -459,27 +512,43 @@ def evidence_context(estate_title: str, plan: dict, system: dict, entries: list[
         "estate": estate_title,
         "system": system,
         "plan_digest": plan_digest(plan),
-        "as_of": seal["at"] if seal else NOT_RECORDED,
+        "as_of": utc_and_cst(seal["at"]) if seal else NOT_RECORDED,
         "stages": stages,
-        "timeline": [[str(e["seq"]), e["stage"], e["result"], e["actor"], e["at"],
-                      _duration(e["duration_s"])] for e in mine],
+        "timeline": [[str(e["seq"]), stage_title(e["stage"]), result_text(e["result"]), who(e),
+                      utc_and_cst(e["at"]), _duration(e["duration_s"])] for e in mine],
         "downtime": cutover["downtime"] or NOT_RECORDED,
         "max_downtime_minutes": system["max_downtime_minutes"],
         "seal": {"seq": str(seal["seq"]) if seal else NOT_RECORDED,
                  "hash": seal["hash"] if seal else NOT_RECORDED,
-                 "at": seal["at"] if seal else NOT_RECORDED,
+                 "at": utc_and_cst(seal["at"]) if seal else NOT_RECORDED,
                  "system_entries": str(len(mine)),
                  "last_system_hash": mine[-1]["hash"] if mine else NOT_RECORDED},
-        "audit": {"ok": verification.ok, "entries": str(verification.entries),
-                  "last_hash": verification.last_hash or NOT_RECORDED,
-                  "problem": verification.problem or ""},
+        "audit": audit_fields(verification),
     }
+
+
+def audit_fields(verification: Verification) -> dict:
+    """What the documents say about the journal's verification."""
+    return {"ok": verification.ok, "entries": str(verification.entries),
+            "last_hash": verification.last_hash or NOT_RECORDED,
+            "problem": verification.problem or "", "check": verification.check or "",
+            "status": verification.status, "key_id": verification.key_id or NOT_RECORDED,
+            "checkpoints": str(verification.checkpoints),
+            "warnings": list(verification.warnings),
+            "summary": verification_summary(verification)}
+
+
+def verification_summary(verification: Verification) -> str:
+    if not verification.ok:
+        return f"未通过 FAILED ({verification.check}): {verification.problem}"
+    signed = verification.key_id or "no key"
+    return (f"通过 passed: {verification.entries} entries, {verification.status} "
+            f"(key {signed}), {verification.checkpoints} checkpoint files agree")
 
 
 def verify_for(journal: Journal) -> Verification:
     """``migrate audit verify`` on this journal, without creating its identity file."""
-    estate_id = journal.estate_id() if journal.identity_path.is_file() else None
-    return verify_journal(journal.path, estate_id)
+    return journal.verify()
 
 
 def entries_until(entries: Iterable[dict], as_of: date | None) -> list[dict]:
@@ -493,11 +562,16 @@ def entries_until(entries: Iterable[dict], as_of: date | None) -> list[dict]:
 def write_evidence_runbooks(estate: Estate, plan: dict, journal: Journal, out_dir: Path, *,
                             systems: Iterable[str] | None = None,
                             formats: Iterable[str] = FORMATS,
-                            templates_dir: Path = TEMPLATES_DIR) -> list[Path]:
+                            templates_dir: Path = TEMPLATES_DIR,
+                            artifacts_dir: Path | None = None,
+                            verification: Verification | None = None) -> list[Path]:
     """Evidence runbooks: ``out_dir/evidence/<system>.{md,html}`` for each planned system
-    (or those chosen), from the journal as it is now, sealed by its last entry's hash."""
+    (or those chosen), from the journal as it is now, sealed by its last entry's hash.
+    Artifact links are relative, to ``artifacts_dir`` (default: the state folder, where
+    they are kept; an evidence bundle passes its own copy)."""
     entries = list(journal.entries())
-    verification = verify_for(journal)
+    verification = verification or verify_for(journal)
+    state = (artifacts_dir or journal.state_dir).resolve()
     chosen = set(systems) if systems is not None else None
     formats = tuple(formats)
     written: list[Path] = []
@@ -506,7 +580,7 @@ def write_evidence_runbooks(estate: Estate, plan: dict, journal: Journal, out_di
             continue
         stem = out_dir / "evidence" / system["id"]
         context = evidence_context(estate.settings.estate, plan, system, entries, verification,
-                                   journal.state_dir.resolve(), stem.parent.resolve())
+                                   state, stem.parent.resolve())
         written += _write_both("evidence_system.j2", context, stem, formats, templates_dir)
     evidence = sorted(p.stem for p in (out_dir / "evidence").glob("*.md"))
     written += _write_both("index.j2", index_context(plan, evidence), out_dir / "index",
@@ -521,10 +595,28 @@ def default_runbooks_dir(estate: Estate) -> Path:
 
 
 def write_runbooks(estate: Estate, plan: dict, journal: Journal, out_dir: Path, *,
-                   estate_arg: str | None = None, formats: Iterable[str] = FORMATS
-                   ) -> list[Path]:
+                   estate_arg: str | None = None, formats: Iterable[str] = FORMATS,
+                   artifacts_dir: Path | None = None,
+                   verification: Verification | None = None) -> list[Path]:
     """Plan runbooks, then evidence runbooks for every planned system (stages that have not
     run read "not recorded"), then the index listing both."""
     formats = tuple(formats)
     written = write_plan_runbooks(estate, plan, out_dir, estate_arg=estate_arg, formats=formats)
-    return written + write_evidence_runbooks(estate, plan, journal, out_dir, formats=formats)
+    return written + write_evidence_runbooks(estate, plan, journal, out_dir, formats=formats,
+                                             artifacts_dir=artifacts_dir,
+                                             verification=verification)
+
+
+def cited_artifacts(entries: Iterable[dict]) -> list[str]:
+    """Every kept file or folder the evidence runbooks link to, relative to the state folder
+    (absolute paths outside it are left out: they are not the estate's to hand over)."""
+    cited: list[str] = []
+    for e in entries:
+        outputs = e.get("outputs") or {}
+        kept = outputs.get("artifacts")
+        cited += [str(k) for k in kept if not Path(str(k)).is_absolute()] \
+            if isinstance(kept, list) else []
+        stages = [e.get("stage", ""), *((outputs.get("plays") or {}).keys())]
+        for stage in stages:
+            cited += _run_artifacts(outputs, stage)
+    return list(dict.fromkeys(cited))

@@ -237,3 +237,28 @@ def estate_status(estate: Any, with_stacks: bool = True) -> dict[str, Any]:
     counts["failed"] = sum(1 for s in migrating if s.failure)
     return {"estate": estate.settings.estate, "systems": [s.as_dict() for s in states],
             "counts": counts, "waves": outcome.plan["waves"], "last_run": last_run(entries)}
+
+
+# ---------------------------------------------------------------- the status table
+
+STATUS_COLUMNS = ("system", "census", "wave", "stands", "resources", "last entry", "error")
+
+
+def resources_text(stacks: dict[str, int | None]) -> str:
+    """Resources summed over the system's stacks; '-' when no stack has a state yet."""
+    known = [n for n in stacks.values() if n is not None]
+    if not known:
+        return "-"
+    return f"{sum(known)} in {len(known)} stack{'s' if len(known) != 1 else ''}"
+
+
+def minute_of(timestamp: str | None) -> str:
+    """'2026-12-06T00:10:12.5+00:00' as '2026-12-06 00:10' (the table's width is precious)."""
+    return (timestamp or "")[:16].replace("T", " ")
+
+
+def status_rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
+    return [(s["id"], s["disposition"], "" if s["wave"] is None else str(s["wave"]), s["text"],
+             resources_text(s["stacks"]), minute_of(s["last_at"]),
+             (s["failure"] or {}).get("error", ""))
+            for s in document["systems"]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,17 @@ class CliResult:
     code: int
     stdout: str
     stderr: str
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_journal_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests' journal signing keys and checkpoint copies live in the run's temporary
+    folder, never in the user's ~/.config or ~/.local (one folder per run, so an estate made
+    by a module fixture keeps its key across the module's tests)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MIGRATE_KEY_DIR", str(tmp_path_factory.mktemp("journal-keys")))
+        patch.setenv("MIGRATE_CHECKPOINT_DIR", str(tmp_path_factory.mktemp("checkpoints")))
+        yield
 
 
 @pytest.fixture

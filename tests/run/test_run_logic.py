@@ -292,12 +292,13 @@ def test_one_run_at_a_time(estate, run_cli, fakes):
     assert fakes.calls == []
 
 
-def test_status_prints_plain_lines_off_a_terminal(estate, run_cli, fakes):
+def test_status_prints_a_table_off_a_terminal_too(estate, run_cli, fakes):
     assert run_json(run_cli, estate, "--wave", "1")[0].code == 0
     result = run_cli("status", estate)
     assert result.code == 0
-    lines = {line.split("\t")[0]: line.split("\t") for line in result.stdout.splitlines()
-             if "\t" in line}
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]]
+            for line in result.stdout.splitlines() if line.startswith("│")]
+    lines = {row[0]: row for row in rows}
     assert lines["wjw-fybj"][1:4] == ["migrate", "1", "verified"]
     assert lines["rsj-ldjc"][3] == "not moving (decommission)"
     assert "3 planned, 3 verified" in result.stdout

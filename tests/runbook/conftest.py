@@ -12,6 +12,19 @@ from migrate.report import build_example
 from tests.runbook.story import EXAMPLE_ESTATE, write_story
 
 
+@pytest.fixture(scope="session", autouse=True)
+def keys_outside_the_estate(tmp_path_factory):
+    """Journal keys and checkpoint copies of these tests in a folder of their own, not in
+    the user's ~/.config and ~/.local/state."""
+    home = tmp_path_factory.mktemp("migrate-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MIGRATE_KEY_DIR", str(home / "keys"))
+        patch.setenv("MIGRATE_CHECKPOINT_DIR", str(home / "checkpoints"))
+        patch.delenv("MIGRATE_SIGNING_KEY", raising=False)
+        patch.setenv("MIGRATE_OPERATOR", "张伟（示例市大数据局）")
+        yield home
+
+
 @pytest.fixture(scope="session")
 def example() -> tuple[Estate, dict]:
     return build_example(EXAMPLE_ESTATE)

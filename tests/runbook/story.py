@@ -74,7 +74,7 @@ def write_story(state: Path, estate_title: str) -> Journal:
         _verify(journal, sid)
     _move(journal, ROLLED_BACK, state)
     journal.append("rollback", system=ROLLED_BACK, result="ok", duration_s=60.0,
-                   details={"reason": "health check failed"})
+                   outputs={"reason": "切换后健康检查失败 health check failed"})
     journal.append("provision", system=TRANSFER_FAILED, result="changed", duration_s=30.0)
     journal.append("transfer_files", system=TRANSFER_FAILED, result="failed",
                    details={"error": "rsync exited 23"})

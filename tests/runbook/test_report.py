@@ -32,8 +32,11 @@ def test_assessment_figures_from_the_journal(example, story):
     estate, _ = example
     figures = _report(example, story)["figures"]
     assert figures["connectivity"] == {"connected": 3, "migrating": 6, "rate": 0.5}
-    assert figures["systems_integrated"] == {"total": 5, "moved": 3, "retired": 2}
-    assert figures["systems_decommissioned"] == 1 and figures["systems_merged"] == 1
+    # the census lists 2 to retire, but the journal proves no retirement yet
+    assert figures["systems_integrated"] == {"total": 3, "moved": 3, "retired": 0}
+    assert figures["systems_decommissioned"] == {"done": 0, "listed": 1}
+    assert figures["systems_merged"] == {"done": 0, "listed": 1}
+    assert figures["systems_failed"] == 1 and figures["systems_not_started"] == 1
     assert figures["systems_refused"] == 2
     shared = figures["resources_shared"]
     expected = {"unconditional": 0, "conditional": 0, "none": 0}
@@ -54,15 +57,20 @@ def test_progress_per_system_wave_and_department(example, story):
     assert rolled["transferred"]
     failed = systems[TRANSFER_FAILED]
     assert failed["provisioned"] and not failed["transferred"]
-    assert not any(systems[UNTOUCHED][flag] for flag in PROGRESS[1:])
+    assert failed["failed"] and failed["failure"]["stage"] == "transfer_files"
+    assert systems[UNTOUCHED]["not_started"]
+    assert not any(systems[UNTOUCHED][flag] for flag in PROGRESS[2:])
     total = report["progress"]["total"]
-    assert total == {"planned": 6, "provisioned": 5, "transferred": 4, "cut_over": 3,
-                     "verified": 3, "rolled_back": 1}
+    assert total == {"planned": 6, "not_started": 1, "provisioned": 5, "transferred": 4,
+                     "cut_over": 3, "verified": 3, "rolled_back": 1, "failed": 1,
+                     "decommissioned": 0}
     wave1 = report["progress"]["by_wave"][0]
-    assert wave1 == {"wave": 1, "planned": 3, "provisioned": 3, "transferred": 3,
-                     "cut_over": 3, "verified": 3, "rolled_back": 0}
+    assert wave1 == {"wave": 1, "planned": 3, "not_started": 0, "provisioned": 3,
+                     "transferred": 3, "cut_over": 3, "verified": 3, "rolled_back": 0,
+                     "failed": 0, "decommissioned": 0}
     rsj = next(d for d in report["progress"]["by_department"] if d["code"] == "rsj")
-    assert rsj["planned"] == 1 and rsj["rolled_back"] == 1 and rsj["retired"] == 1
+    assert rsj["planned"] == 1 and rsj["rolled_back"] == 1
+    assert rsj["to_retire"] == 1 and rsj["retired"] == 0
 
 
 def test_a_later_cutover_clears_a_rollback_and_destroy_clears_provisioning():
@@ -99,7 +107,8 @@ def test_entries_after_as_of_are_left_out(example, story):
     then = build_report(estate, plan, shifted, TODAY + timedelta(days=40))
     assert then["figures"]["connectivity"]["connected"] == 3
     before = build_report(estate, plan, entries, TODAY - timedelta(days=1))
-    assert before["journal"] == {"entries_used": 0, "last_hash": None, "last_at": None}
+    assert before["journal"] == {"entries_used": 0, "last_hash": None, "last_at": None,
+                                 "verification": None}
     assert before["progress"]["total"]["provisioned"] == 0
 
 
@@ -114,9 +123,9 @@ def test_csv_and_json_shapes(tmp_path, example, story):
     written = write_report(report, tmp_path)
     tables = report_tables(report)
     slugs = [t.slug for t in tables]
-    assert slugs[:5] == ["figures", "resources_shared", "progress_by_department",
-                         "progress_by_wave", "systems"]
-    assert slugs[5:] == ["self_inspection", "cleanup_list", "connect_list"]
+    assert slugs[:6] == ["figures", "resources_shared", "progress_by_department",
+                         "progress_by_wave", "systems", "failures"]
+    assert slugs[6:] == ["self_inspection", "cleanup_list", "connect_list"]
     for table in tables:
         path = tmp_path / "csv" / f"{table.slug}.csv"
         assert path in written
@@ -126,7 +135,7 @@ def test_csv_and_json_shapes(tmp_path, example, story):
         assert all(len(r) == len(table.columns) for r in rows)
     waves = list(csv.DictReader(io.StringIO(
         (tmp_path / "csv" / "progress_by_wave.csv").read_text(encoding="utf-8"))))
-    assert waves[0]["已验证 verified"] == "3"
+    assert waves[0]["已验证"] == "3"
     document = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     assert document["kind"] == "migrate.report" and document["as_of"] == TODAY.isoformat()
     assert document["figures"]["connectivity"]["rate"] == 0.5

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from migrate.report import write_examples
 from migrate.runbook import (
+    STAGE_TITLES,
     STAGES,
     write_evidence_runbooks,
     write_plan_runbooks,
@@ -20,6 +21,8 @@ from tests.runbook.story import (
     UNTOUCHED,
     VERIFIED,
 )
+
+STAGE_HEADINGS = [STAGE_TITLES[s] for s in STAGES]
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -43,9 +46,10 @@ def test_plan_runbooks_cover_every_system_and_wave(tmp_path, example):
     for instance in scj["instances"]:
         assert f"| {instance['resource_name']} | {instance['flavor']} |" in text
         assert instance["address"] in text
-    assert "| scj-qyxy-db-pgdata | scj-qyxy-db | /var/lib/postgresql | 72 | databases | 是 yes |" \
+    assert "| scj-qyxy-db-pgdata | scj-qyxy-db | /var/lib/postgresql | 72 | 数据库 | 是 yes |" \
         in text
-    assert f"max_downtime_minutes 允许停机 | {scj['max_downtime_minutes']} |" in text
+    assert f"允许停机 allowed downtime | {scj['max_downtime_minutes']} |" in text
+    assert "migrate rollback examples/estate --system scj-qyxy --yes --reason" in text
     for role in ("编制 prepared by", "审核 reviewed by", "批准 approved by"):
         assert role in text
     wave = (tmp_path / "plan" / "wave-2.md").read_text(encoding="utf-8")
@@ -83,21 +87,23 @@ def test_evidence_runbook_shows_the_journal(tmp_path, example, story):
     entries = list(story.entries())
     text = (out / "evidence" / VERIFIED[0]).with_suffix(".md").read_text(encoding="utf-8")
     assert f"| last entry hash 封存哈希 | {entries[-1]['hash']} |" in text
-    assert "passed 通过" in text
+    assert "通过 passed" in text and "signed" in text
     assert "| /srv/data | sha256:aa | sha256:aa | 是 yes |" in text
     assert "| public.items | 1200 | 1200 | 是 yes |" in text
     assert "| health /health | pass 通过 | 200 |" in text
     assert "measured downtime 实测停机 | 74.5 s |" in text
-    link = re.search(r"\[artifacts/scj-qyxy/transfer.log\]\(([^)]+)\)", text)
+    link = re.search(r"\[artifacts/scj-qyxy/transfer.log · sha256:[0-9a-f]{64}\]\(([^)]+)\)",
+                     text)
     assert link and (out / "evidence" / link.group(1)).resolve().is_file()
-    sections = [line.split(" — ")[0][3:] for line in text.splitlines()
-                if line.startswith("## ") and " — " in line]
-    assert sections == list(STAGES)
+    sections = [line[3:] for line in text.splitlines() if line.startswith("## ")]
+    assert [s for s in sections if s in STAGE_HEADINGS] == STAGE_HEADINGS
     untouched = (out / "evidence" / f"{UNTOUCHED}.md").read_text(encoding="utf-8")
     assert "not recorded: no stage has run for this system yet." in untouched
     assert untouched.count("not recorded: this stage has not run") == len(STAGES)
     rolled = (out / "evidence" / f"{ROLLED_BACK}.md").read_text(encoding="utf-8")
-    assert "## rollback — 回退 Rollback\n\nResult: ok" in rolled
+    assert "## 回退 Rollback\n\n结果 Result: 成功" in rolled
+    assert "回退原因 Reason: seq" in rolled and "切换后健康检查失败" in rolled
+    assert "张伟（示例市大数据局）" in rolled and "北京时间" in rolled
     index = (out / "index.md").read_text(encoding="utf-8")
     assert "(evidence/scj-qyxy.md)" in index
 
@@ -108,8 +114,8 @@ def test_a_stage_without_evidence_reads_not_recorded(tmp_path, example, story):
                  details={"error": "health check timed out"})
     write_evidence_runbooks(estate, plan, story, tmp_path, systems=["mzj-shjz"], formats=["md"])
     text = (tmp_path / "evidence" / "mzj-shjz.md").read_text(encoding="utf-8")
-    verify = text.split("## verify")[1].split("\n## ")[0]
-    assert "Result: failed" in verify and "health check timed out" in verify
+    verify = text.split("## 验证 Verify")[1].split("\n## ")[0]
+    assert "结果 Result: 失败" in verify and "health check timed out" in verify
     assert "| check | result | detail |" not in verify and "not recorded" in verify
 
 
@@ -130,7 +136,7 @@ def test_evidence_runbook_reports_a_tampered_journal(tmp_path, example, story):
     story.path.write_bytes(raw.replace(b'"duration_s":610.2', b'"duration_s":610.3', 1))
     write_evidence_runbooks(estate, plan, story, tmp_path, formats=["md"])
     text = (tmp_path / "evidence" / "scj-qyxy.md").read_text(encoding="utf-8")
-    assert "FAILED 未通过: line 4 (seq 3) was altered" in text
+    assert "未通过 FAILED (hash): line 4 (seq 3) was altered" in text
 
 
 def test_write_runbooks_writes_plan_evidence_and_index(tmp_path, example, story):
@@ -147,10 +153,12 @@ def test_evidence_from_the_entries_migrate_transfer_writes(tmp_path, example, st
     out = tmp_path / "runbooks"
     write_evidence_runbooks(estate, plan, story, out, systems=[TRANSFER_SHAPED], formats=["md"])
     text = (out / "evidence" / f"{TRANSFER_SHAPED}.md").read_text(encoding="utf-8")
-    section = {part.split(" — ")[0]: part for part in text.split("\n## ")[1:]}
+    titles = {title: stage for stage, title in STAGE_TITLES.items()}
+    section = {titles.get(part.split("\n")[0], part.split("\n")[0]): part
+               for part in text.split("\n## ")[1:]}
     for stage in ("check_prerequisites", "prepare_target", "transfer_files",
                   "migrate_database"):
-        assert "| transfer | successful (play of transfer) |" in section[stage], stage
+        assert "| 数据迁移 | 成功（由“数据迁移”执行） |" in section[stage], stage
     assert "not recorded: this stage has not run" not in section["prepare_target"]
     files = f"| app1 → {TRANSFER_SHAPED}-app (412 files) | sha256:{'ab' * 32} | same manifest |"
     assert files in section["transfer_files"]
@@ -158,7 +166,7 @@ def test_evidence_from_the_entries_migrate_transfer_writes(tmp_path, example, st
     assert "| fybj.public.visits | 5310 | 5310 | 是 yes |" in section["cutover"]
     assert "Measured downtime: 58.2 s" in section["cutover"]
     run = f"runs/20261120T010000Z-{TRANSFER_SHAPED}-transfer-abc123/artifacts/transfer_files"
-    assert f"[{run}](../../state/{run})" in section["transfer_files"]
+    assert f"recorded but not found here: {run}" in section["transfer_files"]
     assert "measured downtime 实测停机 | 58.2 s |" in text
 
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from migrate.render import TEMPLATES_DIR, RenderError, render
-from migrate.runbook import STAGES, plan_system_context
+from migrate.runbook import STAGE_TITLES, STAGES, plan_system_context
 
 
 def test_a_missing_value_fails_at_render_time(example):
@@ -33,14 +33,15 @@ def test_a_template_that_references_an_unknown_value_fails(tmp_path, example):
     assert render("plan_system.j2", "md", context).startswith("# ")
 
 
-def test_plan_runbook_sections_are_the_stage_names(example):
+def test_plan_runbook_sections_are_the_stage_titles_without_codes(example):
     estate, plan = example
     context = plan_system_context(estate, plan, plan["systems"][0], "examples/estate")
     markdown = render("plan_system.j2", "md", context)
     html = render("plan_system.j2", "html", context)
-    headings = [line.split(" — ")[0][3:] for line in markdown.splitlines()
-                if line.startswith("## ") and " — " in line]
-    assert headings == list(STAGES)
+    headings = [line[3:] for line in markdown.splitlines() if line.startswith("## ")]
+    titles = [STAGE_TITLES[s] for s in STAGES]
+    assert [h for h in headings if h in titles] == titles
+    assert not any(stage in heading for heading in headings for stage in STAGES)
     for stage in STAGES:
         assert f'<h2 id="{stage}">' in html
 
