@@ -19,7 +19,13 @@ from urllib.parse import urlsplit
 from migrate import safety
 from migrate.errors import InvalidInput, Problem
 from migrate.loader import Estate, format_loc, load_estate_partially
-from migrate.model import FLOW_PEERS, SystemManifest, placeholder_names
+from migrate.model import (
+    FLOW_PEERS,
+    ConfigurationPath,
+    FileTree,
+    SystemManifest,
+    placeholder_names,
+)
 from migrate.state import secret_name, secrets_dir
 
 
@@ -143,7 +149,10 @@ def check_overlapping_trees(estate: Estate, system: SystemManifest) -> list[Prob
     """No files path lies in (or around) another files or configuration path bound for the
     same place: rsync makes each tree the same as its source, so one copy would delete or
     overwrite what the other brought (two source hosts replaced by one instance included).
-    Configuration paths may nest among themselves: a file and its folder are copied alike."""
+    Configuration paths may nest among themselves (a file and its folder are copied alike),
+    and a configuration path may lie in a files tree of its own host (an application's
+    settings in its web root: the same bytes either way, and a rewritten file is left out
+    of the tree's copy)."""
     doc = estate.documents[system.id]
     place = _destination_of(system)
     trees = [(kind, index, item) for kind in ("files", "configuration")
@@ -152,7 +161,8 @@ def check_overlapping_trees(estate: Estate, system: SystemManifest) -> list[Prob
     for position, (kind, index, item) in enumerate(trees):
         for other_kind, other_index, other in trees[:position]:
             if (other_kind == "files" and place(other.host) == place(item.host)
-                    and safety.overlap(item.path, other.path)):
+                    and safety.overlap(item.path, other.path)
+                    and not _settings_in_own_tree(kind, item, other)):
                 problems.append(doc.problem(
                     ("workload", kind, index, "path"),
                     f"{item.path} overlaps workload.{other_kind}[{other_index}].path "
@@ -161,6 +171,12 @@ def check_overlapping_trees(estate: Estate, system: SystemManifest) -> list[Prob
                     "that do not contain each other"))
                 break
     return problems
+
+
+def _settings_in_own_tree(kind: str, item: FileTree | ConfigurationPath,
+                          tree: FileTree) -> bool:
+    return (kind == "configuration" and item.host == tree.host
+            and safety.within(item.path, tree.path) and not safety.within(tree.path, item.path))
 
 
 def _destination_of(system: SystemManifest) -> Callable[[str], str]:

@@ -391,7 +391,13 @@ def usage_history(now: datetime) -> tuple[str, str]:
             line = (f'{client} - - [{at.strftime("%d/%b/%Y:%H:%M:%S +0000")}] "GET {path}'
                     f' HTTP/1.1" {status} {size} "-" "{chooser.choice(agents)}"')
             (recent if back == 1 else older).append(line)
-    return "\n".join(sorted(recent)) + "\n", "\n".join(sorted(older)) + "\n"
+    return log_text(recent), log_text(older)
+
+
+def log_text(lines: list[str]) -> str:
+    """A log file's text: no line at all when nothing was logged (a Monday's yesterday is a
+    Sunday), never an empty one."""
+    return "".join(f"{line}\n" for line in sorted(lines))
 
 
 def write_usage_history(access: world.Access, address: str, now: datetime) -> None:

@@ -14,7 +14,7 @@ CLIENT_AND_MONTH = re.compile(r"^(\S+) - - \[\d\d/(\w{3}/\d{4}):")
 def busy_months(now: datetime) -> list[str]:
     recent, older = usage_history(now)
     clients: dict[str, set[str]] = {}
-    for line in filter(None, (older + recent).splitlines()):
+    for line in (older + recent).splitlines():
         match = CLIENT_AND_MONTH.match(line)
         assert match, line
         clients.setdefault(match.group(2), set()).add(match.group(1))
@@ -34,3 +34,8 @@ def test_yesterday_is_the_recent_log() -> None:
     recent, older = usage_history(now)
     assert recent.strip() and all("/Dec/2026:" in line for line in recent.splitlines())
     assert "01/Dec/2026" in recent and "01/Dec/2026" not in older
+
+
+def test_a_weekend_yesterday_leaves_the_recent_log_without_lines() -> None:
+    recent, older = usage_history(datetime(2026, 12, 6, 9, tzinfo=UTC))  # a Sunday
+    assert recent == "" and older.endswith("\n") and "\n\n" not in older

@@ -86,6 +86,16 @@ def test_overlapping_trees_of_one_target_are_refused(run_cli, estate: Path) -> N
     assert "workload.files[2].path" not in err, "db1 moves to another instance: no overlap"
 
 
+def test_an_applications_settings_may_lie_in_its_own_files_tree(run_cli, estate: Path) -> None:
+    """As discovery proposes for a web application: its web root moves as data and the
+    settings file inside it as configuration (rewritten on the target, left out of the
+    tree's copy): the same host's bytes either way, so no overlap to refuse."""
+    edit(manifest(estate), CONFIGURATION_LINE,
+         configuration("host: web1, path: /srv/fybj/certificates/settings.ini"))
+    result = run_cli("validate", estate)
+    assert result.code == 0, result.stderr
+
+
 def test_control_characters_and_unplain_paths_are_refused(run_cli, estate: Path) -> None:
     edit(manifest(estate), FILES_LINE, files('host: web1, path: "/srv/fybj/a\\nb"',
                                              "host: web1, path: /srv/fybj/../../etc"))

@@ -16,6 +16,7 @@ from migrate.sandbox.estate_record import records_dir
 from tests.sandbox_estate.conftest import copy_estate, edit, host_snapshot
 
 pytestmark = [pytest.mark.sandbox]
+NOT_A_KEY = "long enough, but not a key\n"  # a short one is refused before: too short
 
 
 @pytest.fixture
@@ -97,12 +98,12 @@ def test_a_key_secret_that_is_no_key_is_refused_and_kept(folder: Path, sandbox_e
                                                          ) -> None:
     secrets = folder / "secrets"
     secrets.mkdir(mode=0o700)
-    (secrets / "ssh-rsj").write_text("not a key\n")
+    (secrets / "ssh-rsj").write_text(NOT_A_KEY)
     (secrets / "ssh-rsj").chmod(0o600)
     before = host_snapshot(sandbox_env)
     with pytest.raises(InvalidInput) as caught:
         sandbox_up(open_estate(folder))
     assert "not an unencrypted OpenSSH private key" in caught.value.problems[0].message
-    assert (secrets / "ssh-rsj").read_text() == "not a key\n"
+    assert (secrets / "ssh-rsj").read_text() == NOT_A_KEY
     assert sorted(p.name for p in secrets.iterdir()) == ["ssh-rsj"]
     assert host_snapshot(sandbox_env) == before

@@ -13,9 +13,9 @@ import pytest
 MANIFEST_SCRIPT = r"""
 set -euo pipefail
 for tree in "$@"; do
-    cd "$tree"
+    cd -- "$tree"
     find . -type f -print0 | xargs -0r -P "$(nproc)" -n 64 sha256sum \
-        | LC_ALL=C sort -k 2 | sed "s|^|$tree\t|"
+        | LC_ALL=C sort -k 2 | TREE="$tree" awk '{ print ENVIRON["TREE"] "\t" $0 }'
 done
 """
 
