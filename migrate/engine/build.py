@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from migrate.engine import gomod
@@ -151,9 +151,11 @@ def language_host_launcher(python: str) -> str:
 class _BuildLog:
     """Appends every command and its output to the build log; prints progress lines."""
 
-    def __init__(self, path: Path, progress: Progress) -> None:
+    def __init__(self, path: Path, progress: Progress, built: str = "the Pulumi engine",
+                 rerun: str = "make engine") -> None:
         self.path = path
         self.progress = progress
+        self.built, self.rerun = built, rerun
         self.started = time.monotonic()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
@@ -174,10 +176,10 @@ class _BuildLog:
             log.write(result.stdout)
         if result.returncode != 0:
             raise EnvironmentNotReady(
-                f"building the Pulumi engine failed: `{shlex.join(command)}` exited "
+                f"building {self.built} failed: `{shlex.join(command)}` exited "
                 f"{result.returncode}\n{self.tail()}",
                 hint=f"see {self.path}; check that the Go module proxy is reachable, "
-                "then run `scripts/build_pulumi.sh` again",
+                f"then run `{self.rerun}` again",
             )
         return result.stdout
 
@@ -240,10 +242,13 @@ def write_marker(version: str, seconds: float) -> None:
     marker.write_text(json.dumps({"version": version, "build_seconds": round(seconds, 1)}) + "\n")
 
 
+def build_lock(version: str) -> AbstractContextManager[None]:
+    return locked(engine_root(version))
+
+
 @contextmanager
-def build_lock(version: str) -> Iterator[None]:
-    """One build per version at a time, across processes."""
-    root = engine_root(version)
+def locked(root: Path) -> Iterator[None]:
+    """One build of what ``root`` holds at a time, across processes."""
     root.mkdir(parents=True, exist_ok=True)
     with (root / ".lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

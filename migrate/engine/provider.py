@@ -26,19 +26,16 @@ on a build machine, its sha256 beside it, unpacked into the cache there after th
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from migrate.engine import build as engine_build
@@ -216,38 +213,13 @@ def sdk_tokens_text() -> str:
 # --- the build ------------------------------------------------------------------------
 
 
-class _ProviderLog(engine_build._BuildLog):
-    """The engine build's log, with the provider's failure message."""
-
-    def run(self, command: list[str], cwd: Path, env: dict[str, str]) -> str:
-        with self.path.open("a") as log:
-            log.write(f"$ {shlex.join(command)}\n")
-            log.flush()
-            result = subprocess.run(
-                command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=log, text=True
-            )
-            log.write(result.stdout)
-        if result.returncode != 0:
-            raise EnvironmentNotReady(
-                f"building the OpenStack provider plugin failed: `{shlex.join(command)}` "
-                f"exited {result.returncode}\n{self.tail()}",
-                hint=f"see {self.path}; check that the Go module proxy is reachable, "
-                "then run `make provider` again",
-            )
-        return result.stdout
+def provider_log(path: Path, progress: Progress) -> engine_build._BuildLog:
+    return engine_build._BuildLog(path, progress, built="the OpenStack provider plugin",
+                                  rerun="make provider")
 
 
-@contextmanager
-def build_lock(version: str) -> Iterator[None]:
-    """One build per version at a time, across processes."""
-    root = provider_root(version)
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def build_lock(version: str) -> AbstractContextManager[None]:
+    return engine_build.locked(provider_root(version))
 
 
 def build_environment() -> dict[str, str]:
@@ -298,7 +270,7 @@ def _build_unlocked(go: Path, version: str, progress: Progress) -> Path:
     shutil.rmtree(build_dir, ignore_errors=True)
     shutil.copytree(SOURCE_DIR, source, ignore=shutil.ignore_patterns("schema.json"))
     digest = source_digest(source)
-    log = _ProviderLog(build_log_path(version), progress)
+    log = provider_log(build_log_path(version), progress)
     env = build_environment()
     ldflags = _ldflags(version)
 

@@ -192,7 +192,7 @@ def test_install_refuses_entries_outside_the_cache(isolated_cache: Path, tmp_pat
 
 
 def test_a_failed_build_step_shows_the_log_tail_and_says_make_provider(tmp_path: Path) -> None:
-    log = provider._ProviderLog(tmp_path / "build.log", progress=lambda _line: None)
+    log = provider.provider_log(tmp_path / "build.log", progress=lambda _line: None)
     with pytest.raises(EnvironmentNotReady, match="OpenStack provider plugin failed") as caught:
         log.run(["sh", "-c", "echo no-such-module >&2; exit 1"], cwd=tmp_path,
                 env={"PATH": "/usr/bin:/bin"})
