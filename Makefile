@@ -30,6 +30,17 @@ images: setup host
 engine: setup
 	PATH="$$PATH:/usr/local/go/bin" $(BIN)/python -m migrate.engine build
 
+## testcloud: an all-in-one OpenStack Zed in one nspawn machine on this host, for tests
+## against a real cloud (as root; idempotent; `python -m migrate.testcloud down` removes it)
+.PHONY: testcloud
+testcloud: setup host
+	nice -n 10 $(BIN)/python -m migrate.testcloud up
+
+## testcloud-test: the test cloud's own tests (brings it up if it is not; not in `test` yet)
+.PHONY: testcloud-test
+testcloud-test: setup host
+	MIGRATE_TESTCLOUD_TESTS=1 $(BIN)/python -m pytest tests/testcloud
+
 ## provider: the OpenStack resource plugin (Terraform bridge around terraform-provider-openstack)
 ## built from the Go module proxy into ~/.cache/migrate (once)
 provider: setup
