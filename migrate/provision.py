@@ -86,11 +86,17 @@ class ProvisionSettings:
     plan_path: Path
     passphrase_file: Path
     config: dict[str, str] = field(default_factory=dict)
+    # What the target changes in the engine's environment: a value sets the variable, None
+    # removes it (the OpenStack target removes OS_* credentials so that only the clouds.yaml
+    # entry the estate names can choose the cloud).
+    env: dict[str, str | None] = field(default_factory=dict)
 
 
 def stacks_dir() -> Path:
+    from migrate import resources
+
     override = os.environ.get(STACKS_ENV)
-    return Path(override) if override else Path(__file__).resolve().parent.parent / "stacks"
+    return Path(override) if override else resources.folder("stacks")
 
 
 def program_dir(target: str) -> Path:
@@ -246,6 +252,11 @@ class Provisioner:
         self.env = engine.engine_env(settings.state_dir, settings.passphrase_file,
                                      engine=self.engine_path,
                                      backend_url=os.environ.get(BACKEND_ENV) or None)
+        for name, value in settings.env.items():
+            if value is None:
+                self.env.pop(name, None)
+            else:
+                self.env[name] = value
         self.work_dir = workspace_dir(settings.state_dir, program_dir(settings.target))
         self.project = stackplan.PROJECTS[settings.target]
         self._lock = threading.Lock()

@@ -18,9 +18,10 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from migrate import resources
 from migrate.errors import MigrateError
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_DIR = resources.folder("templates")
 FORMATS = ("md", "html")
 
 

@@ -26,12 +26,13 @@ from typing import Any
 
 import ansible_runner
 
+from migrate import resources
 from migrate.errors import EnvironmentNotReady, StageFailed
 from migrate.inventory import control_dir
 from migrate.journal import redact, secret_forms
 from migrate.processes import all_pids, environ_value, pid_alive
 
-PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
+PLAYBOOKS = resources.folder("playbooks")
 RECORD_PREFIX = "record "
 MAX_RECORD_CHARS = 2**31  # of one task result in the event stream
 PRIVATE_DIR = "private"

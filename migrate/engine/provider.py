@@ -38,6 +38,7 @@ import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from migrate import resources
 from migrate.engine import build as engine_build
 from migrate.engine import gomod
 from migrate.engine.build import Progress, cache_root, find_go
@@ -59,7 +60,7 @@ PLUGIN_PACKAGE = f"./cmd/{PLUGIN_FILE}"
 GO_MODULE = "migrate.local/pulumi-openstack"
 VERSION_SYMBOL = f"{GO_MODULE}/provider.Version"
 TF_VERSION_SYMBOL = f"{GO_MODULE}/provider.TFProviderVersion"
-SOURCE_DIR = Path(__file__).resolve().parents[2] / "providers" / NAME
+SOURCE_DIR = resources.folder("providers") / NAME
 SDK_TOKENS_FILE = "provider/sdk-tokens.txt"
 MARKER_NAME = ".complete"
 VERSION_TIMEOUT_SECONDS = 30

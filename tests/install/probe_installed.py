@@ -1,0 +1,116 @@
+"""Run by the fresh venv's Python (``python -I probe_installed.py``), never imported by the
+tests: reports, as one JSON document, where the installed ``migrate`` finds its code and its
+folders, which third-party imports of the package no declared dependency provides, and which
+modules the installed playbooks name that the installed Ansible cannot resolve."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+
+FQCN = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+\.[a-z0-9_]+$")
+# run elsewhere, with what that machine has, not on the controller: the sandbox's legacy
+# application (Debian's python3-psycopg2) and the probe verify copies onto a target beside
+# migrate/exchange/client.py (its `import client`)
+ELSEWHERE = {"legacy/app.py", "verify/suites/exchange_probe.py"}
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def declared() -> set[str]:
+    """The distributions migrate requires, unconditionally (no extra), and what they require
+    in turn is not counted: an import must be covered by migrate's own declaration."""
+    found = set()
+    for requirement in metadata.requires("migrate") or []:
+        if "extra ==" in requirement:
+            continue
+        found.add(canonical(re.split(r"[ ;<>=!~\[(]", requirement, maxsplit=1)[0]))
+    return found
+
+
+def third_party_imports(package: Path) -> dict[str, list[str]]:
+    """Top-level modules imported by the package's own code (its shipped folders excluded),
+    that are neither the standard library nor migrate, with the files importing them."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package).as_posix()
+        if relative.startswith("_shipped/") or relative in ELSEWHERE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top != "migrate":
+                    found.setdefault(top, []).append(relative)
+    return found
+
+
+def undeclared(package: Path) -> dict[str, list[str]]:
+    providers = metadata.packages_distributions()
+    wanted = declared()
+    missing = {}
+    for module, files in third_party_imports(package).items():
+        distributions = {canonical(d) for d in providers.get(module, [])}
+        if not distributions & wanted:
+            missing[module] = sorted(set(files))
+    return missing
+
+
+def unresolved_modules(playbooks: Path) -> tuple[list[str], list[str]]:
+    """Every module or action a task names (a fully qualified key), and those the installed
+    Ansible cannot resolve."""
+    import yaml
+    from ansible.plugins.loader import action_loader, init_plugin_loader, module_loader
+
+    def keys(node: object):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(key, str) and FQCN.match(key):
+                    yield key
+                yield from keys(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from keys(value)
+
+    init_plugin_loader()
+    names: set[str] = set()
+    for path in playbooks.rglob("*.yml"):
+        names |= set(keys(yaml.safe_load(path.read_text(encoding="utf-8"))))
+    missing = [name for name in sorted(names)
+               if not module_loader.find_plugin_with_context(name).resolved
+               and not action_loader.find_plugin_with_context(name).resolved]
+    return sorted(names), missing
+
+
+def main() -> None:
+    import migrate
+    from migrate import provision, render, resources, runner
+    from migrate.engine import provider
+
+    package = Path(migrate.__file__).resolve().parent
+    used, unresolved = unresolved_modules(runner.PLAYBOOKS)
+    print(json.dumps({
+        "migrate": str(Path(migrate.__file__).resolve()),
+        "folders": {name: str(resources.folder(name)) for name in resources.NAMES},
+        "in_use": {"templates": str(render.TEMPLATES_DIR), "playbooks": str(runner.PLAYBOOKS),
+                   "stacks": str(provision.stacks_dir()),
+                   "providers": str(provider.SOURCE_DIR.parent)},
+        "undeclared": undeclared(package),
+        "ansible_modules": used,
+        "unresolved_modules": unresolved,
+    }))
+
+
+if __name__ == "__main__":
+    main()
