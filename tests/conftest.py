@@ -13,8 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ESTATE = ROOT / "examples" / "estate"
 NO_SKIP_ENV = ("CI", "MIGRATE_NO_SKIP")
-# The all-in-one OpenStack takes about 40 minutes to build and bring up cold: its tests run
-# with 'make testcloud-test' (MIGRATE_TESTCLOUD_TESTS=1), not yet in CI's 'make test'.
+# The all-in-one OpenStack takes minutes to come up (about 20 cold): its tests run in a pytest
+# of their own (MIGRATE_TESTCLOUD_TESTS=1) after the others, while scripts/test.sh (make test)
+# brings the cloud up in the background during the others.
 collect_ignore = [] if os.environ.get("MIGRATE_TESTCLOUD_TESTS") == "1" else ["testcloud"]
 
 

@@ -74,8 +74,12 @@ class Session:
         if not self.token:
             self.authenticate()
         url = self.endpoint(service_type) + path
-        extra = {"X-Auth-Token": self.token, **(headers or {})}
-        status, _, data = raw_request(method, url, body, extra)
+        status, _, data = raw_request(method, url, body,
+                                      {"X-Auth-Token": self.token, **(headers or {})})
+        if status == 401:  # the token expired (an hour by default): once more with a new one
+            self.authenticate()
+            status, _, data = raw_request(method, url, body,
+                                          {"X-Auth-Token": self.token, **(headers or {})})
         if status not in ok:
             raise StageFailed(f"{method} {url} answered {status}: {data}")
         return data

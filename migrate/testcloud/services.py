@@ -32,7 +32,7 @@ from migrate.testcloud import machine as tc_machine
 log = logging.getLogger(__name__)
 
 PHASES = ("base", "keystone", "glance", "placement", "nova", "neutron", "networks", "guest",
-          "ceph", "cinder")
+          "ceph", "cinder", "estate")
 CLOUD_NAME = "testcloud"
 TENANT_CIDR = "192.168.77.0/24"
 KVM_CREATE_VM = 0xAE01

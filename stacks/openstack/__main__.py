@@ -24,6 +24,7 @@ elif system_id:
     attached = network.attach(system)
     groups = security.security_groups(system)
     instances = compute.instances(system, attached, groups, plan["cloud"]["openstack"])
-    pulumi.export("instances", compute.instance_outputs(system, instances))
+    pulumi.export("instances", compute.instance_outputs(system, instances,
+                                                       plan["cloud"]["openstack"]))
 else:
     raise ValueError("set migrate:network or migrate:system (migrate provision does this)")

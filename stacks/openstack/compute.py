@@ -1,8 +1,26 @@
-"""Instances with their ports, boot volumes and data volumes."""
+"""Instances with their ports, boot volumes and data volumes.
+
+Data volumes are block devices of the instance from its first boot (``boot_index=-1``), not
+later attachments: cloud-init finds them at first boot, and destroying the stack needs no
+hot unplug (which a guest that is still booting never acknowledges; nova then leaves the
+volume "detaching"). Every volume outlives its instance (``delete_on_termination=False``):
+an instance the engine must replace boots again from the same boot volume with the same
+data volumes. Changing the set of data volumes replaces the instance.
+"""
+
+from dataclasses import dataclass
 
 import pulumi_openstack as openstack
 
 from migrate import stackplan
+
+VIRTIO_SERIAL_CHARS = 20  # virtio-blk shows a volume's id, cut to 20 characters, as its serial
+
+
+@dataclass
+class Built:
+    server: openstack.compute.Instance
+    data: list[tuple[dict, openstack.blockstorage.Volume]]
 
 
 def _volume_type(encrypted: bool, settings: dict) -> str | None:
@@ -27,31 +45,44 @@ def instances(system: dict, attached, groups: dict, settings: dict) -> dict:
             image_id=image.id,
             volume_type=_volume_type(planned["boot_volume"]["encrypted"], settings),
             metadata=metadata)
+        data = [openstack.blockstorage.Volume(
+            f"{name}-{volume['name']}", name=f"{name}-{volume['name']}",
+            size=volume["size_gb"], volume_type=_volume_type(volume["encrypted"], settings),
+            metadata={**metadata, "mount": volume["mount"]})
+            for volume in planned["volumes"]]
         server = openstack.compute.Instance(
             name, name=name, flavor_name=planned["flavor"],
-            block_devices=[openstack.compute.InstanceBlockDeviceArgs(
-                uuid=boot.id, source_type="volume", destination_type="volume",
-                boot_index=0, delete_on_termination=False)],
+            block_devices=[_block_device(boot, 0)] + [_block_device(v, -1) for v in data],
             networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
             metadata={**metadata, "instance": planned["name"],
                       "roles": ",".join(planned["roles"])},
             tags=tags)
-        for volume in planned["volumes"]:
-            data = openstack.blockstorage.Volume(
-                f"{name}-{volume['name']}", name=f"{name}-{volume['name']}",
-                size=volume["size_gb"], volume_type=_volume_type(volume["encrypted"], settings),
-                metadata={**metadata, "mount": volume["mount"]})
-            openstack.compute.VolumeAttach(
-                f"{name}-{volume['name']}-attach", instance_id=server.id, volume_id=data.id)
-        built[planned["name"]] = server
+        built[planned["name"]] = Built(server, list(zip(planned["volumes"], data, strict=True)))
     return built
 
 
-def instance_outputs(system: dict, built: dict) -> dict:
-    return {planned["name"]: {"id": built[planned["name"]].id,
+def _block_device(volume, boot_index: int):
+    return openstack.compute.InstanceBlockDeviceArgs(
+        uuid=volume.id, source_type="volume", destination_type="volume",
+        boot_index=boot_index, delete_on_termination=False)
+
+
+def instance_outputs(system: dict, built: dict[str, Built], settings: dict) -> dict:
+    return {planned["name"]: {"id": built[planned["name"]].server.id,
                               "address": planned["address"],
                               "roles": planned["roles"],
                               "replaces": planned["replaces"],
-                              "resource_name": planned["resource_name"]}
+                              "resource_name": planned["resource_name"],
+                              "volumes": [_volume_output(p, v, settings)
+                                          for p, v in built[planned["name"]].data]}
             for planned in system["instances"]}
 
+
+def _volume_output(planned: dict, volume: openstack.blockstorage.Volume, settings: dict) -> dict:
+    """How the guest finds the volume (its serial) and who encrypts it: on OpenStack the
+    volume type's encryption, on the hypervisor, so the guest sees no dm-crypt device."""
+    volume_type = _volume_type(planned["encrypted"], settings)
+    return {"name": planned["name"], "mount": planned["mount"], "volume_id": volume.id,
+            "serial": volume.id.apply(lambda i: i[:VIRTIO_SERIAL_CHARS]),
+            "encryption": {"encrypted": planned["encrypted"],
+                           "by": f"cinder volume type {volume_type}" if volume_type else None}}

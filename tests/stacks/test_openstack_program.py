@@ -69,7 +69,7 @@ def system_resources(modules: dict, plan: dict, system_id: str) -> RecordingMock
         groups = modules["security"].security_groups(system)
         built = modules["compute"].instances(system, attached, groups,
                                              plan["cloud"]["openstack"])
-        return [server.id for server in built.values()]
+        return [b.server.id for b in built.values()]
 
     return run_program(build)
 
@@ -139,8 +139,14 @@ def test_instances_have_the_planned_flavor_address_image_and_tags(program_module
         assert boots[f"{name}-boot"]["size"] == planned["boot_volume"]["size_gb"]
         assert set(servers[name]["tags"]) >= {"department:zrj", "system:zrj-bdcdj",
                                               "protection-level:3"}
-    attached = mocks.of_type("openstack:compute/volumeAttach:VolumeAttach")
-    assert len(attached) == sum(len(i["volumes"]) for i in system["instances"])
+        # the boot volume first, then every data volume, all present from the first boot
+        devices = servers[name]["blockDevices"]
+        assert [(d["uuid"], d["bootIndex"]) for d in devices] == [
+            (f"id-of-{name}-boot", 0)] + [(f"id-of-{name}-{v['name']}", -1)
+                                          for v in planned["volumes"]]
+        assert all(d["sourceType"] == d["destinationType"] == "volume" for d in devices)
+        assert not any(d["deleteOnTermination"] for d in devices)
+    assert not mocks.of_type("openstack:compute/volumeAttach:VolumeAttach")
 
 
 def test_department_network_has_subnet_router_and_interface(program_modules, plan):

@@ -1,51 +1,21 @@
 """The all-in-one OpenStack on this host, checked through its API from the host.
 
-One module-scoped bring-up (``services.up``: minutes warm, tens of minutes cold); if the
-cloud was not running before, it is removed again at the end (``services.down``).
-Everything a test creates in the cloud it deletes by its id.
+The cloud comes up once per session (conftest.py). Everything a test creates in the cloud it
+deletes by its id.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from migrate.errors import EnvironmentNotReady
 from migrate.sandbox import machines
 from migrate.testcloud import api, services, smoke
-from migrate.testcloud import image as tc_image
 from migrate.testcloud import machine as tc_machine
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
-
-
-@pytest.fixture(scope="module")
-def cloud_root() -> Iterator[Path]:
-    from migrate.sandbox import require_host
-
-    try:
-        require_host()
-    except EnvironmentNotReady as error:
-        pytest.skip(f"needs root and the sandbox tools: {error.message}")
-    if not os.path.exists("/dev/net/tun"):
-        pytest.skip("needs /dev/net/tun")
-    root = tc_machine.cloud_root()
-    was_running = tc_machine.Machine(root, tc_image.image_path()).status() == "running"
-    services.up(root)
-    yield root
-    if not was_running:
-        services.down(root)
-
-
-@pytest.fixture(scope="module")
-def session(cloud_root: Path) -> api.Session:
-    clouds = yaml.safe_load((cloud_root / "clouds.yaml").read_text())
-    return api.Session.from_cloud(clouds["clouds"]["testcloud"]).authenticate()
 
 
 def test_token_and_catalog_from_the_host(session: api.Session) -> None:

@@ -83,6 +83,11 @@ service_user() {  # name
     os user set --password "$PW_SERVICE" "$1"
   fi
   os role add --project service --user "$1" admin
+  # Cinder lets only a service deletes the attachments nova made (OSSN-0092): the token nova
+  # sends along must carry the "service" role, or volumes stay in-use after their instance
+  # is deleted.
+  os role show service >/dev/null 2>&1 || os role create service >/dev/null
+  os role add --project service --user "$1" service
 }
 
 case "$PHASE" in
@@ -91,6 +96,9 @@ base)
   for f in /etc/*/*-uwsgi.ini; do
     sed -i 's/^processes = .*/processes = 2/' "$f"
   done
+  # neutron-api is eventlet code: with uwsgi's 32 threads a worker wedges for good on the
+  # first AMQP reconnect ("greenlet.error: cannot switch to a different thread").
+  sed -i 's/^threads = .*/threads = 1/' /etc/neutron/neutron-api-uwsgi.ini
   cat > /etc/mysql/mariadb.conf.d/99-openstack.cnf <<EOF
 [mysqld]
 bind-address = 127.0.0.1
@@ -483,6 +491,14 @@ EOF
   done
   os volume type show ceph >/dev/null 2>&1 || \
     os volume type create --property volume_backend_name=ceph ceph >/dev/null
+  ;;
+estate)
+  # What tests/testcloud/estate/migrate.yaml names: its flavors (instances boot from a
+  # volume, so the flavor's disk is unused).
+  os flavor show tc.c1m1 >/dev/null 2>&1 || \
+    os flavor create --vcpus 1 --ram 1024 --disk 4 tc.c1m1 >/dev/null
+  os flavor show tc.c1m2 >/dev/null 2>&1 || \
+    os flavor create --vcpus 1 --ram 2048 --disk 4 tc.c1m2 >/dev/null
   ;;
 *)
   echo "unknown phase $PHASE" >&2; exit 2 ;;

@@ -1,0 +1,244 @@
+"""stacks/openstack on the real OpenStack of this host (issue 16).
+
+One planned system of tests/testcloud/estate (mzj-shjz: one instance with a boot volume and
+two data volumes, and the flows its plan allows) goes up with the pinned engine and the
+provider built from sources: its department network stack, then its system stack. The result
+is checked through the OpenStack API, applied again without change, and destroyed, after
+which the project holds exactly the resources it held before.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from migrate import pipeline
+from migrate.provision import Provisioner, ProvisionSettings, StackResult, targets_for
+from migrate.sandbox import machines, network
+from migrate.testcloud import api, routes, services
+
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
+
+ESTATE = Path(__file__).resolve().parent / "estate"
+SYSTEM = "mzj-shjz"
+SSH_READY_S = 600.0  # qemu TCG on 2 shared cores: about 70 s when idle, minutes when loaded
+
+LISTS = {
+    "networks": ("network", "/v2.0/networks", "networks"),
+    "subnets": ("network", "/v2.0/subnets", "subnets"),
+    "routers": ("network", "/v2.0/routers", "routers"),
+    "ports": ("network", "/v2.0/ports", "ports"),
+    "security_groups": ("network", "/v2.0/security-groups", "security_groups"),
+    "security_group_rules": ("network", "/v2.0/security-group-rules", "security_group_rules"),
+    "volumes": ("volumev3", "/volumes", "volumes"),
+    "servers": ("compute", "/servers", "servers"),
+}
+
+
+def cloud_resources(session: api.Session) -> dict[str, set[str]]:
+    """The ids of every resource of the kinds the program makes, as the API lists them."""
+    return {kind: {str(item["id"]) for item in session.get(service, path)[key]}
+            for kind, (service, path, key) in LISTS.items()}
+
+
+@dataclass
+class Applied:
+    plan: dict
+    system: dict
+    provisioner: Provisioner
+    networks: list
+    systems: list
+    results: list[StackResult]
+    before: dict[str, set[str]]
+    zones: list[str]
+    progress: list[str] = field(default_factory=list)
+    routes: list[routes.Route] = field(default_factory=list)
+    destroyed: bool = False
+
+
+def openstack_settings(estate_dir: Path, plan_file: Path, clouds_yaml: Path) -> ProvisionSettings:
+    passphrase = estate_dir / "pulumi-passphrase"
+    passphrase.write_text("the test cloud's stacks, protects nothing real\n")
+    passphrase.chmod(0o600)
+    scrubbed: dict[str, str | None] = {name: None for name in os.environ
+                                       if name.startswith("OS_")}
+    return ProvisionSettings(
+        "openstack", estate_dir / ".migrate", plan_file, passphrase,
+        config={"openstack:cloud": services.CLOUD_NAME},
+        env={**scrubbed, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml)})
+
+
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory: pytest.TempPathFactory, clouds_yaml: Path,
+            session: api.Session) -> Iterator[Applied]:
+    folder = tmp_path_factory.mktemp("testcloud") / "estate"
+    shutil.copytree(ESTATE, folder)
+    estate = pipeline.open_estate(folder)
+    outcome = pipeline.make_plan(estate)
+    plan = outcome.plan
+    system = next(s for s in plan["systems"] if s["id"] == SYSTEM)
+    before = cloud_resources(session)
+    progress: list[str] = []
+    provisioner = Provisioner(openstack_settings(folder, outcome.path.resolve(), clouds_yaml),
+                              progress.append)
+    networks, systems = targets_for(plan, [SYSTEM])
+    zones = [zone.cidr for zone in estate.settings.cloud.zones.values()]
+    state = Applied(plan, system, provisioner, networks, systems, [], before, zones, progress)
+    try:
+        state.results = provisioner.up(networks, systems)
+        state.routes = routes.ensure_routes(session, zones)
+        yield state
+    finally:
+        if not state.destroyed:
+            provisioner.destroy(networks, systems, set())
+        routes.remove_routes(state.routes)
+
+
+def server_of(session: api.Session, applied: Applied, instance: dict) -> dict:
+    server_id = applied.results[-1].outputs["instances"][instance["name"]]["id"]
+    return session.get("compute", f"/servers/{server_id}")["server"]
+
+
+def test_up_creates_the_network_stack_then_the_system_stack(applied: Applied) -> None:
+    network_result, system_result = applied.results
+    assert network_result.stack == f"net-{applied.system['network']}"
+    assert system_result.stack == f"sys-{SYSTEM}"
+    # network, subnet, router, router interface (+ the stack itself)
+    assert network_result.changes.get("create") == 5
+    instance = applied.system["instances"][0]
+    outputs = system_result.outputs["instances"][instance["name"]]
+    assert outputs["address"] == instance["address"]
+    assert outputs["id"]
+
+
+def test_network_subnet_and_router_as_planned(session: api.Session, applied: Applied) -> None:
+    planned = next(n for n in applied.plan["networks"] if n["key"] == applied.system["network"])
+    subnets = session.get("network", f"/v2.0/subnets?name={planned['name']}-subnet")["subnets"]
+    assert [(s["cidr"], s["gateway_ip"]) for s in subnets] == [
+        (planned["cidr"], planned["gateway"])]
+    routers = session.get("network", f"/v2.0/routers?name={planned['name']}-router")["routers"]
+    assert len(routers) == 1
+    provider = session.get("network", "/v2.0/networks?name=provider")["networks"][0]
+    assert routers[0]["external_gateway_info"]["network_id"] == provider["id"]
+    assert "managed-by:migrate" in routers[0]["tags"]
+
+
+def planned_rules(system: dict, instance: str, group_ids: dict[str, str]) -> set[tuple]:
+    rules = set()
+    for rule in system["security_rules"]:
+        if rule["instance"] != instance:
+            continue
+        peer = rule["peer"]
+        remote = (("group", group_ids[peer["instance"]]) if peer["kind"] == "instance"
+                  else ("cidr", peer["cidr"]))
+        rules.add((rule["direction"], rule["protocol"], rule["port"], rule["port"], remote))
+    return rules
+
+
+def actual_rules(session: api.Session, group_id: str) -> set[tuple]:
+    found = session.get("network", f"/v2.0/security-group-rules?security_group_id={group_id}")
+    rules = set()
+    for rule in found["security_group_rules"]:
+        remote = (("group", rule["remote_group_id"]) if rule["remote_group_id"]
+                  else ("cidr", rule["remote_ip_prefix"]))
+        rules.add((rule["direction"], rule["protocol"], rule["port_range_min"],
+                   rule["port_range_max"], remote))
+    return rules
+
+
+def test_security_groups_hold_exactly_the_planned_rules(session: api.Session,
+                                                        applied: Applied) -> None:
+    group_ids = {}
+    for instance in applied.system["instances"]:
+        groups = session.get("network", "/v2.0/security-groups?name="
+                             f"{instance['security_group']}")["security_groups"]
+        assert len(groups) == 1, instance["security_group"]
+        group_ids[instance["name"]] = groups[0]["id"]
+    for instance in applied.system["instances"]:
+        planned = planned_rules(applied.system, instance["name"], group_ids)
+        assert planned, "the plan allows no flow at all: nothing would be checked"
+        # default deny: no rule beyond the plan's, not even the default egress ones
+        assert actual_rules(session, group_ids[instance["name"]]) == planned
+        port = session.get("network", f"/v2.0/ports?name={instance['resource_name']}-port")
+        assert [p["security_groups"] for p in port["ports"]] == [[group_ids[instance["name"]]]]
+
+
+def test_instance_active_with_its_planned_address_and_flavor(session: api.Session,
+                                                             applied: Applied) -> None:
+    for instance in applied.system["instances"]:
+        server = server_of(session, applied, instance)
+        assert server["status"] == "ACTIVE"
+        addresses = [a["addr"] for entries in server["addresses"].values() for a in entries]
+        assert addresses == [instance["address"]]
+        flavors = {f["name"]: f["id"] for f in session.get("compute", "/flavors")["flavors"]}
+        assert server["flavor"]["id"] == flavors[instance["flavor"]]
+        assert server["metadata"]["system"] == SYSTEM
+
+
+def test_boot_and_data_volumes_attached_as_planned(session: api.Session,
+                                                   applied: Applied) -> None:
+    for instance in applied.system["instances"]:
+        server = server_of(session, applied, instance)
+        attached = {v["id"] for v in server["os-extended-volumes:volumes_attached"]}
+        wanted = {f"{instance['resource_name']}-boot": instance["boot_volume"]["size_gb"]}
+        wanted |= {f"{instance['resource_name']}-{v['name']}": v["size_gb"]
+                   for v in instance["volumes"]}
+        for name, size in wanted.items():
+            volumes = session.get("volumev3", f"/volumes/detail?name={name}")["volumes"]
+            assert len(volumes) == 1, name
+            volume = volumes[0]
+            assert volume["status"] == "in-use", (name, volume["status"])
+            assert volume["size"] == size
+            assert volume["id"] in attached
+            assert [a["server_id"] for a in volume["attachments"]] == [server["id"]]
+
+
+def test_instance_reachable_from_the_ops_network(applied: Applied) -> None:
+    """The host stands on the ops network (the provider network): ssh, the one port the plan
+    opens to it, answers with sshd's banner through the department router."""
+    assert applied.routes, "no route to the department network through its router"
+    for instance in applied.system["instances"]:
+        address = instance["address"]
+        network.assert_local_address(address, applied.zones)
+        banner = api.wait_for(lambda a=address: machines._read_banner(a, 22, 2.0),
+                              SSH_READY_S, 2.0, f"ssh on {address}")
+        assert banner.startswith("SSH-2.0-OpenSSH")
+
+
+def test_a_port_the_plan_does_not_open_is_dropped(applied: Applied) -> None:
+    """Default deny is enforced, not only written down: a port nothing allows gets no
+    answer at all (without the security group the guest's kernel would refuse it at once)."""
+    address = applied.system["instances"][0]["address"]
+    network.assert_local_address(address, applied.zones)
+    api.wait_for(lambda: machines._read_banner(address, 22, 2.0), SSH_READY_S, 2.0, "ssh")
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        socket.create_connection((address, 9), timeout=5.0).close()
+    assert time.monotonic() - started >= 4.5
+
+
+def test_second_up_changes_nothing(applied: Applied) -> None:
+    again = applied.provisioner.up(applied.networks, applied.systems)
+    assert [r.changed for r in again] == [False, False], [r.changes for r in again]
+
+
+def test_destroy_leaves_the_project_as_it_was(session: api.Session, applied: Applied) -> None:
+    results = applied.provisioner.destroy(applied.networks, applied.systems, set())
+    applied.destroyed = True
+    assert [r.stack for r in results] == [f"sys-{SYSTEM}", f"net-{applied.system['network']}"]
+    assert all(r.changes.get("delete") for r in results)
+    after = api.wait_for(lambda: _settled(session, applied.before), 120, 2.0,
+                         "the cloud to hold what it held before")
+    assert after == applied.before
+
+
+def _settled(session: api.Session, before: dict[str, set[str]]) -> dict[str, set[str]] | None:
+    now = cloud_resources(session)
+    return now if now == before else None
