@@ -23,7 +23,8 @@ elif system_id:
     system = stackplan.select_system(plan, system_id)
     attached = network.attach(system)
     groups = security.security_groups(system)
-    instances = compute.instances(system, attached, groups, plan["cloud"]["openstack"])
+    instances = compute.instances(system, attached, groups, plan["cloud"]["openstack"],
+                                  compute.authorized_keys(config.get("authorized_keys") or ""))
     pulumi.export("instances", compute.instance_outputs(system, instances,
                                                        plan["cloud"]["openstack"]))
 else:

@@ -10,9 +10,12 @@ data volumes. Changing the set of data volumes replaces the instance.
 
 from dataclasses import dataclass
 
+import pulumi
 import pulumi_openstack as openstack
 
 from migrate import stackplan
+
+import cloudinit
 
 VIRTIO_SERIAL_CHARS = 20  # virtio-blk shows a volume's id, cut to 20 characters, as its serial
 
@@ -27,7 +30,16 @@ def _volume_type(encrypted: bool, settings: dict) -> str | None:
     return settings["encrypted_volume_type"] if encrypted else None
 
 
-def instances(system: dict, attached, groups: dict, settings: dict) -> dict:
+def authorized_keys(text: str) -> list[str]:
+    """The operator's public key lines (none: nobody can log in); a private key here would
+    land in the stack state."""
+    if "PRIVATE KEY" in text:
+        raise ValueError("migrate:authorized_keys holds a private key; give the public key line")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def instances(system: dict, attached, groups: dict, settings: dict,
+              keys: list[str] | None = None) -> dict:
     tags = stackplan.tags(system)
     metadata = {"department": system["department"]["code"], "system": system["id"],
                 "protection_level": str(system["protection_level"])}
@@ -56,9 +68,19 @@ def instances(system: dict, attached, groups: dict, settings: dict) -> dict:
             networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
             metadata={**metadata, "instance": planned["name"],
                       "roles": ",".join(planned["roles"])},
-            tags=tags)
+            user_data=cloudinit.user_data(
+                keys or [], [(_serial(v), p["mount"]) for p, v in
+                             zip(planned["volumes"], data, strict=True)]),
+            tags=tags,
+            # user data only acts at first boot: a later change (a new operator key) must
+            # not replace a running instance; Ansible manages the keys from then on
+            opts=pulumi.ResourceOptions(ignore_changes=["userData"]))
         built[planned["name"]] = Built(server, list(zip(planned["volumes"], data, strict=True)))
     return built
+
+
+def _serial(volume: openstack.blockstorage.Volume) -> pulumi.Output:
+    return volume.id.apply(lambda i: i[:VIRTIO_SERIAL_CHARS])
 
 
 def _block_device(volume, boot_index: int):
@@ -83,6 +105,6 @@ def _volume_output(planned: dict, volume: openstack.blockstorage.Volume, setting
     volume type's encryption, on the hypervisor, so the guest sees no dm-crypt device."""
     volume_type = _volume_type(planned["encrypted"], settings)
     return {"name": planned["name"], "mount": planned["mount"], "volume_id": volume.id,
-            "serial": volume.id.apply(lambda i: i[:VIRTIO_SERIAL_CHARS]),
+            "serial": _serial(volume),
             "encryption": {"encrypted": planned["encrypted"],
                            "by": f"cinder volume type {volume_type}" if volume_type else None}}

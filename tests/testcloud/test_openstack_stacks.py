@@ -3,15 +3,19 @@
 One planned system of tests/testcloud/estate (mzj-shjz: one instance with a boot volume and
 two data volumes, and the flows its plan allows) goes up with the pinned engine and the
 provider built from sources: its department network stack, then its system stack. The result
-is checked through the OpenStack API, applied again without change, and destroyed, after
-which the project holds exactly the resources it held before.
+is checked through the OpenStack API and from inside the instance (logged in as root with
+the operator key, its host key pinned from the console first; data volumes mounted by their
+serial), applied again without change, and destroyed, after which the project holds exactly
+the resources it held before.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +26,7 @@ import pytest
 from migrate import pipeline
 from migrate.provision import Provisioner, ProvisionSettings, StackResult, targets_for
 from migrate.sandbox import machines, network
+from migrate.targets.openstack_console import host_keys_from_console
 from migrate.testcloud import api, routes, services
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
@@ -58,12 +63,21 @@ class Applied:
     results: list[StackResult]
     before: dict[str, set[str]]
     zones: list[str]
+    operator_key: Path
     progress: list[str] = field(default_factory=list)
     routes: list[routes.Route] = field(default_factory=list)
     destroyed: bool = False
 
 
-def openstack_settings(estate_dir: Path, plan_file: Path, clouds_yaml: Path) -> ProvisionSettings:
+def operator_key(folder: Path) -> Path:
+    key = folder / "operator_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "migrate-operator",
+                    "-f", str(key)], check=True)
+    return key
+
+
+def openstack_settings(estate_dir: Path, plan_file: Path, clouds_yaml: Path,
+                       key: Path) -> ProvisionSettings:
     passphrase = estate_dir / "pulumi-passphrase"
     passphrase.write_text("the test cloud's stacks, protects nothing real\n")
     passphrase.chmod(0o600)
@@ -71,7 +85,8 @@ def openstack_settings(estate_dir: Path, plan_file: Path, clouds_yaml: Path) -> 
                                        if name.startswith("OS_")}
     return ProvisionSettings(
         "openstack", estate_dir / ".migrate", plan_file, passphrase,
-        config={"openstack:cloud": services.CLOUD_NAME},
+        config={"openstack:cloud": services.CLOUD_NAME,
+                "migrate:authorized_keys": key.with_suffix(".pub").read_text()},
         env={**scrubbed, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml)})
 
 
@@ -86,11 +101,13 @@ def applied(tmp_path_factory: pytest.TempPathFactory, clouds_yaml: Path,
     system = next(s for s in plan["systems"] if s["id"] == SYSTEM)
     before = cloud_resources(session)
     progress: list[str] = []
-    provisioner = Provisioner(openstack_settings(folder, outcome.path.resolve(), clouds_yaml),
-                              progress.append)
+    key = operator_key(folder.parent)
+    provisioner = Provisioner(
+        openstack_settings(folder, outcome.path.resolve(), clouds_yaml, key), progress.append)
     networks, systems = targets_for(plan, [SYSTEM])
     zones = [zone.cidr for zone in estate.settings.cloud.zones.values()]
-    state = Applied(plan, system, provisioner, networks, systems, [], before, zones, progress)
+    state = Applied(plan, system, provisioner, networks, systems, [], before, zones, key,
+                    progress)
     try:
         state.results = provisioner.up(networks, systems)
         state.routes = routes.ensure_routes(session, zones)
@@ -222,6 +239,95 @@ def test_a_port_the_plan_does_not_open_is_dropped(applied: Applied) -> None:
     with pytest.raises(TimeoutError):
         socket.create_connection((address, 9), timeout=5.0).close()
     assert time.monotonic() - started >= 4.5
+
+
+def console_host_keys(session: api.Session, server_id: str) -> list[str]:
+    output = session.request("POST", "compute", f"/servers/{server_id}/action",
+                             {"os-getConsoleOutput": {}})["output"]
+    return host_keys_from_console(output)
+
+
+def ssh(applied: Applied, known_hosts: Path, address: str, *command: str
+        ) -> subprocess.CompletedProcess:
+    network.assert_local_address(address, applied.zones)
+    return subprocess.run(
+        ["ssh", "-F", "/dev/null", "-i", str(applied.operator_key), "-o", "IdentitiesOnly=yes",
+         "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+         "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+         "-o", "ConnectTimeout=20", f"root@{address}", "--", *command],
+        capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def pinned(session: api.Session, applied: Applied, tmp_path_factory) -> dict[str, Path]:
+    """Each instance's host keys from its console, written as known_hosts before any ssh."""
+    files = {}
+    for instance in applied.system["instances"]:
+        server_id = server_of(session, applied, instance)["id"]
+        keys = api.wait_for(lambda s=server_id: console_host_keys(session, s), SSH_READY_S,
+                            3.0, f"host keys on the console of {instance['name']}")
+        path = tmp_path_factory.mktemp("known") / "known_hosts"
+        path.write_text("".join(f"{instance['address']} {key}\n" for key in keys))
+        files[instance["name"]] = path
+    return files
+
+
+def test_root_logs_in_with_the_operator_key_and_the_pinned_host_key(
+        applied: Applied, pinned: dict[str, Path], tmp_path: Path) -> None:
+    for instance in applied.system["instances"]:
+        done = ssh(applied, pinned[instance["name"]], instance["address"], "id", "-un")
+        assert (done.returncode, done.stdout.strip()) == (0, "root"), done.stderr
+        # another key pinned for the address: ssh refuses before logging in
+        wrong = tmp_path / f"{instance['name']}-wrong"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)],
+                       check=True)
+        other = wrong.with_suffix(".pub").read_text().split()[:2]
+        impostor = tmp_path / f"{instance['name']}-known"
+        impostor.write_text(f"{instance['address']} {' '.join(other)}\n")
+        refused = ssh(applied, impostor, instance["address"], "true")
+        assert refused.returncode == 255
+        assert "Host key verification failed" in refused.stderr
+
+
+def mounted_serials(applied: Applied, known_hosts: Path, address: str) -> dict[str, str]:
+    """mount point -> serial of the virtio disk whose first partition is mounted there."""
+    found = ssh(applied, known_hosts, address, "findmnt", "-J", "-o", "SOURCE,TARGET")
+    assert found.returncode == 0, found.stderr
+    links = ssh(applied, known_hosts, address, "ls", "-l", "/dev/disk/by-id/")
+    by_device = {}
+    for line in links.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[-3].startswith("virtio-") and parts[-3].endswith("-part1"):
+            by_device["/dev/" + parts[-1].split("/")[-1]] = parts[-3][7:-6]
+    return {fs["target"]: by_device[fs["source"]]
+            for fs in json.loads(found.stdout)["filesystems"][0].get("children", [])
+            if fs["source"] in by_device}
+
+
+def wait_mounted(applied: Applied, known_hosts: Path, address: str, count: int
+                 ) -> dict[str, str]:
+    def all_there() -> dict[str, str] | None:
+        found = mounted_serials(applied, known_hosts, address)
+        return found if len(found) == count else None
+
+    return api.wait_for(all_there, SSH_READY_S, 3.0, f"{count} data volumes mounted")
+
+
+def test_data_volumes_mounted_by_their_serial_again_without_change(
+        applied: Applied, pinned: dict[str, Path]) -> None:
+    outputs = applied.results[-1].outputs["instances"]
+    for instance in applied.system["instances"]:
+        known, address = pinned[instance["name"]], instance["address"]
+        wanted = {v["mount"]: v["serial"] for v in outputs[instance["name"]]["volumes"]}
+        assert len(wanted) == len(instance["volumes"]) > 0
+        # cloud-init runs the script at first boot, after sshd may already answer
+        mounted = wait_mounted(applied, known, address, len(wanted))
+        assert mounted == wanted
+        fstab = ssh(applied, known, address, "cat", "/etc/fstab").stdout
+        again = ssh(applied, known, address, "/usr/local/sbin/migrate-volumes")
+        assert again.returncode == 0, again.stderr
+        assert ssh(applied, known, address, "cat", "/etc/fstab").stdout == fstab
+        assert mounted_serials(applied, known, address) == wanted
 
 
 def test_second_up_changes_nothing(applied: Applied) -> None:
