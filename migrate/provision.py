@@ -38,6 +38,7 @@ MAX_PARALLEL_STACKS = 4
 SECRET = "[secret]"  # how a secret output reads here: never decrypted
 SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
 CHECKPOINT_VERSION = 3  # the file backend's checkpoint format this reader knows
+PREFLIGHT_MARKER = "migrate-preflight:"  # stacks/openstack/preflight.py: MARKER
 
 
 @dataclass(frozen=True)
@@ -488,8 +489,16 @@ def _short_urn(urn: str | None) -> str:
 
 
 def _stage_failed(stack: str, operation: str, error: Exception, tracker: EventTracker
-                  ) -> StageFailed:
-    """The one place engine failures become a message for people."""
+                  ) -> StageFailed | EnvironmentNotReady:
+    """The one place engine failures become a message for people. The program's preflight
+    (stacks/openstack/preflight.py) refuses with a marked message before any change: the
+    cloud lacks what the plan needs, which is the environment's fault, not the stage's."""
+    said = "\n".join([m for _u, m in tracker.errors] + [str(error)])
+    if PREFLIGHT_MARKER in said:
+        problems, hint = _preflight_refusal(said)
+        return EnvironmentNotReady(f"{operation} of stack {stack} stopped before changing it, "
+                                   f"the cloud lacks what the plan needs: {'; '.join(problems)}",
+                                   hint)
     if tracker.errors:
         urn, message = next(((u, m) for u, m in tracker.errors if u), tracker.errors[0])
         where = f"resource {_short_urn(urn)}" if urn else "the program"
@@ -501,3 +510,15 @@ def _stage_failed(stack: str, operation: str, error: Exception, tracker: EventTr
     return StageFailed(f"{operation} of stack {stack} failed at {where}: {' | '.join(said)}",
                        "fix the cause and run the same command again: the next run continues "
                        "from the stack's state")
+
+
+def _preflight_refusal(said: str) -> tuple[list[str], str | None]:
+    """The problems and the hint of the first preflight message in the engine's output."""
+    problems = []
+    for line in said[said.index(PREFLIGHT_MARKER):].splitlines():
+        line = line.strip()
+        if line.startswith("problem: "):
+            problems.append(line.removeprefix("problem: "))
+        elif line.startswith("hint: "):
+            return problems, line.removeprefix("hint: ")
+    return problems, None

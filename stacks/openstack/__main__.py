@@ -6,12 +6,14 @@ from migrate import stackplan
 
 import compute
 import network
+import preflight
 import security
 
 config = pulumi.Config("migrate")
 plan = stackplan.read_plan(config.require("plan"))
 network_key = config.get("network") or ""
 system_id = config.get("system") or ""
+preflight.check(plan, network_key, system_id)  # before any resource: raises on every problem
 
 if network_key:
     planned = stackplan.select_network(plan, network_key)
