@@ -130,8 +130,13 @@ def reference_markdown() -> str:
         "# Manifest reference (format version 1)",
         "",
         "Generated from `migrate/model.py` by `migrate schema --reference`; do not edit by "
-        "hand. The contract is `MANIFEST.md` of the project's shared folder; this page lists "
-        "every field the model accepts, optional additions included. Unknown fields are errors.",
+        "hand (after a change to the model, run `make schema`). The manifest contract is this "
+        "page and the JSON Schemas generated from the same model and shipped with the package: "
+        + ", ".join(f"[`migrate/schemas/{name}`](../migrate/schemas/{name}) "
+                    f"(for `{TITLES[model].split(' ')[0]}`)" for name, model in SCHEMAS.items())
+        + ". `migrate schema DIR` writes them for an editor (yaml-language-server). This page "
+        "lists every field the model accepts, optional additions included. Unknown fields are "
+        "errors.",
         "",
     ]
     for model, title in TITLES.items():
