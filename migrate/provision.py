@@ -39,6 +39,7 @@ SECRET = "[secret]"  # how a secret output reads here: never decrypted
 SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
 CHECKPOINT_VERSION = 3  # the file backend's checkpoint format this reader knows
 PREFLIGHT_MARKER = "migrate-preflight:"  # stacks/openstack/preflight.py: MARKER
+PREFLIGHT_ONLY = "migrate:preflight_only"  # the program checks the cloud and registers nothing
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,9 @@ class ProvisionSettings:
     # removes it (the OpenStack target removes OS_* credentials so that only the clouds.yaml
     # entry the estate names can choose the cloud).
     env: dict[str, str | None] = field(default_factory=dict)
+    # The target's program checks the cloud before it registers anything (stacks/openstack/
+    # preflight.py): every stack is checked that way before any stack changes.
+    preflight: bool = False
 
 
 def stacks_dir() -> Path:
@@ -270,7 +274,7 @@ class Provisioner:
             pulumi_command=engine.pulumi_command(self.engine_path), env_vars=self.env,
             secrets_provider="passphrase")
 
-    def stack(self, target: StackTarget) -> Any:
+    def stack(self, target: StackTarget, preflight_only: bool = False) -> Any:
         with self._lock:  # creating workspaces concurrently races on the project settings
             try:
                 stack = self.auto.create_or_select_stack(
@@ -280,12 +284,17 @@ class Provisioner:
                                     EventTracker(target.name, self.progress)) from None
         config = {"migrate:plan": str(self.settings.plan_path), target.config_key: target.key,
                   **self.settings.config}
+        if self.settings.preflight:
+            config[PREFLIGHT_ONLY] = "true" if preflight_only else "false"
         stack.set_all_config({k: self.auto.ConfigValue(v) for k, v in config.items()})
         return stack
 
     def existing_stacks(self) -> set[str]:
+        """Stacks that hold resources: a stack a preview opened but nothing applied does not
+        count (a system stack previewed against it would find no network outputs)."""
         workspace = self.auto.LocalWorkspace(work_dir=str(self.work_dir), **self._workspace_kw())
-        return {summary.name for summary in workspace.list_stacks()}
+        return {summary.name for summary in workspace.list_stacks()
+                if summary.resource_count}
 
     def _workspace_kw(self) -> dict:
         return {"pulumi_home": self.env["PULUMI_HOME"], "env_vars": self.env,
@@ -297,7 +306,8 @@ class Provisioner:
     def _run(self, target: StackTarget, operation: str) -> StackResult:
         started = time.monotonic()
         tracker = EventTracker(target.name, self.progress)
-        stack = self.stack(target)
+        stack = self.stack(target, preflight_only=operation == "preflight")
+        operation = "preview" if operation == "preflight" else operation
         try:
             result = self._with_recovery(stack, target, operation, tracker)
         except self.auto.CommandError as error:
@@ -385,13 +395,10 @@ class Provisioner:
             for future in futures:
                 try:
                     results.append(future.result())
-                except StageFailed as error:
+                except (StageFailed, EnvironmentNotReady) as error:
                     failures.append(error)
         if failures:
-            if len(failures) == 1:
-                raise failures[0]
-            raise StageFailed("; ".join(f.message for f in failures),
-                              failures[0].hint)
+            raise _all_failures(failures)
         return results
 
     def preview(self, networks: list, systems: list) -> list[StackResult]:
@@ -399,13 +406,19 @@ class Provisioner:
         existing = self.existing_stacks()
         ready = [s for s in systems if self._network_of(s) in existing]
         results += self.run_all(ready, "preview")
-        for waiting in (s for s in systems if s not in ready):
-            results.append(StackResult(waiting.name, "preview", {}, note=(
-                f"waits for network stack {self._network_of(waiting)}: previewed after it "
-                "exists (provision creates it first)")))
+        waiting = [s for s in systems if s not in ready]
+        if self.settings.preflight:
+            self.run_all(waiting, "preflight")
+        for stack in waiting:
+            checked = "the cloud checked for it; " if self.settings.preflight else ""
+            results.append(StackResult(stack.name, "preview", {}, note=(
+                f"{checked}waits for network stack {self._network_of(stack)}: previewed after "
+                "it exists (provision creates it first)")))
         return results
 
     def up(self, networks: list, systems: list) -> list[StackResult]:
+        if self.settings.preflight:  # every stack checked before the first one changes
+            self.run_all(networks + systems, "preflight")
         return self.run_all(networks, "up") + self.run_all(systems, "up")
 
     def destroy(self, networks: list, systems: list, keep_networks_used_by: set[str]
@@ -418,6 +431,18 @@ class Provisioner:
     def _network_of(self, target: StackTarget) -> str:
         plan = stackplan.read_plan(self.settings.plan_path)
         return stackplan.network_stack_name(stackplan.select_system(plan, target.key)["network"])
+
+
+def _all_failures(failures: list[StageFailed | EnvironmentNotReady]) -> Exception:
+    """One error naming every stack that failed: a stage failure when any stack failed as
+    such, else (every stack refused by the cloud's preflight) the environment's, with each
+    distinct hint once."""
+    if len(failures) == 1:
+        return failures[0]
+    kind = StageFailed if any(isinstance(f, StageFailed) for f in failures) \
+        else EnvironmentNotReady
+    hints = list(dict.fromkeys(f.hint for f in failures if f.hint))
+    return kind("; ".join(f.message for f in failures), " ".join(hints) or None)
 
 
 def _follow_events(log: Path, tracker: EventTracker, stop: threading.Event) -> None:

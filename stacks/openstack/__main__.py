@@ -15,7 +15,9 @@ network_key = config.get("network") or ""
 system_id = config.get("system") or ""
 preflight.check(plan, network_key, system_id)  # before any resource: raises on every problem
 
-if network_key:
+if config.get_bool("preflight_only"):
+    pass  # checked only: migrate checks every stack this way before it changes any
+elif network_key:
     planned = stackplan.select_network(plan, network_key)
     built = network.department_network(planned, plan["cloud"]["openstack"])
     pulumi.export("network_id", built.network.id)

@@ -307,3 +307,16 @@ def test_other_engine_failures_stay_stage_failed():
                            "Error creating OpenStack server: Quota exceeded"))
     failure = _stage_failed("sys-a", "up", Exception("exit status 255"), tracker)
     assert type(failure) is StageFailed
+
+
+def test_refusals_of_several_stacks_are_reported_together():
+    from migrate.provision import _all_failures
+
+    refused = [EnvironmentNotReady("preview of stack sys-a stopped", "create flavor x"),
+               EnvironmentNotReady("preview of stack sys-b stopped", "create flavor x")]
+    combined = _all_failures(refused)
+    assert isinstance(combined, EnvironmentNotReady)
+    assert "sys-a" in combined.message and "sys-b" in combined.message
+    assert combined.hint == "create flavor x"
+    mixed = _all_failures([*refused, StageFailed("up of stack sys-c failed", "run again")])
+    assert isinstance(mixed, StageFailed) and "sys-c" in mixed.message

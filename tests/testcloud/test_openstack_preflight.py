@@ -47,7 +47,8 @@ def cloud_resources(session: api.Session) -> dict[str, set[str]]:
             for kind, (service, path, key) in LISTS.items()}
 
 
-def settings_for(state_home: Path, plan_file: Path, clouds_yaml: Path) -> ProvisionSettings:
+def settings_for(state_home: Path, plan_file: Path, clouds_yaml: Path,
+                 preflight: bool = False) -> ProvisionSettings:
     passphrase = state_home / "pulumi-passphrase"
     if not passphrase.exists():
         passphrase.write_text("the test cloud's stacks, protects nothing real\n")
@@ -57,7 +58,7 @@ def settings_for(state_home: Path, plan_file: Path, clouds_yaml: Path) -> Provis
     return ProvisionSettings(
         "openstack", state_home / ".migrate", plan_file, passphrase,
         config={"openstack:cloud": services.CLOUD_NAME},
-        env={**scrubbed, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml)})
+        env={**scrubbed, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml)}, preflight=preflight)
 
 
 def planned(folder: Path) -> tuple[dict, Path]:
@@ -130,6 +131,25 @@ def test_a_missing_image_and_flavor_are_named_before_any_change(
         "has no flavor of that name" in refusal.message
     assert f"upload image {MISSING_IMAGE}" in refusal.hint
     assert f"create flavor {MISSING_FLAVOR}" in refusal.hint
+    assert cloud_resources(session) == held
+
+
+def test_a_fresh_estate_is_checked_whole_before_its_first_stack_changes(
+        clouds: Clouds, tmp_path: Path, clouds_yaml: Path, session: api.Session) -> None:
+    """Without a network stack yet, the system stack cannot be previewed; with the target's
+    preflight every stack is checked first, so provision does not make the department network
+    and then stop at the system."""
+    folder = tmp_path / "fresh"
+    shutil.copytree(ESTATE, folder)
+    without_image_and_flavor(folder)
+    plan, plan_file = planned(folder)
+    fresh = Provisioner(settings_for(folder, plan_file, clouds_yaml, preflight=True))
+    networks, systems = targets_for(plan, [SYSTEM])
+    held = cloud_resources(session)
+    for operation in ("preview", "up"):
+        with pytest.raises(EnvironmentNotReady) as caught:
+            getattr(fresh, operation)(networks, systems)
+        assert f"sys-{SYSTEM}" in caught.value.message and MISSING_FLAVOR in caught.value.message
     assert cloud_resources(session) == held
 
 
