@@ -3,8 +3,9 @@ addresses it may connect to, and an SSH session (paramiko) that checks the host 
 
 One place decides which known_hosts file holds the source hosts' keys
 (``source_known_hosts``): the estate's own file (``sources.known_hosts`` of migrate.yaml)
-when set, else the one ``sandbox up`` writes. Every stage that logs in to a source (the
-inventories of the plays, discovery, trust) reads it from here.
+when set, else the one the estate's cloud target keeps (the sandbox's, which ``sandbox up``
+writes). Every stage that logs in to a source (the inventories of the plays, discovery,
+trust) reads it from here.
 
 Host key checking is never off: a session loads exactly that file (never the user's own
 files, never an agent), and a key that is unknown or differs from the recorded one is
@@ -32,8 +33,7 @@ from migrate.errors import (
     StageFailed,
 )
 from migrate.loader import Estate, load_estate_partially
-from migrate.sandbox.estate import known_hosts_path as sandbox_known_hosts_path
-from migrate.sandbox.network import assert_local_address
+from migrate.targets import target_of
 from migrate.validate import check_estate
 
 CONNECT_TIMEOUT = 10.0
@@ -65,8 +65,10 @@ def estate_known_hosts(estate: Estate) -> Path | None:
 
 def source_known_hosts(estate: Estate) -> Path:
     """The known_hosts file with the source hosts' keys: the estate's own when set, else
-    the sandbox's (written by ``sandbox up`` for the machines it made)."""
-    return estate_known_hosts(estate) or sandbox_known_hosts_path(estate)
+    its cloud target's (the sandbox's, written by ``sandbox up`` for the machines it made);
+    InvalidInput when neither names one."""
+    return (estate_known_hosts(estate) or target_of(estate).source_known_hosts(estate)
+            or require_estate_known_hosts(estate))
 
 
 def require_estate_known_hosts(estate: Estate) -> Path:
@@ -82,9 +84,9 @@ def require_estate_known_hosts(estate: Estate) -> Path:
 
 
 def guard_address(estate: Estate, address: str) -> None:
-    """On a sandbox estate, refuse (GuardRefused) an address that is not on this host."""
-    if estate.settings.cloud.target == "sandbox":
-        assert_local_address(address, estate.settings.sandbox.allowed_networks)
+    """Refuse (GuardRefused) an address the estate's cloud target must not reach (on the
+    sandbox: one that is not on this host)."""
+    target_of(estate).guard_address(address, estate.settings.sandbox.allowed_networks)
 
 
 def guard_addresses(estate: Estate, addresses: Iterable[str]) -> None:

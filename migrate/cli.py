@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import date
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from migrate.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_INVALID_INPUT,
+    EnvironmentNotReady,
     InvalidInput,
     MigrateError,
     Problem,
@@ -113,7 +115,36 @@ def print_problems(problems: list[Problem], title: str, style: str) -> None:
             err.print(f"      hint: {problem.hint}", markup=False, highlight=False)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+COMMANDS_GROUP = "migrate.commands"
+
+
+def plugged_commands() -> dict[str, EntryPoint]:
+    """Commands installed packages plug in (entry points of ``migrate.commands``), by name."""
+    return {point.name: point for point in entry_points(group=COMMANDS_GROUP)}
+
+
+class PluggableGroup(click.Group):
+    """The commands defined here, plus the plugged-in ones (the rehearsal's ``sandbox``),
+    each loaded only when it is named or listed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *plugged_commands()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        own = super().get_command(ctx, cmd_name)
+        point = plugged_commands().get(cmd_name) if own is None else None
+        if point is None:
+            return own
+        try:
+            return point.load()
+        except (ImportError, AttributeError) as error:
+            raise EnvironmentNotReady(
+                f"the command {cmd_name!r} is declared by {point.value} but cannot be loaded: "
+                f"{error}", hint="reinstall the package that provides it") from None
+
+
+@click.group(cls=PluggableGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="migrate")
 @VERBOSE
 def cli() -> None:
@@ -997,80 +1028,6 @@ def evidence_export(estate: Path, archive: Path, as_of: Any, as_json: bool) -> N
               f"signed manifest, "
               f"{exported.bytes} bytes, manifest sha256 {exported.manifest_digest}",
               highlight=False)
-
-
-@cli.group()
-def sandbox() -> None:
-    """The local rehearsal cloud: systemd-nspawn machines on this host (needs root)."""
-
-
-@sandbox.command("images")
-@click.argument("names", nargs=-1)
-@OUTPUT
-def sandbox_images(names: tuple[str, ...], output: str) -> None:
-    """Build the sandbox base images (cloud, legacy) once with debootstrap; cached after."""
-    from migrate.sandbox import images
-
-    built = []
-    for name in names or tuple(sorted(images.RECIPES)):
-        started = time.monotonic()
-        path = images.ensure_image(name)
-        built.append({"image": name, "path": str(path),
-                      "seconds": round(time.monotonic() - started, 1)})
-        if output != "json":
-            out.print(f"image {name}: {path} ({built[-1]['seconds']} s)")
-    if output == "json":
-        emit_json({"images": built})
-
-
-def print_sandbox_report(report: Any, output: str, verb: str) -> None:
-    if output == "json":
-        emit_json(report.as_dict())
-        return
-    rows = [(m.name, m.role, m.system_id or "", m.address, m.status,
-             "" if m.boot_s is None else f"{m.boot_s:.1f} s") for m in report.machines]
-    out.print(rich_table("Sandbox machines", ("machine", "role", "system", "address", "status",
-                                              "boot"), rows))
-    out.print(rich_table("Sandbox bridges", ("bridge", "network", "gateway", "role"),
-                         [(b.device, b.network, b.gateway, b.role) for b in report.bridges]))
-    summary = f"{len(report.changes)} changes" if report.changes else "no changes"
-    out.print(f"sandbox {verb}: {summary} ({report.duration_s:.1f} s)")
-
-
-@sandbox.command("up")
-@ESTATE
-@click.option("--scale", type=click.IntRange(min=0), default=None,
-              help="Seed bytes per declared GB [default: 256 KiB, capped at 48 MiB a system].")
-@OUTPUT
-def sandbox_up(estate: Path, scale: int | None, output: str) -> None:
-    """Bring up the legacy server rooms and the exchange platform of ESTATE on this host."""
-    from migrate.sandbox import estate as sandbox_estate
-
-    loaded = pipeline.open_estate(estate)
-    report = sandbox_estate.sandbox_up(loaded, scale=scale, progress=stage_progress)
-    print_sandbox_report(report, output, "up")
-
-
-@sandbox.command("status")
-@ESTATE
-@OUTPUT
-def sandbox_status(estate: Path, output: str) -> None:
-    """List the machines and bridges the sandbox made for ESTATE, as the host has them."""
-    from migrate.sandbox import estate as sandbox_estate
-
-    report = sandbox_estate.sandbox_status(pipeline.open_estate(estate))
-    print_sandbox_report(report, output, "status")
-
-
-@sandbox.command("down")
-@ESTATE
-@OUTPUT
-def sandbox_down(estate: Path, output: str) -> None:
-    """Remove every machine and bridge the sandbox made for ESTATE, and nothing else."""
-    from migrate.sandbox import estate as sandbox_estate
-
-    report = sandbox_estate.sandbox_down(pipeline.open_estate(estate), progress=stage_progress)
-    print_sandbox_report(report, output, "down")
 
 
 def error_fields(error: MigrateError) -> dict:

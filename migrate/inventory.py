@@ -8,7 +8,7 @@ when a play reads the value; the extra vars of a run are marked the same way
 (``unsafe_extravars``).
 
 Host keys are real: sources from the estate's known_hosts (``access.source_known_hosts``:
-migrate.yaml's ``sources.known_hosts``, else the sandbox's; or the file the caller names),
+migrate.yaml's ``sources.known_hosts``, else the cloud target's; or the file the caller names),
 targets from the keys the caller got from the provisioner. Host key checking is strict
 and ssh never reads the user's own files.
 """
@@ -33,7 +33,7 @@ from migrate.access import source_known_hosts as source_known_hosts_of
 from migrate.errors import InvalidInput, StageFailed
 from migrate.loader import Estate
 from migrate.plan import POSTGRESQL_PORT
-from migrate.sandbox.estate import operator_key_path
+from migrate.targets import target_of
 
 UNSAFE_TAG = "!unsafe"  # ansible-core reads such a scalar as data it never templates
 UNSAFE_JSON_KEY = "__ansible_unsafe"
@@ -217,7 +217,7 @@ def _target_hosts(estate: Estate, system: dict, targets: Mapping[str, Target]) -
         hosts[f"{system['id']}-{name}"] = {
             "ansible_host": targets[name].address,
             "ansible_user": "root",
-            "ansible_ssh_private_key_file": str(operator_key_path(estate)),
+            "ansible_ssh_private_key_file": str(target_of(estate).operator_key_path(estate)),
             "instance": name,
             "replaces": list(instance["replaces"]),
             "postgresql_listen": postgresql_listen(system, name),

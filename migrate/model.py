@@ -225,6 +225,15 @@ class OpenStackSettings(Strict):
         default="encrypted",
         description="Cinder volume type with encryption at rest (used for level 3 and above).",
     )
+    region: Text | None = Field(
+        default=None, description="Region of the clouds.yaml entry to use; unset: its own."
+    )
+    operator_key: Text | None = Field(
+        default=None,
+        description="The operator's SSH private key (mode 0600), relative to the estate folder,"
+        " with its public key beside it as KEY.pub: the instances get the public key, the"
+        " plays and verification log in with the private one. Never the key itself.",
+    )
 
 
 class PackageSettings(Strict):

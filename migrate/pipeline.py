@@ -6,7 +6,6 @@ exit codes are the CLI's business.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import tempfile
@@ -30,11 +29,12 @@ from migrate.provision import (
     ProvisionSettings,
     StackResult,
     StackTarget,
-    ensure_passphrase_file,
     stack_outputs,
     targets_for,
 )
 from migrate.state import estate_inputs, journal_for, read_secret, state_dir
+from migrate.targets import Target, target_of
+from migrate.targets.contract import Instance, has_host_keys, read_instance
 from migrate.validate import validate_estate
 
 
@@ -169,22 +169,8 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def provision_settings(estate: Estate, plan_file: Path) -> ProvisionSettings:
-    target = estate.settings.cloud.target
-    state = state_dir(estate)
-    config: dict[str, str] = {}
-    if target == "sandbox":
-        from migrate.sandbox import images, require_host
-
-        require_host()
-        images.ensure_image("cloud")
-        from migrate.sandbox.estate import operator_public_key
-        from migrate.sandbox.estate_plan import plan_sandbox
-
-        sandbox = plan_sandbox(estate)
-        config["migrate:authorized_keys"] = operator_public_key(estate)
-        config["migrate:hosts"] = json.dumps({sandbox.exchange_host: sandbox.platform_ip})
-    passphrase = ensure_passphrase_file(state, create=target == "sandbox")
-    return ProvisionSettings(target, state, plan_file, passphrase, config)
+    """What the estate's cloud target gives its stacks: config, engine environment, passphrase."""
+    return target_of(estate).provision_settings(estate, plan_file)
 
 
 @dataclass(frozen=True)
@@ -287,11 +273,7 @@ def platform_client(estate: Estate, system_id: str) -> Any:
     if system.exchange is None:
         raise InvalidInput([estate.documents[system_id].problem(
             ("exchange",), "no exchange section: nothing to register")])
-    connect_address = None
-    if estate.settings.cloud.target == "sandbox":
-        from migrate.sandbox.estate_plan import plan_sandbox
-
-        connect_address = plan_sandbox(estate).platform_ip
+    connect_address = target_of(estate).platform_address(estate)
     guard_address(estate, connect_address
                   or urllib.parse.urlsplit(estate.settings.exchange.url).hostname or "")
     return ExchangeClient(estate.settings.exchange.url,
@@ -406,33 +388,35 @@ MOVE_STAGES = ("check_prerequisites", "transfer", "cutover", "rollback", "decomm
 
 def provisioned_targets(estate: Estate, system_id: str) -> dict[str, dict]:
     """The system's target instances (address, host key) as its stack's provisioning state
-    holds them; refused when the system was never provisioned or its stack was destroyed.
-    Never from the journal: whoever can write that file would choose where the data goes
-    and which host key is trusted."""
+    holds them, read through the target contract; refused when the system was never
+    provisioned or its stack was destroyed. Never from the journal: whoever can write that
+    file would choose where the data goes and which host key is trusted."""
+    instances = system_instances(estate, system_id)
+    return {name: instance.access() for name, instance in instances.items()}
+
+
+def system_instances(estate: Estate, system_id: str) -> dict[str, Instance]:
+    """The outputs of the system's stack, each instance as the contract's model; what the
+    target cannot do yet with them is refused here, before a stage relies on it."""
+    target = target_of(estate)
     stack = StackTarget("system", system_id).name
     outputs = stack_outputs(state_dir(estate), estate.settings.cloud.target, stack)
     instances = outputs.get("instances")
     if not instances or not isinstance(instances, dict):
         raise InvalidInput([], f"{system_id} has no provisioned targets: run "
                                f"'migrate provision {estate.display} --system {system_id} --yes'")
-    return {name: _target_of(stack, name, instance) for name, instance in instances.items()}
+    read = {name: read_instance(stack, name, _with_host_keys(target, stack, name, found))
+            for name, found in instances.items()}
+    target.check_instances(stack, read)
+    return read
 
 
-def _target_of(stack: str, name: str, instance: Any) -> dict[str, str]:
-    """An instance's address and host key from its stack's outputs, both checked for form."""
-    found = instance if isinstance(instance, dict) else {}
-    address, host_key = found.get("address"), found.get("host_key")
-    usable = (isinstance(address, str) and isinstance(host_key, str)
-              and len(host_key.split()) >= 2)
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        usable = False
-    if not usable:
-        raise StageFailed(f"stack {stack}: instance {name} has no usable address and host key "
-                          "in its outputs",
-                          hint="provision the system again: the next run restores its outputs")
-    return {"address": address, "host_key": host_key}
+def _with_host_keys(target: Target, stack: str, name: str, found: Any) -> Any:
+    """The instance's outputs, with the host keys its target learns elsewhere when its
+    program exports none."""
+    if not isinstance(found, dict) or has_host_keys(found):
+        return found
+    return {**found, "host_keys": target.learn_host_keys(stack, name, found)}
 
 
 def move(estate: Estate, stage: str, system_ids: list[str] | None = None,

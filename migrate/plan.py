@@ -80,7 +80,8 @@ def build_plan(
         "cloud": {
             "target": estate.settings.cloud.target,
             "protection_level": estate.settings.cloud.protection_level,
-            "openstack": (estate.settings.cloud.openstack.model_dump()
+            # unset optional settings stay out: a plan changes only when a setting does
+            "openstack": (estate.settings.cloud.openstack.model_dump(exclude_none=True)
                           if estate.settings.cloud.openstack else None),
         },
         "assumptions": asdict(assumptions),

@@ -33,6 +33,7 @@ from migrate import pipeline, status
 from migrate.errors import EnvironmentNotReady, InvalidInput, MigrateError, StageFailed
 from migrate.loader import Estate
 from migrate.state import estate_inputs, journal_for, state_dir
+from migrate.targets import Target, target_of
 
 LOCK_NAME = "run.lock"
 STACK_OPERATIONS = ("provision", "preview")
@@ -270,6 +271,15 @@ class Runner:
                        lambda: pipeline.check_source_host_keys(self.estate, moving),
                        lambda _count: "unchanged")
 
+    def bring_up(self, outcome: RunOutcome, target: Target) -> None:
+        """What the target needs up before the waves (the sandbox: legacy server rooms,
+        exchange platform, package mirror), as a run-wide stage named after the target."""
+        def line(text: str) -> None:
+            self.say(RunEvent(target.name, "task", detail=text))
+
+        self.timed(outcome, target.name, lambda: target.bring_up(self.estate, progress=line),
+                   lambda report: "changed" if report.changed else "unchanged")
+
     # ---- one wave
 
     def provision_wave(self, number: int, runs: dict[str, SystemRun],
@@ -501,18 +511,12 @@ class Runner:
         try:
             self.timed(outcome, "census", lambda: pipeline.write_census_reports(
                 self.estate, plan_outcome.census))
-            seeded = (self.estate.settings.cloud.target == "sandbox"
-                      and self.estate.settings.sandbox.seed_legacy)
-            if not seeded:  # sources the sandbox does not make: checked before any change
+            target = target_of(self.estate)
+            seeded = target.makes_sources(self.estate)
+            if not seeded:  # sources the target does not make: checked before any change
                 self.check_sources(outcome, in_scope)
-            if self.estate.settings.cloud.target == "sandbox":
-                from migrate.sandbox.estate import sandbox_up
-
-                def line(text: str) -> None:
-                    self.say(RunEvent("sandbox", "task", detail=text))
-
-                self.timed(outcome, "sandbox", lambda: sandbox_up(self.estate, progress=line),
-                           lambda report: "changed" if report.changed else "unchanged")
+            if target.brings_up:
+                self.bring_up(outcome, target)
             if seeded:
                 self.check_sources(outcome, in_scope)
             depends = {s["id"]: list(s.get("depends_on") or [])

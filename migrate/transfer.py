@@ -22,11 +22,11 @@ from typing import Any
 
 from migrate import inventory as inv
 from migrate import runner, state
+from migrate.credentials import ensure_client_keypair, scram_verifier
 from migrate.errors import GuardRefused, MigrateError, StageFailed
 from migrate.journal import digest_bytes, digest_file
 from migrate.loader import Estate
-from migrate.sandbox.estate import sandbox_mirror_url
-from migrate.sandbox.hostkeys import ensure_client_keypair
+from migrate.targets import target_of
 
 Progress = runner.ProgressCallback
 # The cutover play's first and last steps: nothing serves between the two.
@@ -199,12 +199,13 @@ def _open(estate: Estate, plan: Mapping[str, Any], system_id: str,
 
 def package_mirror_url(estate: Estate, system: Mapping[str, Any]) -> str | None:
     """The Debian archive the targets install their packages from: cloud.packages.mirror,
-    else the sandbox's own mirror (sandbox up runs it); None when no instance needs one."""
+    else the cloud target's own mirror (the sandbox's: sandbox up runs it); None when no
+    instance needs one."""
     if not any(i.get("packages") for i in system["instances"]):
         return None
     if estate.settings.cloud.packages is not None:
         return estate.settings.cloud.packages.mirror
-    url = sandbox_mirror_url(estate) if estate.settings.cloud.target == "sandbox" else None
+    url = target_of(estate).package_mirror_url(estate)
     if url is None:
         raise StageFailed(f"{system['id']}: its instances declare packages but no package "
                           "mirror is running",
@@ -249,8 +250,6 @@ def replication_files(estate: Estate, system: Mapping[str, Any]) -> dict[str, di
     """For each database kept in step by logical replication: the 0600 files of the password
     the target subscribes with and its SCRAM verifier (the source stores only that), made
     once per system and database and kept in the state folder."""
-    from migrate.legacy.units import scram_verifier
-
     found = {}
     folder = state.state_dir(estate) / MIGRATION_KEYS
     for database in system["data"]["databases"]:

@@ -18,7 +18,6 @@ from migrate.discovery.draft import MIN_DATA_KB, database_directories, secret_re
 from migrate.discovery.host import is_application_unit
 from migrate.discovery.use import observed_use
 from migrate.model import SystemManifest
-from migrate.sandbox.machines import ADDRESS_UNIT
 
 KB_PER_GB = 1024 * 1024
 SIZE_RATIO = 2.0  # declared and observed sizes further apart than this are reported
@@ -165,10 +164,14 @@ def census_differences(system: SystemManifest, observed: Observed) -> list[dict[
 # ---- proposals ----------------------------------------------------------------------------------
 
 
+# The unit that sets the address of the machines migrate's rehearsal makes (the sandbox's
+# legacy hosts, migrate.sandbox.machines.ADDRESS_UNIT: a unit test keeps the two equal).
+REHEARSAL_ADDRESS_UNIT = "migrate-address.service"
 # The host's own network configuration: the target gets its own, so these are shown apart.
 NETWORK_CONFIGURATION = ("/etc/hosts", "/etc/hostname", "/etc/network/", "/etc/netplan/",
                          "/etc/systemd/network/", "/etc/NetworkManager/",
-                         "/etc/sysconfig/network-scripts/", f"/etc/systemd/system/{ADDRESS_UNIT}")
+                         "/etc/sysconfig/network-scripts/",
+                         f"/etc/systemd/system/{REHEARSAL_ADDRESS_UNIT}")
 
 
 def rewrite_proposals(instance_of_address: dict[str, str],

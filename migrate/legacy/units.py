@@ -4,13 +4,11 @@ seed stays byte-identical from run to run."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import shlex
-import unicodedata
 from collections.abc import Iterator
 
+# the demo app's roles are made with the verifier every stage uses (kept importable from here)
+from migrate.credentials import scram_verifier as scram_verifier
 from migrate.legacy.tables import (
     MARKER_TABLE,
     TableSeed,
@@ -36,7 +34,6 @@ USERS_UNIT = "legacy-users.service"
 POSTGRESQL_UNIT = "postgresql.service"
 POSTGRESQL_UNIT_FILE = "/lib/systemd/system/postgresql.service"
 PASSWORD_CREDENTIAL = "db-password"
-SCRAM_ITERATIONS = 4096
 RESERVED_USERS = frozenset({"root", "daemon", "bin", "sys", "nobody", "postgres", "www-data",
                             "sshd", "messagebus", "systemd-network", "systemd-resolve"})
 
@@ -185,23 +182,6 @@ def hba_conf(app_addresses: list[str]) -> str:
     lines += [f"host    all  all       {address}/32  scram-sha-256"
               for address in sorted(set(app_addresses))]
     return "\n".join(lines) + "\n"
-
-
-def _saslprep(password: str) -> bytes:
-    # PostgreSQL applies SASLprep; NFKC is its core for the passwords people use.
-    return unicodedata.normalize("NFKC", password).encode("utf-8")
-
-
-def scram_verifier(password: str, salt: bytes, iterations: int = SCRAM_ITERATIONS) -> str:
-    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5802/7677), so
-    the SQL that creates the role never holds the password itself."""
-    salted = hashlib.pbkdf2_hmac("sha256", _saslprep(password), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-    b64 = base64.b64encode
-    return (f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}$"
-            f"{b64(stored_key).decode()}:{b64(server_key).decode()}")
 
 
 def roles_sql(database: str, user: str, verifier: str) -> str:

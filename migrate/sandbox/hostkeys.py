@@ -7,28 +7,16 @@ machines' public host keys, so the first connection is already verified.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+# the operator's key pair is made like every client key migrate makes (kept importable here)
+from migrate.credentials import ensure_client_keypair as ensure_client_keypair
+from migrate.credentials import keygen
 from migrate.errors import StageFailed
-from migrate.sandbox.host import tool
 from migrate.sandbox.layout import upper_dir
 
 HOST_KEY = Path("etc/ssh/ssh_host_ed25519_key")
-
-
-def _keygen(path: Path, comment: str) -> None:
-    # An empty passphrase is not a secret; the private key never leaves the file.
-    result = subprocess.run(
-        [tool("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    if result.returncode != 0:
-        raise StageFailed(f"ssh-keygen failed for {path}: {result.stderr.strip()}")
 
 
 def generate_host_key(root_dir: Path, hostname: str) -> str:
@@ -43,7 +31,7 @@ def generate_host_key(root_dir: Path, hostname: str) -> str:
         private.parent.mkdir(parents=True, exist_ok=True)
         private.unlink(missing_ok=True)
         public.unlink(missing_ok=True)
-        _keygen(private, f"root@{hostname}")
+        keygen(private, f"root@{hostname}")
     os.chmod(private, 0o600)
     os.chmod(public, 0o644)
     return public.read_text().strip()
@@ -75,30 +63,6 @@ def write_known_hosts(path: str | os.PathLike[str], entries: Iterable[str]) -> P
     os.chmod(temporary, 0o644)
     os.replace(temporary, target)
     return target
-
-
-def ensure_client_keypair(path: str | os.PathLike[str]) -> tuple[Path, str]:
-    """The operator's private key at ``path`` (mode 0600) and its public key line.
-
-    Made once; an existing key is kept (its mode tightened to 0600).
-    """
-    private = Path(path)
-    public = private.with_name(private.name + ".pub")
-    if not private.exists():
-        private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        public.unlink(missing_ok=True)
-        _keygen(private, "migrate-operator")
-    os.chmod(private, 0o600)
-    if not public.exists():
-        derived = subprocess.run(
-            [tool("ssh-keygen"), "-y", "-f", str(private)],
-            capture_output=True,
-            text=True,
-            check=True,
-            stdin=subprocess.DEVNULL,
-        )
-        public.write_text(derived.stdout)
-    return private, public.read_text().strip()
 
 
 def known_hosts_line(name: str, address: str, root: str | os.PathLike[str] | None = None) -> str:

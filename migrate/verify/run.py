@@ -22,6 +22,7 @@ from migrate.access import guard_addresses
 from migrate.errors import StageFailed
 from migrate.journal import digest_bytes, digest_file
 from migrate.loader import Estate
+from migrate.targets import target_of
 from migrate.verify.answers import read_baseline
 from migrate.verify.context import build_context, evidence_of
 from migrate.verify.junit import parse_junit, summarize
@@ -126,8 +127,6 @@ def verify_system(estate: Estate, plan: Mapping[str, Any], system_id: str,
                   progress: Callable[[str], None] | None = None,
                   suites: list[Path] | None = None) -> dict[str, Any]:
     """Verify one system; the result document (``passed``, counts, checks, timings)."""
-    from migrate.sandbox.estate import operator_key_path
-
     started = time.monotonic()
     system = inv.system_plan(plan, system_id)
     targets = {name: dict(t) for name, t in targets.items()}
@@ -137,7 +136,8 @@ def verify_system(estate: Estate, plan: Mapping[str, Any], system_id: str,
     guard_addresses(estate, [h["address"] for h in hosts.values()])
     run_id = inv.new_run_id(f"{system_id}-verify")
     run_dir = inv.run_dir_for(estate, run_id)
-    ssh_config = write_ssh_config(run_dir, hosts, targets, operator_key_path(estate))
+    ssh_config = write_ssh_config(run_dir, hosts, targets,
+                                  target_of(estate).operator_key_path(estate))
     context = system_context(estate, plan, system_id, targets, run_dir, ssh_config)
     context_file = run_dir / "context.json"
     context_file.write_text(json.dumps(context, ensure_ascii=False, indent=2, sort_keys=True))

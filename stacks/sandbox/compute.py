@@ -67,7 +67,15 @@ def machines(system: dict, attached, groups: dict, volumes: dict, root: str, *,
     return built
 
 
+def encryption_report(sentence: str) -> dict:
+    """A bind-mounted folder is never encrypted; the provider's sentence says why."""
+    return {"encrypted": False, "by": None, "detail": sentence}
+
+
 def instance_outputs(system: dict, built: dict, volumes: dict) -> dict:
+    """What the target contract asks of every instance (migrate.targets.contract), plus the
+    machine's name and known_hosts line. ``host_key`` (the one key) stays beside
+    ``host_keys`` for what read it before the contract."""
     outputs = {}
     for planned in system["instances"]:
         machine = built[planned["name"]]
@@ -78,10 +86,11 @@ def instance_outputs(system: dict, built: dict, volumes: dict) -> dict:
             "replaces": planned["replaces"],
             "resource_name": planned["resource_name"],
             "machine": machine.machine,
+            "host_keys": [machine.host_key],
             "host_key": machine.host_key,
             "known_hosts": machine.known_hosts,
             "volumes": [{"name": disk.name, "mount": disk.mount, "path": disk.path,
-                         "encryption": disk.volume.encryption}
+                         "encryption": disk.volume.encryption.apply(encryption_report)}
                         for disk in volumes[planned["name"]]],
         }
     return outputs

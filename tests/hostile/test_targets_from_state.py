@@ -25,9 +25,14 @@ SYSTEM = "wjw-fybj"
 STACK = f"sys-{SYSTEM}"
 STATE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBm3sYd0vYh5u2cVx8WfQm1oJx2P4gQe7rLk9aTt3uNs"
 FORGED_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF0rGeDf0rGeDf0rGeDf0rGeDf0rGeDf0rGeDf0rGeDf"
-PROVISIONED = {"web": {"address": "127.0.0.21", "host_key": STATE_KEY},
-               "db": {"address": "127.0.0.22", "host_key": STATE_KEY}}
-FORGED = {name: {"address": "192.0.2.66", "host_key": FORGED_KEY} for name in PROVISIONED}
+# What the stages reach each target with, and the stack's outputs (the target contract)
+ACCESS = {"web": {"address": "127.0.0.21", "host_key": STATE_KEY},
+          "db": {"address": "127.0.0.22", "host_key": STATE_KEY}}
+PROVISIONED = {name: {**found, "id": f"id-{name}", "roles": [name], "replaces": [f"{name}1"],
+                      "resource_name": f"wjw-fybj-{name}", "volumes": []}
+               for name, found in ACCESS.items()}
+FORGED = {name: {**found, "address": "192.0.2.66", "host_key": FORGED_KEY}
+          for name, found in PROVISIONED.items()}
 TOKEN = "stack-secret-output-not-a-real-one-5e1f"
 PROGRAM = f"""\
 import pulumi
@@ -158,14 +163,14 @@ def test_a_rewritten_journal_does_not_move_the_targets(opened, stack, inventorie
     journal_provision(opened, PROVISIONED)
     rewrite_provision_entries(opened, FORGED)
 
-    assert pipeline.provisioned_targets(opened, SYSTEM) == PROVISIONED
+    assert pipeline.provisioned_targets(opened, SYSTEM) == ACCESS
     write_stage_inputs(opened)
     (result,) = pipeline.move(opened, "transfer", [SYSTEM])
     assert "test: play check_prerequisites not run" in result["error"], result
     (inventory,) = inventories
     targets = inventory["all"]["children"]["target"]["hosts"]
     assert {h["instance"]: h["ansible_host"] for h in targets.values()} == {
-        name: t["address"] for name, t in PROVISIONED.items()}
+        name: t["address"] for name, t in ACCESS.items()}
     known = Path(inventory["all"]["vars"]["migrate_run_dir"]) / "known_hosts"
     assert FORGED_KEY.split()[1] not in known.read_text()
     assert "192.0.2.66" not in json.dumps(inventory)
@@ -200,5 +205,5 @@ def test_a_checkpoint_of_another_version_is_read_by_the_engine(
     asked = []
     monkeypatch.setattr(provision, "engine_outputs",
                         lambda *args: asked.append(args[-1]) or {"instances": PROVISIONED})
-    assert pipeline.provisioned_targets(opened, SYSTEM) == PROVISIONED
+    assert pipeline.provisioned_targets(opened, SYSTEM) == ACCESS
     assert asked == [STACK]

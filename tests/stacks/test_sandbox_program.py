@@ -514,7 +514,7 @@ def test_up_boots_enforces_updates_and_destroys(sandbox: Sandbox, tmp_path: Path
     assert host_probe(db["address"], 22) == "open"
 
     (volume,) = db["volumes"]
-    assert volume["encryption"] == NO_ENCRYPTION
+    assert volume["encryption"] == {"encrypted": False, "by": None, "detail": NO_ENCRYPTION}
     assert oct(Path(volume["path"]).stat().st_mode & 0o777) == "0o700"
     run(db, "echo kept > /srv/data/marker")
     assert (Path(volume["path"]) / "marker").read_text() == "kept\n"

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from migrate.targets import load_target
+
 PROBE_TIMEOUT_S = 1.0  # on the cloud's own network; a firewall that drops shows as timeout
 
 
@@ -99,9 +101,7 @@ def test_unplanned_ports_refused_from_outside(machine: dict, context: dict, host
     """From the operator's station (another machine, in the ``ops`` peer): every port the
     machine listens on or the plan opens to others must refuse it, except ops' own."""
     if context["sandbox"]:
-        from migrate.sandbox.network import assert_local_address
-
-        assert_local_address(machine["address"])
+        load_target("sandbox").guard_address(machine["address"])
     listening = {p for a, p in tcp_listeners(hosts[machine["host"]]) if exposed(a)}
     ports = sorted((listening | set(machine["planned_ports"])) - set(machine["operator_allowed"]))
     if not ports:
