@@ -7,6 +7,10 @@ service and configuration that names the host's address and holds a password.
 what is there and writes a draft manifest that validates; a manifest missing things gets them
 reported; a regenerated host key makes trust and discovery refuse. Secrets never appear in
 what discovery writes.
+
+The machine boots once for the module and each discovery runs once (module fixtures); each
+test asserts one thing about them. The tests only read the machine, except the changed-key
+test, which puts the old key back, so they pass in any order.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +45,7 @@ ADDRESS = "192.168.178.10"
 MACHINE = "dsc-wiki1"
 SYSTEM = "dsj-wiki"
 CST = timezone(timedelta(hours=8))
+MIGRATE = Path(sys.executable).parent / "migrate"
 MIGRATE_YAML = """schema_version: 1
 estate: 发现测试
 cloud:
@@ -164,9 +170,11 @@ ALTER TABLE monthly OWNER TO wiki;
 """
 
 
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[Host]:
-    """The machine on its own bridge; both removed by their ids afterwards, also on failure."""
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
+    """The machine on its own bridge, booted once for the module (the tests only read from
+    it, but the one that changes its key, which puts the old key back); both removed by
+    their ids afterwards, also on failure."""
     try:
         require_host()
     except EnvironmentNotReady as error:
@@ -174,6 +182,7 @@ def host(tmp_path: Path) -> Iterator[Host]:
     if shutil.which("ssh") is None:
         pytest.skip("needs the ssh client (openssh-client)")
     image = images.ensure_image("legacy")  # built once (minutes) when not cached yet
+    tmp_path = tmp_path_factory.mktemp("discovery-host")
     root = tmp_path / "sandbox"
     key, public = hostkeys.ensure_client_keypair(tmp_path / "operator" / "id_ed25519")
     values = {"wiki": secrets.token_urlsafe(18), "wiki_ro": secrets.token_urlsafe(18)}
@@ -213,11 +222,24 @@ def _estate(tmp_path: Path) -> Path:
     return estate
 
 
+def _copy(estate: Path, tmp_path: Path) -> Path:
+    """A test's own copy of a module fixture's estate, to change."""
+    return Path(shutil.copytree(estate, tmp_path / "estate", symlinks=True))
+
+
 def _regenerate_host_key(host: Host) -> None:
     machines.stop_machine(MACHINE, host.root)
     for path in (host.upper / "etc/ssh").glob("ssh_host_ed25519_key*"):
         path.unlink()
     hostkeys.generate_host_key(host.upper, "wiki1")
+    machines.start_machine(MACHINE, host.root)
+    machines.wait_ssh_ready(MACHINE, 60, host.root)
+
+
+def _restore_host_key(host: Host, saved: dict[str, bytes]) -> None:
+    machines.stop_machine(MACHINE, host.root)
+    for name, data in saved.items():
+        _write(host.upper / "etc/ssh" / name, data, 0o600 if name.endswith("_key") else 0o644)
     machines.start_machine(MACHINE, host.root)
     machines.wait_ssh_ready(MACHINE, 60, host.root)
 
@@ -237,102 +259,89 @@ def _written_text(estate: Path) -> str:
     return "\n".join(parts)
 
 
-def test_trust_discover_draft_gaps_and_a_changed_key(host: Host, tmp_path: Path, run_cli,
-                                                     monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("CI", "true")
-    estate = _estate(tmp_path)
-    known = estate / "known_hosts"
-    fingerprint = host.fingerprint()
-    new_system = ["--system", SYSTEM, "--host", ADDRESS, "--user", "root", "--key", host.key]
+def _cli(*args: object) -> CliResult:
+    """The CLI as an unattended CI job runs it (module fixtures cannot use run_cli)."""
+    done = subprocess.run([str(MIGRATE), *(str(a) for a in args)], capture_output=True,
+                          text=True, timeout=600, check=False, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "CI": "true"})
+    return CliResult(done.returncode, done.stdout, done.stderr)
 
-    # an unknown key stops discovery before anything is read
-    result = run_cli("discover", estate, *new_system)
-    assert result.code == 2 and "unknown" in result.stderr and fingerprint in result.stderr
-    # unattended, trust records nothing it was not told; --yes alone is refused
-    result = run_cli("trust", estate, "--host", ADDRESS)
-    assert result.code == 2 and "not trusted" in result.stderr and not known.exists()
-    assert fingerprint in result.stdout
-    assert run_cli("trust", estate, "--host", ADDRESS, "--yes").code == 2
-    result = run_cli("trust", estate, "--host", ADDRESS, "--accept", fingerprint, "--yes")
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Discovered:
+    """A new system's discovery as root, on an estate that trusts the host."""
+
+    estate: Path
+    outcome: dict  # the command's answer for the system
+    document: dict  # the discovery document it wrote
+    seconds: float
+
+    @property
+    def seen(self) -> dict:
+        return self.document["hosts"][0]["observed"]
+
+    @property
+    def draft_text(self) -> str:
+        return Path(self.outcome["draft"]).read_text()
+
+
+@pytest.fixture(scope="module")
+def trusted(host: Host, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An estate whose known_hosts records the host's key, as told by its fingerprint."""
+    estate = _estate(tmp_path_factory.mktemp("trusted"))
+    result = _cli("trust", estate, "--host", ADDRESS, "--accept", host.fingerprint(), "--yes")
     assert result.code == 0, result.stderr
-    assert known.read_text().split() == [ADDRESS, "ssh-ed25519",
-                                         hostkeys.host_public_key(host.upper).split()[1]]
+    return estate
 
-    # a new system: discovery with --host writes the document and a draft that validates
+
+@pytest.fixture(scope="module")
+def discovered(host: Host, trusted: Path) -> Discovered:
     started = time.monotonic()
-    result = run_cli("discover", estate, *new_system, "--output", "json")
+    result = _cli("discover", trusted, "--system", SYSTEM, "--host", ADDRESS, "--user", "root",
+                  "--key", host.key, "--output", "json")
     elapsed = time.monotonic() - started
     assert result.code == 0, result.stderr
     outcome = json.loads(result.stdout)["systems"][0]
-    document = json.loads(Path(outcome["path"]).read_text())
-    with capsys.disabled():
-        print(f"\ndiscovery of {ADDRESS}: {elapsed:.2f} s (command), {document['duration_s']} s"
-              f" (document); probes: {document['hosts'][0]['timings_s']}")
-    assert document["schema_version"] == 1 and document["data"] == "observed"
-    assert document["probe_errors"] == []
-    seen = document["hosts"][0]["observed"]
-    assert seen["os"]["id"] == "debian" and seen["os"]["version_id"] == "12"
-    assert {"postgresql", "nginx-light", "cron"} <= {p["name"] for p in seen["packages"]}
-    listening = {e["port"]: e["unit"] for e in seen["listening"]}
-    assert listening[80] == "nginx.service" and listening[8080] == "wiki-app.service"
-    assert listening[22] == "ssh.service" and listening[5432].startswith("postgresql@")
-    assert {"cron.service", "nginx.service", "wiki-app.service"} <= set(seen["running_units"])
-    databases = {d["name"]: d for d in seen["postgresql"]["databases"]}
-    assert databases["wikidb"]["owner"] == "wiki"
-    assert "wiki_ro" in databases["wikidb"]["table_grantees"]
-    assert databases["reports"]["owner"] == "postgres"
-    assert databases["reports"]["table_owners"] == ["wiki"]
-    assert {"wiki", "wiki_ro"} <= {r["name"] for r in seen["postgresql"]["roles"]}
-    directories = {d["path"]: d["size_kb"] for d in seen["data_directories"]}
-    assert directories["/srv/wiki"] >= 2048 and directories["/srv/reports"] >= 1536
-    cron = {(j["file"], j["user"]) for j in seen["cron"]}
-    assert {("/etc/cron.d/wiki-backup", "postgres"),
-            ("/var/spool/cron/crontabs/root", "root")} <= cron
-    web = seen["web_access"]
-    assert [(m["month"], m["requests"], m["distinct_clients"]) for m in web["months"]] == [
-        ("2026-09", 40, 5), ("2026-10", 60, 7), ("2026-11", 10, 3)]
-    assert web["monthly_users"] == {"month": "2026-10", "distinct_clients": 7, "partial": False}
-    rewrites = {(r["file"], r["old"], r["kind"]) for r in document["rewrites"]}
-    assert {("/etc/wiki/wiki.conf", ADDRESS, "application"),
-            ("/srv/wiki/config.ini", ADDRESS, "application"),
-            ("/srv/wiki/.env", ADDRESS, "application"),
-            ("/etc/hosts", ADDRESS, "network")} <= rewrites
-    found = {(s["file"], s["key"]) for s in document["secrets"]}
-    assert {("/etc/wiki/wiki.conf", "db_password"), ("/srv/wiki/.env", "DATABASE_URL")} <= found
-    assert outcome["draft_valid"] is True, outcome["draft_problems"]
+    return Discovered(trusted, outcome, json.loads(Path(outcome["path"]).read_text()), elapsed)
 
-    draft_text = Path(outcome["draft"]).read_text()
-    assert "/etc/wiki/wiki.conf:4 db_password -> secret://dsj-wiki-wiki-conf-db_password" in (
-        draft_text)
-    draft = yaml.safe_load(draft_text)
-    services = {s["unit"]: s["port"] for s in draft["workload"]["services"]}
-    assert services == {"nginx.service": 80, "wiki-app.service": 8080}
-    assert {f["path"] for f in draft["workload"]["files"]} == {"/srv/wiki", "/srv/reports"}
-    assert {d["name"]: d["user"] for d in draft["workload"]["databases"]} == {
-        "reports": "wiki", "wikidb": "wiki"}
-    assert draft["census"]["usage_frequency"]["monthly_active_users"] == 7
-    # moved into systems/, the draft passes 'migrate validate' as it is
-    shutil.copy(outcome["draft"], estate / "systems" / f"{SYSTEM}.yaml")
-    result = run_cli("validate", estate)
-    assert result.code == 0, result.stderr
 
-    # logged in as a sudo user instead of root, discovery sees the same; the draft of a
-    # second system on a host that dsj-wiki already declares does not validate, and says why
-    result = run_cli("discover", estate, "--system", "dsj-wiki-ops", "--host", ADDRESS,
-                     "--user", "ops", "--key", host.key, "--output", "json")
-    answer = json.loads(result.stdout)
-    assert result.code == 4 and answer["systems"][0]["draft_valid"] is False
-    assert f"address {ADDRESS} is also used by dsj-wiki.wiki1" in answer["error"]["message"]
-    as_ops = json.loads(Path(answer["systems"][0]["path"]).read_text())
-    assert as_ops["probe_errors"] == []
-    seen_ops = as_ops["hosts"][0]["observed"]
-    for probe in ("listening", "data_directories", "cron", "web_access", "secrets"):
-        assert _without_pids(seen_ops[probe]) == _without_pids(seen[probe]), probe
-    assert [d["name"] for d in seen_ops["postgresql"]["databases"]] == [
-        d["name"] for d in seen["postgresql"]["databases"]]
+@pytest.fixture(scope="module")
+def declared(discovered: Discovered, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The discovered estate with the draft moved into systems/ as it is."""
+    estate = _copy(discovered.estate, tmp_path_factory.mktemp("declared"))
+    shutil.copy(discovered.outcome["draft"], estate / "systems" / f"{SYSTEM}.yaml")
+    return estate
 
-    # an existing manifest that misses things: discovery names each
+
+@pytest.fixture(scope="module")
+def as_ops(host: Host, declared: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> tuple[Path, CliResult]:
+    """Discovery logged in as the sudo user 'ops', as a second system on the same host."""
+    estate = _copy(declared, tmp_path_factory.mktemp("as-ops"))
+    return estate, _cli("discover", estate, "--system", "dsj-wiki-ops", "--host", ADDRESS,
+                        "--user", "ops", "--key", host.key, "--output", "json")
+
+
+def _with_access_key(estate: Path, host: Host) -> None:
+    folder = estate / "secrets"
+    folder.mkdir(mode=0o700)
+    shutil.copy(host.key, folder / f"ssh-{SYSTEM}")
+    os.chmod(folder / f"ssh-{SYSTEM}", 0o600)
+
+
+@pytest.fixture(scope="module")
+def gaps(host: Host, declared: Path, tmp_path_factory: pytest.TempPathFactory
+         ) -> tuple[Path, dict]:
+    """An existing manifest that misses a service, a flow, a data tree and a database, and
+    overstates its users: its discovery report."""
+    estate = _copy(declared, tmp_path_factory.mktemp("gaps"))
     manifest = estate / "systems" / f"{SYSTEM}.yaml"
     data = yaml.safe_load(manifest.read_text())
     data["workload"]["services"] = [s for s in data["workload"]["services"]
@@ -343,38 +352,208 @@ def test_trust_discover_draft_gaps_and_a_changed_key(host: Host, tmp_path: Path,
                                      if d["name"] == "wikidb"]
     data["census"]["usage_frequency"]["monthly_active_users"] = 12000
     manifest.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
-    secrets_dir = estate / "secrets"
-    secrets_dir.mkdir(mode=0o700)
-    shutil.copy(host.key, secrets_dir / f"ssh-{SYSTEM}")
-    os.chmod(secrets_dir / f"ssh-{SYSTEM}", 0o600)
-    result = run_cli("discover", estate, "--system", SYSTEM, "--output", "json")
+    _with_access_key(estate, host)
+    result = _cli("discover", estate, "--system", SYSTEM, "--output", "json")
     assert result.code == 0, result.stderr
-    report = json.loads(result.stdout)["systems"][0]
+    return estate, json.loads(result.stdout)["systems"][0]
+
+
+# ---- trust
+
+
+def test_an_unknown_host_key_stops_discovery_before_anything_is_read(host: Host, tmp_path: Path,
+                                                                     run_cli) -> None:
+    estate = _estate(tmp_path)
+    result = run_cli("discover", estate, "--system", SYSTEM, "--host", ADDRESS, "--user", "root",
+                     "--key", host.key)
+    assert result.code == 2 and "unknown" in result.stderr, result.stderr
+    assert host.fingerprint() in result.stderr
+    assert not list((estate / ".migrate" / "discovery").glob("*"))  # no document written
+
+
+def test_unattended_trust_records_only_the_fingerprint_it_is_told(
+        host: Host, tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    estate = _estate(tmp_path)
+    known = estate / "known_hosts"
+    result = run_cli("trust", estate, "--host", ADDRESS)
+    assert result.code == 2 and "not trusted" in result.stderr and not known.exists()
+    assert host.fingerprint() in result.stdout
+    assert run_cli("trust", estate, "--host", ADDRESS, "--yes").code == 2  # --yes alone: no
+    assert not known.exists()
+    result = run_cli("trust", estate, "--host", ADDRESS, "--accept", host.fingerprint(), "--yes")
+    assert result.code == 0, result.stderr
+    assert known.read_text().split() == [ADDRESS, "ssh-ed25519",
+                                         hostkeys.host_public_key(host.upper).split()[1]]
+
+
+# ---- what discovery observes on the host
+
+
+def test_discovery_writes_a_complete_observed_document(discovered: Discovered,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    document = discovered.document
+    with capsys.disabled():
+        print(f"\ndiscovery of {ADDRESS}: {discovered.seconds:.2f} s (command), "
+              f"{document['duration_s']} s (document); probes: "
+              f"{document['hosts'][0]['timings_s']}")
+    assert document["schema_version"] == 1 and document["data"] == "observed"
+    assert document["probe_errors"] == []
+    assert discovered.seen["os"]["id"] == "debian" and discovered.seen["os"]["version_id"] == "12"
+
+
+def test_discovery_finds_packages_listening_services_and_running_units(
+        discovered: Discovered) -> None:
+    seen = discovered.seen
+    assert {"postgresql", "nginx-light", "cron"} <= {p["name"] for p in seen["packages"]}
+    listening = {e["port"]: e["unit"] for e in seen["listening"]}
+    assert listening[80] == "nginx.service" and listening[8080] == "wiki-app.service"
+    assert listening[22] == "ssh.service" and listening[5432].startswith("postgresql@")
+    assert {"cron.service", "nginx.service", "wiki-app.service"} <= set(seen["running_units"])
+
+
+def test_discovery_finds_databases_their_owners_grantees_and_roles(
+        discovered: Discovered) -> None:
+    postgresql = discovered.seen["postgresql"]
+    databases = {d["name"]: d for d in postgresql["databases"]}
+    assert databases["wikidb"]["owner"] == "wiki"
+    assert "wiki_ro" in databases["wikidb"]["table_grantees"]
+    assert databases["reports"]["owner"] == "postgres"
+    assert databases["reports"]["table_owners"] == ["wiki"]
+    assert {"wiki", "wiki_ro"} <= {r["name"] for r in postgresql["roles"]}
+
+
+def test_discovery_finds_data_directories_and_cron_jobs(discovered: Discovered) -> None:
+    seen = discovered.seen
+    directories = {d["path"]: d["size_kb"] for d in seen["data_directories"]}
+    assert directories["/srv/wiki"] >= 2048 and directories["/srv/reports"] >= 1536
+    cron = {(j["file"], j["user"]) for j in seen["cron"]}
+    assert {("/etc/cron.d/wiki-backup", "postgres"),
+            ("/var/spool/cron/crontabs/root", "root")} <= cron
+
+
+def test_discovery_counts_monthly_users_from_rotated_access_logs(discovered: Discovered) -> None:
+    web = discovered.seen["web_access"]
+    assert [(m["month"], m["requests"], m["distinct_clients"]) for m in web["months"]] == [
+        ("2026-09", 40, 5), ("2026-10", 60, 7), ("2026-11", 10, 3)]
+    assert web["monthly_users"] == {"month": "2026-10", "distinct_clients": 7, "partial": False}
+
+
+def test_discovery_finds_what_names_the_address_and_where_secrets_are(
+        discovered: Discovered) -> None:
+    document = discovered.document
+    rewrites = {(r["file"], r["old"], r["kind"]) for r in document["rewrites"]}
+    assert {("/etc/wiki/wiki.conf", ADDRESS, "application"),
+            ("/srv/wiki/config.ini", ADDRESS, "application"),
+            ("/srv/wiki/.env", ADDRESS, "application"),
+            ("/etc/hosts", ADDRESS, "network")} <= rewrites
+    found = {(s["file"], s["key"]) for s in document["secrets"]}
+    assert {("/etc/wiki/wiki.conf", "db_password"), ("/srv/wiki/.env", "DATABASE_URL")} <= found
+
+
+# ---- the draft manifest
+
+
+def test_the_draft_declares_what_was_found(discovered: Discovered) -> None:
+    assert "/etc/wiki/wiki.conf:4 db_password -> secret://dsj-wiki-wiki-conf-db_password" in (
+        discovered.draft_text)
+    draft = yaml.safe_load(discovered.draft_text)
+    services = {s["unit"]: s["port"] for s in draft["workload"]["services"]}
+    assert services == {"nginx.service": 80, "wiki-app.service": 8080}
+    assert {f["path"] for f in draft["workload"]["files"]} == {"/srv/wiki", "/srv/reports"}
+    assert {d["name"]: d["user"] for d in draft["workload"]["databases"]} == {
+        "reports": "wiki", "wikidb": "wiki"}
+    assert draft["census"]["usage_frequency"]["monthly_active_users"] == 7
+
+
+def test_the_draft_validates_as_it_is(discovered: Discovered, declared: Path, run_cli) -> None:
+    assert discovered.outcome["draft_valid"] is True, discovered.outcome["draft_problems"]
+    result = run_cli("validate", declared)  # moved into systems/ unchanged
+    assert result.code == 0, result.stderr
+
+
+# ---- a sudo user, and a second system on a declared host
+
+
+def test_a_sudo_user_sees_what_root_sees(discovered: Discovered,
+                                         as_ops: tuple[Path, CliResult]) -> None:
+    answer = json.loads(as_ops[1].stdout)
+    document = json.loads(Path(answer["systems"][0]["path"]).read_text())
+    assert document["probe_errors"] == []
+    seen_ops, seen = document["hosts"][0]["observed"], discovered.seen
+    for probe in ("listening", "data_directories", "cron", "web_access", "secrets"):
+        assert _without_pids(seen_ops[probe]) == _without_pids(seen[probe]), probe
+    assert [d["name"] for d in seen_ops["postgresql"]["databases"]] == [
+        d["name"] for d in seen["postgresql"]["databases"]]
+
+
+def test_a_draft_for_an_address_another_system_declares_does_not_validate(
+        as_ops: tuple[Path, CliResult]) -> None:
+    result = as_ops[1]
+    answer = json.loads(result.stdout)
+    assert result.code == 4 and answer["systems"][0]["draft_valid"] is False
+    assert f"address {ADDRESS} is also used by dsj-wiki.wiki1" in answer["error"]["message"]
+
+
+# ---- an existing manifest that misses things
+
+
+def test_gaps_name_the_undeclared_service_data_tree_and_database(gaps: tuple[Path, dict]
+                                                                 ) -> None:
+    report = gaps[1]
     kinds = {(g["kind"], g.get("unit") or g.get("path") or g.get("database"))
              for g in report["gaps"]}
     assert {("undeclared_service", "wiki-app.service"),
             ("undeclared_data_directory", "/srv/reports"),
             ("undeclared_database", "reports")} <= kinds
-    assert [d["field"] for d in report["census_differences"]] == ["monthly_active_users"]
-    assert {r["new"] for r in report["rewrites"]} == {"${wiki1}"}
 
-    for value in host.secrets.values():
-        assert value not in _written_text(estate)
 
-    # the host's key changes: trust and discovery refuse, the recorded key stays
-    recorded = known.read_text()
+def test_gaps_name_the_overstated_census_figure(gaps: tuple[Path, dict]) -> None:
+    assert [d["field"] for d in gaps[1]["census_differences"]] == ["monthly_active_users"]
+
+
+def test_rewrites_of_a_declared_host_name_its_variable(gaps: tuple[Path, dict]) -> None:
+    assert {r["new"] for r in gaps[1]["rewrites"]} == {"${wiki1}"}
+
+
+def test_nothing_trust_and_discovery_write_holds_a_secret(
+        host: Host, discovered: Discovered, as_ops: tuple[Path, CliResult],
+        gaps: tuple[Path, dict]) -> None:
+    for estate in (discovered.estate, as_ops[0], gaps[0]):
+        written = _written_text(estate)
+        assert written, estate
+        for value in host.secrets.values():
+            assert value not in written, estate
+
+
+# ---- a changed host key (last: it changes the host, and puts its old key back)
+
+
+def test_a_changed_host_key_is_refused_until_the_new_one_is_named(
+        host: Host, declared: Path, tmp_path: Path, run_cli) -> None:
+    estate = _copy(declared, tmp_path)
+    _with_access_key(estate, host)
+    known = estate / "known_hosts"
+    recorded, fingerprint = known.read_text(), host.fingerprint()
+    saved = {p.name: p.read_bytes() for p in (host.upper / "etc/ssh").glob("ssh_host_ed25519*")}
     _regenerate_host_key(host)
-    new_fingerprint = host.fingerprint()
-    assert new_fingerprint != fingerprint
-    result = run_cli("trust", estate)
-    assert result.code == 2 and "CHANGED" in result.stderr and new_fingerprint in result.stderr
-    result = run_cli("trust", estate, "--accept", fingerprint)  # the old one: still no
-    assert result.code == 2 and "CHANGED" in result.stderr
-    assert known.read_text() == recorded
-    result = run_cli("discover", estate, "--system", SYSTEM)
-    assert result.code == 2 and "CHANGED" in result.stderr
-    # named explicitly, the new key replaces the old one and discovery works again
-    result = run_cli("trust", estate, "--accept", new_fingerprint)
-    assert result.code == 0, result.stderr
-    assert new_fingerprint in result.stdout and "REPLACED" in result.stdout
-    assert run_cli("discover", estate, "--system", SYSTEM).code == 0
+    try:
+        new_fingerprint = host.fingerprint()
+        assert new_fingerprint != fingerprint
+        result = run_cli("trust", estate)
+        assert result.code == 2 and "CHANGED" in result.stderr
+        assert new_fingerprint in result.stderr
+        result = run_cli("trust", estate, "--accept", fingerprint)  # the old one: still no
+        assert result.code == 2 and "CHANGED" in result.stderr
+        assert known.read_text() == recorded
+        result = run_cli("discover", estate, "--system", SYSTEM)
+        assert result.code == 2 and "CHANGED" in result.stderr
+        # named explicitly, the new key replaces the old one and discovery works again
+        result = run_cli("trust", estate, "--accept", new_fingerprint)
+        assert result.code == 0, result.stderr
+        assert new_fingerprint in result.stdout and "REPLACED" in result.stdout
+        assert run_cli("discover", estate, "--system", SYSTEM).code == 0
+    finally:
+        _restore_host_key(host, saved)
+    assert host.fingerprint() == fingerprint

@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.run.test_run_sandbox import journal, report_timings, secrets_written
+from tests.run import events
+from tests.run.events import journal
+from tests.run.test_run_sandbox import report_timings, secrets_written
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
-MIGRATE = Path(sys.executable).parent / "migrate"
 WRONG_KEY = "sjj-tyrz"      # its target answers with a host key nobody recorded
 STOPPED = "scj-qyxy"        # its target machine goes down while it transfers
 COMPLETES = "wjw-fybj"      # nothing wrong with it
-STOP_AFTER_S = 6            # after "transfer: started": in the middle of the stage's plays
+STOP_AT_PLAY = "transfer_files"  # the transfer's copy of the files: the middle of the stage
 
 
 @pytest.fixture
@@ -97,27 +96,6 @@ def target_machines(estate: Path, system: str) -> list[str]:
     return [i["resource_name"] for i in planned["instances"]]
 
 
-def start_run(estate: Path, *scope: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([str(MIGRATE), "run", str(estate), *scope, "--yes",
-                             "--output", "json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def wait_for_line(process: subprocess.Popen[str], needle: str, seen: list[str]) -> None:
-    for line in process.stderr:
-        seen.append(line)
-        if needle in line:
-            return
-    raise AssertionError(f"the run ended without {needle!r}:\n{''.join(seen)}")
-
-
-def finish(process: subprocess.Popen[str], seen: list[str]) -> tuple[int, dict]:
-    out, err = process.communicate(timeout=1200)
-    seen.append(err)
-    assert out.strip(), "".join(seen)
-    return process.returncode, json.loads(out)
-
-
 def by_system(summary: dict) -> dict[str, dict]:
     return {s["system"]: s for s in summary["systems"]}
 
@@ -142,17 +120,18 @@ def test_a_wave_with_a_changed_host_key_and_a_stopped_target(running_estate, run
     assert provisioned.code == 0, provisioned.stderr
     change_host_key(estate, WRONG_KEY, "web")
 
-    process = start_run(estate, "--wave", "1")
-    seen: list[str] = []
+    run = events.WatchedRun(estate, "--wave", "1")
     try:
-        wait_for_line(process, f"{STOPPED} transfer: started", seen)
-        time.sleep(STOP_AFTER_S)
+        run.wait_for(f"{STOPPED}'s {STOP_AT_PLAY} play",
+                     lambda: bool(events.play_folders(estate, STOPPED, "transfer", STOP_AT_PLAY)))
         for name in target_machines(estate, STOPPED):
             machines.stop_machine(name)
-        code, summary = finish(process, seen)
+        # the machine went down inside the transfer: the stage had not ended
+        assert not events.ended(estate, "transfer", STOPPED), "stopped after the transfer"
+        code, summary = run.finish_json()
     finally:
-        if process.poll() is None:
-            process.kill()
+        run.stop()
+    seen = run.lines
     report_timings("wave 1 with a changed host key and a stopped target", summary)
     systems = by_system(summary)
     assert code == 4, "".join(seen)
@@ -165,6 +144,8 @@ def test_a_wave_with_a_changed_host_key_and_a_stopped_target(running_estate, run
     for sid in (WRONG_KEY, STOPPED):
         assert source_health(estate, sid) == 200, sid  # the source never stopped serving
     entries = journal(estate)
+    assert [e["result"] for e in entries if e["stage"] == "transfer"
+            and e["system"] == STOPPED] == ["failed"]  # the stop landed in the transfer
     assert not [e for e in entries if e["stage"] == "cutover"
                 and e["system"] in (WRONG_KEY, STOPPED)]
     assert "FAIL" not in (estate / "runbooks" / "evidence" / f"{COMPLETES}.md").read_text()
@@ -202,25 +183,26 @@ def test_the_platform_stopped_during_verification_rolls_back(running_estate, run
     switched, while verification runs: the system is rolled back, its source serves again
     and the run says so; with the platform back, the next run completes it."""
     estate = running_estate
-    process = start_run(estate, "--system", COMPLETES)
-    seen: list[str] = []
+    run = events.WatchedRun(estate, "--system", COMPLETES)
     stopped = False
     try:
-        wait_for_line(process, f"{COMPLETES} cutover: started", seen)
+        run.wait_for(f"{COMPLETES} cutover: started",
+                     lambda: run.said(f"{COMPLETES} cutover: started"))
         since = len(journal(estate))
-        deadline = time.monotonic() + 300
-        while not endpoint_switched(estate, COMPLETES, since):
-            assert process.poll() is None, "the run ended before verification"
-            assert time.monotonic() < deadline, "no endpoint switch within 300 s"
-            time.sleep(0.2)
+        run.wait_for("the endpoint's switch to the targets",
+                     lambda: endpoint_switched(estate, COMPLETES, since), timeout=300)
         on_platform(estate, "systemctl stop exchange.service")
         stopped = True
-        code, summary = finish(process, seen)
+        # stopped while the targets were being verified: cut over, verification not ended
+        assert [e["result"] for e in events.ended(estate, "cutover", COMPLETES, since)] \
+            == ["ok"]
+        assert not events.ended(estate, "verify", COMPLETES, since), "verified before the stop"
+        code, summary = run.finish_json()
     finally:
-        if process.poll() is None:
-            process.kill()
+        run.stop()
         if stopped:
             on_platform(estate, "systemctl start exchange.service")
+    seen = run.lines
     report_timings("one system, the platform stopped during verification", summary)
     assert code == 4, "".join(seen)
     (system,) = summary["systems"]
@@ -231,6 +213,8 @@ def test_the_platform_stopped_during_verification_rolls_back(running_estate, run
     web = on_target(estate, COMPLETES, "web", "systemctl is-active fybj-web; true")
     assert web.stdout.strip() == "inactive", web.stdout
     entries = journal(estate)
+    assert [e["result"] for e in events.ended(estate, "verify", COMPLETES, since)] \
+        == ["failed"]  # the stop landed in the verification
     assert ("rollback", "ok") in [(e["stage"], e["result"]) for e in entries
                                   if e["system"] == COMPLETES]
 
@@ -247,4 +231,135 @@ def test_the_platform_stopped_during_verification_rolls_back(running_estate, run
     status = json.loads(run_cli("status", estate, "--output", "json").stdout)
     stands = {s["id"]: s for s in status["systems"]}[COMPLETES]
     assert stands["flags"]["cut_over"] and stands["flags"]["verified"], stands
+    assert run_cli("audit", "verify", estate).code == 0
+
+
+def on_source(estate: Path, system: str, host_name: str, command: str) -> None:
+    """As the system's own source access (its manifest's user and key), on a source host."""
+    from migrate.sandbox.estate import known_hosts_path
+
+    opened = loaded(estate)
+    manifest = opened.systems[system]
+    host = next(h for h in manifest.source.hosts if h.name == host_name)
+    key = estate / opened.settings.secrets.dir / manifest.source.ssh.key.split("://", 1)[1]
+    done = ssh(estate, host.address, manifest.source.ssh.user, key, known_hosts_path(opened),
+               command)
+    assert done.returncode == 0, f"{command}: {done.stderr}"
+
+
+UNSTARTABLE = "/etc/systemd/system/fybj-web.service.d/zz-test-unstartable.conf"
+
+
+def test_a_rollback_that_fails_is_reported_and_named(running_estate, run_cli):
+    """Verification fails (the platform is stopped once the endpoint is switched) and the
+    rollback cannot start the source's service again (it was made unstartable meanwhile):
+    the run fails the system as NOT rolled back and says why, the journal holds the failed
+    rollback, and 'migrate status' names where the system stands; once the source can start
+    again, 'migrate rollback' gives it its service back."""
+    estate = running_estate
+    run = events.WatchedRun(estate, "--system", COMPLETES)
+    stopped = broken = False
+    try:
+        run.wait_for(f"{COMPLETES} cutover: started",
+                     lambda: run.said(f"{COMPLETES} cutover: started"))
+        since = len(journal(estate))
+        run.wait_for("the endpoint's switch to the targets",
+                     lambda: endpoint_switched(estate, COMPLETES, since), timeout=300)
+        on_platform(estate, "systemctl stop exchange.service")  # verification will fail
+        stopped = True
+        on_source(estate, COMPLETES, "web1",  # and the rollback will not start the source
+                  f"mkdir -p {Path(UNSTARTABLE).parent} && printf '[Service]\\n"
+                  f"ExecStartPre=/bin/false\\n' > {UNSTARTABLE} && systemctl daemon-reload")
+        broken = True
+        # both faults are in place while verification runs: it has not ended, nor a rollback
+        assert not events.ended(estate, "verify", COMPLETES, since), "verified before the stop"
+        assert not events.ended(estate, "rollback", COMPLETES, since)
+        code, summary = run.finish_json()
+    finally:
+        run.stop()
+        if stopped:
+            on_platform(estate, "systemctl start exchange.service")
+    report_timings("one system, verification and then its rollback failing", summary)
+    assert code == 4, run.stderr
+    (system,) = summary["systems"]
+    assert summary["failed"] == [COMPLETES], summary
+    assert system["failed_stage"] == "rollback" and system["rolled_back"] is False, system
+    assert system["outcome"] == "failed at rollback, NOT rolled back", system
+    assert "the rollback failed too" in system["error"], system["error"]
+    assert "fybj-web" in system["error"], system["error"]  # which service would not start
+    assert [e["result"] for e in events.ended(estate, "verify", COMPLETES, since)] == ["failed"]
+    rollbacks = events.ended(estate, "rollback", COMPLETES, since)
+    assert [e["result"] for e in rollbacks] == ["failed"], rollbacks
+    last_run = journal(estate)[-2:]  # the run's closing entry, then a plan entry at most
+    closing = next(e for e in last_run if e["stage"] == "run")
+    assert closing["result"] == "failed", closing
+    assert closing["outputs"]["systems"][COMPLETES]["rolled_back"] is False, closing
+    assert source_health(estate, COMPLETES) == 0  # nothing serves on the source
+
+    status = json.loads(run_cli("status", estate, "--output", "json").stdout)
+    stands = {s["id"]: s for s in status["systems"]}[COMPLETES]
+    assert stands["failure"]["stage"] == "rollback", stands
+    assert stands["text"].startswith("failed at rollback"), stands["text"]
+    assert "rolled back" not in stands["text"], stands["text"]
+    assert not stands["done"], stands
+
+    assert broken
+    on_source(estate, COMPLETES, "web1", f"rm {UNSTARTABLE} && systemctl daemon-reload")
+    again = run_cli("rollback", estate, "--system", COMPLETES, "--output", "json")
+    assert again.code == 0, again.stderr
+    assert source_health(estate, COMPLETES) == 200
+    status = json.loads(run_cli("status", estate, "--output", "json").stdout)
+    stands = {s["id"]: s for s in status["systems"]}[COMPLETES]
+    assert stands["position"] == "rolled_back" and "rolled back" in stands["text"], stands
+    assert run_cli("audit", "verify", estate).code == 0
+
+
+def test_the_platform_down_during_register_fails_that_stage(running_estate, run_cli):
+    """The exchange platform is stopped while the system transfers (transfer never talks to
+    it), so registration finds it down: the system fails at register with the platform's
+    address and the refusal, before any cutover, its source serving; with the platform
+    back the next run registers it and completes."""
+    estate = running_estate
+    run = events.WatchedRun(estate, "--system", COMPLETES)
+    stopped = False
+    try:
+        run.wait_for(f"{COMPLETES} transfer: started",
+                     lambda: run.said(f"{COMPLETES} transfer: started"))
+        on_platform(estate, "systemctl stop exchange.service")
+        stopped = True
+        # down before the register stage began
+        assert not run.said(f"{COMPLETES} register: started"), run.stderr
+        assert not events.ended(estate, "register", COMPLETES)
+        code, summary = run.finish_json()
+    finally:
+        run.stop()
+        if stopped:
+            on_platform(estate, "systemctl start exchange.service")
+    report_timings("one system, the platform down during register", summary)
+    assert code == 4, run.stderr
+    (system,) = summary["systems"]
+    assert system["failed_stage"] == "register" and system["rolled_back"] is None, system
+    assert "cannot reach exchange platform" in system["error"], system["error"]
+    stages = {s["stage"]: s["result"] for s in system["stages"]}
+    assert stages["transfer"] == "changed" and stages["register"] == "failed", stages
+    assert "cutover" not in stages, stages  # the run stopped this system at register
+    assert f"{COMPLETES} register: failed" in run.stderr
+    assert not events.ended(estate, "cutover", COMPLETES)
+    assert source_health(estate, COMPLETES) == 200
+    status = json.loads(run_cli("status", estate, "--output", "json").stdout)
+    stands = {s["id"]: s for s in status["systems"]}[COMPLETES]
+    assert stands["failure"]["stage"] == "register", stands
+    assert stands["position"] == "transferred", stands
+
+    from migrate.sandbox.estate_plan import plan_sandbox
+    from migrate.sandbox.estate_platform import wait_platform_healthy
+
+    opened = loaded(estate)
+    wait_platform_healthy(opened, plan_sandbox(opened).platform_ip)
+    again = run_cli("run", estate, "--system", COMPLETES, "--yes", "--output", "json")
+    second = json.loads(again.stdout)
+    report_timings("the same system, the platform back", second)
+    assert again.code == 0, again.stderr
+    stages = {s["stage"]: s["result"] for s in second["systems"][0]["stages"]}
+    assert stages["register"] == "changed" and stages["cutover"] == "changed", stages
     assert run_cli("audit", "verify", estate).code == 0

@@ -7,15 +7,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.run import events, secret_scan
+from tests.run.events import journal
+
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
-MIGRATE = Path(sys.executable).parent / "migrate"
 
 
 @pytest.fixture
@@ -25,11 +26,6 @@ def running_estate(sandbox_estate, run_cli):
     finally:
         run_cli("destroy", sandbox_estate, "--yes")
         run_cli("sandbox", "down", sandbox_estate)
-
-
-def journal(estate: Path) -> list[dict]:
-    lines = (estate / ".migrate" / "journal.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def count(entries: list[dict], stage: str, system: str) -> int:
@@ -51,20 +47,16 @@ def report_timings(name: str, summary: dict) -> None:
 def secrets_written(estate: Path, *printed: str) -> list[str]:
     """Files the run wrote (state, journal, runs and their artifacts, reports, runbooks),
     and what it printed (``printed``: its stdout and stderr), that hold a secret value of the
-    estate: there must be none."""
+    estate, or a line of one (``secret_scan``): there must be none."""
     from migrate import pipeline
     from migrate.state import secret_values, secrets_dir
 
     loaded = pipeline.open_estate(estate)
-    values = [v.encode() for v in secret_values(loaded)]
+    values = secret_values(loaded)
     assert values, "the sandbox made no secrets?"
-    found = [f"printed output {n}" for n, text in enumerate(printed)
-             for value in values if value in text.encode()]
-    for path in estate.rglob("*"):
-        if path.is_file() and not path.is_relative_to(secrets_dir(loaded)):
-            data = path.read_bytes()
-            found += [str(path) for value in values if value in data]
-    return found
+    files = [path for path in estate.rglob("*")
+             if path.is_file() and not path.is_relative_to(secrets_dir(loaded))]
+    return secret_scan.leaks(values, files, printed)
 
 
 def test_the_main_job_moves_the_whole_example_estate_then_changes_nothing(running_estate,
@@ -125,32 +117,51 @@ def test_the_main_job_moves_the_whole_example_estate_then_changes_nothing(runnin
     assert run_cli("audit", "verify", estate).code == 0
 
 
-@pytest.mark.parametrize(("stage", "after_s"), [("provision", 4), ("transfer", 8),
-                                                ("cutover", 6)])
-def test_a_killed_run_is_completed_by_the_next(running_estate, run_cli, stage, after_s):
-    """SIGKILL to the run and everything it started (its process group) while a stage is
-    under way; the next run completes: one cutover, stacks without pending changes, a
-    journal whose chain verifies."""
+def kill_point(estate: Path, system: str, stage: str) -> tuple[str, Callable[[], bool]]:
+    """The event the kill waits for, well inside ``stage`` of ``system``."""
+    from migrate.transfer import FREEZE_TASK
+
+    if stage == "provision":  # the engine is updating the system's own stack
+        return (f"an update of stack sys-{system}",
+                lambda: bool(events.stack_locks(estate, f"sys-{system}")))
+    if stage == "transfer":  # the copy of the files, between preparation and the database
+        return ("its transfer_files play",
+                lambda: bool(events.play_folders(estate, system, "transfer", "transfer_files")))
+    # the cutover play has frozen (or is freezing) the source: the riskiest moment
+    return ("the freeze of its source",
+            lambda: events.task_started(estate, system, "cutover", "cutover", FREEZE_TASK))
+
+
+def assert_stage_unfinished(estate: Path, system: str, stage: str) -> None:
+    """After the kill: the stage never ended, and the step it was killed in neither."""
+    finished = events.ended(estate, stage, system)
+    assert not finished, f"the kill came after {stage} had ended: {finished}"
+    if stage == "provision":  # a killed engine leaves its stack's lock behind
+        assert events.stack_locks(estate, f"sys-{system}"), "no update of the stack was running"
+    else:
+        play = "transfer_files" if stage == "transfer" else "cutover"
+        assert events.play_folders(estate, system, stage, play), f"no {play} play was running"
+        assert not events.play_ended(estate, system, stage, play), f"{play} had ended"
+
+
+@pytest.mark.parametrize("stage", ["provision", "transfer", "cutover"])
+def test_a_killed_run_is_completed_by_the_next(running_estate, run_cli, stage):
+    """SIGKILL to the run and everything it started (its process group) once the stage is
+    observably under way (the system's stack update, its transfer_files play, its source's
+    freeze); the stage is proven unfinished at the kill. The next run completes: one
+    cutover, stacks without pending changes, a journal whose chain verifies."""
     estate = running_estate
     system = "wjw-fybj"
-    process = subprocess.Popen([str(MIGRATE), "run", str(estate), "--system", system,
-                                "--yes"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    what, under_way = kill_point(estate, system, stage)
+    run = events.WatchedRun(estate, "--system", system, output_json=False)
     try:
-        seen = []
-        for line in process.stderr:
-            seen.append(line)
-            if f"{system} {stage}: started" in line:
-                break
-        time.sleep(after_s)  # well into the stage
-        assert process.poll() is None, "".join(seen)
-        os.killpg(process.pid, signal.SIGKILL)
+        run.wait_for(what, under_way)
+        run.kill()
     finally:
-        process.wait(timeout=60)
-        process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
-    finished = [e for e in journal(estate) if e["stage"] == stage and e.get("system") == system]
-    assert not finished, f"the kill came after {stage} had ended: {finished}"
+        run.stop()
+    assert run.process.returncode == -signal.SIGKILL
+    assert run.said(f"{system} {stage}: started"), run.stderr
+    assert_stage_unfinished(estate, system, stage)
     status = json.loads(run_cli("status", estate, "--output", "json").stdout)
     assert status["last_run"]["result"] == "interrupted or still running"
 
