@@ -405,18 +405,18 @@ def system_instances(estate: Estate, system_id: str) -> dict[str, Instance]:
     if not instances or not isinstance(instances, dict):
         raise InvalidInput([], f"{system_id} has no provisioned targets: run "
                                f"'migrate provision {estate.display} --system {system_id} --yes'")
-    read = {name: read_instance(stack, name, _with_host_keys(target, stack, name, found))
+    read = {name: read_instance(stack, name, _with_host_keys(estate, target, stack, name, found))
             for name, found in instances.items()}
     target.check_instances(stack, read)
     return read
 
 
-def _with_host_keys(target: Target, stack: str, name: str, found: Any) -> Any:
+def _with_host_keys(estate: Estate, target: Target, stack: str, name: str, found: Any) -> Any:
     """The instance's outputs, with the host keys its target learns elsewhere when its
     program exports none."""
     if not isinstance(found, dict) or has_host_keys(found):
         return found
-    return {**found, "host_keys": target.learn_host_keys(stack, name, found)}
+    return {**found, "host_keys": target.learn_host_keys(estate, stack, name, found)}
 
 
 def move(estate: Estate, stage: str, system_ids: list[str] | None = None,

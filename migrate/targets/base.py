@@ -48,7 +48,8 @@ class Target(ABC):
 
     # ---- host keys
 
-    def learn_host_keys(self, stack: str, name: str, outputs: Mapping[str, Any]) -> list[str]:
+    def learn_host_keys(self, estate: Estate, stack: str, name: str,
+                        outputs: Mapping[str, Any]) -> list[str]:
         """The host keys of an instance whose outputs carry none. A target whose program
         exports them has nothing else to ask: the outputs are malformed."""
         raise StageFailed(f"stack {stack}: instance {name} has unusable outputs: host_keys: "

@@ -40,7 +40,7 @@ KEY_TYPE = re.compile(r"^[a-z0-9][a-z0-9@.-]*$")
 PROVISION_AGAIN = "provision the system again: the next run restores its outputs"
 
 
-def _host_key(text: str) -> str:
+def host_key_line(text: str) -> str:
     """``type base64`` of an OpenSSH public key (a trailing comment is dropped); the key's
     own wire form must name the same type."""
     parts = text.split()
@@ -71,7 +71,7 @@ def _absolute(path: str) -> str:
     return path
 
 
-HostKey = Annotated[str, AfterValidator(_host_key)]
+HostKey = Annotated[str, AfterValidator(host_key_line)]
 Address = Annotated[str, AfterValidator(_address)]
 Name = Annotated[str, Field(min_length=1)]
 MountPoint = Annotated[str, AfterValidator(_absolute)]

@@ -5,28 +5,37 @@ Credentials come only from the clouds.yaml entry that ``cloud.openstack.cloud`` 
 ``region``): the engine runs without any ``OS_*`` variable of the caller's shell except
 ``OS_CLIENT_CONFIG_FILE`` (where clouds.yaml is), so a stray ``OS_AUTH_URL`` or token can
 never choose the cloud silently. The operator key is an explicit setting
-(``cloud.openstack.operator_key``). Not built yet, and said so as errors: learning the
-instances' host keys from their console log, and mounting data volumes by their volume id.
+(``cloud.openstack.operator_key``). Host keys are read from each instance's console, where
+cloud-init prints them at first boot, and pinned in the estate's state directory before the
+first ssh (``host-keys/<stack>.json``); data volumes are partitioned, formatted and mounted
+by their serial in the instance itself (stacks/openstack/cloudinit.py). Not built yet, and
+said so as an error: verifying a volume's encryption through its Cinder volume type.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from migrate.errors import EnvironmentNotReady, InvalidInput
+from migrate.errors import EnvironmentNotReady, InvalidInput, StageFailed
 from migrate.loader import Estate
 from migrate.model import OpenStackSettings
 from migrate.provision import ProvisionSettings, ensure_passphrase_file
 from migrate.state import state_dir
+from migrate.targets import openstack_api
 from migrate.targets.base import Target
 from migrate.targets.contract import Instance
+from migrate.targets.openstack_console import ConsoleKeysError, host_keys_from_console
 
 CLIENT_CONFIG_ENV = "OS_CLIENT_CONFIG_FILE"
 NOT_BUILT = "not built yet for the openstack target (issue 17)"
+HOST_KEYS_WAIT_S = 600.0  # first boot to cloud-init's final stage, with room for a slow cloud
+HOST_KEYS_POLL_S = 5.0
 
 
 def scrubbed_environment(environ: Mapping[str, str]) -> dict[str, None]:
@@ -49,7 +58,7 @@ class OpenStackTarget(Target):
         state = state_dir(estate)
         passphrase = ensure_passphrase_file(state, create=False)
         return ProvisionSettings(self.name, state, plan_file, passphrase, config,
-                                 env=scrubbed_environment(os.environ))
+                                 env=scrubbed_environment(os.environ), preflight=True)
 
     def settings(self, estate: Estate) -> OpenStackSettings:
         found = estate.settings.cloud.openstack
@@ -88,24 +97,78 @@ class OpenStackTarget(Target):
         groups of the plan decide what its instances reach."""
         return None
 
-    def learn_host_keys(self, stack: str, name: str, outputs: Mapping[str, Any]) -> list[str]:
-        raise EnvironmentNotReady(
-            f"stack {stack}: instance {name} exports no host keys, and learning them from the "
-            f"instance's console log (where cloud-init prints them) is {NOT_BUILT}",
-            hint="nothing connects to an instance whose host key is not pinned; use the "
-                 "sandbox target until this is built")
+    def learn_host_keys(self, estate: Estate, stack: str, name: str,
+                        outputs: Mapping[str, Any]) -> list[str]:
+        """The keys pinned for this instance (this server id); else read from its console
+        through the compute API and pinned before anything connects to it."""
+        server_id = str(outputs.get("id") or "")
+        if not server_id:
+            raise StageFailed(f"stack {stack}: instance {name} has unusable outputs: id: "
+                              "missing", hint="provision the system again")
+        pins = self.host_keys_file(estate, stack)
+        pinned = _read_pins(pins)
+        entry = pinned.get(name) or {}
+        if entry.get("server") == server_id and entry.get("keys"):
+            return list(entry["keys"])
+        keys = self._console_keys(estate, stack, name, server_id)
+        pinned[name] = {"server": server_id, "keys": keys}
+        _write_pins(pins, pinned)
+        return keys
+
+    def host_keys_file(self, estate: Estate, stack: str) -> Path:
+        return state_dir(estate) / "host-keys" / f"{stack}.json"
+
+    def _console_keys(self, estate: Estate, stack: str, name: str, server_id: str) -> list[str]:
+        session = openstack_api.Session.for_cloud(self.settings(estate).cloud)
+        deadline = time.monotonic() + HOST_KEYS_WAIT_S
+        while True:
+            try:
+                keys = host_keys_from_console(session.console_output(server_id))
+            except ConsoleKeysError as error:
+                raise StageFailed(f"stack {stack}: the console of instance {name} holds a host "
+                                  f"key block that is not cloud-init's: {error}",
+                                  hint="nothing connects to it; look at its console log and "
+                                       "rebuild the instance") from None
+            if keys:
+                return keys
+            if time.monotonic() > deadline:
+                raise StageFailed(f"stack {stack}: instance {name} printed no host keys to its "
+                                  f"console within {HOST_KEYS_WAIT_S:.0f} s",
+                                  hint="check that it booted and that its image runs cloud-init"
+                                       " (the keys_to_console module)")
+            time.sleep(HOST_KEYS_POLL_S)
 
     def check_instances(self, stack: str, instances: Mapping[str, Instance]) -> None:
-        unmounted = [f"{name}:{volume.name}" for name, instance in sorted(instances.items())
-                     for volume in instance.volumes]
-        if unmounted:
+        encrypted = [f"{name}:{volume.name}" for name, instance in sorted(instances.items())
+                     for volume in instance.volumes if volume.encryption.encrypted]
+        if encrypted:
             raise EnvironmentNotReady(
-                f"stack {stack}: data volumes {', '.join(unmounted)} would need partitioning, "
-                f"formatting and mounting by their volume id, which is {NOT_BUILT}",
-                hint="plan these systems without data volumes, or use the sandbox target until"
-                     " this is built")
+                f"stack {stack}: volumes {', '.join(encrypted)} are to be encrypted by their "
+                f"Cinder volume type, and verifying that through the volume type is {NOT_BUILT}",
+                hint="use the sandbox target for systems at protection level 3 until this is "
+                     "built")
 
     @staticmethod
     def _key_problem(estate: Estate, message: str, hint: str) -> InvalidInput:
         return InvalidInput([estate.settings_doc.problem(
             ("cloud", "openstack", "operator_key"), message, hint)])
+
+
+def _read_pins(path: Path) -> dict[str, Any]:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        raise StageFailed(f"{path} (pinned host keys) is unreadable",
+                          hint="delete it: the keys are read again from the consoles") from None
+    return found if isinstance(found, dict) else {}
+
+
+def _write_pins(path: Path, pinned: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(pinned, handle, indent=1, sort_keys=True)
+    temporary.replace(path)

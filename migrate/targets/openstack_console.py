@@ -14,9 +14,7 @@ known key types with well-formed base64 are taken, anything else in the block is
 
 from __future__ import annotations
 
-import base64
-import binascii
-import struct
+from migrate.targets.contract import host_key_line
 
 BEGIN = "-----BEGIN SSH HOST KEY KEYS-----"
 END = "-----END SSH HOST KEY KEYS-----"
@@ -48,16 +46,10 @@ def _last_block(lines: list[str]) -> list[str] | None:
 
 
 def _key_line(line: str) -> str:
-    parts = line.split()
-    if len(parts) < 2 or parts[0] not in KEY_TYPES:
+    key_type = line.split()[0] if line.split() else ""
+    if key_type not in KEY_TYPES:
         raise ConsoleKeysError(f"not a host key line: {line[:80]!r}")
-    key_type, blob = parts[0], parts[1]
     try:
-        raw = base64.b64decode(blob, validate=True)
-        (length,) = struct.unpack(">I", raw[:4])
-        named = raw[4:4 + length].decode("ascii")
-    except (binascii.Error, struct.error, UnicodeDecodeError) as error:
+        return host_key_line(line)
+    except ValueError as error:
         raise ConsoleKeysError(f"{key_type} key is not well-formed: {error}") from None
-    if named != key_type:
-        raise ConsoleKeysError(f"a {key_type} line carries a {named!r} key")
-    return f"{key_type} {blob}"

@@ -9,6 +9,7 @@ not running before the session, it is removed again at the end.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,45 @@ from migrate.errors import EnvironmentNotReady
 from migrate.testcloud import api, services
 from migrate.testcloud import image as tc_image
 from migrate.testcloud import machine as tc_machine
+
+LISTS = {
+    "networks": ("network", "/v2.0/networks", "networks"),
+    "subnets": ("network", "/v2.0/subnets", "subnets"),
+    "routers": ("network", "/v2.0/routers", "routers"),
+    "ports": ("network", "/v2.0/ports", "ports"),
+    "security_groups": ("network", "/v2.0/security-groups", "security_groups"),
+    "security_group_rules": ("network", "/v2.0/security-group-rules", "security_group_rules"),
+    "volumes": ("volumev3", "/volumes", "volumes"),
+    "servers": ("compute", "/servers", "servers"),
+}
+
+
+def cloud_resources(session: api.Session) -> dict[str, set[str]]:
+    """The ids of every resource of the kinds the stack programs make, as the API lists them.
+
+    Left out: each project's security group "default" and its rules, which neutron makes by
+    itself the first time a project creates a port and keeps for the project's life (on a
+    fresh cloud the first instance of a test makes it)."""
+    items = {kind: session.get(service, path)[key]
+             for kind, (service, path, key) in LISTS.items()}
+    defaults = {g["id"] for g in items["security_groups"] if g["name"] == "default"}
+    items["security_groups"] = [g for g in items["security_groups"] if g["id"] not in defaults]
+    items["security_group_rules"] = [r for r in items["security_group_rules"]
+                                     if r["security_group_id"] not in defaults]
+    return {kind: {str(item["id"]) for item in found} for kind, found in items.items()}
+
+
+def holding_again(session: api.Session, before: dict[str, set[str]],
+                  timeout: float = 120.0) -> dict[str, set[str]]:
+    """The cloud's resources once they are ``before`` again (deletes finish in the
+    background), or the last listing after ``timeout``, so a failed comparison shows what is
+    left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = cloud_resources(session)
+        if now == before or time.monotonic() > deadline:
+            return now
+        time.sleep(2.0)
 
 
 @pytest.fixture(scope="session")

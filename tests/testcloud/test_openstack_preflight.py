@@ -21,6 +21,7 @@ from migrate import pipeline
 from migrate.errors import EXIT_ENVIRONMENT, EnvironmentNotReady
 from migrate.provision import Provisioner, ProvisionSettings, targets_for
 from migrate.testcloud import api, services
+from tests.testcloud.conftest import cloud_resources, holding_again
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
@@ -28,24 +29,6 @@ ESTATE = Path(__file__).resolve().parent / "estate"
 SYSTEM = "mzj-shjz"
 MISSING_IMAGE = "migrate-no-such-image"
 MISSING_FLAVOR = "tc.no-such-flavor"
-
-LISTS = {
-    "networks": ("network", "/v2.0/networks", "networks"),
-    "subnets": ("network", "/v2.0/subnets", "subnets"),
-    "routers": ("network", "/v2.0/routers", "routers"),
-    "ports": ("network", "/v2.0/ports", "ports"),
-    "security_groups": ("network", "/v2.0/security-groups", "security_groups"),
-    "security_group_rules": ("network", "/v2.0/security-group-rules", "security_group_rules"),
-    "volumes": ("volumev3", "/volumes", "volumes"),
-    "servers": ("compute", "/servers", "servers"),
-}
-
-
-def cloud_resources(session: api.Session) -> dict[str, set[str]]:
-    """The ids of every resource of the kinds the program makes, as the API lists them."""
-    return {kind: {str(item["id"]) for item in session.get(service, path)[key]}
-            for kind, (service, path, key) in LISTS.items()}
-
 
 def settings_for(state_home: Path, plan_file: Path, clouds_yaml: Path,
                  preflight: bool = False) -> ProvisionSettings:
@@ -156,11 +139,5 @@ def test_a_fresh_estate_is_checked_whole_before_its_first_stack_changes(
 def test_the_cloud_holds_what_it_held_before(clouds: Clouds, session: api.Session) -> None:
     results = clouds.ready.destroy(clouds.networks, clouds.systems, set())
     assert [r.stack for r in results] == [f"sys-{SYSTEM}", "net-mzj-egov_extranet"]
-    after = api.wait_for(lambda: _settled(session, clouds.before), 120, 2.0,
-                         "the cloud to hold what it held before")
-    assert after == clouds.before
+    assert holding_again(session, clouds.before) == clouds.before
 
-
-def _settled(session: api.Session, before: dict[str, set[str]]) -> dict[str, set[str]] | None:
-    now = cloud_resources(session)
-    return now if now == before else None

@@ -20,38 +20,23 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from migrate import pipeline
 from migrate.provision import Provisioner, ProvisionSettings, StackResult, targets_for
 from migrate.sandbox import machines, network
+from migrate.targets import load_target
 from migrate.targets.openstack_console import host_keys_from_console
 from migrate.testcloud import api, routes, services
+from tests.testcloud.conftest import cloud_resources, holding_again
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 ESTATE = Path(__file__).resolve().parent / "estate"
 SYSTEM = "mzj-shjz"
 SSH_READY_S = 600.0  # qemu TCG on 2 shared cores: about 70 s when idle, minutes when loaded
-
-LISTS = {
-    "networks": ("network", "/v2.0/networks", "networks"),
-    "subnets": ("network", "/v2.0/subnets", "subnets"),
-    "routers": ("network", "/v2.0/routers", "routers"),
-    "ports": ("network", "/v2.0/ports", "ports"),
-    "security_groups": ("network", "/v2.0/security-groups", "security_groups"),
-    "security_group_rules": ("network", "/v2.0/security-group-rules", "security_group_rules"),
-    "volumes": ("volumev3", "/volumes", "volumes"),
-    "servers": ("compute", "/servers", "servers"),
-}
-
-
-def cloud_resources(session: api.Session) -> dict[str, set[str]]:
-    """The ids of every resource of the kinds the program makes, as the API lists them."""
-    return {kind: {str(item["id"]) for item in session.get(service, path)[key]}
-            for kind, (service, path, key) in LISTS.items()}
-
 
 @dataclass
 class Applied:
@@ -64,6 +49,7 @@ class Applied:
     before: dict[str, set[str]]
     zones: list[str]
     operator_key: Path
+    estate: Any = None
     progress: list[str] = field(default_factory=list)
     routes: list[routes.Route] = field(default_factory=list)
     destroyed: bool = False
@@ -107,7 +93,7 @@ def applied(tmp_path_factory: pytest.TempPathFactory, clouds_yaml: Path,
     networks, systems = targets_for(plan, [SYSTEM])
     zones = [zone.cidr for zone in estate.settings.cloud.zones.values()]
     state = Applied(plan, system, provisioner, networks, systems, [], before, zones, key,
-                    progress)
+                    estate, progress)
     try:
         state.results = provisioner.up(networks, systems)
         state.routes = routes.ensure_routes(session, zones)
@@ -259,17 +245,27 @@ def ssh(applied: Applied, known_hosts: Path, address: str, *command: str
 
 
 @pytest.fixture(scope="module")
-def pinned(session: api.Session, applied: Applied, tmp_path_factory) -> dict[str, Path]:
-    """Each instance's host keys from its console, written as known_hosts before any ssh."""
+def pinned(session: api.Session, applied: Applied, clouds_yaml: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """Each instance's host keys as the OpenStack target learns them (its own API client,
+    the console output), pinned before any ssh, written as known_hosts for the tests."""
+    target = load_target("openstack")
+    stack = f"sys-{SYSTEM}"
+    outputs = applied.results[-1].outputs["instances"]
     files = {}
-    for instance in applied.system["instances"]:
-        server_id = server_of(session, applied, instance)["id"]
-        keys = api.wait_for(lambda s=server_id: console_host_keys(session, s), SSH_READY_S,
-                            3.0, f"host keys on the console of {instance['name']}")
-        path = tmp_path_factory.mktemp("known") / "known_hosts"
-        path.write_text("".join(f"{instance['address']} {key}\n" for key in keys))
-        files[instance["name"]] = path
-    return files
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))
+        for instance in applied.system["instances"]:
+            keys = target.learn_host_keys(applied.estate, stack, instance["name"],
+                                          outputs[instance["name"]])
+            server_id = outputs[instance["name"]]["id"]
+            assert keys == console_host_keys(session, server_id)  # the test cloud's own read
+            pins = json.loads(target.host_keys_file(applied.estate, stack).read_text())
+            assert pins[instance["name"]] == {"server": server_id, "keys": keys}
+            path = tmp_path_factory.mktemp("known") / "known_hosts"
+            path.write_text("".join(f"{instance['address']} {key}\n" for key in keys))
+            files[instance["name"]] = path
+    yield files
 
 
 def test_root_logs_in_with_the_operator_key_and_the_pinned_host_key(
@@ -340,11 +336,5 @@ def test_destroy_leaves_the_project_as_it_was(session: api.Session, applied: App
     applied.destroyed = True
     assert [r.stack for r in results] == [f"sys-{SYSTEM}", f"net-{applied.system['network']}"]
     assert all(r.changes.get("delete") for r in results)
-    after = api.wait_for(lambda: _settled(session, applied.before), 120, 2.0,
-                         "the cloud to hold what it held before")
-    assert after == applied.before
+    assert holding_again(session, applied.before) == applied.before
 
-
-def _settled(session: api.Session, before: dict[str, set[str]]) -> dict[str, set[str]] | None:
-    now = cloud_resources(session)
-    return now if now == before else None

@@ -63,5 +63,5 @@ def test_anything_else_in_the_block_is_refused(line):
 
 def test_a_key_whose_blob_names_another_type_is_refused():
     blob = EC.split()[1]
-    with pytest.raises(ConsoleKeysError, match="carries a 'ecdsa-sha2-nistp256' key"):
+    with pytest.raises(ConsoleKeysError, match="of type 'ecdsa-sha2-nistp256', not 'ssh-ed25519'"):
         host_keys_from_console(console([f"ssh-ed25519 {blob} root@a"]))

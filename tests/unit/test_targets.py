@@ -20,6 +20,7 @@ from tests.conftest import edit
 
 STACK = "sys-wjw-fybj"
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBm3sYd0vYh5u2cVx8WfQm1oJx2P4gQe7rLk9aTt3uNs"
+OTHER_ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILY+gEpCe0BCAwH5WPygN4H5u+W7Ev5qBczgJDzYNuLm"
 # a blob that names ssh-rsa, presented as ed25519
 MISLABELLED = "ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAAAgQDF"
 SANDBOX_INSTANCE = {
@@ -155,23 +156,100 @@ def as_openstack(estate: Path) -> None:
     edit(estate / "migrate.yaml", "target: sandbox ", "target: openstack ")
 
 
-def test_openstack_host_keys_from_the_console_log_are_not_built_yet(estate: Path,
-                                                                    state_outputs: dict) -> None:
+class Console:
+    """The compute API's console output of the instances (by server id), and who asked."""
+
+    def __init__(self, outputs: dict[str, str]) -> None:
+        self.outputs = outputs
+        self.asked: list[str] = []
+        self.booting = 0  # how many answers come before cloud-init printed the keys
+
+    def console_output(self, server_id: str) -> str:
+        self.asked.append(server_id)
+        if self.booting:
+            self.booting -= 1
+            return "[   1.0] booting\n"
+        return self.outputs[server_id]
+
+
+@pytest.fixture
+def console(monkeypatch: pytest.MonkeyPatch) -> Console:
+    from migrate.targets import openstack, openstack_api
+
+    found = Console({})
+    monkeypatch.setattr(openstack_api.Session, "for_cloud", classmethod(lambda _cls, _n: found))
+    monkeypatch.setattr(openstack, "HOST_KEYS_POLL_S", 0.0)
+    return found
+
+
+def cloud_init_console(*keys: str) -> str:
+    return ("[  55.3] cloud-init[311]: ci-info: ...\n-----BEGIN SSH HOST KEY KEYS-----\n"
+            + "".join(f"{key} root@db\n" for key in keys) + "-----END SSH HOST KEY KEYS-----\n")
+
+
+def unencrypted(instance: dict) -> dict:
+    volumes = [{**v, "encryption": {"encrypted": False}} for v in instance["volumes"]]
+    return {**instance, "volumes": volumes}
+
+
+def test_openstack_host_keys_are_read_from_the_console_and_pinned(
+        estate: Path, state_outputs: dict, console: Console) -> None:
     as_openstack(estate)
-    without_keys = {k: v for k, v in OPENSTACK_INSTANCE.items() if k != "host_keys"}
-    state_outputs["instances"] = {"db": {**without_keys, "volumes": []}}
-    with pytest.raises(EnvironmentNotReady) as caught:
+    without_keys = {k: v for k, v in unencrypted(OPENSTACK_INSTANCE).items() if k != "host_keys"}
+    state_outputs["instances"] = {"db": without_keys}
+    server = without_keys["id"]
+    console.outputs[server] = cloud_init_console(ED25519)
+    console.booting = 2  # read again until cloud-init printed them
+    opened = pipeline.open_estate(estate)
+    assert pipeline.provisioned_targets(opened, "wjw-fybj") == {
+        "db": {"address": "10.20.1.11", "host_key": ED25519}}
+    pins = load_target("openstack").host_keys_file(opened, STACK)
+    assert oct(pins.stat().st_mode & 0o777) == "0o600"
+    asked = len(console.asked)
+    assert asked == 3
+    console.outputs[server] = cloud_init_console(OTHER_ED25519)  # a later console says else
+    assert pipeline.provisioned_targets(opened, "wjw-fybj")["db"]["host_key"] == ED25519
+    assert len(console.asked) == asked  # pinned: the console is not asked again
+
+
+def test_a_replaced_instance_has_its_keys_read_again(estate: Path, state_outputs: dict,
+                                                     console: Console) -> None:
+    as_openstack(estate)
+    first = {k: v for k, v in unencrypted(OPENSTACK_INSTANCE).items() if k != "host_keys"}
+    console.outputs = {first["id"]: cloud_init_console(ED25519),
+                       "new-server": cloud_init_console(OTHER_ED25519)}
+    state_outputs["instances"] = {"db": first}
+    opened = pipeline.open_estate(estate)
+    pipeline.provisioned_targets(opened, "wjw-fybj")
+    state_outputs["instances"] = {"db": {**first, "id": "new-server"}}
+    assert pipeline.provisioned_targets(opened, "wjw-fybj")["db"]["host_key"] == OTHER_ED25519
+
+
+def test_a_console_key_block_that_is_not_cloud_inits_is_refused(
+        estate: Path, state_outputs: dict, console: Console) -> None:
+    as_openstack(estate)
+    without_keys = {k: v for k, v in unencrypted(OPENSTACK_INSTANCE).items() if k != "host_keys"}
+    state_outputs["instances"] = {"db": without_keys}
+    console.outputs[without_keys["id"]] = cloud_init_console(ED25519, "echo pwned")
+    with pytest.raises(StageFailed, match="holds a host key block that is not cloud-init's"):
         pipeline.provisioned_targets(pipeline.open_estate(estate), "wjw-fybj")
-    assert f"stack {STACK}: instance db exports no host keys" in caught.value.message
-    assert "console log" in caught.value.message and "not built yet" in caught.value.message
 
 
-def test_openstack_volume_mounting_is_not_built_yet(estate: Path, state_outputs: dict) -> None:
+def test_openstack_encryption_by_volume_type_is_not_verified_yet(estate: Path,
+                                                                state_outputs: dict) -> None:
     as_openstack(estate)
     state_outputs["instances"] = {"db": OPENSTACK_INSTANCE}
-    with pytest.raises(EnvironmentNotReady, match=r"data volumes db:pgdata would need "
-                                                  r"partitioning.*not built yet"):
+    with pytest.raises(EnvironmentNotReady, match=r"volumes db:pgdata are to be encrypted by "
+                                                  r"their Cinder volume type.*not built yet"):
         pipeline.provisioned_targets(pipeline.open_estate(estate), "wjw-fybj")
+
+
+def test_an_openstack_instance_with_plain_data_volumes_is_reached(estate: Path,
+                                                                  state_outputs: dict) -> None:
+    as_openstack(estate)
+    state_outputs["instances"] = {"db": unencrypted(OPENSTACK_INSTANCE)}
+    assert pipeline.provisioned_targets(pipeline.open_estate(estate), "wjw-fybj") == {
+        "db": {"address": "10.20.1.11", "host_key": ED25519}}
 
 
 def test_an_openstack_instance_without_volumes_is_reached(estate: Path,
@@ -267,6 +345,7 @@ def test_the_stacks_get_the_named_cloud_and_no_stray_credentials(openstack_estat
     assert settings.target == "openstack"
     assert settings.config == {"openstack:cloud": "egov-cloud"}
     assert settings.env == {"OS_AUTH_URL": None}
+    assert settings.preflight  # every stack checked against the cloud before any changes
 
 
 def operator_key(estate: Path, private: str = "not a real key\n",
