@@ -40,7 +40,8 @@ fi
 
 wait "$cloud_pid"
 cloud_status=$?
-echo "== test cloud: up in $(( $(date +%s) - started )) s wall (exit $cloud_status, log $log)"
+echo "== test cloud: ready $(( $(date +%s) - started )) s after the start (it came up in the" \
+     "background while the other tests ran; exit $cloud_status; its own timings: $log)"
 if [ "$cloud_status" -ne 0 ]; then
   tail -n 40 "$log" >&2
   exit 1
