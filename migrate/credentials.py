@@ -9,22 +9,19 @@ import base64
 import hashlib
 import hmac
 import os
-import shutil
 import subprocess
 import unicodedata
 from pathlib import Path
 
 from migrate.errors import EnvironmentNotReady, StageFailed
+from migrate.processes import find_tool
 
 SCRAM_ITERATIONS = 4096
-# Non-login root shells may lack the sbin directories on PATH.
-_TOOL_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin")
 
 
 def ssh_keygen() -> str:
     """The path of ssh-keygen; EnvironmentNotReady when it is not installed."""
-    found = shutil.which("ssh-keygen") or shutil.which("ssh-keygen",
-                                                       path=os.pathsep.join(_TOOL_DIRS))
+    found = find_tool("ssh-keygen")
     if found is None:
         raise EnvironmentNotReady("ssh-keygen is not installed",
                                   hint="install it as root: apt-get install openssh-client")

@@ -1,12 +1,22 @@
 """The processes of this host, read from /proc: whether one still runs (stale locks and
 leftovers of killed runs are only cleared when their owner is gone), which there are, and
 their command lines (sandbox machines and the package mirror are found by theirs) and
-environments (the plays of a killed run are found by theirs)."""
+environments (the plays of a killed run are found by theirs); and where the programs it may
+start are."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+
+# Non-login root shells may lack the sbin directories on PATH.
+TOOL_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin")
+
+
+def find_tool(name: str) -> str | None:
+    """Absolute path of an executable, looking in PATH and then the sbin directories."""
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(TOOL_DIRS))
 
 
 def pid_alive(pid: int) -> bool:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from migrate.errors import MigrateError
+from migrate.files import write_file_atomically
 
 CA_DAYS = 3650
 SERVER_DAYS = 825
@@ -47,20 +46,6 @@ class ServerCertificate:
     dns_names: tuple[str, ...]
     ip_addresses: tuple[str, ...]
     not_after: dt.datetime
-
-
-def write_file_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` with ``mode`` from the first byte on (no readable window)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def new_private_key() -> ec.EllipticCurvePrivateKey:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from migrate.errors import EnvironmentNotReady
+from migrate.processes import find_tool as find_tool
 
 # Tool -> Debian package that ships it.
 REQUIRED_TOOLS: dict[str, str] = {
@@ -16,18 +16,7 @@ REQUIRED_TOOLS: dict[str, str] = {
     "ssh-keygen": "openssh-client",
 }
 
-# Non-login root shells may lack the sbin directories on PATH.
-_EXTRA_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin")
-
 DEFAULT_ROOT = Path("/var/lib/migrate/sandbox")
-
-
-def find_tool(name: str) -> str | None:
-    """Absolute path of an executable, looking in PATH and then the sbin directories."""
-    found = shutil.which(name)
-    if found:
-        return found
-    return shutil.which(name, path=os.pathsep.join(_EXTRA_DIRS))
 
 
 def tool(name: str) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from migrate.errors import EnvironmentNotReady, InvalidInput, StageFailed
+from migrate.files import write_file_atomically
 from migrate.loader import Estate
 from migrate.model import OpenStackSettings
 from migrate.provision import ProvisionSettings, ensure_passphrase_file
@@ -167,8 +168,4 @@ def _read_pins(path: Path) -> dict[str, Any]:
 
 def _write_pins(path: Path, pinned: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(pinned, handle, indent=1, sort_keys=True)
-    temporary.replace(path)
+    write_file_atomically(path, json.dumps(pinned, indent=1, sort_keys=True).encode(), 0o600)

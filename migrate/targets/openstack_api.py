@@ -117,35 +117,44 @@ class Session:
     def console_output(self, server_id: str) -> str:
         found = self.request("POST", "compute", f"/servers/{server_id}/action",
                              {"os-getConsoleOutput": {}})
-        return str((found or {}).get("output") or "")
+        return str((found if isinstance(found, dict) else {}).get("output") or "")
 
     def _raw(self, method: str, url: str, body: Any = None,
              headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method)
-        request.add_header("Accept", "application/json")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        for key, value in (headers or {}).items():
-            request.add_header(key, value)
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S,
-                                        context=self._tls()) as response:
-                status, got, text = response.status, dict(response.headers), response.read()
-        except urllib.error.HTTPError as error:
-            status, got, text = error.code, dict(error.headers), error.read()
+            return json_request(method, url, body, headers, context=self._tls())
         except (urllib.error.URLError, OSError) as error:
             raise StageFailed(f"the cloud's API at {urllib.parse.urlsplit(url).netloc} is not "
                               f"reachable: {getattr(error, 'reason', error)}") from None
-        try:
-            return status, got, json.loads(text) if text else None
-        except ValueError:
-            return status, got, None
 
     def _tls(self) -> ssl.SSLContext:
         cacert = self.entry.get("cacert")
         return ssl.create_default_context(cafile=str(Path(cacert).expanduser())
                                           if cacert else None)
+
+
+def json_request(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
+                 timeout: float = TIMEOUT_S, context: ssl.SSLContext | None = None
+                 ) -> tuple[int, dict[str, str], Any]:
+    """One JSON API call: status, headers, and the answer parsed (its text when it is not
+    JSON). An HTTP error status is an answer; a network failure raises."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Accept", "application/json")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    for key, value in (headers or {}).items():
+        request.add_header(key, value)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            status, got, text = response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        status, got, text = error.code, dict(error.headers), error.read()
+    answer = text.decode(errors="replace")
+    try:
+        return status, got, json.loads(answer) if answer else None
+    except ValueError:
+        return status, got, answer
 
 
 def _auth_body(auth: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:

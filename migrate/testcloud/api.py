@@ -7,16 +7,14 @@ networks because they are routed through the project's own bridges).
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 from migrate.errors import StageFailed
 from migrate.sandbox import network
+from migrate.targets.openstack_api import json_request
 from migrate.testcloud import machine as tc_machine
 
 LOCAL_NETWORKS = (str(tc_machine.MGMT_NET), str(tc_machine.PROVIDER_NET))
@@ -92,25 +90,7 @@ def raw_request(method: str, url: str, body: Any = None,
                 headers: dict[str, str] | None = None,
                 timeout: float = 60.0) -> tuple[int, dict[str, str], Any]:
     guard(url)
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Accept", "application/json")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    for key, value in (headers or {}).items():
-        request.add_header(key, value)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            text = response.read().decode()
-            status, got = response.status, dict(response.headers)
-    except urllib.error.HTTPError as error:
-        text = error.read().decode(errors="replace")
-        status, got = error.code, dict(error.headers)
-    try:
-        parsed: Any = json.loads(text) if text else None
-    except ValueError:
-        parsed = text
-    return status, got, parsed
+    return json_request(method, url, body, headers, timeout)
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 1.0, what: str = "") -> Any:

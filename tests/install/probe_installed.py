@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import sys
 from importlib import metadata
@@ -69,9 +70,9 @@ def undeclared(package: Path) -> dict[str, list[str]]:
 
 def unresolved_modules(playbooks: Path) -> tuple[list[str], list[str]]:
     """Every module or action a task names (a fully qualified key), and those the installed
-    Ansible cannot resolve."""
+    Ansible does not know (its module list, asked through ansible-runner's ansible-doc)."""
+    import ansible_runner
     import yaml
-    from ansible.plugins.loader import action_loader, init_plugin_loader, module_loader
 
     def keys(node: object):
         if isinstance(node, dict):
@@ -83,14 +84,15 @@ def unresolved_modules(playbooks: Path) -> tuple[list[str], list[str]]:
             for value in node:
                 yield from keys(value)
 
-    init_plugin_loader()
     names: set[str] = set()
     for path in playbooks.rglob("*.yml"):
         names |= set(keys(yaml.safe_load(path.read_text(encoding="utf-8"))))
-    missing = [name for name in sorted(names)
-               if not module_loader.find_plugin_with_context(name).resolved
-               and not action_loader.find_plugin_with_context(name).resolved]
-    return sorted(names), missing
+    # ansible-doc is the venv's own, beside this interpreter
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent),
+                                          os.environ.get("PATH", "")])
+    known, _errors = ansible_runner.get_plugin_list(plugin_type="module",
+                                                    response_format="json", quiet=True)
+    return sorted(names), [name for name in sorted(names) if name not in known]
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from migrate.errors import EXIT_ENVIRONMENT, EnvironmentNotReady, StageFailed
 from migrate.provision import EventTracker, _stage_failed
 from migrate.stackplan import select_system
 from tests.conftest import EXAMPLE_ESTATE
-from tests.stacks.test_openstack_preview import check_against_schema
+from tests.stacks.test_openstack_preview import Recording, check_against_schema
 
 pytestmark = pytest.mark.filterwarnings(
     r"ignore:openstack\..* has been deprecated:DeprecationWarning")
@@ -33,10 +33,11 @@ NO_RESULTS = ("Your query returned no results. Please change your search criteri
 PROJECT = "project-1"
 
 
-class Cloud(pulumi.runtime.Mocks):
+class Cloud(Recording):
     """What the cloud holds; every quota unlimited unless a test sets it."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.images = {"debian-12-hardened": {"minDiskGb": 10}}
         self.flavors = {"c4m8": (4, 8192), "c8m16": (8, 16384)}
         self.networks = {"egov-ext": True, "tenant": False}
@@ -47,15 +48,6 @@ class Cloud(pulumi.runtime.Mocks):
                        "maxTotalRamSize": -1, "totalRamUsed": 4096}
         self.network_quota = {"port": -1, "securityGroup": -1, "securityGroupRule": -1}
         self.volume_quota = {"volumes": -1, "gigabytes": -1, "perVolumeGigabytes": -1}
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-        self.calls: list[pulumi.runtime.MockCallArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.resources.append(args)
-        if args.typ == "pulumi:pulumi:StackReference":
-            return [args.name, {"name": args.name, "outputs": {
-                "network_id": "network-id", "subnet_id": "subnet-id"}}]
-        return [f"id-of-{args.name}", dict(args.inputs)]
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.calls.append(args)

@@ -17,6 +17,8 @@ import pytest
 import yaml
 
 from migrate.errors import EnvironmentNotReady
+from migrate.provision import ProvisionSettings
+from migrate.targets.openstack import scrubbed_environment
 from migrate.testcloud import api, services
 from migrate.testcloud import image as tc_image
 from migrate.testcloud import machine as tc_machine
@@ -59,6 +61,24 @@ def holding_again(session: api.Session, before: dict[str, set[str]],
         if now == before or time.monotonic() > deadline:
             return now
         time.sleep(2.0)
+
+
+def openstack_settings(estate_dir: Path, plan_file: Path, clouds_yaml: Path,
+                       authorized_keys: str | None = None,
+                       preflight: bool = False) -> ProvisionSettings:
+    """Stack settings for an estate on the test cloud, as the OpenStack target makes them:
+    the clouds.yaml entry by name, every other OS_* variable of the shell removed."""
+    passphrase = estate_dir / "pulumi-passphrase"
+    if not passphrase.exists():
+        passphrase.write_text("the test cloud's stacks, protects nothing real\n")
+        passphrase.chmod(0o600)
+    config = {"openstack:cloud": services.CLOUD_NAME}
+    if authorized_keys:
+        config["migrate:authorized_keys"] = authorized_keys
+    return ProvisionSettings(
+        "openstack", estate_dir / ".migrate", plan_file, passphrase, config,
+        env={**scrubbed_environment(os.environ), "OS_CLIENT_CONFIG_FILE": str(clouds_yaml)},
+        preflight=preflight)
 
 
 @pytest.fixture(scope="session")

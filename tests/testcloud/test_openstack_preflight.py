@@ -9,7 +9,6 @@ module brings the network stack of the estate up first and destroys it at the en
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,9 +18,9 @@ import pytest
 
 from migrate import pipeline
 from migrate.errors import EXIT_ENVIRONMENT, EnvironmentNotReady
-from migrate.provision import Provisioner, ProvisionSettings, targets_for
-from migrate.testcloud import api, services
-from tests.testcloud.conftest import cloud_resources, holding_again
+from migrate.provision import Provisioner, targets_for
+from migrate.testcloud import api
+from tests.testcloud.conftest import cloud_resources, holding_again, openstack_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
@@ -29,20 +28,6 @@ ESTATE = Path(__file__).resolve().parent / "estate"
 SYSTEM = "mzj-shjz"
 MISSING_IMAGE = "migrate-no-such-image"
 MISSING_FLAVOR = "tc.no-such-flavor"
-
-def settings_for(state_home: Path, plan_file: Path, clouds_yaml: Path,
-                 preflight: bool = False) -> ProvisionSettings:
-    passphrase = state_home / "pulumi-passphrase"
-    if not passphrase.exists():
-        passphrase.write_text("the test cloud's stacks, protects nothing real\n")
-        passphrase.chmod(0o600)
-    scrubbed: dict[str, str | None] = {name: None for name in os.environ
-                                       if name.startswith("OS_")}
-    return ProvisionSettings(
-        "openstack", state_home / ".migrate", plan_file, passphrase,
-        config={"openstack:cloud": services.CLOUD_NAME},
-        env={**scrubbed, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml)}, preflight=preflight)
-
 
 def planned(folder: Path) -> tuple[dict, Path]:
     outcome = pipeline.make_plan(pipeline.open_estate(folder))
@@ -81,8 +66,8 @@ def clouds(tmp_path_factory: pytest.TempPathFactory, clouds_yaml: Path,
     plan, plan_file = planned(root / "estate")
     lacking_plan, lacking_file = planned(root / "lacking")
     assert lacking_plan["systems"][0]["instances"][0]["flavor"] == MISSING_FLAVOR
-    ready = Provisioner(settings_for(root / "estate", plan_file, clouds_yaml))
-    lacking = Provisioner(settings_for(root / "estate", lacking_file, clouds_yaml))
+    ready = Provisioner(openstack_settings(root / "estate", plan_file, clouds_yaml))
+    lacking = Provisioner(openstack_settings(root / "estate", lacking_file, clouds_yaml))
     networks, systems = targets_for(plan, [SYSTEM])
     before = cloud_resources(session)
     try:
@@ -126,7 +111,7 @@ def test_a_fresh_estate_is_checked_whole_before_its_first_stack_changes(
     shutil.copytree(ESTATE, folder)
     without_image_and_flavor(folder)
     plan, plan_file = planned(folder)
-    fresh = Provisioner(settings_for(folder, plan_file, clouds_yaml, preflight=True))
+    fresh = Provisioner(openstack_settings(folder, plan_file, clouds_yaml, preflight=True))
     networks, systems = targets_for(plan, [SYSTEM])
     held = cloud_resources(session)
     for operation in ("preview", "up"):

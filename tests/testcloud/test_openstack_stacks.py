@@ -12,7 +12,6 @@ the resources it held before.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -25,12 +24,12 @@ from typing import Any
 import pytest
 
 from migrate import pipeline
-from migrate.provision import Provisioner, ProvisionSettings, StackResult, targets_for
+from migrate.provision import Provisioner, StackResult, targets_for
 from migrate.sandbox import machines, network
 from migrate.targets import load_target
 from migrate.targets.openstack_console import host_keys_from_console
-from migrate.testcloud import api, routes, services
-from tests.testcloud.conftest import cloud_resources, holding_again
+from migrate.testcloud import api, routes
+from tests.testcloud.conftest import cloud_resources, holding_again, openstack_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
@@ -62,20 +61,6 @@ def operator_key(folder: Path) -> Path:
     return key
 
 
-def openstack_settings(estate_dir: Path, plan_file: Path, clouds_yaml: Path,
-                       key: Path) -> ProvisionSettings:
-    passphrase = estate_dir / "pulumi-passphrase"
-    passphrase.write_text("the test cloud's stacks, protects nothing real\n")
-    passphrase.chmod(0o600)
-    scrubbed: dict[str, str | None] = {name: None for name in os.environ
-                                       if name.startswith("OS_")}
-    return ProvisionSettings(
-        "openstack", estate_dir / ".migrate", plan_file, passphrase,
-        config={"openstack:cloud": services.CLOUD_NAME,
-                "migrate:authorized_keys": key.with_suffix(".pub").read_text()},
-        env={**scrubbed, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml)})
-
-
 @pytest.fixture(scope="module")
 def applied(tmp_path_factory: pytest.TempPathFactory, clouds_yaml: Path,
             session: api.Session) -> Iterator[Applied]:
@@ -89,7 +74,9 @@ def applied(tmp_path_factory: pytest.TempPathFactory, clouds_yaml: Path,
     progress: list[str] = []
     key = operator_key(folder.parent)
     provisioner = Provisioner(
-        openstack_settings(folder, outcome.path.resolve(), clouds_yaml, key), progress.append)
+        openstack_settings(folder, outcome.path.resolve(), clouds_yaml,
+                           authorized_keys=key.with_suffix(".pub").read_text()),
+        progress.append)
     networks, systems = targets_for(plan, [SYSTEM])
     zones = [zone.cidr for zone in estate.settings.cloud.zones.values()]
     state = Applied(plan, system, provisioner, networks, systems, [], before, zones, key,
