@@ -3,9 +3,9 @@ only here do domain exceptions become messages and exit codes (README, "Exit cod
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -16,7 +16,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table as RichTable
 
 from migrate import __version__, pipeline, schema
 from migrate.census_report import census_tables
@@ -30,7 +29,9 @@ from migrate.errors import (
     Problem,
 )
 from migrate.journal import JournalCorrupt
+from migrate.loader import find_manifests
 from migrate.state import journal_for
+from migrate.tables import FittingTable, fitting_table
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
@@ -54,8 +55,10 @@ def require_estate(context: click.Context, param: click.Parameter, value: Path |
 ESTATE = click.argument("estate", type=click.Path(file_okay=False, path_type=Path),
                         required=True, envvar=ESTATE_ENV, default=estate_here,
                         callback=require_estate)
+OUTPUT_ENV = "MIGRATE_OUTPUT"
 OUTPUT_FORMAT = click.option("--output", "-o", type=click.Choice(["table", "json"]),
-                             default="table", show_default=True,
+                             default="table", show_default=True, envvar=OUTPUT_ENV,
+                             show_envvar=True,
                              help="table for people, json for CI (one document, errors too).")
 
 
@@ -189,19 +192,10 @@ def emit_validation(estate: Path) -> int:
     return 0
 
 
-KEY_COLUMNS = ("id", "system", "stack", "machine", "check", "run", "wave", "census",
-               "disposition")
-
-
-def rich_table(title: str, columns: tuple[str, ...] | list[str], rows: Any) -> RichTable:
-    """The first column and the key columns never wrap (a folded id cannot be copied); the
-    text columns give way."""
-    table = RichTable(title=title, title_justify="left", show_lines=False)
-    for index, column in enumerate(columns):
-        table.add_column(column, overflow="fold", no_wrap=index == 0 or column in KEY_COLUMNS)
-    for row in rows:
-        table.add_row(*[str(c) for c in row])
-    return table
+def rich_table(title: str, columns: tuple[str, ...] | list[str], rows: Any) -> FittingTable:
+    """A table laid out for the terminal's width (80 columns too): ids are never folded;
+    too wide, one record per row (migrate.tables)."""
+    return fitting_table(title, columns, rows)
 
 
 @cli.command()
@@ -323,8 +317,8 @@ def complete_system_ids(context: click.Context, _param: click.Parameter,
         os.environ.get(ESTATE_ENV) or estate_here()
     if estate is None:
         return []
-    ids = (manifest_id(p) for p in sorted(Path(estate, "systems").glob("*.yaml")))
-    return [i for i in ids if i and i.startswith(incomplete)]
+    ids = (manifest_id(p) for p in find_manifests(Path(estate)))  # any depth, as validate
+    return sorted({i for i in ids if i and i.startswith(incomplete)})
 
 
 SYSTEMS = click.option("--system", "systems", multiple=True, metavar="ID",
@@ -347,9 +341,12 @@ def confirm_or_refuse(question: str, yes: bool) -> None:
         raise click.exceptions.Abort()
 
 
-def print_stack_results(outcome: Any, output: str) -> None:
+def print_stack_results(outcome: Any, output: str, diff: bool = False) -> None:
     if output == "json":
         emit_json(outcome.as_dict())
+        return
+    if diff:
+        print_stack_diff(outcome, out)
         return
     rows = []
     for result in outcome.results:
@@ -358,6 +355,25 @@ def print_stack_results(outcome: Any, output: str) -> None:
     out.print(rich_table(f"{outcome.operation}", ("stack", "resources", "time", "note"), rows))
     out.print("changes made" if outcome.changed and outcome.operation != "preview"
               else "changes planned" if outcome.changed else "no changes")
+
+
+def print_stack_diff(outcome: Any, console: Console) -> None:
+    """Each resource a preview would change: create, update (with the properties that
+    differ), replace (with those that force it) or delete; and the stacks it could not see
+    yet."""
+    rows = [(result.stack, step["op"], step["name"], (step["type"] or "").split(":")[-1],
+             ", ".join(step["properties"])) for result in outcome.results
+            for step in result.resources]
+    rows += [(result.stack, "-", "", "", result.note) for result in outcome.results
+             if result.note]
+    console.print(rich_table("Resources that would change", ("stack", "change", "resource",
+                                                             "type", "properties"), rows))
+    counts: dict[str, int] = {}
+    for result in outcome.results:
+        for step in result.resources:
+            counts[step["op"]] = counts.get(step["op"], 0) + 1
+    console.print(", ".join(f"{n} to {op}" for op, n in sorted(counts.items()))
+                  or "no changes", highlight=False)
 
 
 def stage_progress(line: str) -> None:
@@ -378,24 +394,31 @@ def scope_of(loaded: Any, systems: tuple[str, ...], wave: int | None) -> tuple[s
 
 def run_stack_command(estate: Path, operation: str, systems: tuple[str, ...], output: str,
                       question: str | None = None, yes: bool = False,
-                      wave: int | None = None) -> None:
+                      wave: int | None = None, diff: bool = False) -> None:
     loaded = pipeline.open_estate(estate)
+    chosen = list(scope_of(loaded, systems, wave))
     if question:
+        if operation == "provision" and not yes and sys.stdin.isatty():  # it will ask
+            print_stack_diff(pipeline.run_stacks(loaded, "preview", chosen, stage_progress),
+                             err)
         confirm_or_refuse(question.format(scope=scope_text(systems, wave),
                                           cloud=loaded.settings.cloud.target), yes)
-    outcome = pipeline.run_stacks(loaded, operation, list(scope_of(loaded, systems, wave)),
-                                  stage_progress)
-    print_stack_results(outcome, output)
+    outcome = pipeline.run_stacks(loaded, operation, chosen, stage_progress)
+    print_stack_results(outcome, output, diff)
 
 
 @cli.command()
 @ESTATE
 @SYSTEMS
 @WAVE
+@click.option("--diff", is_flag=True,
+              help="Each resource that would change, and how, instead of counts per stack.")
 @OUTPUT
-def preview(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> None:
-    """Show what provisioning would create, change or delete (pulumi preview per stack)."""
-    run_stack_command(estate, "preview", systems, output, wave=wave)
+def preview(estate: Path, systems: tuple[str, ...], wave: int | None, diff: bool,
+            output: str) -> None:
+    """Show what provisioning would create, change or delete (pulumi preview per stack).
+    provision shows the same resource list before it asks."""
+    run_stack_command(estate, "preview", systems, output, wave=wave, diff=diff)
 
 
 @cli.command()
@@ -566,9 +589,9 @@ def use_operator(_context: click.Context, _param: click.Parameter, name: str | N
 
 
 OPERATOR = click.option("--operator", metavar="NAME", default=None, expose_value=False,
-                        callback=use_operator,
+                        callback=use_operator, envvar="MIGRATE_OPERATOR", show_envvar=True,
                         help="Your name, recorded on each journal entry [default: "
-                             "MIGRATE_OPERATOR, else ~/.config/migrate/operator].")
+                             "~/.config/migrate/operator].")
 
 
 @cli.command()
@@ -589,7 +612,7 @@ def rollback(estate: Path, systems: tuple[str, ...], wave: int | None, check: bo
     """Return service to the source exactly as it was before the cutover; idempotent."""
     if not (check or yes) and sys.stdin.isatty() and not click.confirm(
             f"Roll back {scope_text(systems, wave)}? The targets stop serving; the sources "
-            "serve again.", default=False):
+            "serve again.", default=False, err=True):  # stdout: the answer only
         raise click.exceptions.Abort()
     return run_move_command(estate, "rollback", systems, output, wave=wave, check=check,
                             reason=(reason or "").strip() or None)
@@ -615,6 +638,7 @@ def decommission(estate: Path, systems: tuple[str, ...], wave: int | None, yes: 
 @WAVE
 @YES
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+              envvar="MIGRATE_WORKERS", show_envvar=True,
               help="Systems of a wave at once [default: min(systems, max(2, cores))].")
 @OUTPUT
 def run_command(estate: Path, systems: tuple[str, ...], wave: int | None, yes: bool,
@@ -749,13 +773,14 @@ def ask_to_trust(check: Any) -> bool:
     where, key = check.target.label(), f"{check.offered.key_type} {check.offered.fingerprint}"
     if check.state == "new":
         return click.confirm(f"{where} offers {key}. Is that its key (check on the host: "
-                             "ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub)?", default=False)
+                             "ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub)?", default=False,
+                             err=True)  # stdout: the answer only
     err.print(f"[bold red]HOST KEY CHANGED[/bold red] for {where}: it offers {key}; recorded "
               + ", ".join(f"{k.key_type} {k.fingerprint}" for k in check.recorded), highlight=False)
     err.print("Someone may be intercepting the connection. Replace the recorded key only if "
               "you know why it changed.", highlight=False)
     typed = click.prompt("Type the new fingerprint to replace it (empty: keep the old key)",
-                         default="", show_default=False)
+                         default="", show_default=False, err=True)
     return typed.strip() in (check.offered.fingerprint,
                              check.offered.fingerprint.removeprefix("SHA256:"))
 
@@ -957,9 +982,10 @@ def verify_archive(archive: Path, public: str | None, checkpoints: list[Path],
 @ESTATE
 @click.option("--to", "to_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write the PEM here [default: print it].")
-def audit_key(estate: Path, to_file: Path | None) -> None:
+@OUTPUT
+def audit_key(estate: Path, to_file: Path | None, output: str) -> None:
     """The public key the estate's journal is signed with (PEM), for auditors."""
-    from migrate.signing import public_pem
+    from migrate.signing import key_id, public_pem
 
     journal = journal_for(pipeline.open_estate(estate))
     public = journal.public_key()
@@ -967,6 +993,12 @@ def audit_key(estate: Path, to_file: Path | None) -> None:
         raise JournalCorrupt("the journal is not signed (legacy or empty): it has no key",
                              "run any command that journals (e.g. 'migrate plan') to begin "
                              "signing")
+    if output == "json":
+        if to_file is not None:
+            to_file.write_text(public_pem(public), encoding="utf-8")
+        emit_json({"public_key": public, "key_id": key_id(public), "pem": public_pem(public),
+                   "file": str(to_file) if to_file else None})
+        return
     write_or_print(public_pem(public), to_file)
 
 
@@ -974,7 +1006,8 @@ def audit_key(estate: Path, to_file: Path | None) -> None:
 @ESTATE
 @click.option("--to", "to_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Append it to this file [default: print it].")
-def audit_checkpoint(estate: Path, to_file: Path | None) -> None:
+@OUTPUT
+def audit_checkpoint(estate: Path, to_file: Path | None, output: str) -> None:
     """The latest signed checkpoint (entry count and head hash), to record somewhere the
     estate's operators cannot change (e.g. the bureau's mail); verify with --checkpoint."""
     journal = journal_for(pipeline.open_estate(estate))
@@ -983,12 +1016,16 @@ def audit_checkpoint(estate: Path, to_file: Path | None) -> None:
     if not lines:
         raise JournalCorrupt("the journal has no checkpoints (unsigned or empty)",
                              "run any command that journals to begin signing")
-    if to_file is None:
+    if to_file is not None:
+        with open(to_file, "a", encoding="utf-8") as handle:
+            handle.write(lines[-1] + "\n")
+    if output == "json":
+        emit_json({"checkpoint": json.loads(lines[-1]),
+                   "file": str(to_file) if to_file else None})
+    elif to_file is None:
         click.echo(lines[-1])
-        return
-    with open(to_file, "a", encoding="utf-8") as handle:
-        handle.write(lines[-1] + "\n")
-    out.print(f"checkpoint appended to {to_file}", highlight=False)
+    else:
+        out.print(f"checkpoint appended to {to_file}", highlight=False)
 
 
 def write_or_print(text: str, to_file: Path | None) -> None:
@@ -1021,7 +1058,7 @@ def evidence_export(estate: Path, archive: Path, as_of: Any, as_json: bool) -> N
 
     exported = export_estate(pipeline.open_estate(estate), archive,
                              as_date(as_of) or date.today())
-    if as_json:
+    if as_json or os.environ.get(OUTPUT_ENV) == "json":
         emit_json(exported.as_dict())
         return
     out.print(f"evidence bundle written to {exported.path}: {exported.files} files in its "
@@ -1054,14 +1091,27 @@ def report_error(error: MigrateError, output: str) -> None:
         err.print(f"({type(error).__name__}, exit {error.exit_code})", highlight=False)
 
 
-JSON_SPELLINGS = ("--output=json", "-ojson", "-o=json", "--json")  # --json: evidence export
+SHORT_OUTPUT = re.compile(r"-[hvy]*o=?(.*)")  # -o json, -ojson, -vojson, -vo json
 
 
 def wants_json(argv: list[str]) -> bool:
-    """Whether JSON was asked for, in every spelling Click accepts: the error boundary needs
-    it also when parsing failed."""
-    return any(a in JSON_SPELLINGS or (a in ("--output", "-o") and b == "json")
-               for a, b in itertools.pairwise([*argv, ""]))
+    """Whether JSON was asked for, in every spelling Click accepts (the last one given wins,
+    as in Click), else by MIGRATE_OUTPUT: the error boundary needs it also when parsing
+    failed."""
+    chosen, flag = None, False
+    tokens = iter(argv)
+    for token in tokens:
+        short = SHORT_OUTPUT.fullmatch(token)
+        if token == "--":
+            break
+        if token == "--output":
+            chosen = next(tokens, "")
+        elif token.startswith("--output="):
+            chosen = token.removeprefix("--output=")
+        elif short:
+            chosen = short.group(1) or next(tokens, "")
+        flag = flag or token == "--json"  # evidence export (its --output is the archive)
+    return flag or (os.environ.get(OUTPUT_ENV) if chosen is None else chosen) == "json"
 
 
 class Aborted(MigrateError):

@@ -68,6 +68,9 @@ class StackResult:
     outputs: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     note: str | None = None
+    # Each resource the operation changes (or would): op, type, name, and the properties
+    # that differ (for a replacement: those that force it).
+    resources: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -76,7 +79,8 @@ class StackResult:
     def as_dict(self) -> dict:
         return {"stack": self.stack, "operation": self.operation, "changes": self.changes,
                 "changed": self.changed, "outputs": self.outputs,
-                "seconds": round(self.seconds, 2), "note": self.note}
+                "seconds": round(self.seconds, 2), "note": self.note,
+                "resources": self.resources}
 
 
 @dataclass
@@ -313,7 +317,7 @@ class Provisioner:
         except self.auto.CommandError as error:
             raise _stage_failed(target.name, operation, error, tracker) from None
         return StackResult(target.name, operation, result[0], result[1],
-                           time.monotonic() - started)
+                           time.monotonic() - started, resources=tracker.resources)
 
     def _with_recovery(self, stack: Any, target: StackTarget, operation: str,
                        tracker: EventTracker) -> tuple[dict, dict]:
@@ -462,6 +466,11 @@ def _follow_events(log: Path, tracker: EventTracker, stop: threading.Event) -> N
                 time.sleep(0.05)
 
 
+UNCHANGED_STEPS = ("same", "read", "refresh", "discard", "read-replacement",
+                   "discard-replaced", "remove-pending-replace")
+REPLACEMENT_STEPS = ("replace", "create-replacement", "delete-replaced")
+
+
 class EventTracker:
     """Turns engine events into progress lines; remembers errors per resource, the change
     summary and the stack's outputs."""
@@ -473,12 +482,16 @@ class EventTracker:
         self.errors: list[tuple[str | None, str]] = []
         self.changes: dict[str, int] = {}
         self.outputs: dict[str, Any] = {}
+        self.resources: list[dict[str, Any]] = []
+        self._by_urn: dict[str, dict[str, Any]] = {}
 
     def __call__(self, event: Any) -> None:
         """An event of the Automation API (preview)."""
         if event.res_outputs_event is not None:
             metadata = event.res_outputs_event.metadata
             self._resource_done(metadata.op.value, metadata.urn)
+            self._step(metadata.op.value, metadata.urn, metadata.type,
+                       [*(metadata.keys or []), *(metadata.diffs or [])])
         elif event.diagnostic_event is not None:
             diagnostic = event.diagnostic_event
             self._diagnostic(diagnostic.severity, diagnostic.urn, diagnostic.message)
@@ -488,6 +501,8 @@ class EventTracker:
         if "resOutputsEvent" in event:
             metadata = event["resOutputsEvent"]["metadata"]
             self._resource_done(metadata.get("op", "?"), metadata.get("urn"))
+            self._step(metadata.get("op", "?"), metadata.get("urn"), metadata.get("type"),
+                       [*(metadata.get("keys") or []), *(metadata.get("diffs") or [])])
             if metadata.get("type") == "pulumi:pulumi:Stack":
                 self.outputs = dict((metadata.get("new") or {}).get("outputs") or {})
         elif "diagnosticEvent" in event:
@@ -500,6 +515,20 @@ class EventTracker:
     def _resource_done(self, op: str, urn: str | None) -> None:
         self.done += 1
         self.progress(f"{self.stack}: {op} {_short_urn(urn)} ({self.done} done)")
+
+    def _step(self, op: str, urn: str | None, kind: str | None, properties: list[str]) -> None:
+        """A resource the operation changes, once (the steps of a replacement are one
+        "replace"); the engine's own (the stack, providers, stack references) and unchanged
+        ones are left out."""
+        if op in UNCHANGED_STEPS or not urn or (kind or "").startswith("pulumi:"):
+            return
+        op = "replace" if op in REPLACEMENT_STEPS else op
+        known = self._by_urn.get(urn)
+        if known is None:
+            known = self._by_urn[urn] = {"op": op, "type": kind, "name": urn.split("::")[-1],
+                                         "properties": []}
+            self.resources.append(known)
+        known["properties"] = sorted({*known["properties"], *properties})
 
     def _diagnostic(self, severity: str | None, urn: str | None, message: str) -> None:
         if severity == "error":

@@ -197,3 +197,61 @@ def test_the_live_run_table_keeps_ids_whole_at_80_columns():
     assert all(len(line) <= 80 for line in lines)
     rows = [line for line in lines if "zrj-bdcdj" in line or "wjw-fybj" in line]
     assert len([r for r in rows if "│" in r]) == 2  # one line each, ids whole
+
+
+def test_completion_of_system_ids_in_nested_folders_and_yml(monkeypatch, run_cli, estate):
+    health = estate / "systems" / "health"
+    health.mkdir()
+    (estate / "systems" / "wjw-fybj.yaml").rename(health / "wjw-fybj.yml")
+    assert run_cli("validate", estate).code == 0  # validate finds it there
+    assert complete(monkeypatch, run_cli, f"migrate verify {estate} --system wjw", 4) == \
+        ["wjw-fybj"]
+
+
+class Stop(Exception):
+    """Raised by a stand-in to end the command once it has what the test looks at."""
+
+
+def test_migrate_workers_is_run_s_default_and_the_command_line_wins(monkeypatch, run_cli,
+                                                                    estate):
+    from migrate import run as runs
+
+    seen = []
+
+    def record(_estate, _arg, _wave, _systems, _display, workers):
+        seen.append(workers)
+        raise Stop
+
+    monkeypatch.delenv("MIGRATE_DEBUG", raising=False)
+    monkeypatch.setattr(runs, "run_estate", record)
+    monkeypatch.setenv("MIGRATE_WORKERS", "3")
+    run_cli("run", estate, "--yes")
+    run_cli("run", estate, "--yes", "--workers", "1")
+    assert seen == [3, 1]
+    monkeypatch.setenv("MIGRATE_WORKERS", "0")
+    refused = run_cli("run", estate, "--yes")
+    assert refused.code == 2 and "MIGRATE_WORKERS" in refused.stderr
+
+
+def test_migrate_operator_is_the_default_of_operator(monkeypatch, run_cli, estate):
+    from migrate.signing import operator_name
+
+    monkeypatch.setenv("MIGRATE_OPERATOR", "\x07")
+    result = run_cli("runbook", estate)
+    assert result.code == 2 and "MIGRATE_OPERATOR" in result.stderr
+    monkeypatch.setenv("MIGRATE_OPERATOR", "张伟")
+    assert run_cli("runbook", estate, "--operator", "李娜").code == 0
+    assert operator_name() == "李娜"
+
+
+@pytest.mark.parametrize(("command", "variables"), [
+    (("validate",), ["MIGRATE_OUTPUT"]),
+    (("run",), ["MIGRATE_OUTPUT", "MIGRATE_WORKERS"]),
+    (("report",), ["MIGRATE_OUTPUT", "MIGRATE_OPERATOR"]),
+    (("audit", "key"), ["MIGRATE_OUTPUT"]),
+])
+def test_help_names_the_variable_of_each_option_that_has_one(run_cli, command, variables):
+    result = run_cli(*command, "--help")
+    assert result.code == 0
+    text = " ".join(result.stdout.split())
+    assert all(f"env var: {v}" in text for v in variables), text

@@ -137,3 +137,76 @@ def test_init_answers_with_its_files(run_cli, tmp_path):
     result = run_cli("init", tmp_path / "new", "-o", "json")
     assert result.code == 0, result.stderr
     assert len(only_document(result)["files"]) == 3
+
+
+@pytest.mark.parametrize("spelling", [("-vojson",), ("-vo", "json"), ("-o", "table", "-ojson")])
+def test_a_usage_error_is_json_with_short_options_combined_and_the_last_output_winning(
+        run_cli, estate, spelling):
+    result = run_cli("plan", estate, "--colour", *spelling)
+    assert result.code == 2
+    assert only_document(result)["error"]["type"] == "UsageError"
+
+
+def test_the_last_output_given_wins_for_errors_too(run_cli, estate):
+    result = run_cli("plan", estate, "--colour", "-o", "json", "--output", "table")
+    assert result.code == 2
+    assert result.stdout == "" and "No such option" in result.stderr
+
+
+def test_migrate_output_json_is_the_default_of_every_command(run_cli, estate, monkeypatch):
+    monkeypatch.setenv("MIGRATE_OUTPUT", "json")
+    assert only_document(run_cli("validate", estate))["valid"] is True
+    usage = run_cli("plan", estate, "--colour")
+    assert usage.code == 2 and only_document(usage)["error"]["type"] == "UsageError"
+    table = run_cli("validate", estate, "-o", "table")
+    assert table.code == 0 and table.stdout.startswith("valid: 10 systems")
+
+
+def test_a_migrate_output_that_is_no_format_is_a_usage_error_naming_it(run_cli, estate,
+                                                                      monkeypatch):
+    monkeypatch.setenv("MIGRATE_OUTPUT", "yaml")
+    result = run_cli("validate", estate)
+    assert result.code == 2 and "MIGRATE_OUTPUT" in result.stderr
+
+
+class TerminalInput(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_rollback_question_stays_off_stdout(run_cli, estate, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", TerminalInput("n\n"))
+    result = run_cli("rollback", estate, "--system", "wjw-fybj", "-o", "json")
+    assert result.code == 1
+    assert only_document(result)["error"]["type"] == "Aborted"
+    assert "Roll back wjw-fybj?" in result.stderr
+
+
+def test_the_trust_questions_stay_off_stdout(capsys, monkeypatch):
+    from types import SimpleNamespace
+
+    from migrate import cli
+
+    offered = SimpleNamespace(key_type="ssh-ed25519", fingerprint="SHA256:new")
+    check = SimpleNamespace(target=SimpleNamespace(label=lambda: "10.0.0.5"), offered=offered,
+                            recorded=[SimpleNamespace(key_type="ssh-ed25519",
+                                                      fingerprint="SHA256:old")])
+    monkeypatch.setattr(sys, "stdin", TerminalInput("n\n\n"))
+    assert cli.ask_to_trust(SimpleNamespace(**vars(check), state="new")) is False
+    assert cli.ask_to_trust(SimpleNamespace(**vars(check), state="changed")) is False
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "offers ssh-ed25519 SHA256:new" in captured.err and "Type the new" in captured.err
+
+
+def test_audit_key_and_checkpoint_answer_in_json(run_cli, estate, tmp_path):
+    assert run_cli("plan", estate).code == 0  # journals: the journal is signed from here
+    key = only_document(run_cli("audit", "key", estate, "-o", "json"))
+    verified = only_document(run_cli("audit", "verify", estate, "-o", "json"))
+    assert key["public_key"] == verified["public_key"] and key["key_id"] == verified["key_id"]
+    assert key["pem"].startswith("-----BEGIN PUBLIC KEY-----") and key["file"] is None
+    handed = tmp_path / "bureau.jsonl"
+    result = run_cli("audit", "checkpoint", estate, "--to", handed, "-o", "json")
+    checkpoint = only_document(result)["checkpoint"]
+    assert checkpoint["head_hash"] == verified["last_hash"]
+    assert json.loads(handed.read_text(encoding="utf-8")) == checkpoint
