@@ -26,6 +26,7 @@ from migrate.errors import (
     EnvironmentNotReady,
     InvalidInput,
     MigrateError,
+    PlanChanged,
     Problem,
 )
 from migrate.journal import JournalCorrupt
@@ -265,7 +266,8 @@ def plan(estate: Path, output: str, as_of: Any, out_path: Path | None) -> None:
 @click.option("--reference", is_flag=True, help="Print the manifest reference (Markdown).")
 @OUTPUT
 def schema_command(folder: Path | None, reference: bool, output: str) -> None:
-    """Write the JSON Schemas of migrate.yaml and systems/*.yaml into FOLDER (default: .)."""
+    """Write the JSON Schemas of migrate.yaml, systems/*.yaml and plan.json into FOLDER
+    (default: .)."""
     if reference:
         if output == "json":
             emit_json({"reference": schema.reference_markdown()})
@@ -386,24 +388,48 @@ def scope_text(systems: tuple[str, ...], wave: int | None) -> str:
     return " and ".join(parts) or "every planned system"
 
 
-def scope_of(loaded: Any, systems: tuple[str, ...], wave: int | None) -> tuple[str, ...]:
+def scope_of(loaded: Any, systems: tuple[str, ...], wave: int | None,
+             planned: Any = None) -> tuple[str, ...]:
     if wave is None:
         return systems
-    return tuple(dict.fromkeys((*systems, *pipeline.systems_of_wave(loaded, wave))))
+    return tuple(dict.fromkeys((*systems, *pipeline.systems_of_wave(loaded, wave, planned))))
+
+
+def planned_for(loaded: Any, *, apply: bool = False, replan: bool = False) -> Any:
+    """The command's one plan (pipeline.stage_plan), handed to every stage it calls; what
+    it says about the plan goes to stderr."""
+    planned = pipeline.stage_plan(loaded, apply=apply, replan=replan)
+    if planned.note:
+        err.print(f"note: {planned.note}", markup=False, highlight=False)
+    if planned.drift:
+        err.print(f"warning: the estate no longer matches the reviewed plan {planned.path} "
+                  f"({'; '.join(planned.drift)}): used as reviewed; 'migrate plan "
+                  f"{loaded.display}' re-plans", markup=False, highlight=False)
+    return planned
+
+
+REPLAN = click.option("--replan", is_flag=True,
+                      help="Re-plan first and apply the estate as it is now, instead of "
+                           "refusing when it no longer matches the reviewed plan.json.")
 
 
 def run_stack_command(estate: Path, operation: str, systems: tuple[str, ...], output: str,
                       question: str | None = None, yes: bool = False,
-                      wave: int | None = None, diff: bool = False) -> None:
+                      wave: int | None = None, diff: bool = False,
+                      replan: bool = False) -> None:
     loaded = pipeline.open_estate(estate)
-    chosen = list(scope_of(loaded, systems, wave))
-    if question:
+    asked = question and question.format(scope=scope_text(systems, wave),
+                                         cloud=loaded.settings.cloud.target)
+    if asked and not sys.stdin.isatty():  # refused without --yes before anything is written
+        confirm_or_refuse(asked, yes)
+    planned = planned_for(loaded, apply=operation == "provision", replan=replan)
+    chosen = list(scope_of(loaded, systems, wave, planned))
+    if asked:
         if operation == "provision" and not yes and sys.stdin.isatty():  # it will ask
-            print_stack_diff(pipeline.run_stacks(loaded, "preview", chosen, stage_progress),
-                             err)
-        confirm_or_refuse(question.format(scope=scope_text(systems, wave),
-                                          cloud=loaded.settings.cloud.target), yes)
-    outcome = pipeline.run_stacks(loaded, operation, chosen, stage_progress)
+            print_stack_diff(pipeline.run_stacks(loaded, "preview", chosen, stage_progress,
+                                                 planned=planned), err)
+        confirm_or_refuse(asked, yes)
+    outcome = pipeline.run_stacks(loaded, operation, chosen, stage_progress, planned=planned)
     print_stack_results(outcome, output, diff)
 
 
@@ -426,12 +452,15 @@ def preview(estate: Path, systems: tuple[str, ...], wave: int | None, diff: bool
 @SYSTEMS
 @WAVE
 @YES
+@REPLAN
 @OUTPUT
 def provision(estate: Path, systems: tuple[str, ...], wave: int | None, yes: bool,
-              output: str) -> None:
-    """Create or update networks, security groups, machines and volumes (pulumi up)."""
+              replan: bool, output: str) -> None:
+    """Create or update networks, security groups, machines and volumes (pulumi up) as the
+    reviewed plan.json says; refused, naming what changed, when the estate no longer gives
+    that plan (re-plan with 'migrate plan', or --replan)."""
     run_stack_command(estate, "provision", systems, output,
-                      "Provision {scope} on the {cloud} cloud?", yes, wave)
+                      "Provision {scope} on the {cloud} cloud?", yes, wave, replan=replan)
 
 
 @cli.command()
@@ -456,8 +485,9 @@ def register(estate: Path, systems: tuple[str, ...], wave: int | None, output: s
     """Register each migrating system's endpoint and catalogue resources (接入登记, 编目挂接)
     on the data sharing and exchange platform; idempotent."""
     loaded = pipeline.open_estate(estate)
-    results = pipeline.register_systems(loaded, list(scope_of(loaded, systems, wave)),
-                                        stage_progress)
+    planned = planned_for(loaded)
+    results = pipeline.register_systems(loaded, list(scope_of(loaded, systems, wave, planned)),
+                                        stage_progress, planned=planned)
     if output == "json":
         emit_json({"systems": results})
         return
@@ -477,8 +507,9 @@ def verify(estate: Path, systems: tuple[str, ...], wave: int | None, output: str
     """Prove each migrated system works on its targets: services and ports, data equal to
     the recorded evidence, the application, and the exchange platform (联通) from the target."""
     loaded = pipeline.open_estate(estate)
-    results = pipeline.verify_systems(loaded, list(scope_of(loaded, systems, wave)),
-                                      stage_progress)
+    planned = planned_for(loaded)
+    results = pipeline.verify_systems(loaded, list(scope_of(loaded, systems, wave, planned)),
+                                      stage_progress, planned=planned)
     if output == "json":  # one document, the failure in it
         return emit_json_with_error({"stage": "verify", "systems": results},
                                     lambda: pipeline.raise_for_failures("verify", results))
@@ -502,9 +533,11 @@ def run_move_command(estate: Path, stage: str, systems: tuple[str, ...], output:
                      confirmed: bool = False, wave: int | None = None,
                      check: bool = False, reason: str | None = None) -> int:
     loaded = pipeline.open_estate(estate)
+    planned = planned_for(loaded)
     extra = {"reason": reason} if reason else {}
-    results = pipeline.move(loaded, stage, list(scope_of(loaded, systems, wave)),
-                            play_progress, confirmed=confirmed, check=check, **extra)
+    results = pipeline.move(loaded, stage, list(scope_of(loaded, systems, wave, planned)),
+                            play_progress, confirmed=confirmed, check=check, planned=planned,
+                            **extra)
     if output == "json":  # one document, the failure in it
         return emit_json_with_error({"stage": stage, "check": check, "systems": results},
                                     lambda: pipeline.raise_for_failures(stage, results))
@@ -637,15 +670,18 @@ def decommission(estate: Path, systems: tuple[str, ...], wave: int | None, yes: 
 @SYSTEMS
 @WAVE
 @YES
+@REPLAN
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
               envvar="MIGRATE_WORKERS", show_envvar=True,
               help="Systems of a wave at once [default: min(systems, max(2, cores))].")
 @OUTPUT
 def run_command(estate: Path, systems: tuple[str, ...], wave: int | None, yes: bool,
-                workers: int | None, output: str) -> int:
+                replan: bool, workers: int | None, output: str) -> int:
     """The whole pipeline, wave after wave: census, plan, (sandbox up), provision, transfer,
     cutover (verified; rolled back by itself on failure), register, runbooks and report.
-    Systems of a wave move in parallel; a re-run continues where the last one stopped."""
+    Systems of a wave move in parallel; a re-run continues where the last one stopped.
+    It applies the reviewed plan.json (planned first when there is none) and refuses,
+    naming what changed, when the estate no longer gives it (re-plan, or --replan)."""
     from migrate import run as runs
     from migrate.errors import EXIT_STAGE_FAILED, StageFailed
     from migrate.run_display import display_for
@@ -656,7 +692,7 @@ def run_command(estate: Path, systems: tuple[str, ...], wave: int | None, yes: b
                       f"{POSTGRESQL_RESTART}", yes)
     with display_for(err) as display:  # live table on a terminal, stage lines otherwise
         outcome = runs.run_estate(loaded, str(estate), wave, list(systems) or None,
-                                  display, workers)
+                                  display, workers, replan)
     if output == "json":
         emit_json(outcome.as_dict())
         return 0 if outcome.ok else EXIT_STAGE_FAILED
@@ -716,7 +752,8 @@ def runbook_command(estate: Path, out_dir: Path | None, output: str) -> int:
     journal) as Markdown and self-contained HTML. When the journal does not verify, the
     evidence runbooks say so and the command exits 4."""
     loaded = pipeline.open_estate(estate)
-    written = pipeline.write_runbooks(loaded, str(estate), out_dir)
+    written = pipeline.write_runbooks(loaded, str(estate), out_dir,
+                                      planned=planned_for(loaded))
     checked = journal_for(loaded).verify()
     if output == "json":
         return emit_json_with_error({"files": [str(p) for p in written],
@@ -745,7 +782,9 @@ def report_command(estate: Path, as_of: Any, monthly: bool, out_dir: Path | None
     from migrate import report
 
     day = as_date(as_of) or (report.monthly_as_of(date.today()) if monthly else date.today())
-    document, written = pipeline.write_report(pipeline.open_estate(estate), day, out_dir)
+    loaded = pipeline.open_estate(estate)
+    document, written = pipeline.write_report(loaded, day, out_dir,
+                                              planned=planned_for(loaded))
     if output == "json":  # one document, the refusal in it
         return emit_json_with_error({**document, "files": [str(p) for p in written]},
                                     lambda: refuse_unverified_report(document))
@@ -1068,8 +1107,9 @@ def evidence_export(estate: Path, archive: Path, as_of: Any, as_json: bool) -> N
 
 
 def error_fields(error: MigrateError) -> dict:
+    changes = {"changes": error.changes} if isinstance(error, PlanChanged) else {}
     return {"type": type(error).__name__, "message": error.message, "hint": error.hint,
-            "exit_code": error.exit_code}
+            "exit_code": error.exit_code, **changes}
 
 
 def error_document(error: MigrateError) -> dict:

@@ -42,6 +42,15 @@ class GuardRefused(MigrateError):
     exit_code = EXIT_INVALID_INPUT
 
 
+class PlanChanged(GuardRefused):
+    """The estate no longer gives the reviewed plan.json: applying it (provision, run) is
+    refused until it is re-planned; ``changes`` says what differs, one line each."""
+
+    def __init__(self, message: str, changes: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.changes = list(changes)
+
+
 class HostKeyUnknown(GuardRefused):
     """A source host offered an SSH host key that no known_hosts entry names."""
 

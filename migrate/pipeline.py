@@ -20,10 +20,18 @@ from typing import Any
 
 from migrate import census_report
 from migrate.census import CensusResult, ObservedUse, take_census
-from migrate.errors import GuardRefused, InvalidInput, MigrateError, Problem, StageFailed
-from migrate.journal import Verification, digest_bytes, digest_file, verify_journal
+from migrate.errors import (
+    GuardRefused,
+    InvalidInput,
+    MigrateError,
+    PlanChanged,
+    Problem,
+    StageFailed,
+)
+from migrate.journal import Journal, Verification, digest_bytes, digest_file, verify_journal
 from migrate.loader import Estate
-from migrate.plan import PLAN_SCHEMA_VERSION, build_plan, render_plan
+from migrate.plan import PLAN_SCHEMA_VERSION, build_plan, plan_changes, render_plan
+from migrate.plan_document import check_plan_document
 from migrate.provision import (
     Provisioner,
     ProvisionSettings,
@@ -99,10 +107,14 @@ def plan_path(estate: Estate) -> Path:
 
 @dataclass(frozen=True)
 class PlanOutcome:
+    """The plan one command works to, computed once and handed to every stage it calls."""
+
     plan: dict
     census: CensusResult
     path: Path
-    changed: bool
+    changed: bool  # plan.json was (re)written
+    note: str = ""  # what to tell the user: planned first, re-planned
+    drift: tuple[str, ...] = ()  # the estate against plan.json, not applied (see stage_plan)
 
 
 def read_previous_plan(path: Path) -> dict | None:
@@ -130,17 +142,103 @@ def make_plan(estate: Estate, as_of: date | None = None, out: Path | None = None
     if write:
         if changed:
             write_atomically(path, text)
-        journal_for(estate).append(
-            "plan", inputs=estate_inputs(estate),
-            outputs={"plan": str(path), "digest": digest_bytes(text.encode()),
-                     "changed": changed, "waves": plan["waves"]},
-            duration_s=time.monotonic() - started)
+        journal_plan(estate, path, text, plan, changed, started)
     return PlanOutcome(plan, census, path, changed)
 
 
-def systems_of_wave(estate: Estate, wave: int) -> list[str]:
-    """The systems of one wave of the estate's plan (planned afresh, so never stale)."""
-    waves = {w["number"]: w["systems"] for w in make_plan(estate).plan["waves"]}
+def last_plan_digest(journal: Journal) -> str | None:
+    """The digest of the plan the journal's last ``plan`` entry recorded."""
+    digest = None
+    for entry in journal.entries():
+        if entry.get("stage") == "plan":
+            digest = (entry.get("outputs") or {}).get("digest")
+    return digest
+
+
+def journal_plan(estate: Estate, path: Path, text: str, plan: dict, changed: bool,
+                 started: float) -> None:
+    """A ``plan`` entry, only when plan.json was (re)written or the plan differs from the one
+    the journal recorded last: a command, or a re-run, with the same plan adds none."""
+    journal = journal_for(estate)
+    digest = digest_bytes(text.encode())
+    if not changed and last_plan_digest(journal) == digest:
+        return
+    journal.append("plan", inputs=estate_inputs(estate),
+                   outputs={"plan": str(path), "digest": digest, "changed": changed,
+                            "waves": plan["waves"]},
+                   duration_s=time.monotonic() - started)
+
+
+def stage_plan(estate: Estate, *, apply: bool = False, replan: bool = False) -> PlanOutcome:
+    """The plan a stage command works to: the reviewed plan.json, as ``migrate plan`` wrote it.
+
+    With no plan.json yet, the estate is planned first (and ``note`` says so). When the
+    estate still gives the same plan (what provisioning and the moves act on; the census
+    date, the files' digests and the wording of reasons may have moved on), plan.json is
+    used as it is. When it no longer does: with ``replan`` the new plan replaces plan.json;
+    with ``apply`` (provision, run) PlanChanged is raised, naming what changed; otherwise
+    plan.json is used as reviewed and ``drift`` says what the estate changed since."""
+    started = time.monotonic()
+    path = plan_path(estate)
+    census = run_census(estate)
+    stored, mismatch = _stored_plan(path)
+    fresh = build_plan(estate, census, previous=stored)
+    if stored is None and mismatch is None:
+        return _replace_plan(estate, fresh, census, path, started,
+                             f"no plan yet: planned first, written to {path}")
+    changes = [mismatch] if mismatch else plan_changes(stored, fresh)
+    if changes and replan:
+        return _replace_plan(estate, fresh, census, path, started,
+                             f"re-planned ({'; '.join(changes)}), written to {path}")
+    if changes and apply:
+        raise PlanChanged(
+            f"the estate no longer matches the reviewed plan {path}:\n"
+            + "\n".join(f"  - {line}" for line in changes), changes,
+            hint=f"review the new plan with 'migrate plan {estate.display}' (it rewrites "
+                 "plan.json) and run again, or pass --replan to apply the estate as it is now")
+    if stored is None:  # a plan.json of another schema version: nothing to keep using
+        return _replace_plan(estate, fresh, census, path, started,
+                             f"{mismatch}: planned afresh, written to {path}")
+    gone = sorted(s["id"] for s in stored["systems"] if s["id"] not in estate.systems)
+    if gone:  # the reviewed plan cannot be used without its systems' manifests
+        raise InvalidInput([Problem(
+            str(path), None, "systems", f"plans {', '.join(gone)}, whose manifest is gone",
+            f"re-plan ('migrate plan {estate.display}') once the estate is as it should be")],
+            f"the reviewed plan {path} plans systems the estate no longer has")
+    journal_plan(estate, path, path.read_text(encoding="utf-8"), stored, False, started)
+    return PlanOutcome(stored, census, path, False, drift=tuple(changes))
+
+
+def _stored_plan(path: Path) -> tuple[dict | None, str | None]:
+    """plan.json checked against its model, or None; and why it cannot be compared."""
+    if not path.is_file():
+        return None, None
+    stored = read_previous_plan(path)
+    if stored is None:
+        found = json.loads(path.read_text(encoding="utf-8")).get("schema_version")
+        return None, (f"{path.name} is of schema version {found}, this migrate plans "
+                      f"version {PLAN_SCHEMA_VERSION}")
+    check_plan_document(stored, str(path))
+    return stored, None
+
+
+def _replace_plan(estate: Estate, plan: dict, census: CensusResult, path: Path,
+                  started: float, note: str) -> PlanOutcome:
+    text = render_plan(plan)
+    write_atomically(path, text)
+    journal_plan(estate, path, text, plan, True, started)
+    return PlanOutcome(plan, census, path, True, note=note)
+
+
+def plan_or(estate: Estate, planned: PlanOutcome | None) -> PlanOutcome:
+    """The plan the command handed over, else the stage's own (a caller that has none)."""
+    return planned if planned is not None else stage_plan(estate)
+
+
+def systems_of_wave(estate: Estate, wave: int, planned: PlanOutcome | None = None
+                    ) -> list[str]:
+    """The systems of one wave of the plan."""
+    waves = {w["number"]: w["systems"] for w in plan_or(estate, planned).plan["waves"]}
     if wave not in waves:
         raise InvalidInput([], f"the plan has no wave {wave} (waves: "
                                f"{', '.join(map(str, sorted(waves))) or 'none'})")
@@ -188,10 +286,12 @@ class ProvisionOutcome:
 
 
 def run_stacks(estate: Estate, operation: str, system_ids: list[str] | None = None,
-               progress: Callable[[str], None] | None = None) -> ProvisionOutcome:
-    """preview, provision (up) or destroy the stacks of the chosen systems (all by default)."""
+               progress: Callable[[str], None] | None = None,
+               planned: PlanOutcome | None = None) -> ProvisionOutcome:
+    """preview, provision (up) or destroy the stacks of the chosen systems (all by default),
+    to the plan handed over (the stack programs read its plan.json)."""
     started = time.monotonic()
-    outcome = make_plan(estate)
+    outcome = plan_or(estate, planned)
     settings = provision_settings(estate, outcome.path.resolve())
     networks, systems = targets_for(outcome.plan, system_ids)
     provisioner = Provisioner(settings, progress)
@@ -227,11 +327,12 @@ def run_stacks(estate: Estate, operation: str, system_ids: list[str] | None = No
 # ---------------------------------------------------------------- runbooks and reports
 
 
-def write_runbooks(estate: Estate, estate_arg: str, out_dir: Path | None = None) -> list[Path]:
+def write_runbooks(estate: Estate, estate_arg: str, out_dir: Path | None = None,
+                   planned: PlanOutcome | None = None) -> list[Path]:
     from migrate import runbook
 
     started = time.monotonic()
-    plan = make_plan(estate).plan
+    plan = plan_or(estate, planned).plan
     journal = journal_for(estate)
     written = runbook.write_runbooks(estate, plan, journal,
                                      out_dir or runbook.default_runbooks_dir(estate),
@@ -242,12 +343,12 @@ def write_runbooks(estate: Estate, estate_arg: str, out_dir: Path | None = None)
     return written
 
 
-def write_report(estate: Estate, as_of: date, out_dir: Path | None = None
-                 ) -> tuple[dict, list[Path]]:
+def write_report(estate: Estate, as_of: date, out_dir: Path | None = None,
+                 planned: PlanOutcome | None = None) -> tuple[dict, list[Path]]:
     from migrate import report
 
     started = time.monotonic()
-    plan = make_plan(estate).plan
+    plan = plan_or(estate, planned).plan
     journal = journal_for(estate)
     document = report.build_report(estate, plan, journal.entries(), as_of,
                                    journal.verify() if journal.path.is_file() else None)
@@ -285,7 +386,8 @@ def platform_client(estate: Estate, system_id: str) -> Any:
 
 def register_systems(estate: Estate, system_ids: list[str] | None = None,
                      progress: Callable[[str], None] | None = None,
-                     side: str | None = None) -> list[dict]:
+                     side: str | None = None, planned: PlanOutcome | None = None
+                     ) -> list[dict]:
     """Register each chosen migrating system's endpoint and catalogue on the platform. The
     endpoint names where the system serves: its targets once it is cut over, else its
     source hosts (``side`` forces one)."""
@@ -293,7 +395,7 @@ def register_systems(estate: Estate, system_ids: list[str] | None = None,
     from migrate.stackplan import select_system
     from migrate.status import progress_flags
 
-    plan = make_plan(estate).plan
+    plan = plan_or(estate, planned).plan
     chosen = system_ids or [s["id"] for s in plan["systems"]]
     journal = journal_for(estate)
     results = []
@@ -316,19 +418,20 @@ def register_systems(estate: Estate, system_ids: list[str] | None = None,
 
 def verify_systems(estate: Estate, system_ids: list[str] | None = None,
                    progress: Callable[[str], None] | None = None,
-                   parallel: int | None = None) -> list[dict]:
+                   parallel: int | None = None, planned: PlanOutcome | None = None
+                   ) -> list[dict]:
     """Verify each chosen system on its targets (testinfra suites: host, data, application,
     exchange); each result says ``ok`` or ``failed`` with the failed checks."""
     from migrate.verify.run import verify_system
 
-    plan = make_plan(estate).plan
+    plan = plan_or(estate, planned).plan
     chosen = system_ids or [s["id"] for s in plan["systems"]]
     targets = {system_id: provisioned_targets(estate, system_id) for system_id in chosen}
     return for_each_system(
         chosen, lambda sid: verify_system(estate, plan, sid, targets[sid], progress), parallel)
 
 
-def _cutover_then_verify(estate: Estate, plan: dict, system_id: str, targets: dict,
+def _cutover_then_verify(estate: Estate, planned: PlanOutcome, system_id: str, targets: dict,
                          progress: Callable[[Any], None] | None) -> Any:
     """cutover, then verification; when a check fails the system is rolled back and this
     raises: the source stays authoritative until verification passes. The source's
@@ -337,10 +440,11 @@ def _cutover_then_verify(estate: Estate, plan: dict, system_id: str, targets: di
     from migrate.verify.answers import record_source_answers
     from migrate.verify.run import verify_system
 
+    plan = planned.plan
     record_source_answers(estate, plan, system_id)
     done = transfer.cutover(estate, plan, system_id, targets, progress)
     try:
-        done.outputs["endpoint"] = switch_endpoint(estate, system_id, "target")
+        done.outputs["endpoint"] = switch_endpoint(estate, system_id, "target", planned)
     except MigrateError as error:
         verified = {"passed": False, "hint": error.hint,
                     "error": f"switching {system_id}'s endpoint on the exchange platform to "
@@ -356,16 +460,17 @@ def _cutover_then_verify(estate: Estate, plan: dict, system_id: str, targets: di
     except MigrateError as again:
         raise StageFailed(f"{verified['error']}; the rollback failed too: {again.message}",
                           hint=again.hint) from None
-    back = _endpoint_back_to_source(estate, system_id)
+    back = _endpoint_back_to_source(estate, system_id, planned)
     raise StageFailed(f"{verified['error']}; rolled back: the source stays authoritative"
                       f"{back}", hint=verified["hint"])
 
 
-def _endpoint_back_to_source(estate: Estate, system_id: str) -> str:
+def _endpoint_back_to_source(estate: Estate, system_id: str,
+                             planned: PlanOutcome | None = None) -> str:
     """Point the registration back at the source after a rollback; what went wrong, if
     anything, as a sentence to add (the rollback itself stands either way)."""
     try:
-        switch_endpoint(estate, system_id, "source")
+        switch_endpoint(estate, system_id, "source", planned)
     except MigrateError as error:
         return (f" (its endpoint on the exchange platform still names the targets: "
                 f"{error.message}; run 'migrate register {estate.display} --system "
@@ -373,12 +478,13 @@ def _endpoint_back_to_source(estate: Estate, system_id: str) -> str:
     return ""
 
 
-def switch_endpoint(estate: Estate, system_id: str, side: str) -> dict | None:
+def switch_endpoint(estate: Estate, system_id: str, side: str,
+                    planned: PlanOutcome | None = None) -> dict | None:
     """Point the platform's registration of the system at its targets (after a cutover) or
     back at its source hosts (rollback); None when the system exchanges nothing."""
     if estate.systems[system_id].exchange is None:
         return None
-    return register_systems(estate, [system_id], side=side)[0]
+    return register_systems(estate, [system_id], side=side, planned=planned)[0]
 
 
 # ---------------------------------------------------------------- moving workloads
@@ -407,8 +513,7 @@ def system_instances(estate: Estate, system_id: str) -> dict[str, Instance]:
                                f"'migrate provision {estate.display} --system {system_id} --yes'")
     read = {name: read_instance(stack, name, _with_host_keys(estate, target, stack, name, found))
             for name, found in instances.items()}
-    target.check_instances(stack, read)
-    return read
+    return dict(target.check_instances(estate, stack, read))
 
 
 def _with_host_keys(estate: Estate, target: Target, stack: str, name: str, found: Any) -> Any:
@@ -422,7 +527,7 @@ def _with_host_keys(estate: Estate, target: Target, stack: str, name: str, found
 def move(estate: Estate, stage: str, system_ids: list[str] | None = None,
          progress: Callable[[Any], None] | None = None, confirmed: bool = False,
          check: bool = False, parallel: int | None = None,
-         reason: str | None = None) -> list[dict]:
+         reason: str | None = None, planned: PlanOutcome | None = None) -> list[dict]:
     """Run one moving stage for each chosen system (every planned one by default), several
     systems at once. Every system runs to its end; the results say which failed and why
     (``result``: ok or failed, with ``error`` and ``hint``). ``reason`` (rollback) is
@@ -431,7 +536,8 @@ def move(estate: Estate, stage: str, system_ids: list[str] | None = None,
 
     if stage not in MOVE_STAGES:
         raise ValueError(stage)
-    plan = make_plan(estate).plan
+    planned = plan_or(estate, planned)
+    plan = planned.plan
     chosen = system_ids or [s["id"] for s in plan["systems"]]
     targets = {system_id: provisioned_targets(estate, system_id) for system_id in chosen}
     function = getattr(transfer, stage)
@@ -444,12 +550,14 @@ def move(estate: Estate, stage: str, system_ids: list[str] | None = None,
                             confirmed=confirmed)
         elif stage == "rollback" and not check:
             done = function(estate, plan, system_id, targets[system_id], tagged, reason=reason)
-            done.outputs["endpoint"] = _endpoint_back_to_source(estate, system_id) or "source"
+            done.outputs["endpoint"] = _endpoint_back_to_source(estate, system_id,
+                                                                planned) or "source"
         elif stage == "transfer" and not check:
             refuse_if_cut_over(estate, system_id)
             done = function(estate, plan, system_id, targets[system_id], tagged)
         elif stage == "cutover" and not check:
-            done = _cutover_then_verify(estate, plan, system_id, targets[system_id], tagged)
+            done = _cutover_then_verify(estate, planned, system_id, targets[system_id],
+                                        tagged)
         else:
             done = function(estate, plan, system_id, targets[system_id], tagged, check=check)
         return {**done.as_dict(), "result": "ok"}

@@ -514,3 +514,114 @@ def estimate(estate: Estate, data: dict, a: Assumptions) -> dict:
         "cutover_minutes": math.ceil(cutover / 60),
         "bandwidth_mbps": bandwidth,
     }
+
+
+# ---------------------------------------------------------------- what changed
+
+
+def plan_substance(plan: dict) -> dict:
+    """What provisioning and the moving stages act on: the plan without its census date,
+    the digests of the files it was made from, the estate's title, its warnings and the
+    wording of the census reasons (which name ages that grow every day). Two plans with
+    the same substance build and move the same things."""
+    return {**{k: v for k, v in plan.items()
+               if k not in ("as_of", "inputs", "estate", "warnings", "not_planned")},
+            "not_planned": sorted((n["id"], n["disposition"], n["merge_into"] or "")
+                                  for n in plan.get("not_planned", []))}
+
+
+def plan_changes(old: dict, new: dict, limit: int = 20) -> list[str]:
+    """What differs between two plans' substance, one short line each (at most ``limit``)."""
+    lines: list[str] = []
+    for key, label in (("schema_version", "schema version"), ("cloud", "cloud settings"),
+                       ("assumptions", "estimating assumptions")):
+        if old.get(key) != new.get(key):
+            lines.append(f"{label}: {_fields_changed(old.get(key), new.get(key))}")
+    before = {s["id"]: s for s in old.get("systems", [])}
+    after = {s["id"]: s for s in new.get("systems", [])}
+    why = {n["id"]: n["disposition"] for n in new.get("not_planned", [])}
+    if added := sorted(after.keys() - before.keys()):
+        lines.append(f"systems added: {', '.join(added)}")
+    if removed := sorted(before.keys() - after.keys()):
+        lines.append("systems removed: " + ", ".join(
+            f"{sid} (now {why[sid]})" if sid in why else sid for sid in removed))
+    for sid in sorted(before.keys() & after.keys()):
+        lines += [f"{sid}: {text}" for text in _system_changes(before[sid], after[sid])]
+    lines += _network_changes(old.get("networks", []), new.get("networks", []))
+    was = {n["id"]: n["disposition"] for n in old.get("not_planned", [])}
+    lines += [f"{sid}: {was[sid]} -> {why[sid]}" for sid in sorted(was.keys() & why.keys())
+              if was[sid] != why[sid]]
+    if not lines and plan_substance(old) != plan_substance(new):
+        lines.append("not planned: merge targets changed")
+    if len(lines) > limit:
+        lines = [*lines[:limit - 1], f"... and {len(lines) - limit + 1} more"]
+    return lines
+
+
+def _fields_changed(old: object, new: object) -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        return ", ".join(f"{k} {_short(old.get(k))} -> {_short(new.get(k))}" for k in keys)
+    return f"{_short(old)} -> {_short(new)}"
+
+
+def _short(value: object) -> str:
+    text = "none" if value is None else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _system_changes(old: dict, new: dict) -> list[str]:
+    lines = []
+    if old.get("wave") != new.get("wave"):
+        lines.append(f"wave {old.get('wave')} -> {new.get('wave')}")
+    before = {i["name"]: i for i in old.get("instances", [])}
+    after = {i["name"]: i for i in new.get("instances", [])}
+    if added := sorted(after.keys() - before.keys()):
+        lines.append("instances added: " + ", ".join(
+            f"{n} ({after[n]['flavor']} at {after[n]['address']})" for n in added))
+    if removed := sorted(before.keys() - after.keys()):
+        lines.append(f"instances removed: {', '.join(removed)}")
+    for name in sorted(before.keys() & after.keys()):
+        a, b = before[name], after[name]
+        for key in ("address", "flavor", "image", "cloud_image", "vcpu", "memory_gb"):
+            if a.get(key) != b.get(key):
+                lines.append(f"instance {name} {key} {a.get(key)} -> {b.get(key)}")
+        other = sorted(k for k in a.keys() | b.keys()
+                       if k not in ("address", "flavor", "image", "cloud_image", "vcpu",
+                                    "memory_gb", "host_number") and a.get(k) != b.get(k))
+        if other:
+            lines.append(f"instance {name} {', '.join(other).replace('_', ' ')} changed")
+    rules_before = {_rule_text(r) for r in old.get("security_rules", [])}
+    rules_after = {_rule_text(r) for r in new.get("security_rules", [])}
+    lines += [f"rule added: {r}" for r in sorted(rules_after - rules_before)]
+    lines += [f"rule removed: {r}" for r in sorted(rules_before - rules_after)]
+    rest = sorted(k for k in old.keys() | new.keys()
+                  if k not in ("wave", "instances", "security_rules") and
+                  old.get(k) != new.get(k))
+    if rest:
+        lines.append(f"{', '.join(rest).replace('_', ' ')} changed")
+    return lines
+
+
+def _rule_text(rule: dict) -> str:
+    peer = rule["peer"]
+    who = peer.get("instance") or peer.get("host") or peer["kind"]
+    where = f" {peer['cidr']}" if peer.get("cidr") else ""
+    side = "from" if rule["direction"] == "ingress" else "to"
+    return (f"{rule['instance']} {rule['direction']} {rule['protocol']}/{rule['port']} "
+            f"{side} {who}{where}")
+
+
+def _network_changes(old: list[dict], new: list[dict]) -> list[str]:
+    before, after = {n["key"]: n for n in old}, {n["key"]: n for n in new}
+    lines = []
+    if added := sorted(after.keys() - before.keys()):
+        lines.append("networks added: " + ", ".join(f"{k} ({after[k]['cidr']})" for k in added))
+    if removed := sorted(before.keys() - after.keys()):
+        lines.append(f"networks removed: {', '.join(removed)}")
+    lines += [f"network {k} cidr {before[k]['cidr']} -> {after[k]['cidr']}"
+              for k in sorted(before.keys() & after.keys())
+              if before[k]["cidr"] != after[k]["cidr"]]
+    lines += [f"network {k} changed" for k in sorted(before.keys() & after.keys())
+              if before[k]["cidr"] == after[k]["cidr"] and before[k] != after[k]]
+    return lines

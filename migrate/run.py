@@ -1,6 +1,7 @@
 """``migrate run``: the whole pipeline, wave after wave, systems of a wave in parallel.
 
-validate (the caller) -> census -> plan -> sandbox up (sandbox target) -> per wave:
+validate (the caller) -> census -> the reviewed plan (refused when the estate no longer
+gives it, unless re-planned) -> sandbox up (sandbox target) -> per wave:
 provision (one stack operation for the wave's systems) -> per system, in parallel:
 transfer -> register (systems with an exchange section; verification checks it) ->
 cutover (which verifies and rolls back by itself when it fails) -> after the last wave:
@@ -232,11 +233,13 @@ def choose_scope(plan: dict, wave: int | None, system_ids: list[str] | None
 
 class Runner:
     def __init__(self, estate: Estate, estate_arg: str, progress: Progress | None,
-                 workers: int | None) -> None:
+                 workers: int | None, replan: bool = False) -> None:
         self.estate = estate
         self.estate_arg = estate_arg
         self.progress = progress or (lambda _event: None)
         self.workers = workers
+        self.replan = replan
+        self.planned: pipeline.PlanOutcome | None = None  # computed once, handed to stages
         self.lock = threading.Lock()
         self.declared_gb: dict[str, float] = {}
         self.moved_gb: dict[str, float] = {}
@@ -257,7 +260,7 @@ class Runner:
         return value
 
     def states(self, system_ids: list[str]) -> dict[str, status.SystemStatus]:
-        plan = pipeline.load_plan(self.estate)
+        plan = self.planned.plan if self.planned else pipeline.load_plan(self.estate)
         entries = list(journal_for(self.estate).entries())
         rows = [(sid, self.estate.systems[sid].name, "", "migrate") for sid in system_ids]
         return {s.id: s for s in status.system_states(rows, plan, entries)}
@@ -301,7 +304,8 @@ class Runner:
             self.say(RunEvent(operation, "task", number, None, detail=text))
 
         try:
-            result = pipeline.run_stacks(self.estate, operation, system_ids, line)
+            result = pipeline.run_stacks(self.estate, operation, system_ids, line,
+                                         planned=self.planned)
         except MigrateError as error:
             seconds = time.monotonic() - started
             self.say(RunEvent(operation, "failed", number, label, seconds, error.message))
@@ -390,12 +394,12 @@ class Runner:
             if stage == "verify":
                 result, detail = self.verify_or_roll_back(sid, task)
             elif stage == "register":
-                results = pipeline.register_systems(self.estate, [sid])
+                results = pipeline.register_systems(self.estate, [sid], planned=self.planned)
                 result = "changed" if results and results[0].get("changed") else "unchanged"
                 detail = f"{results[0]['linked']}/{len(results[0]['resources'])} linked" \
                     if results else ""
             else:
-                results = pipeline.move(self.estate, stage, [sid], task)
+                results = pipeline.move(self.estate, stage, [sid], task, planned=self.planned)
                 mine = results[0] if results else {}
                 if mine.get("result") == "failed":  # move reports a system's failure
                     raise StageFailed(mine.get("error") or f"{stage} failed", mine.get("hint"))
@@ -435,12 +439,12 @@ class Runner:
     def verify_or_roll_back(self, sid: str, task: Callable[[Any], None]) -> tuple[str, str]:
         """A cut-over system that was never verified (a run killed in between): verify it
         now, and give the source its service back when verification fails."""
-        (verified,) = pipeline.verify_systems(self.estate, [sid])
+        (verified,) = pipeline.verify_systems(self.estate, [sid], planned=self.planned)
         if verified.get("result") == "ok":
             counts = verified.get("counts") or {}
             return "ok", f"{counts.get('passed', '?')} checks passed"
         error = verified.get("error") or "verification failed"
-        (rolled,) = pipeline.move(self.estate, "rollback", [sid], task)
+        (rolled,) = pipeline.move(self.estate, "rollback", [sid], task, planned=self.planned)
         if rolled.get("result") == "failed":
             raise StageFailed(f"{error}; the rollback failed too: {rolled.get('error')}")
         raise StageFailed(f"{error}; rolled back: the source stays authoritative",
@@ -496,7 +500,14 @@ class Runner:
         journal = journal_for(self.estate)
         entries = list(journal.entries())
         previous = status.last_run(entries)
-        plan_outcome = self.timed(outcome, "plan", lambda: pipeline.make_plan(self.estate))
+        # the reviewed plan.json, refused (PlanChanged, before anything is journaled) when
+        # the estate no longer gives it; computed once and handed to every stage
+        plan_outcome = self.timed(outcome, "plan", lambda: pipeline.stage_plan(
+            self.estate, apply=True, replan=self.replan))
+        self.planned = plan_outcome
+        if plan_outcome.note:
+            outcome.stages[-1].detail = plan_outcome.note
+            self.say(RunEvent("plan", "info", detail=plan_outcome.note))
         scope = choose_scope(plan_outcome.plan, wave, system_ids)
         in_scope = {sid for _, systems in scope for sid in systems}
         self.declared_gb = {s["id"]: declared_gb(s) for s in plan_outcome.plan["systems"]
@@ -524,9 +535,9 @@ class Runner:
             for number, systems in scope:
                 self.run_wave(number, systems, depends, outcome)
             runbooks = self.timed(outcome, "runbook", lambda: pipeline.write_runbooks(
-                self.estate, self.estate_arg))
+                self.estate, self.estate_arg, planned=self.planned))
             _, report_files = self.timed(outcome, "report", lambda: pipeline.write_report(
-                self.estate, date.today()))
+                self.estate, date.today(), planned=self.planned))
             outcome.files = {"runbooks": [str(p) for p in runbooks],
                              "report": [str(p) for p in report_files]}
         except MigrateError as error:
@@ -583,7 +594,8 @@ def _end_outputs(outcome: RunOutcome, scope: list[tuple[int, list[str]]]) -> dic
 
 def run_estate(estate: Estate, estate_arg: str, wave: int | None = None,
                system_ids: list[str] | None = None, progress: Progress | None = None,
-               workers: int | None = None) -> RunOutcome:
-    """The whole pipeline for the chosen waves and systems (all by default)."""
+               workers: int | None = None, replan: bool = False) -> RunOutcome:
+    """The whole pipeline for the chosen waves and systems (all by default), to the reviewed
+    plan.json (``replan``: to the estate as it is now, replacing plan.json)."""
     with _RunLock(state_dir(estate) / LOCK_NAME):
-        return Runner(estate, estate_arg, progress, workers).run(wave, system_ids)
+        return Runner(estate, estate_arg, progress, workers, replan).run(wave, system_ids)

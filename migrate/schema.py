@@ -1,4 +1,5 @@
-"""JSON Schemas and the manifest reference, both generated from ``migrate.model``.
+"""JSON Schemas and the manifest reference, generated from ``migrate.model`` (and the plan's
+schema from ``migrate.plan_document``).
 
 The schemas are shipped in ``migrate/schemas/`` (so editors validate manifests as users type)
 and must equal what the model generates: a test regenerates and compares them.
@@ -14,12 +15,15 @@ from typing import Any
 from pydantic import BaseModel
 
 from migrate.model import EstateSettings, SystemManifest
+from migrate.plan_document import PlanDocument
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
-SCHEMAS: dict[str, type[BaseModel]] = {
+MANIFEST_SCHEMAS: dict[str, type[BaseModel]] = {
     "migrate.schema.json": EstateSettings,
     "system.schema.json": SystemManifest,
 }
+# plan.json is written by migrate, not by hand: no reference page, but a schema to check it
+SCHEMAS: dict[str, type[BaseModel]] = {**MANIFEST_SCHEMAS, "plan.schema.json": PlanDocument}
 TITLES = {EstateSettings: "migrate.yaml (estate settings)", SystemManifest: "systems/<id>.yaml"}
 
 
@@ -133,7 +137,8 @@ def reference_markdown() -> str:
         "hand (after a change to the model, run `make schema`). The manifest contract is this "
         "page and the JSON Schemas generated from the same model and shipped with the package: "
         + ", ".join(f"[`migrate/schemas/{name}`](../migrate/schemas/{name}) "
-                    f"(for `{TITLES[model].split(' ')[0]}`)" for name, model in SCHEMAS.items())
+                    f"(for `{TITLES[model].split(' ')[0]}`)"
+                    for name, model in MANIFEST_SCHEMAS.items())
         + ". `migrate schema DIR` writes them for an editor (yaml-language-server). This page "
         "lists every field the model accepts, optional additions included. Unknown fields are "
         "errors.",

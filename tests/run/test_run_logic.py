@@ -41,7 +41,7 @@ def fakes(monkeypatch):
         state.calls.append(("sandbox", None))
         return SimpleNamespace(changed=False)
 
-    def run_stacks(estate, operation, system_ids=None, progress=None):
+    def run_stacks(estate, operation, system_ids=None, progress=None, planned=None):
         journal = journal_for(estate)
         results = []
         for sid in system_ids:
@@ -55,7 +55,7 @@ def fakes(monkeypatch):
                                result="changed" if "create" in changes else "unchanged")
         return pipeline.ProvisionOutcome(operation, results)
 
-    def move(estate, stage, system_ids=None, progress=None, confirmed=False):
+    def move(estate, stage, system_ids=None, progress=None, confirmed=False, planned=None):
         (sid,) = system_ids
         with lock:
             state.calls.append((stage, sid))
@@ -86,7 +86,7 @@ def fakes(monkeypatch):
             with lock:
                 state.running -= 1
 
-    def verify_systems(estate, system_ids=None, progress=None, parallel=None):
+    def verify_systems(estate, system_ids=None, progress=None, parallel=None, planned=None):
         (sid,) = system_ids
         state.calls.append(("verify", sid))
         if state.fail.get((sid, "verify")):
@@ -103,7 +103,7 @@ def fakes(monkeypatch):
             raise HostKeyChanged("1 source host key(s) CHANGED and not replaced: web1", "see")
         return len(system_ids)
 
-    def register_systems(estate, system_ids=None, progress=None):
+    def register_systems(estate, system_ids=None, progress=None, planned=None):
         (sid,) = system_ids
         state.calls.append(("register", sid))
         journal_for(estate).append("register", system=sid, result="unchanged")
@@ -240,7 +240,7 @@ def test_a_rerun_continues_and_repeats_nothing_that_is_done(estate, run_cli, fak
 
 def test_a_failed_provisioning_fails_the_systems_it_was_for(estate, run_cli, fakes,
                                                            monkeypatch):
-    def broken(estate, operation, system_ids=None, progress=None):
+    def broken(estate, operation, system_ids=None, progress=None, planned=None):
         raise StageFailed("stack sys-scj-qyxy: engine said no")
 
     monkeypatch.setattr(pipeline, "run_stacks", broken)

@@ -218,7 +218,7 @@ def test_migrate_workers_is_run_s_default_and_the_command_line_wins(monkeypatch,
 
     seen = []
 
-    def record(_estate, _arg, _wave, _systems, _display, workers):
+    def record(_estate, _arg, _wave, _systems, _display, workers, _replan=False):
         seen.append(workers)
         raise Stop
 

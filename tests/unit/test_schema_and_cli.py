@@ -55,11 +55,11 @@ def test_json_schema_catches_an_unknown_key_too():
     assert any("protecton_level" in e.message for e in errors)
 
 
-def test_schema_command_writes_both_files(run_cli, tmp_path):
+def test_schema_command_writes_the_three_files(run_cli, tmp_path):
     result = run_cli("schema", tmp_path / "schemas", "--output", "json")
     assert result.code == 0
     files = sorted(Path(p).name for p in json.loads(result.stdout)["files"])
-    assert files == ["migrate.schema.json", "system.schema.json"]
+    assert files == ["migrate.schema.json", "plan.schema.json", "system.schema.json"]
 
 
 def test_version_and_help(run_cli):
