@@ -33,7 +33,7 @@ from migrate.errors import (
     StageFailed,
 )
 from migrate.loader import Estate, load_estate_partially
-from migrate.targets import target_of
+from migrate.targets import surroundings_of
 from migrate.validate import check_estate
 
 CONNECT_TIMEOUT = 10.0
@@ -67,7 +67,7 @@ def source_known_hosts(estate: Estate) -> Path:
     """The known_hosts file with the source hosts' keys: the estate's own when set, else
     its cloud target's (the sandbox's, written by ``sandbox up`` for the machines it made);
     InvalidInput when neither names one."""
-    return (estate_known_hosts(estate) or target_of(estate).source_known_hosts(estate)
+    return (estate_known_hosts(estate) or surroundings_of(estate).source_known_hosts(estate)
             or require_estate_known_hosts(estate))
 
 
@@ -86,7 +86,7 @@ def require_estate_known_hosts(estate: Estate) -> Path:
 def guard_address(estate: Estate, address: str) -> None:
     """Refuse (GuardRefused) an address the estate's cloud target must not reach (on the
     sandbox: one that is not on this host)."""
-    target_of(estate).guard_address(address, estate.settings.sandbox.allowed_networks)
+    surroundings_of(estate).guard_address(address, estate.settings.sandbox.allowed_networks)
 
 
 def guard_addresses(estate: Estate, addresses: Iterable[str]) -> None:

@@ -531,15 +531,24 @@ def play_progress(event: Any) -> None:
 
 def run_move_command(estate: Path, stage: str, systems: tuple[str, ...], output: str,
                      confirmed: bool = False, wave: int | None = None,
-                     check: bool = False, reason: str | None = None) -> int:
+                     check: bool = False, reason: str | None = None,
+                     check_cloud: bool = False) -> int:
     loaded = pipeline.open_estate(estate)
     planned = planned_for(loaded)
+    chosen = list(scope_of(loaded, systems, wave, planned))
+    cloud = pipeline.check_cloud(loaded, chosen, stage_progress, planned) \
+        if check_cloud else None
+    if cloud is not None and output != "json":
+        err.print(f"cloud: {len(cloud.results)} stacks checked (preflight), nothing missing",
+                  highlight=False, markup=False)
     extra = {"reason": reason} if reason else {}
-    results = pipeline.move(loaded, stage, list(scope_of(loaded, systems, wave, planned)),
-                            play_progress, confirmed=confirmed, check=check, planned=planned,
-                            **extra)
+    results = pipeline.move(loaded, stage, chosen, play_progress, confirmed=confirmed,
+                            check=check, planned=planned, **extra)
     if output == "json":  # one document, the failure in it
-        return emit_json_with_error({"stage": stage, "check": check, "systems": results},
+        document = {"stage": stage, "check": check, "systems": results}
+        if cloud is not None:
+            document["cloud"] = cloud.as_dict()
+        return emit_json_with_error(document,
                                     lambda: pipeline.raise_for_failures(stage, results))
     rows = [(r["system"], r["result"], r.get("run_id", "-"), str(r.get("changed", "-")),
              f"{r['duration_s']:.1f} s") for r in results]
@@ -555,8 +564,11 @@ def run_move_command(estate: Path, stage: str, systems: tuple[str, ...], output:
 @WAVE
 @OUTPUT
 def check_command(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> int:
-    """check_prerequisites: reachability, host keys, disk, clock, versions; changes nothing."""
-    return run_move_command(estate, "check_prerequisites", systems, output, wave=wave)
+    """The cloud first, where the target checks it (OpenStack: images, flavors, volume type,
+    networks, quotas, every problem at once), then check_prerequisites: reachability, host
+    keys, disk, clock, versions; changes nothing."""
+    return run_move_command(estate, "check_prerequisites", systems, output, wave=wave,
+                            check_cloud=True)
 
 
 POSTGRESQL_RESTART = ("Each source PostgreSQL whose wal_level is not yet 'logical' is "

@@ -234,6 +234,31 @@ class OpenStackSettings(Strict):
         " with its public key beside it as KEY.pub: the instances get the public key, the"
         " plays and verification log in with the private one. Never the key itself.",
     )
+    metadata_service: bool = Field(
+        default=True,
+        description="Whether instances reach nova's metadata service (169.254.169.254, tcp"
+        " 80) for their metadata and cloud-init user data: each gets an egress rule to it."
+        " false when the cloud gives its instances config drives only (nova's"
+        " force_config_drive) and no metadata service: no rule.",
+    )
+    dns_servers: list[IPv4] = Field(
+        default_factory=list,
+        description="The cloud's DNS resolvers, as its DHCP or images give them to instances:"
+        " each instance gets egress rules to each of them on udp and tcp 53. Empty (the"
+        " default): the cloud has no DNS for its instances, no rule.",
+    )
+    ntp_servers: list[IPv4] = Field(
+        default_factory=list,
+        description="The cloud's time servers: each instance gets an egress rule to each of"
+        " them on udp 123. Empty (the default): no rule.",
+    )
+    floating_network: Text | None = Field(
+        default=None,
+        description="The external network floating IPs are allocated from, for the Internet"
+        " zone's instances that a flow from `internet` reaches (no other instance gets one);"
+        " unset: external_network. The department routers must reach it (neutron associates"
+        " a floating IP through the router of the instance's subnet).",
+    )
 
 
 class PackageSettings(Strict):
@@ -292,6 +317,13 @@ class SecretsSettings(Strict):
 
 
 class SandboxSettings(Strict):
+    surroundings: bool | None = Field(
+        default=None,
+        description="Rehearse what surrounds the cloud on this host: the source hosts' server "
+        "rooms (seed_legacy), the exchange platform and the package mirror, every connection "
+        "kept on this host. Always so with cloud.target sandbox; with openstack, true rehearses "
+        "against an OpenStack on this host (the test cloud).",
+    )
     seed_legacy: bool = True
     allowed_networks: list[CIDR] = Field(
         default_factory=list,

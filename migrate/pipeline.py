@@ -41,7 +41,7 @@ from migrate.provision import (
     targets_for,
 )
 from migrate.state import estate_inputs, journal_for, read_secret, state_dir
-from migrate.targets import Target, target_of
+from migrate.targets import Target, surroundings_of, target_of
 from migrate.targets.contract import Instance, has_host_keys, read_instance
 from migrate.validate import validate_estate
 
@@ -267,8 +267,12 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def provision_settings(estate: Estate, plan_file: Path) -> ProvisionSettings:
-    """What the estate's cloud target gives its stacks: config, engine environment, passphrase."""
-    return target_of(estate).provision_settings(estate, plan_file)
+    """What the estate's cloud target gives its stacks (config, engine environment,
+    passphrase), with the names its instances must resolve that no DNS of the cloud serves."""
+    settings = target_of(estate).provision_settings(estate, plan_file)
+    hosts = surroundings_of(estate).host_entries(estate)
+    return replace(settings, config={
+        **settings.config, "migrate:hosts": json.dumps(hosts, sort_keys=True)})
 
 
 @dataclass(frozen=True)
@@ -288,8 +292,9 @@ class ProvisionOutcome:
 def run_stacks(estate: Estate, operation: str, system_ids: list[str] | None = None,
                progress: Callable[[str], None] | None = None,
                planned: PlanOutcome | None = None) -> ProvisionOutcome:
-    """preview, provision (up) or destroy the stacks of the chosen systems (all by default),
-    to the plan handed over (the stack programs read its plan.json)."""
+    """preview, preflight (``check_cloud``), provision (up) or destroy the stacks of the
+    chosen systems (all by default), to the plan handed over (the stack programs read its
+    plan.json)."""
     started = time.monotonic()
     outcome = plan_or(estate, planned)
     settings = provision_settings(estate, outcome.path.resolve())
@@ -299,6 +304,8 @@ def run_stacks(estate: Estate, operation: str, system_ids: list[str] | None = No
     try:
         if operation == "preview":
             results = provisioner.preview(networks, systems)
+        elif operation == "preflight":
+            results = provisioner.preflight(networks, systems)
         elif operation == "provision":
             results = provisioner.up(networks, systems)
         elif operation == "destroy":
@@ -312,7 +319,7 @@ def run_stacks(estate: Estate, operation: str, system_ids: list[str] | None = No
                        details={"error": error.message},
                        duration_s=time.monotonic() - started)
         raise
-    if operation != "preview":
+    if operation not in ("preview", "preflight"):  # those change nothing
         for result in results:
             system = result.stack.removeprefix("sys-") if result.stack.startswith("sys-") \
                 else None
@@ -322,6 +329,18 @@ def run_stacks(estate: Estate, operation: str, system_ids: list[str] | None = No
                            result="changed" if result.changed else "unchanged",
                            duration_s=result.seconds)
     return ProvisionOutcome(operation, results)
+
+
+def check_cloud(estate: Estate, system_ids: list[str] | None = None,
+                progress: Callable[[str], None] | None = None,
+                planned: PlanOutcome | None = None) -> ProvisionOutcome | None:
+    """What the plan needs from the cloud (images, flavors, volume type, networks, quotas),
+    checked by the preflight of every stack of the chosen systems (all by default), before
+    anything is provisioned or moved; nothing in the cloud changes. Every problem of every
+    stack in one EnvironmentNotReady. None when the target's programs check nothing."""
+    if not target_of(estate).checks_cloud:
+        return None
+    return run_stacks(estate, "preflight", system_ids, progress, planned)
 
 
 # ---------------------------------------------------------------- runbooks and reports
@@ -374,7 +393,7 @@ def platform_client(estate: Estate, system_id: str) -> Any:
     if system.exchange is None:
         raise InvalidInput([estate.documents[system_id].problem(
             ("exchange",), "no exchange section: nothing to register")])
-    connect_address = target_of(estate).platform_address(estate)
+    connect_address = surroundings_of(estate).platform_address(estate)
     guard_address(estate, connect_address
                   or urllib.parse.urlsplit(estate.settings.exchange.url).hostname or "")
     return ExchangeClient(estate.settings.exchange.url,

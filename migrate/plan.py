@@ -80,9 +80,7 @@ def build_plan(
         "cloud": {
             "target": estate.settings.cloud.target,
             "protection_level": estate.settings.cloud.protection_level,
-            # unset optional settings stay out: a plan changes only when a setting does
-            "openstack": (estate.settings.cloud.openstack.model_dump(exclude_none=True)
-                          if estate.settings.cloud.openstack else None),
+            "openstack": openstack_settings(estate),
         },
         "assumptions": asdict(assumptions),
         "waves": [{"number": n, "systems": [s for s in migrating if waves[s] == n]}
@@ -96,6 +94,22 @@ def build_plan(
         ],
         "warnings": sorted(warnings),
     }
+
+
+# Settings the plan's cloud.openstack records only when migrate.yaml sets them: what they
+# give is planned where it acts (each system's egress rules), and plans made before they
+# existed keep their bytes.
+RECORDED_WHEN_SET = ("metadata_service", "dns_servers", "ntp_servers")
+
+
+def openstack_settings(estate: Estate) -> dict | None:
+    """cloud.openstack as the plan records it; unset optional settings stay out: a plan
+    changes only when a setting does."""
+    settings = estate.settings.cloud.openstack
+    if settings is None:
+        return None
+    unset = {name for name in RECORDED_WHEN_SET if name not in settings.model_fields_set}
+    return settings.model_dump(exclude_none=True, exclude=unset)
 
 
 def render_plan(plan: dict) -> str:
@@ -318,6 +332,7 @@ def plan_system(
             "security_group": f"sg-{system.id}-{instance.name}",
             "services": [s.name for s in system.workload.services if s.host in instance.replaces],
             **plan_software(system, instance, planned_addresses),
+            **plan_floating_ip(estate, system, instance),
         })
     by_host = {h: i["name"] for i in instances for h in i["replaces"]}
     data = plan_data(system, by_host, assumptions)
@@ -360,6 +375,20 @@ def plan_software(system: SystemManifest, instance: Instance,
                       "new": render_placeholders(r.new, addresses)}
                      for r in system.workload.rewrites if r.host in mine],
     }
+
+
+def plan_floating_ip(estate: Estate, system: SystemManifest, instance: Instance) -> dict:
+    """On OpenStack, ``floating_ip``: the network a floating IP comes from for an instance of
+    the Internet zone that a flow from ``internet`` reaches, else None; other targets plan
+    none (their plans carry no such key)."""
+    settings = estate.settings.cloud.openstack
+    if estate.settings.cloud.target != "openstack" or settings is None:
+        return {}
+    assert system.target is not None
+    exposed = system.target.zone == "internet" and any(
+        flow.from_ == "internet" and flow.to == instance.name for flow in system.target.flows)
+    network = settings.floating_network or settings.external_network
+    return {"floating_ip": {"network": network} if exposed else None}
 
 
 def _slug(path: str) -> str:
@@ -415,12 +444,35 @@ def package_mirror_peer(estate: Estate) -> tuple[dict, int]:
     return {"kind": "package_mirror", "cidr": cidr}, port
 
 
+METADATA_SERVICE = "169.254.169.254"  # nova's metadata service, link-local on every instance
+
+
+def cloud_service_rules(estate: Estate, instance: str) -> list[dict]:
+    """The egress an OpenStack instance needs from its own cloud, as cloud.openstack says
+    the cloud gives it: the metadata service (origin ``metadata``; none on a cloud of config
+    drives), the resolvers on udp and tcp 53 (``dns``), the time servers on udp 123
+    (``ntp``). None on other targets."""
+    settings = estate.settings.cloud.openstack
+    if estate.settings.cloud.target != "openstack" or settings is None:
+        return []
+    needs = [("tcp", 80, "metadata_service", METADATA_SERVICE, "metadata")] \
+        if settings.metadata_service else []
+    needs += [(protocol, 53, "dns_server", server, "dns")
+              for server in settings.dns_servers for protocol in ("udp", "tcp")]
+    needs += [("udp", 123, "ntp_server", server, "ntp") for server in settings.ntp_servers]
+    return [{"instance": instance, "direction": "egress", "protocol": protocol, "port": port,
+             "peer": {"kind": kind, "cidr": f"{address}/32"}, "origin": origin,
+             "temporary": False}
+            for protocol, port, kind, address, origin in needs]
+
+
 def plan_rules(estate: Estate, system: SystemManifest, instances: list[dict],
                databases: list[dict] = ()) -> list[dict]:
     """Security group rules, default deny: the declared flows, plus management ssh from ops,
     platform access for interconnection, temporary ssh from the source hosts to move data,
-    and temporary PostgreSQL to a source database kept in step by logical replication (the
-    target subscribes to it)."""
+    temporary PostgreSQL to a source database kept in step by logical replication (the
+    target subscribes to it), and on OpenStack what an instance needs from its cloud
+    (``cloud_service_rules``)."""
     assert system.target is not None
     rules = []
     for index, flow in enumerate(system.target.flows):
@@ -453,6 +505,8 @@ def plan_rules(estate: Estate, system: SystemManifest, instances: list[dict],
             rules.append({"instance": instance["name"], "direction": "egress", "protocol": "tcp",
                           "port": mirror_port, "peer": mirror, "origin": "packages",
                           "temporary": False})
+    for instance in instances:
+        rules += cloud_service_rules(estate, instance["name"])
     for db in databases:
         if db["method"] == "logical_replication":
             rules.append({"instance": db["instance"], "direction": "egress", "protocol": "tcp",

@@ -93,6 +93,10 @@ class Rewrite(Strict):
     new: str = Field(description="${INSTANCE} placeholders rendered to planned addresses")
 
 
+class FloatingIp(Strict):
+    network: str = Field(description="the external network it is allocated from")
+
+
 class Instance(Strict):
     name: str
     resource_name: str
@@ -112,6 +116,9 @@ class Instance(Strict):
     packages: list[str]
     configuration: list[Configuration]
     rewrites: list[Rewrite]
+    floating_ip: FloatingIp | None = Field(
+        default=None, description="OpenStack: the floating IP of an Internet-zone instance a "
+        "flow from internet reaches, else null; absent on other targets")
 
 
 class InstancePeer(Strict):
@@ -137,7 +144,12 @@ class MirrorPeer(Strict):
     cidr: str | None = Field(description="null: the target resolves its own mirror (sandbox)")
 
 
-Peer = Annotated[InstancePeer | SourceHostPeer | NetworkPeer | MirrorPeer,
+class CloudServicePeer(Strict):
+    kind: Literal["metadata_service", "dns_server", "ntp_server"]
+    cidr: str
+
+
+Peer = Annotated[InstancePeer | SourceHostPeer | NetworkPeer | MirrorPeer | CloudServicePeer,
                  Field(discriminator="kind")]
 
 
@@ -147,8 +159,8 @@ class SecurityRule(Strict):
     protocol: Literal["tcp", "udp"]
     port: Annotated[int, Field(ge=1, le=65535)]
     peer: Peer
-    origin: str = Field(description="target.flows[N], management, interconnection, migration "
-                                    "or packages")
+    origin: str = Field(description="target.flows[N], management, interconnection, migration, "
+                                    "packages, or (OpenStack) metadata, dns or ntp")
     temporary: bool = Field(description="removed once the move is done (migration access)")
 
 

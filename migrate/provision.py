@@ -311,12 +311,12 @@ class Provisioner:
         started = time.monotonic()
         tracker = EventTracker(target.name, self.progress)
         stack = self.stack(target, preflight_only=operation == "preflight")
-        operation = "preview" if operation == "preflight" else operation
+        asked, operation = operation, "preview" if operation == "preflight" else operation
         try:
             result = self._with_recovery(stack, target, operation, tracker)
         except self.auto.CommandError as error:
             raise _stage_failed(target.name, operation, error, tracker) from None
-        return StackResult(target.name, operation, result[0], result[1],
+        return StackResult(target.name, asked, result[0], result[1],
                            time.monotonic() - started, resources=tracker.resources)
 
     def _with_recovery(self, stack: Any, target: StackTarget, operation: str,
@@ -420,9 +420,16 @@ class Provisioner:
                 "it exists (provision creates it first)")))
         return results
 
+    def preflight(self, networks: list, systems: list) -> list[StackResult]:
+        """Every stack checked against the cloud by its program's preflight, nothing
+        registered or changed; every refusal of every stack in one error. No stack is run
+        when the target's program has no preflight."""
+        if not self.settings.preflight:
+            return []
+        return self.run_all(networks + systems, "preflight")
+
     def up(self, networks: list, systems: list) -> list[StackResult]:
-        if self.settings.preflight:  # every stack checked before the first one changes
-            self.run_all(networks + systems, "preflight")
+        self.preflight(networks, systems)  # every stack checked before the first one changes
         return self.run_all(networks, "up") + self.run_all(systems, "up")
 
     def destroy(self, networks: list, systems: list, keep_networks_used_by: set[str]

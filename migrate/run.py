@@ -34,7 +34,7 @@ from migrate import pipeline, status
 from migrate.errors import EnvironmentNotReady, InvalidInput, MigrateError, StageFailed
 from migrate.loader import Estate
 from migrate.state import estate_inputs, journal_for, state_dir
-from migrate.targets import Target, target_of
+from migrate.targets import Surroundings, surroundings_of
 
 LOCK_NAME = "run.lock"
 STACK_OPERATIONS = ("provision", "preview")
@@ -274,13 +274,13 @@ class Runner:
                        lambda: pipeline.check_source_host_keys(self.estate, moving),
                        lambda _count: "unchanged")
 
-    def bring_up(self, outcome: RunOutcome, target: Target) -> None:
-        """What the target needs up before the waves (the sandbox: legacy server rooms,
-        exchange platform, package mirror), as a run-wide stage named after the target."""
+    def bring_up(self, outcome: RunOutcome, around: Surroundings) -> None:
+        """What surrounds the cloud, up before the waves (the rehearsal's: legacy server
+        rooms, exchange platform, package mirror), as a run-wide stage named after them."""
         def line(text: str) -> None:
-            self.say(RunEvent(target.name, "task", detail=text))
+            self.say(RunEvent(around.name, "task", detail=text))
 
-        self.timed(outcome, target.name, lambda: target.bring_up(self.estate, progress=line),
+        self.timed(outcome, around.name, lambda: around.bring_up(self.estate, progress=line),
                    lambda report: "changed" if report.changed else "unchanged")
 
     # ---- one wave
@@ -522,12 +522,12 @@ class Runner:
         try:
             self.timed(outcome, "census", lambda: pipeline.write_census_reports(
                 self.estate, plan_outcome.census))
-            target = target_of(self.estate)
-            seeded = target.makes_sources(self.estate)
-            if not seeded:  # sources the target does not make: checked before any change
+            around = surroundings_of(self.estate)
+            seeded = around.makes_sources(self.estate)
+            if not seeded:  # sources the surroundings do not make: checked before any change
                 self.check_sources(outcome, in_scope)
-            if target.brings_up:
-                self.bring_up(outcome, target)
+            if around.brings_up:
+                self.bring_up(outcome, around)
             if seeded:
                 self.check_sources(outcome, in_scope)
             depends = {s["id"]: list(s.get("depends_on") or [])

@@ -122,12 +122,20 @@ def _network_rows(plan: dict, keys: Iterable[str]) -> list[list[str]]:
             for n in plan["networks"] if n["key"] in wanted]
 
 
+def _address_text(instance: dict) -> str:
+    """The planned address, and where the plan gives one, the floating IP's network."""
+    floating = instance.get("floating_ip")
+    if not floating:
+        return instance["address"]
+    return f"{instance['address']}（浮动 IP，{floating['network']}）"
+
+
 def system_resources(plan: dict, system: dict) -> dict:
     """What provisioning creates for one system, as table rows."""
     instances, volumes, groups = [], [], []
     for i in system["instances"]:
         instances.append([i["resource_name"], i["flavor"], f"{i['vcpu']} vCPU / "
-                          f"{i['memory_gb']:g} GB", i["cloud_image"], i["address"],
+                          f"{i['memory_gb']:g} GB", i["cloud_image"], _address_text(i),
                           ", ".join(i["replaces"]), ", ".join(i["services"]) or "-"])
         boot = i["boot_volume"]
         volumes.append([f"{i['resource_name']}-boot", i["resource_name"], "/",

@@ -6,10 +6,14 @@ same selection serves every cloud target and the tests of both.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 from pathlib import Path
 
 from migrate.errors import InvalidInput, Problem
+
+HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 PROJECTS = {"openstack": "migrate-openstack", "sandbox": "migrate-sandbox"}
 
@@ -53,3 +57,16 @@ def tags(system: dict) -> list[str]:
 def network_tags(network: dict) -> list[str]:
     return ["managed-by:migrate", f"department:{network['department']['code']}",
             f"zone:{network['zone']}"]
+
+
+def host_entries(text: str) -> dict[str, str]:
+    """Extra /etc/hosts entries from the JSON object of migrate:hosts (name -> IPv4 address):
+    names the instances must resolve that no DNS of the cloud serves."""
+    entries = json.loads(text or "{}")
+    if not isinstance(entries, dict):
+        raise ValueError("migrate:hosts must be a JSON object of name -> IPv4 address")
+    for name, address in entries.items():
+        ipaddress.IPv4Address(address)
+        if not isinstance(name, str) or not HOST_NAME.match(name):
+            raise ValueError(f"migrate:hosts: {name!r} is not a host name")
+    return dict(sorted(entries.items()))

@@ -15,7 +15,8 @@ CST = timezone(timedelta(hours=8), "CST")
 STAGE_ZH = {
     "genesis": "日志创建", "signing_begins": "开始签名", "census": "自查", "plan": "迁移计划",
     "check_prerequisites": "前置检查", "preview": "资源预览", "provision": "资源开通",
-    "prepare_target": "目标准备", "transfer": "数据迁移", "transfer_files": "文件迁移",
+    "preflight": "云资源预检", "prepare_target": "目标准备", "transfer": "数据迁移",
+    "transfer_files": "文件迁移",
     "migrate_database": "数据库迁移", "cutover": "业务切换", "verify": "验证",
     "rollback": "回退", "decommission_source": "源端下线", "register": "接入共享平台",
     "destroy": "资源释放", "runbook": "生成手册", "report": "生成报告", "run": "整体运行",
@@ -76,7 +77,8 @@ def who(entry: dict) -> str:
 
 DIRECTION_ZH = {"ingress": "入方向", "egress": "出方向"}
 RULE_ORIGIN_ZH = {"management": "运维管理", "migration": "迁移（临时）",
-                  "interconnection": "系统互联"}
+                  "interconnection": "系统互联", "metadata": "云平台元数据服务",
+                  "dns": "域名解析", "ntp": "时间同步"}
 COPY_METHOD_ZH = {"final_dump": "切换时导出导入", "logical_replication": "逻辑复制"}
 HOLDS_ZH = {"files": "文件", "databases": "数据库", "boot": "系统盘"}
 CLOUD_TARGET_ZH = {"sandbox": "本地演练环境", "openstack": "电子政务云（OpenStack）"}

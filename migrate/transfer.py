@@ -26,7 +26,7 @@ from migrate.credentials import ensure_client_keypair, scram_verifier
 from migrate.errors import GuardRefused, MigrateError, StageFailed
 from migrate.journal import digest_bytes, digest_file
 from migrate.loader import Estate
-from migrate.targets import target_of
+from migrate.targets import surroundings_of
 
 Progress = runner.ProgressCallback
 # The cutover play's first and last steps: nothing serves between the two.
@@ -205,7 +205,7 @@ def package_mirror_url(estate: Estate, system: Mapping[str, Any]) -> str | None:
         return None
     if estate.settings.cloud.packages is not None:
         return estate.settings.cloud.packages.mirror
-    url = target_of(estate).package_mirror_url(estate)
+    url = surroundings_of(estate).package_mirror_url(estate)
     if url is None:
         raise StageFailed(f"{system['id']}: its instances declare packages but no package "
                           "mirror is running",

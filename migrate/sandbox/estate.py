@@ -68,6 +68,7 @@ from migrate.sandbox.estate_secrets import (
 from migrate.sandbox.host import find_tool, require_host, sandbox_root
 from migrate.sandbox.hostkeys import ensure_client_keypair
 from migrate.sandbox.layout import machine_dir, spec_file, upper_dir
+from migrate.targets import rehearses
 
 Progress = Callable[[str], None]
 SSH_READY_TIMEOUT = 120.0
@@ -199,6 +200,7 @@ def _apply(estate: Estate, plan: SandboxPlan, record: OwnershipRecord, root: Pat
 
     _record_intent(record, plan, root)
     changes += _ensure_bridges(plan, say)
+    changes += _ensure_links(estate, record, root, say)
     changes += _ensure_mirror(estate, plan, record, root, say)
     started_at, machine_changes = _ensure_machines(estate, plan, root, ca, scale, say)
     changes += machine_changes
@@ -238,6 +240,7 @@ def sandbox_down(estate: Estate, progress: Progress | None = None) -> SandboxRep
         before = _report(estate, record, root, [], 0.0)
         changes += _destroy_machines(record, root, say)
         changes += _stop_mirror(record, say)
+        changes += _remove_links(record, say)
         changes += _remove_bridges(record, say)
         if remove_record(estate_id, root):
             changes.append("ownership record removed")
@@ -284,11 +287,13 @@ def admin_token_path(estate: Estate) -> Path:
 
 def check_before_up(estate: Estate) -> SandboxPlan:
     require_host()
-    if estate.settings.cloud.target != "sandbox":
+    if not rehearses(estate):
         raise InvalidInput([estate.settings_doc.problem(
-            ("cloud", "target"),
-            f"cloud.target is {estate.settings.cloud.target!r}: 'sandbox up' only builds the"
-            " local sandbox cloud", "set cloud.target: sandbox in migrate.yaml to rehearse")])
+            ("sandbox", "surroundings"),
+            f"cloud.target is {estate.settings.cloud.target!r} and the estate does not rehearse"
+            " its surroundings: 'sandbox up' has nothing to build",
+            "set cloud.target: sandbox, or sandbox.surroundings: true to rehearse the source "
+            "hosts, the exchange platform and the mirror around this cloud")])
     plan = plan_sandbox(estate)
     problems = [estate.settings_doc.problem(("sandbox",), text)
                 for text in naming_problems(plan) + network_problems(estate, plan)]
@@ -407,6 +412,35 @@ def _ensure_bridges(plan: SandboxPlan, say: Progress) -> list[str]:
             say(f"bridge {bridge.device} {bridge.gateway} ({bridge.role})")
             changes.append(f"bridge {bridge.device} created")
     return changes
+
+
+def _ensure_links(estate: Estate, record: OwnershipRecord, root: Path,
+                  say: Progress) -> list[str]:
+    """Routes between the project bridges and sandbox.allowed_networks, recorded before they
+    are made (``down`` removes them by that record) and checked before any change."""
+    links = network.plan_links(estate.settings.sandbox.allowed_networks)
+    if not links.networks:
+        return []
+    known = set(record.links.get("devices", []))
+    record.links = {
+        "networks": sorted({*record.links.get("networks", []), *links.networks}),
+        "devices": sorted(known | set(links.devices))}
+    write_record(record, root)
+    network.link_networks(links)
+    new = sorted(set(links.devices) - known)
+    for device in new:
+        say(f"linked {device} (allowed networks {', '.join(links.networks)})")
+    return [f"allowed networks linked through {device}" for device in new]
+
+
+def _remove_links(record: OwnershipRecord, say: Progress) -> list[str]:
+    if not record.links:
+        return []
+    links = network.Links(tuple(record.links.get("networks", [])),
+                          tuple(record.links.get("devices", [])))
+    say(f"unlinking {', '.join(links.devices) or 'allowed networks'}")
+    network.unlink_networks(links)
+    return [f"allowed networks unlinked from {device}" for device in links.devices]
 
 
 def _ensure_machines(estate: Estate, plan: SandboxPlan, root: Path, ca: Any,

@@ -131,7 +131,8 @@ def plan_sandbox(estate: Estate) -> SandboxPlan:
     platform_bridge, platform = _plan_platform(exchange_net)
     bridges.append(platform_bridge)
     machines.append(platform)
-    if estate.settings.cloud.ops_network:
+    # the ops network is the sandbox cloud's own; around another cloud it is that cloud's
+    if estate.settings.cloud.ops_network and estate.settings.cloud.target == "sandbox":
         ops = ipaddress.IPv4Network(estate.settings.cloud.ops_network)
         bridges.append(BridgePlan(network_label("o", ops), str(ops),
                                   f"{ops.network_address + OPS_GATEWAY_NUMBER}/{ops.prefixlen}",

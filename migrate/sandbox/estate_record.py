@@ -37,6 +37,8 @@ class OwnershipRecord:
     bridges: list[dict[str, Any]] = field(default_factory=list)
     machines: list[dict[str, Any]] = field(default_factory=list)
     mirror: str | None = None  # the package mirror sandbox up started, by name
+    # what network.link_networks set up: {"networks": [...], "devices": [...]}
+    links: dict[str, list[str]] = field(default_factory=dict)
 
     def bridge_devices(self) -> set[str]:
         return {b["device"] for b in self.bridges}
@@ -62,7 +64,7 @@ class OwnershipRecord:
     def as_dict(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, "estate_id": self.estate_id, "estate": self.estate,
                 "estate_root": self.estate_root, "bridges": self.bridges,
-                "machines": self.machines, "mirror": self.mirror}
+                "machines": self.machines, "mirror": self.mirror, "links": self.links}
 
 
 def read_record(estate_id: str, root: Path | None = None) -> OwnershipRecord | None:
@@ -80,7 +82,8 @@ def _load(path: Path) -> OwnershipRecord | None:
                                " restore it or remove them by hand") from None
     return OwnershipRecord(data["estate_id"], data.get("estate", ""),
                            data.get("estate_root", ""), list(data.get("bridges", [])),
-                           list(data.get("machines", [])), data.get("mirror"))
+                           list(data.get("machines", [])), data.get("mirror"),
+                           dict(data.get("links") or {}))
 
 
 def other_records(estate_id: str, root: Path | None = None) -> list[OwnershipRecord]:

@@ -6,6 +6,14 @@ is switched on for our bridges only (per interface, never the global switch), an
 policy rule sends whatever arrives on one of our bridges to a routing table that knows
 only our bridges' networks and answers "unreachable" for everything else. So a machine's
 packets never leave the host by the default route, whatever the machine does.
+
+Networks named in ``sandbox.allowed_networks`` (on another bridge on this host: a lab bridge,
+the test cloud's provider network and the tenant networks behind it) are linked in both
+directions, still never off the host: a rule at ``LINK_PRIORITY`` lets traffic to an
+allowed network use the host's own routes to it but never its default route
+(``suppress_prefixlength 0``), and each local bridge that carries an allowed network gets
+forwarding and the project bridges' rule, plus a final ``unreachable`` rule of its own, so
+what arrives there reaches only project bridges and allowed networks.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ IFNAMSIZ = 15  # usable characters of a Linux interface name
 ROUTE_TABLE = 4201
 RULE_PRIORITY = 4201
 LOCAL_DEVICE_KINDS = frozenset({"bridge", "veth"})
+LINK_PRIORITY = 4200  # to an allowed network: the host's routes to it, never the default
+LINKED_DEVICE_STOP = 4202  # from a linked device: nothing else
 
 _SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -262,6 +272,89 @@ def _remove_forwarding_rule(device: str) -> None:
         )
 
 
+# ---- allowed networks ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Links:
+    """Allowed networks linked to the project bridges: a rule per network, forwarding and
+    rules per local device that carries one."""
+
+    networks: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+
+
+def plan_links(allowed: Iterable[str]) -> Links:
+    """What linking ``allowed`` networks takes, changing nothing: GuardRefused when the host
+    routes one through anything but a local bridge or veth."""
+    networks = [n for n in _parse_networks(allowed) if n.version == 4]
+    devices: dict[str, None] = {}
+    for net in networks:
+        for route in _ip_json("route", "show", "table", "main", "root", str(net)):
+            device = route.get("dev")
+            if not device or is_project_bridge_name(device):
+                continue
+            kind = _device_kind(device)
+            if kind not in LOCAL_DEVICE_KINDS or device in _default_devices():
+                _refuse(net, f"the host routes it via {device} ({kind or 'physical'}), not a "
+                        "local bridge or namespace")
+            devices[device] = None
+    return Links(tuple(str(n) for n in networks), tuple(devices))
+
+
+def link_networks(links: Links) -> None:
+    """Route between the project bridges and the planned links' networks (idempotent)."""
+    if not links.networks:
+        return
+    table = str(ROUTE_TABLE)
+    _ip("route", "replace", "unreachable", "default", "table", table)
+    for text in links.networks:
+        if not _has_link_rule(ipaddress.ip_network(text)):
+            _ip("rule", "add", "to", text, "lookup", "main", "suppress_prefixlength", "0",
+                "priority", str(LINK_PRIORITY))
+    for device in links.devices:
+        if not any(r.get("iif") == device for r in _stop_rules()):
+            _ip("rule", "add", "iif", device, "unreachable", "priority", str(LINKED_DEVICE_STOP))
+        if not _has_forwarding_rule(device):
+            _ip("rule", "add", "iif", device, "lookup", table, "priority", str(RULE_PRIORITY))
+        Path(f"/proc/sys/net/ipv4/conf/{device}/forwarding").write_text("1\n")
+
+
+def unlink_networks(links: Links) -> None:
+    """Undo ``link_networks``: forwarding off first, then the rules; fine if gone."""
+    for device in links.devices:
+        if _link_exists(device):
+            Path(f"/proc/sys/net/ipv4/conf/{device}/forwarding").write_text("0\n")
+        _remove_forwarding_rule(device)
+        if any(r.get("iif") == device for r in _stop_rules()):
+            _ip("rule", "del", "iif", device, "unreachable", "priority",
+                str(LINKED_DEVICE_STOP), check=False)
+    for text in links.networks:
+        if _has_link_rule(ipaddress.ip_network(text)):
+            _ip("rule", "del", "to", text, "lookup", "main", "suppress_prefixlength", "0",
+                "priority", str(LINK_PRIORITY), check=False)
+
+
+def _has_link_rule(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    return any(rule.get("priority") == LINK_PRIORITY
+               and f"{rule.get('dst')}/{rule.get('dstlen')}" == str(net)
+               for rule in _ip_json("rule", "show"))
+
+
+def _stop_rules() -> list[dict[str, Any]]:
+    return [rule for rule in _ip_json("rule", "show")
+            if rule.get("priority") == LINKED_DEVICE_STOP]
+
+
+def _device_kind(device: str) -> str | None:
+    links = _ip_json("-d", "link", "show", "dev", device)
+    return links[0].get("linkinfo", {}).get("info_kind") if links else None
+
+
+def _default_devices() -> frozenset[str]:
+    return frozenset(r["dev"] for r in _ip_json("route", "show", "default") if r.get("dev"))
+
+
 # ---- the guard -------------------------------------------------------------------
 
 
@@ -292,13 +385,7 @@ def gather_route_facts(target: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
     routes = _ip_json("route", "get", str(target))
     route = routes[0] if routes else {}
     device = route.get("dev")
-    kind = None
-    if device:
-        links = _ip_json("-d", "link", "show", "dev", device)
-        if links:
-            kind = links[0].get("linkinfo", {}).get("info_kind")
-    defaults = frozenset(r["dev"] for r in _ip_json("route", "show", "default") if r.get("dev"))
-    return RouteFacts(route, kind, defaults)
+    return RouteFacts(route, _device_kind(device) if device else None, _default_devices())
 
 
 def check_route(

@@ -1,10 +1,11 @@
 """The sandbox as a cloud target (entry point ``sandbox`` of ``migrate.targets``): machines on
-this host, reached with the operator key the sandbox makes, guarded so that nothing leaves
-the host, installing packages from the sandbox's own mirror, brought up before a run."""
+this host, reached with the operator key the sandbox makes; and the sandbox as what surrounds
+a cloud (entry point ``sandbox`` of ``migrate.surroundings``): the source hosts' server
+rooms, the exchange platform and the package mirror on this host, brought up before a run,
+guarded so that nothing leaves the host, around the sandbox cloud or an OpenStack."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from migrate.provision import ProvisionSettings, ensure_passphrase_file
 from migrate.sandbox import estate as sandbox_estate
 from migrate.sandbox import estate_plan, host, images, network
 from migrate.state import state_dir
-from migrate.targets.base import Progress, Target
+from migrate.targets.base import Progress, Surroundings, Target
 
 
 class SandboxTarget(Target):
@@ -22,14 +23,11 @@ class SandboxTarget(Target):
     what runs."""
 
     name = "sandbox"
-    brings_up = True
 
     def provision_settings(self, estate: Estate, plan_file: Path) -> ProvisionSettings:
         host.require_host()
         images.ensure_image("cloud")
-        sandbox = estate_plan.plan_sandbox(estate)
         config = {"migrate:authorized_keys": self.operator_public_key(estate)}
-        config["migrate:hosts"] = json.dumps({sandbox.exchange_host: sandbox.platform_ip})
         state = state_dir(estate)
         # a rehearsal's own secret: made on first use
         passphrase = ensure_passphrase_file(state, create=True)
@@ -41,6 +39,13 @@ class SandboxTarget(Target):
     def operator_public_key(self, estate: Estate) -> str:
         return sandbox_estate.operator_public_key(estate)
 
+
+class SandboxSurroundings(Surroundings):
+    """Calls into the sandbox's modules by attribute, like ``SandboxTarget``."""
+
+    name = "sandbox"
+    brings_up = True
+
     def source_known_hosts(self, estate: Estate) -> Path | None:
         return sandbox_estate.known_hosts_path(estate)
 
@@ -49,6 +54,10 @@ class SandboxTarget(Target):
 
     def platform_address(self, estate: Estate) -> str | None:
         return estate_plan.plan_sandbox(estate).platform_ip
+
+    def host_entries(self, estate: Estate) -> dict[str, str]:
+        sandbox = estate_plan.plan_sandbox(estate)
+        return {sandbox.exchange_host: sandbox.platform_ip}
 
     def package_mirror_url(self, estate: Estate) -> str | None:
         return sandbox_estate.sandbox_mirror_url(estate)

@@ -9,9 +9,11 @@ Per instance: the cloud's ``id``, the planned ``address``, its SSH ``host_keys``
 base64", at least one), ``roles``, ``replaces`` (the source hosts it takes over) and
 ``resource_name``; per data volume: its ``name`` and ``mount``, how the guest finds it
 (``device``, or ``serial``: the cloud's volume id as the guest sees it; the sandbox's
-``path`` is a host folder the machine bind-mounts itself), and ``encryption`` as the cloud
-reports it. Other keys a program exports (the sandbox's ``machine``, ``known_hosts``) are
-allowed and ignored.
+``path`` is a host folder the machine bind-mounts itself), its ``volume_id`` where the cloud has
+one, and ``encryption`` as the cloud reports it; the boot volume's id and encryption as
+``boot_volume`` where the instance boots from a volume (OpenStack); ``floating_address``
+beside the fixed one where the plan gives the instance a floating IP (OpenStack). Other keys
+a program exports (the sandbox's ``machine``, ``known_hosts``) are allowed and ignored.
 """
 
 from __future__ import annotations
@@ -91,6 +93,9 @@ class Encryption(Output):
     encrypted: bool
     by: str | None = None
     detail: str = ""
+    # what the target found when it checked through the cloud's API (volume type, provider,
+    # cipher, key size, where, when); None: not checked (set by the target, never by a program)
+    checked: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _encrypted_by_someone(self) -> Encryption:
@@ -105,6 +110,7 @@ class Volume(Output):
     device: str | None = None
     serial: str | None = None
     path: str | None = None
+    volume_id: str | None = None
     encryption: Encryption
 
     @field_validator("encryption", mode="before")
@@ -124,6 +130,11 @@ class Volume(Output):
         return self
 
 
+class BootVolume(Output):
+    volume_id: Name
+    encryption: Encryption
+
+
 class Instance(Output):
     id: Name
     address: Address
@@ -132,6 +143,8 @@ class Instance(Output):
     replaces: list[str]
     resource_name: Name
     volumes: list[Volume]
+    boot_volume: BootVolume | None = None
+    floating_address: Address | None = None
 
     @model_validator(mode="before")
     @classmethod

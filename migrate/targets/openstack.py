@@ -8,8 +8,10 @@ never choose the cloud silently. The operator key is an explicit setting
 (``cloud.openstack.operator_key``). Host keys are read from each instance's console, where
 cloud-init prints them at first boot, and pinned in the estate's state directory before the
 first ssh (``host-keys/<stack>.json``); data volumes are partitioned, formatted and mounted
-by their serial in the instance itself (stacks/openstack/cloudinit.py). Not built yet, and
-said so as an error: verifying a volume's encryption through its Cinder volume type.
+by their serial in the instance itself (stacks/openstack/cloudinit.py). A volume the plan
+wants encrypted is checked through the block-storage API before any stage relies on it: of
+the estate's encrypted volume type, whose encryption spec has a provider, and encrypted
+itself (``openstack_volumes``); what cinder reported rides in its ``encryption``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import json
 import os
 import stat
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from migrate.errors import EnvironmentNotReady, InvalidInput, StageFailed
+from migrate.errors import InvalidInput, StageFailed
 from migrate.files import write_file_atomically
 from migrate.loader import Estate
 from migrate.model import OpenStackSettings
@@ -32,9 +34,9 @@ from migrate.targets import openstack_api
 from migrate.targets.base import Target
 from migrate.targets.contract import Instance
 from migrate.targets.openstack_console import ConsoleKeysError, host_keys_from_console
+from migrate.targets.openstack_volumes import check_encryption
 
 CLIENT_CONFIG_ENV = "OS_CLIENT_CONFIG_FILE"
-NOT_BUILT = "not built yet for the openstack target (issue 17)"
 HOST_KEYS_WAIT_S = 600.0  # first boot to cloud-init's final stage, with room for a slow cloud
 HOST_KEYS_POLL_S = 5.0
 
@@ -48,6 +50,7 @@ def scrubbed_environment(environ: Mapping[str, str]) -> dict[str, None]:
 
 class OpenStackTarget(Target):
     name = "openstack"
+    checks_cloud = True  # stacks/openstack/preflight.py
 
     def provision_settings(self, estate: Estate, plan_file: Path) -> ProvisionSettings:
         settings = self.settings(estate)
@@ -59,7 +62,8 @@ class OpenStackTarget(Target):
         state = state_dir(estate)
         passphrase = ensure_passphrase_file(state, create=False)
         return ProvisionSettings(self.name, state, plan_file, passphrase, config,
-                                 env=scrubbed_environment(os.environ), preflight=True)
+                                 env=scrubbed_environment(os.environ),
+                                 preflight=self.checks_cloud)
 
     def settings(self, estate: Estate) -> OpenStackSettings:
         found = estate.settings.cloud.openstack
@@ -92,11 +96,6 @@ class OpenStackTarget(Target):
             raise self._key_problem(estate, f"{public} does not hold the public key line",
                                     f"write it with: ssh-keygen -y -f {private} > {public}")
         return text
-
-    def guard_address(self, address: str, allowed_networks: Sequence[str] = ()) -> None:
-        """No guard: a real cloud's addresses are off this host by nature; the security
-        groups of the plan decide what its instances reach."""
-        return None
 
     def learn_host_keys(self, estate: Estate, stack: str, name: str,
                         outputs: Mapping[str, Any]) -> list[str]:
@@ -139,20 +138,26 @@ class OpenStackTarget(Target):
                                        " (the keys_to_console module)")
             time.sleep(HOST_KEYS_POLL_S)
 
-    def check_instances(self, stack: str, instances: Mapping[str, Instance]) -> None:
-        encrypted = [f"{name}:{volume.name}" for name, instance in sorted(instances.items())
-                     for volume in instance.volumes if volume.encryption.encrypted]
-        if encrypted:
-            raise EnvironmentNotReady(
-                f"stack {stack}: volumes {', '.join(encrypted)} are to be encrypted by their "
-                f"Cinder volume type, and verifying that through the volume type is {NOT_BUILT}",
-                hint="use the sandbox target for systems at protection level 3 until this is "
-                     "built")
+    def check_instances(self, estate: Estate, stack: str,
+                        instances: Mapping[str, Instance]) -> Mapping[str, Instance]:
+        """Every volume the plan wants encrypted, checked through cinder; refused
+        (EnvironmentNotReady) naming each one the cloud does not encrypt."""
+        if not any(_wants_encryption(instance) for instance in instances.values()):
+            return instances
+        settings = self.settings(estate)
+        session = openstack_api.Session.for_cloud(settings.cloud, settings.region)
+        return check_encryption(session, stack, instances, settings.encrypted_volume_type)
 
     @staticmethod
     def _key_problem(estate: Estate, message: str, hint: str) -> InvalidInput:
         return InvalidInput([estate.settings_doc.problem(
             ("cloud", "openstack", "operator_key"), message, hint)])
+
+
+def _wants_encryption(instance: Instance) -> bool:
+    boot = instance.boot_volume
+    return (boot is not None and boot.encryption.encrypted) or any(
+        volume.encryption.encrypted for volume in instance.volumes)
 
 
 def _read_pins(path: Path) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The few OpenStack API calls migrate makes itself (the stacks use the provider): a keystone v3
-session from the clouds.yaml entry the estate names, and an instance's console output.
+session from the clouds.yaml entry the estate names, an instance's console output, and what
+the block-storage API says of a volume's encryption.
 
 clouds.yaml is found where OpenStack's own tools look (``OS_CLIENT_CONFIG_FILE``, then
 ``./clouds.yaml``, ``~/.config/openstack/clouds.yaml``, ``/etc/openstack/clouds.yaml``);
@@ -28,6 +29,8 @@ CONFIG_ENV = "OS_CLIENT_CONFIG_FILE"
 SEARCH = (Path("clouds.yaml"), Path("~/.config/openstack/clouds.yaml"),
           Path("/etc/openstack/clouds.yaml"))
 TIMEOUT_S = 60.0
+# cinder's v3 API in a service catalog: the current name first, the older ones after
+BLOCK_STORAGE_TYPES = ("block-storage", "volumev3")
 
 
 def clouds_yaml() -> Path:
@@ -67,8 +70,13 @@ class Session:
     catalog: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def for_cloud(cls, name: str) -> Session:
-        return cls(cloud_entry(name))
+    def for_cloud(cls, name: str, region: str | None = None) -> Session:
+        """The clouds.yaml entry ``name``; ``region`` (cloud.openstack.region) instead of
+        the entry's own when given."""
+        entry = cloud_entry(name)
+        if region:
+            entry["region_name"] = region
+        return cls(entry)
 
     @property
     def region(self) -> str | None:
@@ -102,7 +110,9 @@ class Session:
         raise EnvironmentNotReady(f"the cloud's catalog has no {interface} {service_type} "
                                   f"endpoint{f' in region {self.region}' if self.region else ''}")
 
-    def request(self, method: str, service_type: str, path: str, body: Any = None) -> Any:
+    def request(self, method: str, service_type: str, path: str, body: Any = None,
+                absent: tuple[int, ...] = ()) -> Any:
+        """The answer of one call; None when its status is one of ``absent`` (e.g. 404)."""
         if not self.token:
             self.authenticate()
         url = self.endpoint(service_type) + path
@@ -110,6 +120,8 @@ class Session:
         if status == 401:  # the token expired: once more with a new one
             self.authenticate()
             status, _, data = self._raw(method, url, body, {"X-Auth-Token": self.token})
+        if status in absent:
+            return None
         if status >= 300:
             raise StageFailed(f"{method} {urllib.parse.urlsplit(url).path} answered {status}")
         return data
@@ -118,6 +130,15 @@ class Session:
         found = self.request("POST", "compute", f"/servers/{server_id}/action",
                              {"os-getConsoleOutput": {}})
         return str((found if isinstance(found, dict) else {}).get("output") or "")
+
+    def block_storage(self, path: str, absent: tuple[int, ...] = ()) -> Any:
+        """GET on cinder's v3 API, under whichever of its service types the catalog names."""
+        if not self.token:
+            self.authenticate()
+        named = {service["type"] for service in self.catalog}
+        service_type = next((t for t in BLOCK_STORAGE_TYPES if t in named),
+                            BLOCK_STORAGE_TYPES[0])
+        return self.request("GET", service_type, path, absent=absent)
 
     def _raw(self, method: str, url: str, body: Any = None,
              headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:

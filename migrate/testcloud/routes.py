@@ -5,13 +5,19 @@ this host the host itself is the ops network: it stands on the provider network
 (``mgos-prov``), where each department router has its gateway address. A tenant subnet is
 routed via its router's gateway on that bridge, and only subnets inside the networks the
 caller names (an estate's zones) are routed, so no route ever points anywhere else.
+
+``RouteKeeper`` keeps them while a run makes routers (the city's network team's part, done
+by the host here): every couple of seconds it routes new tenant subnets, and at the end it
+removes exactly the routes it made.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import subprocess
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from migrate.testcloud import api
@@ -57,6 +63,44 @@ def ensure_routes(session: api.Session, within: Iterable[str]) -> list[Route]:
 def remove_routes(routes: Iterable[Route]) -> None:
     for route in routes:
         subprocess.run(route.argv("del"), check=False, capture_output=True)
+
+
+class RouteKeeper:
+    """Routes the tenant subnets inside ``within`` as routers appear, in a thread, until
+    ``stop``; then removes every route it made. ``session`` makes a fresh API session."""
+
+    def __init__(self, session: Callable[[], api.Session], within: Iterable[str],
+                 interval_s: float = 2.0) -> None:
+        self.session, self.within, self.interval_s = session, list(within), interval_s
+        self.made: set[Route] = set()
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name="testcloud-routes", daemon=True)
+
+    def __enter__(self) -> RouteKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=60)
+        remove_routes(sorted(self.made, key=lambda r: r.cidr))
+
+    def _keep(self) -> None:
+        session = None
+        while not self._stop.is_set():
+            try:
+                session = session or self.session()
+                self.made.update(ensure_routes(session, self.within))
+            except Exception as error:
+                self.failures += 1
+                session = None
+                logging.getLogger(__name__).warning("test cloud routes: %s", error)
+            self._stop.wait(self.interval_s)
 
 
 def _network_id(session: api.Session, name: str) -> str:

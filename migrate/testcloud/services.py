@@ -32,8 +32,9 @@ from migrate.testcloud import machine as tc_machine
 log = logging.getLogger(__name__)
 
 PHASES = ("base", "keystone", "glance", "placement", "nova", "neutron", "networks", "guest",
-          "ceph", "cinder", "estate")
+          "ceph", "cinder", "keymanager", "estate")
 CLOUD_NAME = "testcloud"
+MARKS = "/var/lib/migrate-testcloud"  # in the machine: PHASE.done once a phase completed
 TENANT_CIDR = "192.168.77.0/24"
 KVM_CREATE_VM = 0xAE01
 
@@ -146,12 +147,14 @@ def phase_environment(root: Path, virt_type: str) -> dict[str, str]:
 
 
 def phase_done(m: tc_machine.Machine, phase: str) -> bool:
-    marker = f"/var/lib/migrate-testcloud/{phase}.done"
+    marker = f"{MARKS}/{phase}.done"
     return tc_machine.run(m, "test", "-f", marker, check=False).returncode == 0
 
 
-def up(root: Path, phases: tuple[str, ...] = PHASES) -> UpReport:
-    """Image, machine, services: everything missing is made, the rest is kept."""
+def up(root: Path, phases: tuple[str, ...] = PHASES, again: tuple[str, ...] = ()) -> UpReport:
+    """Image, machine, services: everything missing is made, the rest is kept; the phases
+    ``again`` run even if they completed before (after a change of aio.sh; each phase is
+    idempotent)."""
     report = UpReport()
     started = time.monotonic()
     image = tc_image.ensure_image()
@@ -186,6 +189,8 @@ def up(root: Path, phases: tuple[str, ...] = PHASES) -> UpReport:
         for key, value in phase_environment(root, report.virt_type).items():
             handle.write(f"{key}={shlex.quote(value)}\n")
     for phase in phases:
+        if phase in again:
+            tc_machine.run(m, "rm", "-f", f"{MARKS}/{phase}.done")
         if phase_done(m, phase):
             report.skipped.append(phase)
             continue

@@ -55,10 +55,14 @@ def build_context(*, system: Mapping[str, Any], manifest: Mapping[str, Any],
                   targets: Mapping[str, Mapping[str, str]], evidence: Mapping[str, Any],
                   baseline: Mapping[str, Any] | None, exchange: Mapping[str, Any] | None,
                   sandbox: bool, run_dir: str, ssh_config: str,
-                  endpoint: Mapping[str, str] | None = None) -> dict[str, Any]:
+                  endpoint: Mapping[str, str] | None = None,
+                  rehearsal: Mapping[str, Any] | None = None,
+                  encryption: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The context document the suites read. ``system`` is the plan's entry, ``manifest``
     the system manifest (as JSON), ``targets`` instance -> {address, host_key},
-    ``exchange`` the estate's exchange settings {url, ca_bundle} or None."""
+    ``exchange`` the estate's exchange settings {url, ca_bundle} or None, ``encryption``
+    instance -> volume name -> its encryption as the target checked it through the cloud
+    (an ``error`` when the check could not run), where the target has such a check."""
     sid = system["id"]
     hosts = {i["name"]: {"name": f"{sid}-{i['name']}", "address": targets[i["name"]]["address"]}
              for i in system["instances"]}
@@ -67,12 +71,14 @@ def build_context(*, system: Mapping[str, Any], manifest: Mapping[str, Any],
         "system": sid,
         "name": system.get("name", sid),
         "sandbox": sandbox,
+        "rehearsal": dict(rehearsal) if rehearsal is not None else None,
         "run_dir": run_dir,
         "ssh_config": ssh_config,
         "hosts": hosts,
         "services": [{**s, "host": hosts[s["instance"]]["name"]} for s in system["services"]],
         "ports": _ports(system, hosts),
-        "volumes": [{"instance": i["name"], "host": hosts[i["name"]]["name"], **v}
+        "volumes": [{"instance": i["name"], "host": hosts[i["name"]]["name"], **v,
+                     "cloud_encryption": (encryption or {}).get(i["name"], {}).get(v["name"])}
                     for i in system["instances"] for v in i.get("volumes", [])],
         "files": _files(system, hosts, evidence),
         "databases": _databases(system, hosts, evidence),

@@ -22,7 +22,7 @@ from migrate.access import guard_addresses
 from migrate.errors import StageFailed
 from migrate.journal import digest_bytes, digest_file
 from migrate.loader import Estate
-from migrate.targets import target_of
+from migrate.targets import rehearses, target_of
 from migrate.verify.answers import read_baseline
 from migrate.verify.context import build_context, evidence_of
 from migrate.verify.junit import parse_junit, summarize
@@ -90,7 +90,31 @@ def system_context(estate: Estate, plan: Mapping[str, Any], system_id: str,
         system=system, manifest=manifest.model_dump(mode="json"), targets=targets,
         evidence=evidence, baseline=read_baseline(folder, system_id), exchange=exchange,
         sandbox=estate.settings.cloud.target == "sandbox", run_dir=str(run_dir),
-        ssh_config=str(ssh_config), endpoint=endpoint)
+        ssh_config=str(ssh_config), endpoint=endpoint,
+        rehearsal={"allowed_networks": list(estate.settings.sandbox.allowed_networks)}
+        if rehearses(estate) else None,
+        encryption=cloud_encryption(estate, system))
+
+
+def cloud_encryption(estate: Estate, system: Mapping[str, Any]
+                     ) -> dict[str, dict[str, Any]] | None:
+    """Instance -> data volume -> encryption at rest as the target checks it through its
+    cloud, now (OpenStack: cinder; the guest sees no dm-crypt there); None where no volume is
+    to be encrypted or the target is the sandbox (it never encrypts). A check that cannot
+    run or refuses is an ``error`` for each volume: the suite fails that check."""
+    from migrate.errors import MigrateError
+    from migrate.pipeline import system_instances
+
+    wanted = any(v.get("encrypted") for i in system["instances"] for v in i.get("volumes", []))
+    if not wanted or estate.settings.cloud.target == "sandbox":
+        return None
+    try:
+        instances = system_instances(estate, system["id"])
+    except MigrateError as error:
+        return {i["name"]: {v["name"]: {"encrypted": False, "error": error.message}
+                            for v in i.get("volumes", [])} for i in system["instances"]}
+    return {name: {v.name: v.encryption.model_dump() for v in instance.volumes}
+            for name, instance in instances.items()}
 
 
 def run_pytest(run_dir: Path, context_file: Path, junit: Path,

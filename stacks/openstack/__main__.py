@@ -5,6 +5,7 @@ import pulumi
 from migrate import stackplan
 
 import compute
+import floating
 import network
 import preflight
 import security
@@ -28,8 +29,10 @@ elif system_id:
     attached = network.attach(system)
     groups = security.security_groups(system)
     instances = compute.instances(system, attached, groups, plan["cloud"]["openstack"],
-                                  compute.authorized_keys(config.get("authorized_keys") or ""))
-    pulumi.export("instances", compute.instance_outputs(system, instances,
-                                                       plan["cloud"]["openstack"]))
+                                  compute.authorized_keys(config.get("authorized_keys") or ""),
+                                  stackplan.host_entries(config.get("hosts") or "{}"))
+    pulumi.export("instances", floating.with_floating_addresses(
+        compute.instance_outputs(system, instances, plan["cloud"]["openstack"]),
+        floating.floating_ips(system, instances)))
 else:
     raise ValueError("set migrate:network or migrate:system (migrate provision does this)")

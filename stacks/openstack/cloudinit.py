@@ -4,6 +4,8 @@
   password logins.
 - The data volumes: ``files/migrate-volumes`` partitions, formats and mounts each one by its
   volume id (the serial the guest sees), from a JSON list cloud-init writes beside it.
+- Names no DNS of the cloud serves (``migrate:hosts``: the rehearsal's exchange platform),
+  appended to /etc/hosts.
 
 Cloud-init prints the instance's host keys to its console, where ``migrate`` reads them
 through the compute API and pins them before the first ssh.
@@ -20,29 +22,37 @@ SCRIPT_PATH = "/usr/local/sbin/migrate-volumes"
 VOLUMES_PATH = "/etc/migrate/volumes.json"
 
 
-def user_data(authorized_keys: list[str], volumes: list[tuple[pulumi.Output, str]]
-              ) -> pulumi.Output:
+def user_data(authorized_keys: list[str], volumes: list[tuple[pulumi.Output, str]],
+              hosts: dict[str, str] | None = None) -> pulumi.Output:
     """``#cloud-config`` for one instance; ``volumes`` pairs each data volume's serial with
-    its mount point."""
+    its mount point; ``hosts`` are extra /etc/hosts entries (name -> address)."""
     serials = [serial for serial, _mount in volumes]
     mounts = [mount for _serial, mount in volumes]
     return pulumi.Output.all(*serials).apply(
-        lambda known: render(authorized_keys, list(zip(known, mounts, strict=True))))
+        lambda known: render(authorized_keys, list(zip(known, mounts, strict=True)), hosts))
 
 
-def render(authorized_keys: list[str], volumes: list[tuple[str, str]]) -> str:
+def render(authorized_keys: list[str], volumes: list[tuple[str, str]],
+           hosts: dict[str, str] | None = None) -> str:
     document: dict = {
         "disable_root": False,
         "ssh_pwauth": False,
         "ssh_authorized_keys": list(authorized_keys),
     }
+    files = []
+    if hosts:
+        files.append({"path": "/etc/hosts", "append": True, "owner": "root:root",
+                      "content": "".join(f"{address} {name}\n"
+                                         for name, address in sorted(hosts.items()))})
     if volumes:
         listing = [{"serial": serial, "mount": mount} for serial, mount in volumes]
-        document["write_files"] = [
+        files += [
             {"path": SCRIPT_PATH, "permissions": "0755", "owner": "root:root",
              "content": SCRIPT.read_text(encoding="utf-8")},
             {"path": VOLUMES_PATH, "permissions": "0644", "owner": "root:root",
              "content": json.dumps(listing, indent=1) + "\n"},
         ]
         document["runcmd"] = [[SCRIPT_PATH]]
+    if files:
+        document["write_files"] = files
     return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)

@@ -24,6 +24,8 @@ VIRTIO_SERIAL_CHARS = 20  # virtio-blk shows a volume's id, cut to 20 characters
 class Built:
     server: openstack.compute.Instance
     data: list[tuple[dict, openstack.blockstorage.Volume]]
+    boot: openstack.blockstorage.Volume
+    port: openstack.networking.Port | None = None  # where a floating IP is associated
 
 
 def _volume_type(encrypted: bool, settings: dict) -> str | None:
@@ -39,7 +41,7 @@ def authorized_keys(text: str) -> list[str]:
 
 
 def instances(system: dict, attached, groups: dict, settings: dict,
-              keys: list[str] | None = None) -> dict:
+              keys: list[str] | None = None, hosts: dict[str, str] | None = None) -> dict:
     tags = stackplan.tags(system)
     metadata = {"department": system["department"]["code"], "system": system["id"],
                 "protection_level": str(system["protection_level"])}
@@ -70,12 +72,13 @@ def instances(system: dict, attached, groups: dict, settings: dict,
                       "roles": ",".join(planned["roles"])},
             user_data=cloudinit.user_data(
                 keys or [], [(_serial(v), p["mount"]) for p, v in
-                             zip(planned["volumes"], data, strict=True)]),
+                             zip(planned["volumes"], data, strict=True)], hosts or {}),
             tags=tags,
             # user data only acts at first boot: a later change (a new operator key) must
             # not replace a running instance; Ansible manages the keys from then on
             opts=pulumi.ResourceOptions(ignore_changes=["userData"]))
-        built[planned["name"]] = Built(server, list(zip(planned["volumes"], data, strict=True)))
+        built[planned["name"]] = Built(server, list(zip(planned["volumes"], data, strict=True)),
+                                       boot, port)
     return built
 
 
@@ -96,15 +99,22 @@ def instance_outputs(system: dict, built: dict[str, Built], settings: dict) -> d
                               "replaces": planned["replaces"],
                               "resource_name": planned["resource_name"],
                               "volumes": [_volume_output(p, v, settings)
-                                          for p, v in built[planned["name"]].data]}
+                                          for p, v in built[planned["name"]].data],
+                              "boot_volume": {
+                                  "volume_id": built[planned["name"]].boot.id,
+                                  "encryption": _encryption(planned["boot_volume"], settings)}}
             for planned in system["instances"]}
 
 
 def _volume_output(planned: dict, volume: openstack.blockstorage.Volume, settings: dict) -> dict:
     """How the guest finds the volume (its serial) and who encrypts it: on OpenStack the
     volume type's encryption, on the hypervisor, so the guest sees no dm-crypt device."""
-    volume_type = _volume_type(planned["encrypted"], settings)
     return {"name": planned["name"], "mount": planned["mount"], "volume_id": volume.id,
-            "serial": _serial(volume),
-            "encryption": {"encrypted": planned["encrypted"],
-                           "by": f"cinder volume type {volume_type}" if volume_type else None}}
+            "serial": _serial(volume), "encryption": _encryption(planned, settings)}
+
+
+def _encryption(planned: dict, settings: dict) -> dict:
+    """What the program asked for; the OpenStack target checks it through cinder."""
+    volume_type = _volume_type(planned["encrypted"], settings)
+    return {"encrypted": planned["encrypted"],
+            "by": f"cinder volume type {volume_type}" if volume_type else None}

@@ -29,9 +29,12 @@ def department_network(planned: dict, settings: dict) -> DepartmentNetwork:
         f"{planned['name']}-subnet", name=f"{planned['name']}-subnet", network_id=net.id,
         cidr=planned["cidr"], gateway_ip=planned["gateway"], ip_version=4, tags=tags)
     external = openstack.networking.get_network(name=settings["external_network"])
+    # The router routes and never translates: the addresses the plan's rules name (a source
+    # host, the platform, the instances) are the addresses the peers see. (Setting it is
+    # admin-only in neutron's default policy.)
     router = openstack.networking.Router(
         f"{planned['name']}-router", name=f"{planned['name']}-router",
-        external_network_id=external.id, admin_state_up=True, tags=tags)
+        external_network_id=external.id, enable_snat=False, admin_state_up=True, tags=tags)
     openstack.networking.RouterInterface(
         f"{planned['name']}-router-interface", router_id=router.id, subnet_id=subnet.id)
     return DepartmentNetwork(net, subnet, router)

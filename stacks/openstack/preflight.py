@@ -11,8 +11,13 @@ What the provider's data sources tell and what they do not:
 - ports: neutron's quota, in use counted by listing the project's ports;
 - security groups and rules, volumes, gigabytes: the quota only (no data source lists
   them or reports their use), so the plan is compared with the whole quota;
-- the encrypted volume type: that it exists (cinder's quota set names every volume type),
-  not that it encrypts (no data source shows a type's encryption).
+- floating IPs (only where the plan gives them): their network found by name and external,
+  neutron's quota only (no data source lists them), compared as the groups are;
+- the encrypted volume type: that it exists (cinder's quota set names every volume type);
+  that it encrypts no data source shows, so migrate's own client asks cinder for the type's
+  encryption spec (``GET /types/{id}/encryption``), which cinder's default policy shows to
+  admins only: for other users the preflight says it cannot tell, and the OpenStack target
+  checks each volume through cinder once it exists (migrate.targets.openstack_volumes).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import pulumi
 import pulumi_openstack as openstack
 
 from migrate import stackplan
+from migrate.targets import openstack_api
+from migrate.targets.openstack_volumes import provider_kind, type_encryption
 
 MARKER = "migrate-preflight:"
 NOT_FOUND = "no results"  # how the provider's data sources say that nothing matched
@@ -121,6 +128,7 @@ def system_problems(system: dict, settings: dict) -> list[Problem]:
     project = project_id()
     volume_quota = openstack.blockstorage.get_quotaset_v3(project_id=project)
     problems += volume_type_problems(system, settings, volume_quota)
+    problems += floating_network_problems(system)
     problems += quota_problems(system, flavors, project, volume_quota)
     return problems
 
@@ -170,12 +178,59 @@ def volume_type_problems(system: dict, settings: dict, volume_quota) -> list[Pro
     if not any(volume["encrypted"] for volume in _volumes(system)):
         return []
     name = settings["encrypted_volume_type"]
-    if f"volumes_{name}" in (volume_quota.volume_type_quota or {}):
+    remedy = (f"ask the cloud's operators for an encrypted volume type {name} (a LUKS "
+              "encryption on a cinder volume type), or name one that encrypts in "
+              "cloud.openstack.encrypted_volume_type")
+    if f"volumes_{name}" not in (volume_quota.volume_type_quota or {}):
+        return [Problem(f"volume type {name}", "for the encrypted volumes",
+                        "no volume type of that name", remedy)]
+    spec = volume_type_encryption(name)
+    if spec is None:
+        pulumi.log.warn(f"volume type {name}: whether it encrypts cinder shows to admins only;"
+                        " migrate checks each volume's encryption through cinder once it "
+                        "exists")
         return []
-    return [Problem(f"volume type {name}", "for the encrypted volumes",
-                    "no volume type of that name",
-                    f"ask the cloud's operators for an encrypted volume type {name} (a "
-                    "LUKS encryption on a cinder volume type)")]
+    if provider_kind(spec.get("provider")) is None:
+        return [Problem(f"volume type {name}", "with encryption, for the encrypted volumes",
+                        "a volume type of that name without encryption (no LUKS or plain "
+                        "provider)", remedy)]
+    return []
+
+
+def volume_type_encryption(name: str) -> dict | None:
+    """The encryption spec of volume type ``name`` as cinder shows it to the stack's
+    clouds.yaml entry ({} when it has none); None when it cannot tell (not an admin, or the
+    stack names no entry)."""
+    config = pulumi.Config("openstack")
+    cloud = config.get("cloud")
+    if not cloud:
+        return None
+    spec, _ = type_encryption(openstack_api.Session.for_cloud(cloud, config.get("region")),
+                              name)
+    return spec
+
+
+def _floating_networks(system: dict, every: bool = False) -> list[str]:
+    """The network of each floating IP the plan gives the system's instances (plans made
+    before floating IPs give none); each network once unless ``every``."""
+    found = [i["floating_ip"]["network"] for i in system["instances"] if i.get("floating_ip")]
+    return found if every else sorted(set(found))
+
+
+def floating_network_problems(system: dict) -> list[Problem]:
+    problems = []
+    for name in _floating_networks(system):
+        network = _lookup(openstack.networking.get_network, name=name)
+        remedy = ("set cloud.openstack.floating_network in migrate.yaml to the cloud's "
+                  "network of floating IPs (unset: external_network), or ask the cloud's "
+                  "operators for one")
+        if network is None:
+            problems.append(Problem(f"floating network {name}", "for the floating IPs",
+                                    "no network of that name", remedy))
+        elif not network.external:
+            problems.append(Problem(f"floating network {name}", "an external network",
+                                    "a network of that name that is not external", remedy))
+    return problems
 
 
 # ------------------------------------------------------------------ quotas
@@ -217,9 +272,11 @@ def network_needs(system: dict, new: list[dict], project: str) -> list[Need]:
     ports = openstack.networking.get_port_ids(project_id=project)
     groups = len(system["instances"])
     rules = len(system["security_rules"]) + DEFAULT_RULES_PER_GROUP * groups
+    floating = len(_floating_networks(system, every=True))
     return [Need("ports", len(new), quota.port, len(ports.ids)),
             Need("security groups", groups, quota.security_group, None),
-            Need("security group rules", rules, quota.security_group_rule, None)]
+            Need("security group rules", rules, quota.security_group_rule, None),
+            *([Need("floating IPs", floating, quota.floatingip, None)] if floating else [])]
 
 
 def volume_needs(system: dict, volume_quota) -> list[Need]:

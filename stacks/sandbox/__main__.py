@@ -31,7 +31,7 @@ elif system_id:
     machines = compute.machines(
         system, attached, groups, volumes, root,
         authorized_keys=compute.authorized_keys(config.get("authorized_keys") or ""),
-        hosts=compute.hosts_entries(config.get("hosts") or "{}"))
+        hosts=stackplan.host_entries(config.get("hosts") or "{}"))
     pulumi.export("instances", compute.instance_outputs(system, machines, volumes))
 else:
     raise ValueError("set migrate:network or migrate:system (migrate provision does this)")

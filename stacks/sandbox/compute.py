@@ -1,7 +1,5 @@
 """Machines with their data volumes (folders bind-mounted at the planned mount points)."""
 
-import ipaddress
-import json
 from dataclasses import dataclass
 
 import pulumi
@@ -24,18 +22,6 @@ def authorized_keys(text: str) -> str:
     if "PRIVATE KEY" in text:
         raise ValueError("migrate:authorized_keys holds a private key; give the public key line")
     return text.strip() + "\n"
-
-
-def hosts_entries(text: str) -> dict[str, str]:
-    """Extra /etc/hosts entries from the JSON object of migrate:hosts (name -> address)."""
-    entries = json.loads(text)
-    if not isinstance(entries, dict):
-        raise ValueError("migrate:hosts must be a JSON object of name -> IPv4 address")
-    for name, address in entries.items():
-        ipaddress.IPv4Address(address)
-        if not name or any(c.isspace() for c in name):
-            raise ValueError(f"migrate:hosts: {name!r} is not a host name")
-    return dict(sorted(entries.items()))
 
 
 def volumes(system: dict, root: str) -> dict[str, list[Disk]]:

@@ -121,9 +121,9 @@ def test_platform_client_refuses_an_off_host_platform_before_connecting(
 
 def test_the_guard_is_a_no_op_off_the_sandbox(estate: Path, monkeypatch: pytest.MonkeyPatch):
     from migrate import access
-    from migrate.targets import load_target
+    from migrate.targets import load_surroundings
 
-    monkeypatch.setattr(load_target("sandbox"), "guard_address",
+    monkeypatch.setattr(load_surroundings("sandbox"), "guard_address",
                         lambda *_a: pytest.fail("guarded"))
     edit(estate / "migrate.yaml", "target: sandbox", "target: openstack")
     access.guard_addresses(pipeline.open_estate(estate), ["192.0.2.11", "exchange.example.gov.cn"])

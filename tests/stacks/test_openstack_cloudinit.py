@@ -46,6 +46,15 @@ def test_volumes_are_listed_as_data_for_the_script_run_at_first_boot():
     assert document["runcmd"] == [[cloudinit.SCRIPT_PATH]]  # an argv: no shell
 
 
+def test_names_no_dns_serves_are_appended_to_etc_hosts_as_data():
+    document = yaml.safe_load(load_cloudinit().render(
+        [KEY], [], {"exchange.example.gov.cn": "10.40.0.10", "mirror.example": "10.40.0.1"}))
+    (hosts,) = document["write_files"]
+    assert hosts["path"] == "/etc/hosts" and hosts["append"] is True
+    assert hosts["content"] == "10.40.0.10 exchange.example.gov.cn\n10.40.0.1 mirror.example\n"
+    assert "runcmd" not in document  # nothing is run for it
+
+
 def test_the_guest_script_refuses_a_mount_point_that_is_not_plain(tmp_path):
     """The script checks its list itself before touching any disk."""
     script = (PROGRAM / "files" / "migrate-volumes").read_text()

@@ -46,7 +46,8 @@ class Cloud(Recording):
         self.limits = {"maxTotalInstances": -1, "totalInstancesUsed": 3,
                        "maxTotalCores": -1, "totalCoresUsed": 6,
                        "maxTotalRamSize": -1, "totalRamUsed": 4096}
-        self.network_quota = {"port": -1, "securityGroup": -1, "securityGroupRule": -1}
+        self.network_quota = {"port": -1, "securityGroup": -1, "securityGroupRule": -1,
+                              "floatingip": -1}
         self.volume_quota = {"volumes": -1, "gigabytes": -1, "perVolumeGigabytes": -1}
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -225,7 +226,7 @@ def whole_program() -> Iterator[None]:
         yield
     finally:
         pulumi.runtime.set_all_config({})
-        for name in ("compute", "network", "preflight", "security"):
+        for name in ("compute", "floating", "network", "preflight", "security"):
             sys.modules.pop(name, None)
         sys.path.remove(str(PROGRAM))
 
@@ -312,3 +313,42 @@ def test_refusals_of_several_stacks_are_reported_together():
     assert combined.hint == "create flavor x"
     mixed = _all_failures([*refused, StageFailed("up of stack sys-c failed", "run again")])
     assert isinstance(mixed, StageFailed) and "sys-c" in mixed.message
+
+
+@pytest.mark.parametrize(("spec", "problem"), [
+    ({}, "volume type encrypted: planned with encryption, for the encrypted volumes, the "
+         "cloud has a volume type of that name without encryption (no LUKS or plain "
+         "provider)"),
+    ({"provider": "luks", "cipher": "aes-xts-plain64", "key_size": 256}, None),
+    (None, None),  # not shown to this user: checked per volume once the volumes exist
+])
+def test_a_volume_type_that_does_not_encrypt_is_named(preflight, plan, monkeypatch, spec,
+                                                      problem):
+    asked: list[str] = []
+    monkeypatch.setattr(preflight, "volume_type_encryption",
+                        lambda name: asked.append(name) or spec)
+    message = checked(Cloud(), lambda: preflight.check(plan, "", SYSTEM))
+    assert asked == ["encrypted"]
+    assert (problems_of(message) if message else None) == ([problem] if problem else None)
+
+
+def test_floating_ips_need_their_network_and_quota(preflight, openstack_plan):
+    ready = Cloud()
+    assert checked(ready, lambda: preflight.check(openstack_plan, "", "sjj-tyrz")) is None
+    assert "egov-ext" in [c.args.get("name") for c in ready.calls
+                          if c.token.endswith("getNetwork")]
+    lacking = Cloud()
+    lacking.networks = {"egov-ext": False}
+    lacking.network_quota["floatingip"] = 0
+    message = checked(lacking, lambda: preflight.check(openstack_plan, "", "sjj-tyrz"))
+    assert problems_of(message) == [
+        "floating network egov-ext: planned an external network, the cloud has a network of "
+        "that name that is not external",
+        "quota for floating IPs: planned 1, the cloud has a quota of 0 (what is in use the API "
+        "does not tell)"]
+    assert "cloud.openstack.floating_network" in message
+    # a system without a floating IP asks nothing about them
+    quiet = Cloud()
+    quiet.network_quota["floatingip"] = 0
+    assert checked(quiet, lambda: preflight.check(openstack_plan, "", SYSTEM)) is None
+    assert not any(c.token.endswith("getNetwork") for c in quiet.calls)

@@ -152,6 +152,25 @@ def test_every_input_the_program_passes_is_a_schema_input(program_modules, plan,
         assert check_against_schema(schema, mocks) == []
 
 
+def test_the_floating_ips_and_cloud_service_rules_pass_schema_inputs(program_modules,
+                                                                    openstack_plan, schema):
+    modules = program_modules("openstack")
+    settings = openstack_plan["cloud"]["openstack"]
+
+    def build_system():
+        chosen = select_system(openstack_plan, "sjj-tyrz")
+        attached = modules["network"].attach(chosen)
+        groups = modules["security"].security_groups(chosen)
+        built = modules["compute"].instances(chosen, attached, groups, settings)
+        made = modules["floating"].floating_ips(chosen, built)
+        return [b.server.id for b in built.values()] + [f.id for f in made.values()]
+
+    mocks = record(build_system)
+    assert "openstack:networking/floatingIpAssociate:FloatingIpAssociate" in {
+        r.typ for r in mocks.resources}
+    assert check_against_schema(schema, mocks) == []
+
+
 # --- the real engine with the real plugin ------------------------------------------------
 
 

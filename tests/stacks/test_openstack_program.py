@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 
 import pulumi
@@ -27,6 +28,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "pulumi:pulumi:StackReference":
             return [args.name, {"name": args.name, "outputs": {
                 "network_id": f"id-of-{args.name}", "subnet_id": f"subnet-of-{args.name}"}}]
+        if args.typ == "openstack:networking/floatingIp:FloatingIp":
+            return [f"id-of-{args.name}", {**args.inputs, "address": f"address-of-{args.name}"}]
         return [f"id-of-{args.name}", dict(args.inputs)]
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -109,6 +112,25 @@ def test_every_system_gets_exactly_the_planned_rules_and_no_wider(program_module
             assert world == [], f"{system['id']} must not be open to the Internet"
 
 
+def test_a_rule_added_to_the_plan_renames_no_other_rule(program_modules, plan):
+    """Rule resources are named by what they allow, never by their position: otherwise a
+    new rule renames the later ones and neutron refuses the renamed copies (409)."""
+    modules = program_modules("openstack")
+    system = next(s for s in plan["systems"] if len(s["security_rules"]) > 3)
+
+    def rule_names(planned: dict) -> set[str]:
+        mocks = system_resources(modules, planned, system["id"])
+        return {r.name for r in mocks.of_type("openstack:networking/secGroupRule:SecGroupRule")}
+
+    before = rule_names(plan)
+    grown = copy.deepcopy(plan)
+    mine = next(s for s in grown["systems"] if s["id"] == system["id"])
+    first = mine["security_rules"][0]
+    mine["security_rules"].insert(0, {**first, "port": 9999, "origin": "target.flows[9]"})
+    after = rule_names(grown)
+    assert before < after and len(after - before) == 1
+
+
 def test_level_three_volumes_are_encrypted_level_two_are_not(program_modules, plan):
     modules = program_modules("openstack")
     expectations = {"zrj-bdcdj": "encrypted", "rsj-sbcx": None}
@@ -163,4 +185,79 @@ def test_department_network_has_subnet_router_and_interface(program_modules, pla
     assert subnet.inputs["gatewayIp"] == planned["gateway"]
     (router,) = mocks.of_type("openstack:networking/router:Router")
     assert router.inputs["externalNetworkId"] == "external-egov-ext"
+    assert router.inputs["enableSnat"] is False  # peers see the planned addresses
     assert len(mocks.of_type("openstack:networking/routerInterface:RouterInterface")) == 1
+
+
+# ---- on OpenStack: egress to the cloud's services, floating IPs ----------------------------
+
+
+def test_the_egress_to_the_clouds_services_is_created_udp_too(program_modules, openstack_plan):
+    modules = program_modules("openstack")
+    for system in openstack_plan["systems"]:
+        mocks = system_resources(modules, openstack_plan, system["id"])
+        groups = mocks.of_type("openstack:networking/secGroup:SecGroup")
+        by_id = {f"id-of-{g.name}": g.inputs["name"] for g in groups}
+        rules = mocks.of_type("openstack:networking/secGroupRule:SecGroupRule")
+        created = Counter(rule_signature(r.inputs, by_id) for r in rules)
+        assert created == Counter(planned_signature(system, r)
+                                  for r in system["security_rules"]), system["id"]
+        for instance in system["instances"]:
+            group = instance["security_group"]
+            assert {sig for sig in created if sig[0] == group and sig[3] in (53, 80, 123)} == {
+                (group, "egress", "tcp", 80, 80, "169.254.169.254/32"),
+                (group, "egress", "udp", 53, 53, "10.0.0.53/32"),
+                (group, "egress", "tcp", 53, 53, "10.0.0.53/32"),
+                (group, "egress", "udp", 53, 53, "10.0.0.54/32"),
+                (group, "egress", "tcp", 53, 53, "10.0.0.54/32"),
+                (group, "egress", "udp", 123, 123, "10.0.0.123/32")}
+        origins = {r.inputs["description"] for r in rules}
+        assert {"metadata", "dns", "ntp"} <= origins
+
+
+def exported_instances(modules: dict, plan: dict, system_id: str) -> tuple[RecordingMocks, dict]:
+    """The system's resources and its ``instances`` output as __main__ exports it."""
+    exported: dict = {}
+
+    def build():
+        system = select_system(plan, system_id)
+        attached = modules["network"].attach(system)
+        groups = modules["security"].security_groups(system)
+        built = modules["compute"].instances(system, attached, groups, plan["cloud"]["openstack"])
+        outputs = modules["floating"].with_floating_addresses(
+            modules["compute"].instance_outputs(system, built, plan["cloud"]["openstack"]),
+            modules["floating"].floating_ips(system, built))
+        return [pulumi.Output.from_input(outputs).apply(exported.update)]
+
+    return run_program(build), exported
+
+
+def test_only_the_internet_front_end_gets_a_floating_ip_on_its_port(program_modules,
+                                                                    openstack_plan):
+    modules = program_modules("openstack")
+    mocks, exported = exported_instances(modules, openstack_plan, "sjj-tyrz")
+    (address,) = mocks.of_type("openstack:networking/floatingIp:FloatingIp")
+    assert address.name == "sjj-tyrz-web-floating-ip"
+    assert address.inputs["pool"] == "egov-ext"
+    (association,) = mocks.of_type(
+        "openstack:networking/floatingIpAssociate:FloatingIpAssociate")
+    assert association.inputs == {"floatingIp": "address-of-sjj-tyrz-web-floating-ip",
+                                  "portId": "id-of-sjj-tyrz-web-port"}
+    assert exported["web"]["floating_address"] == "address-of-sjj-tyrz-web-floating-ip"
+    planned = {i["name"]: i for i in select_system(openstack_plan, "sjj-tyrz")["instances"]}
+    assert exported["web"]["address"] == planned["web"]["address"]  # the fixed one beside it
+    assert "floating_address" not in exported["db"]
+    for system in openstack_plan["systems"]:
+        if system["id"] != "sjj-tyrz":
+            mocks, exported = exported_instances(modules, openstack_plan, system["id"])
+            assert not mocks.of_type("openstack:networking/floatingIp:FloatingIp"), system["id"]
+            assert not any("floating_address" in i for i in exported.values())
+
+
+def test_a_plan_without_floating_ips_makes_none(program_modules, plan):
+    # the sandbox's plan, or one made before floating IPs: its instances have no such key
+    modules = program_modules("openstack")
+    mocks, exported = exported_instances(modules, plan, "sjj-tyrz")
+    assert not mocks.of_type("openstack:networking/floatingIp:FloatingIp")
+    assert not mocks.of_type("openstack:networking/floatingIpAssociate:FloatingIpAssociate")
+    assert set(exported) == {"web", "db"}

@@ -19,6 +19,7 @@ from pathlib import Path
 import pulumi
 import pytest
 
+from migrate import stackplan
 from migrate.errors import EnvironmentNotReady, InvalidInput
 from migrate.sandbox import hostkeys, layout, machines, network
 from migrate.sandbox.provider import (
@@ -199,7 +200,7 @@ def system_mocks(modules: dict, plan: dict, system_id: str, root: str) -> Record
         built = modules["compute"].machines(
             system, attached, groups, volumes, root,
             authorized_keys=modules["compute"].authorized_keys(OPERATOR_KEY),
-            hosts=modules["compute"].hosts_entries('{"exchange.example": "10.40.0.5"}'))
+            hosts=stackplan.host_entries('{"exchange.example": "10.40.0.5"}'))
         return [m.id for m in built.values()]
 
     return run_program(build, {"bridge": "mg-test", "cidr": planned["cidr"],
@@ -267,7 +268,9 @@ def test_a_private_key_is_refused_as_authorized_keys(program_modules):
     with pytest.raises(ValueError, match="private key"):
         compute.authorized_keys("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n")
     with pytest.raises(ValueError):
-        compute.hosts_entries('{"exchange": "not-an-address"}')
+        stackplan.host_entries('{"exchange": "not-an-address"}')
+    with pytest.raises(ValueError):
+        stackplan.host_entries('{"ex change; rm -rf /": "10.40.0.5"}')
 
 
 # ---- (c) end to end with the real engine ------------------------------------------------

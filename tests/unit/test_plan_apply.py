@@ -270,7 +270,9 @@ def test_a_real_plan_validates_against_the_shipped_schema_and_the_model(estate, 
     plan = json.loads((estate / ".migrate" / "plan.json").read_text(encoding="utf-8"))
     shipped = json.loads((schema.SCHEMA_DIR / "plan.schema.json").read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator(shipped).validate(plan)
-    assert PlanDocument.model_validate(plan).model_dump(by_alias=True) == plan
+    # exclude_unset: a key only some targets plan (floating_ip) stays absent where it was
+    assert PlanDocument.model_validate(plan).model_dump(by_alias=True, exclude_unset=True) \
+        == plan
     plan["systems"][0]["instances"][0]["flavour"] = "big"
     assert any("flavour" in e.message
                for e in jsonschema.Draft202012Validator(shipped).iter_errors(plan))

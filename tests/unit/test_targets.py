@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
+import urllib.parse
 from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
@@ -12,8 +14,9 @@ from typing import Any
 import pytest
 
 from migrate import pipeline, provision
-from migrate.errors import EnvironmentNotReady, InvalidInput, StageFailed
-from migrate.targets import GROUP, load_target, target_of
+from migrate.errors import EnvironmentNotReady, GuardRefused, InvalidInput, StageFailed
+from migrate.targets import GROUP, load_target, rehearses, surroundings_of, target_of
+from migrate.targets.base import CitySurroundings
 from migrate.targets.contract import Instance, read_instance, read_instances
 from migrate.targets.openstack import OpenStackTarget, scrubbed_environment
 from tests.conftest import edit
@@ -235,15 +238,6 @@ def test_a_console_key_block_that_is_not_cloud_inits_is_refused(
         pipeline.provisioned_targets(pipeline.open_estate(estate), "wjw-fybj")
 
 
-def test_openstack_encryption_by_volume_type_is_not_verified_yet(estate: Path,
-                                                                state_outputs: dict) -> None:
-    as_openstack(estate)
-    state_outputs["instances"] = {"db": OPENSTACK_INSTANCE}
-    with pytest.raises(EnvironmentNotReady, match=r"volumes db:pgdata are to be encrypted by "
-                                                  r"their Cinder volume type.*not built yet"):
-        pipeline.provisioned_targets(pipeline.open_estate(estate), "wjw-fybj")
-
-
 def test_an_openstack_instance_with_plain_data_volumes_is_reached(estate: Path,
                                                                   state_outputs: dict) -> None:
     as_openstack(estate)
@@ -343,7 +337,7 @@ def test_the_stacks_get_the_named_cloud_and_no_stray_credentials(openstack_estat
     settings = pipeline.provision_settings(pipeline.open_estate(openstack_estate),
                                            tmp_path / "plan.json")
     assert settings.target == "openstack"
-    assert settings.config == {"openstack:cloud": "egov-cloud"}
+    assert settings.config == {"openstack:cloud": "egov-cloud", "migrate:hosts": "{}"}
     assert settings.env == {"OS_AUTH_URL": None}
     assert settings.preflight  # every stack checked against the cloud before any changes
 
@@ -369,7 +363,8 @@ def test_region_and_operator_key_reach_the_stacks(openstack_estate: Path,
     opened = pipeline.open_estate(openstack_estate)
     settings = pipeline.provision_settings(opened, tmp_path / "plan.json")
     assert settings.config == {"openstack:cloud": "egov-cloud", "openstack:region": "RegionTwo",
-                               "migrate:authorized_keys": "ssh-ed25519 AAAAC3Nza operator@ops"}
+                               "migrate:authorized_keys": "ssh-ed25519 AAAAC3Nza operator@ops",
+                               "migrate:hosts": "{}"}
     assert target_of(opened).operator_key_path(opened) == key.absolute()
 
 
@@ -405,14 +400,34 @@ def test_a_missing_operator_key_file_is_refused(openstack_estate: Path) -> None:
         target_of(opened).operator_key_path(opened)
 
 
-def test_openstack_guards_nothing_and_runs_no_mirror(openstack_estate: Path) -> None:
+def test_a_city_cloud_is_surrounded_by_the_city(openstack_estate: Path) -> None:
     opened = pipeline.open_estate(openstack_estate)
-    target = target_of(opened)
-    target.guard_address("192.0.2.10")
-    assert target.package_mirror_url(opened) is None
-    assert target.platform_address(opened) is None
-    assert not target.brings_up and not target.makes_sources(opened)
-    assert target.source_known_hosts(opened) is None
+    around = surroundings_of(opened)
+    assert isinstance(around, CitySurroundings) and not rehearses(opened)
+    around.guard_address("192.0.2.10")  # nothing guarded: the cloud's security groups decide
+    assert around.package_mirror_url(opened) is None
+    assert around.platform_address(opened) is None and around.host_entries(opened) == {}
+    assert not around.brings_up and not around.makes_sources(opened)
+    assert around.source_known_hosts(opened) is None
+
+
+def test_an_openstack_estate_may_rehearse_its_surroundings(openstack_estate: Path,
+                                                           tmp_path: Path) -> None:
+    edit(openstack_estate / "migrate.yaml", "sandbox:\n", "sandbox:\n  surroundings: true\n")
+    opened = pipeline.open_estate(openstack_estate)
+    around = surroundings_of(opened)
+    assert rehearses(opened) and around.name == "sandbox" and around.brings_up
+    host = urllib.parse.urlsplit(opened.settings.exchange.url).hostname
+    assert around.host_entries(opened) == {host: around.platform_address(opened)}
+    settings = pipeline.provision_settings(opened, tmp_path / "plan.json")
+    assert json.loads(settings.config["migrate:hosts"]) == around.host_entries(opened)
+    with pytest.raises(GuardRefused):  # every connection stays on this host
+        around.guard_address("192.0.2.10")
+
+
+def test_the_sandbox_cloud_always_rehearses_its_surroundings(estate: Path) -> None:
+    opened = pipeline.open_estate(estate)
+    assert rehearses(opened) and surroundings_of(opened).name == "sandbox"
 
 
 def test_the_model_instance_is_frozen() -> None:

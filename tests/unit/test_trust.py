@@ -215,7 +215,7 @@ def test_ci_is_unattended_even_on_a_terminal(monkeypatch: pytest.MonkeyPatch) ->
 def test_sessions_pass_the_guard_before_connecting(estate: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from migrate.errors import GuardRefused
-    from migrate.targets import load_target
+    from migrate.targets import load_surroundings
 
     def refuse(address: str, allowed: object = ()) -> None:
         raise GuardRefused(f"refusing to connect to {address}")
@@ -223,7 +223,7 @@ def test_sessions_pass_the_guard_before_connecting(estate: Path,
     def never(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("connected before the guard")
 
-    monkeypatch.setattr(load_target("sandbox"), "guard_address", refuse)
+    monkeypatch.setattr(load_surroundings("sandbox"), "guard_address", refuse)
     monkeypatch.setattr(paramiko.SSHClient, "connect", never)
     monkeypatch.setattr(trust.socket, "create_connection", never)
     loaded = open_estate(estate)

@@ -492,13 +492,73 @@ EOF
   os volume type show ceph >/dev/null 2>&1 || \
     os volume type create --property volume_backend_name=ceph ceph >/dev/null
   ;;
+keymanager)
+  # Encrypted volumes need a key manager that cinder (it makes the key of each volume) and
+  # nova (it opens the volume for qemu) share. No Barbican: Zed's nova and cinder still ship
+  # the fixed-key ConfKeyManager, enough for a test cloud whose volumes protect nothing
+  # (every volume gets the same key). The key is made here once and lives only in root's
+  # and each service's own 0600 files (conf.d files oslo.config reads after the .conf); it is
+  # never printed. Qemu opens LUKS on RBD itself (nova's native LUKS: provider luks), and
+  # cinder writes LUKS with qemu-img: no dm-crypt, which this kernel's containers lack.
+  key=/var/lib/migrate-testcloud/fixed-key
+  umask 077
+  [ -s $key ] || openssl rand -hex 32 > $key
+  for svc in nova cinder; do
+    d=/etc/$svc/$svc.conf.d
+    install -d -m 0750 -o root -g $svc $d
+    { printf '[key_manager]\nbackend = %s.keymgr.conf_key_mgr.ConfKeyManager\n' $svc
+      printf 'fixed_key = %s\n' "$(cat $key)"; } > $d/key-manager.conf.new
+    chown $svc:$svc $d/key-manager.conf.new
+    mv $d/key-manager.conf.new $d/key-manager.conf
+  done
+  umask 022
+  # Cinder writes LUKS with qemu-img, whose QEMU 7.2 sizes the key slot's PBKDF by timing a
+  # first pass in thread CPU time and gives up when that reads 0 ms ("Unable to get accurate
+  # CPU usage"): now and then on this shared host, and cinder does not retry (the volume is
+  # in error). Rootwrap finds this wrapper first; it tries such a run up to 3 times.
+  cat > /usr/local/sbin/qemu-img.new <<'EOF'
+#!/bin/sh
+# migrate testcloud (aio.sh keymanager): qemu-img, retried on QEMU 7.2's PBKDF timing failure
+err=$(mktemp)
+trap 'rm -f "$err"' EXIT
+for try in 1 2 3; do
+  /usr/bin/qemu-img "$@" 2>"$err" && { cat "$err" >&2; exit 0; }
+  rc=$?
+  grep -q 'Unable to get accurate CPU usage' "$err" && [ $try -lt 3 ] || break
+done
+cat "$err" >&2
+exit $rc
+EOF
+  chmod 0755 /usr/local/sbin/qemu-img.new
+  mv /usr/local/sbin/qemu-img.new /usr/local/sbin/qemu-img
+  ini /etc/cinder/rootwrap.conf DEFAULT exec_dirs \
+    /usr/local/sbin,/sbin,/usr/sbin,/bin,/usr/bin,/usr/local/bin,/usr/lpp/mmfs/bin
+  systemctl restart nova-compute cinder-api cinder-volume
+  wait_port "$IP" 8776 120
+  for i in $(seq 1 60); do
+    os volume service list -f value -c Binary -c State 2>/dev/null \
+      | grep -q 'cinder-volume up' && break
+    sleep 2
+  done
+  for i in $(seq 1 60); do
+    os compute service list --service nova-compute -f value -c State 2>/dev/null | grep -q up && break
+    sleep 2
+  done
+  ;;
 estate)
   # What tests/testcloud/estate/migrate.yaml names: its flavors (instances boot from a
-  # volume, so the flavor's disk is unused).
+  # volume, so the flavor's disk is unused) and its encrypted volume type (LUKS opened by
+  # qemu on the hypervisor: front-end), for protection level 3.
   os flavor show tc.c1m1 >/dev/null 2>&1 || \
     os flavor create --vcpus 1 --ram 1024 --disk 4 tc.c1m1 >/dev/null
   os flavor show tc.c1m2 >/dev/null 2>&1 || \
     os flavor create --vcpus 1 --ram 2048 --disk 4 tc.c1m2 >/dev/null
+  os volume type show tc-luks >/dev/null 2>&1 || \
+    os volume type create --property volume_backend_name=ceph tc-luks >/dev/null
+  if ! os volume type show --encryption-type tc-luks -f json | grep -q '"provider": "luks"'; then
+    os volume type set --encryption-provider luks --encryption-cipher aes-xts-plain64 \
+      --encryption-key-size 256 --encryption-control-location front-end tc-luks
+  fi
   ;;
 *)
   echo "unknown phase $PHASE" >&2; exit 2 ;;
