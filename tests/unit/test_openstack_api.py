@@ -7,7 +7,7 @@ import json
 import ssl
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,9 +16,10 @@ import yaml
 from migrate.errors import EnvironmentNotReady, StageFailed
 from migrate.exchange import pki
 from migrate.targets import openstack_api
+from tests.json_http import JsonHandler
 
 
-class Keystone(BaseHTTPRequestHandler):
+class Keystone(JsonHandler):
     seen: list[dict] = []  # noqa: RUF012 (one server per test)
 
     def do_POST(self) -> None:
@@ -34,18 +35,6 @@ class Keystone(BaseHTTPRequestHandler):
             self._send(200, {"output": "[ 1.0] booted\n"})
         else:
             self._send(401, {"error": "no"})
-
-    def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args) -> None:
-        pass
 
 
 @pytest.fixture

@@ -7,13 +7,11 @@ volume."""
 from __future__ import annotations
 
 import copy
-import json
 import ssl
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -24,6 +22,7 @@ from migrate.exchange import pki
 from migrate.targets import openstack_api
 from migrate.targets.contract import read_instances
 from migrate.targets.openstack_volumes import check_encryption, provider_kind
+from tests.json_http import JsonHandler
 from tests.unit.test_openstack_api import auth
 from tests.unit.test_targets import ED25519, OPENSTACK_INSTANCE, as_openstack
 
@@ -46,7 +45,7 @@ class Cloud:
         self.asked: list[str] = []
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     cloud = Cloud()
 
     def do_POST(self) -> None:
@@ -86,18 +85,6 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, {"encryption_key_id": volume["key"], **spec}
                                   if spec else {"encryption_key_id": None})
         self._send(404, {"itemNotFound": {"message": "not found"}})
-
-    def _send(self, status: int, body: Any, headers: dict | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args) -> None:
-        pass
 
 
 @pytest.fixture
