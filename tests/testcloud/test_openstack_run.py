@@ -151,14 +151,27 @@ def second_run(estate: Path, run_cli) -> None:
     for sid in (LEVEL_TWO, LEVEL_THREE):
         flags = now[sid]["flags"]
         assert flags["cut_over"] and flags["verified"] and now[sid]["failure"] is None, now[sid]
-        evidence = (estate / "runbooks" / "evidence" / f"{sid}.md").read_text()
-        assert "pass 通过" in evidence and "FAIL 未通过" not in evidence, sid
-    level_three = (estate / "runbooks" / "evidence" / f"{LEVEL_THREE}.md").read_text()
-    assert "tc-luks" in level_three, "the encryption's evidence names no volume type"
+    assert_evidence_tells_the_failure_then_the_pass(estate)
     report = json.loads(next(Path(p) for p in summary["files"]["report"]
                              if str(p).endswith(".json")).read_text())
     assert report["figures"]["connectivity"]["connected"] == 2, report["figures"]
     assert not secrets_written(estate, done.stdout, done.stderr)
+
+
+def assert_evidence_tells_the_failure_then_the_pass(estate: Path) -> None:
+    """wjw-fybj's evidence runbook keeps both verifications: the failed probe, then every
+    check passing; the last verification's kept result names the cloud's encryption."""
+    evidence = (estate / "runbooks" / "evidence" / f"{LEVEL_THREE}.md").read_text()
+    verify = evidence[evidence.index("## 验证 Verify"):evidence.index("## 回退 Rollback")]
+    assert "结果 Result: 成功" in verify
+    probes = [line for line in verify.splitlines()
+              if line.startswith("| exchange::reverse_probe_reaches_system |")]
+    assert [("FAIL" in p, "pass" in p) for p in probes] == [(True, False), (False, True)]
+    last = verify[verify.rindex("| exchange::reverse_probe_reaches_system |"):]
+    assert "FAIL 未通过" not in last.split("###")[0]
+    results = sorted(estate.glob(f".migrate/runs/*-{LEVEL_THREE}-verify-*/result.json"))
+    kept = results[-1].read_text()
+    assert "tc-luks" in kept and "luks" in kept, "the encryption's evidence names no type"
 
 
 def unchanged_run(estate: Path, run_cli) -> None:
