@@ -395,13 +395,19 @@ def scope_of(loaded: Any, systems: tuple[str, ...], wave: int | None,
     return tuple(dict.fromkeys((*systems, *pipeline.systems_of_wave(loaded, wave, planned))))
 
 
-def planned_for(loaded: Any, *, apply: bool = False, replan: bool = False) -> Any:
+def planned_for(loaded: Any, *, apply: bool = False, replan: bool = False,
+                current: bool = False) -> Any:
     """The command's one plan (pipeline.stage_plan), handed to every stage it calls; what
     it says about the plan goes to stderr."""
-    planned = pipeline.stage_plan(loaded, apply=apply, replan=replan)
+    planned = pipeline.stage_plan(loaded, apply=apply, replan=replan, current=current)
     if planned.note:
         err.print(f"note: {planned.note}", markup=False, highlight=False)
-    if planned.drift:
+    if planned.drift and current:
+        err.print(f"note: the estate no longer matches the reviewed plan "
+                  f"({'; '.join(planned.drift)}): previewing the estate as it is now "
+                  f"({planned.path.name}); 'migrate plan {loaded.display}' reviews it",
+                  markup=False, highlight=False)
+    elif planned.drift:
         err.print(f"warning: the estate no longer matches the reviewed plan {planned.path} "
                   f"({'; '.join(planned.drift)}): used as reviewed; 'migrate plan "
                   f"{loaded.display}' re-plans", markup=False, highlight=False)
@@ -422,7 +428,8 @@ def run_stack_command(estate: Path, operation: str, systems: tuple[str, ...], ou
                                          cloud=loaded.settings.cloud.target)
     if asked and not sys.stdin.isatty():  # refused without --yes before anything is written
         confirm_or_refuse(asked, yes)
-    planned = planned_for(loaded, apply=operation == "provision", replan=replan)
+    planned = planned_for(loaded, apply=operation == "provision", replan=replan,
+                          current=operation == "preview")
     chosen = list(scope_of(loaded, systems, wave, planned))
     if asked:
         if operation == "provision" and not yes and sys.stdin.isatty():  # it will ask

@@ -169,15 +169,21 @@ def journal_plan(estate: Estate, path: Path, text: str, plan: dict, changed: boo
                    duration_s=time.monotonic() - started)
 
 
-def stage_plan(estate: Estate, *, apply: bool = False, replan: bool = False) -> PlanOutcome:
+PREVIEW_PLAN = "plan.preview.json"
+
+
+def stage_plan(estate: Estate, *, apply: bool = False, replan: bool = False,
+               current: bool = False) -> PlanOutcome:
     """The plan a stage command works to: the reviewed plan.json, as ``migrate plan`` wrote it.
 
     With no plan.json yet, the estate is planned first (and ``note`` says so). When the
     estate still gives the same plan (what provisioning and the moves act on; the census
     date, the files' digests and the wording of reasons may have moved on), plan.json is
     used as it is. When it no longer does: with ``replan`` the new plan replaces plan.json;
-    with ``apply`` (provision, run) PlanChanged is raised, naming what changed; otherwise
-    plan.json is used as reviewed and ``drift`` says what the estate changed since."""
+    with ``apply`` (provision, run) PlanChanged is raised, naming what changed; with
+    ``current`` (preview: what provisioning the estate as it is now would do) the new plan
+    is written beside it as plan.preview.json, neither reviewed nor journaled, and used;
+    otherwise plan.json is used as reviewed. ``drift`` says what the estate changed since."""
     started = time.monotonic()
     path = plan_path(estate)
     census = run_census(estate)
@@ -196,6 +202,10 @@ def stage_plan(estate: Estate, *, apply: bool = False, replan: bool = False) -> 
             + "\n".join(f"  - {line}" for line in changes), changes,
             hint=f"review the new plan with 'migrate plan {estate.display}' (it rewrites "
                  "plan.json) and run again, or pass --replan to apply the estate as it is now")
+    if changes and current:
+        side = path.with_name(PREVIEW_PLAN)
+        write_atomically(side, render_plan(fresh))
+        return PlanOutcome(fresh, census, side, False, drift=tuple(changes))
     if stored is None:  # a plan.json of another schema version: nothing to keep using
         return _replace_plan(estate, fresh, census, path, started,
                              f"{mismatch}: planned afresh, written to {path}")

@@ -221,6 +221,30 @@ def test_other_stage_commands_use_the_reviewed_plan_and_say_the_estate_moved_on(
     assert run_cli("provision", estate, "--system", SYSTEM, "--yes").code == 2
 
 
+def test_preview_shows_what_provisioning_the_estate_as_it_is_now_would_do(
+        estate, run_cli, stages, monkeypatch):
+    """Edit, preview, review, provision: preview works to the estate's new plan (written
+    beside plan.json, not journaled), while plan.json stays the reviewed one."""
+    assert run_cli("plan", estate).code == 0
+    reviewed = (estate / ".migrate" / "plan.json").read_bytes()
+    entries = len(plan_entries(estate))
+    given: list[Path] = []
+    monkeypatch.setattr(pipeline, "provision_settings",
+                        lambda _estate, path: given.append(path))
+    edit(estate / "systems" / f"{SYSTEM}.yaml", WEB, BIGGER_WEB)
+    result = run_cli("preview", estate, "--system", SYSTEM)
+    assert result.code == 0, result.stderr
+    assert "previewing the estate as it is now" in result.stderr
+    (previewed,) = given
+    assert previewed.name == pipeline.PREVIEW_PLAN
+    instances = {i["name"]: i for s in json.loads(previewed.read_text())["systems"]
+                 if s["id"] == SYSTEM for i in s["instances"]}
+    assert instances["web"]["flavor"] == "c4m8"
+    assert (estate / ".migrate" / "plan.json").read_bytes() == reviewed
+    assert len(plan_entries(estate)) == entries  # a preview reviews nothing
+    assert stages == [("preview", [SYSTEM])]
+
+
 def test_a_hand_edited_plan_json_is_refused(estate, run_cli, stages):
     assert run_cli("plan", estate).code == 0
     path = estate / ".migrate" / "plan.json"
