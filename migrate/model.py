@@ -1,7 +1,7 @@
 """The typed model of an estate: ``migrate.yaml`` and ``systems/*.yaml`` (format version 1).
 
 The model is the single source of truth for the manifest format: the JSON Schema shipped in
-``migrate/schema/`` and the manifest reference in ``docs/manifest-reference.md`` are generated
+``migrate/schemas/`` and the manifest reference in ``docs/manifest-reference.md`` are generated
 from it (``migrate schema``). Validation here is structural (types, enumerations, ranges,
 unknown keys); checks that need more than one field or file live in ``migrate.validate``.
 """

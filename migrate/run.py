@@ -1,7 +1,7 @@
 """``migrate run``: the whole pipeline, wave after wave, systems of a wave in parallel.
 
 validate (the caller) -> census -> the reviewed plan (refused when the estate no longer
-gives it, unless re-planned) -> sandbox up (sandbox target) -> per wave:
+gives it, unless re-planned) -> the surroundings brought up (the rehearsal) -> per wave:
 provision (one stack operation for the wave's systems) -> per system, in parallel:
 transfer -> register (systems with an exchange section; verification checks it) ->
 cutover (which verifies and rolls back by itself when it fails) -> after the last wave:
