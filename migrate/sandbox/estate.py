@@ -289,7 +289,7 @@ def check_before_up(estate: Estate) -> SandboxPlan:
     require_host()
     if not rehearses(estate):
         raise InvalidInput([estate.settings_doc.problem(
-            ("sandbox", "surroundings"),
+            ("cloud", "target"),
             f"cloud.target is {estate.settings.cloud.target!r} and the estate does not rehearse"
             " its surroundings: 'sandbox up' has nothing to build",
             "set cloud.target: sandbox, or sandbox.surroundings: true to rehearse the source "
@@ -365,6 +365,7 @@ def check_host_networks(estate: Estate, plan: SandboxPlan, record: OwnershipReco
         for system in estate.systems.values():
             for host in system.source.hosts:
                 network.assert_local_address(host.address, allowed)
+    network.plan_links(allowed)  # refuses an allowed network routed off the host
 
 
 def _host_interfaces() -> list[tuple[str, ipaddress.IPv4Interface]]:
