@@ -6,7 +6,6 @@ tests/testcloud/test_openstack_preflight.py."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -14,7 +13,7 @@ import pytest
 
 from migrate import pipeline, provision
 from migrate.errors import EXIT_ENVIRONMENT
-from tests.conftest import edit
+from tests.unit.test_targets import on_openstack
 
 FLAVOR_REFUSAL = (
     "migrate-preflight: 1 problem in the cloud; the stack was not changed\n"
@@ -61,14 +60,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> type[RecordedCloud]:
 
 @pytest.fixture
 def openstack_estate(estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    edit(estate / "migrate.yaml", "target: sandbox ", "target: openstack ")
-    passphrase = tmp_path / "passphrase"
-    passphrase.write_text("a test passphrase\n")
-    passphrase.chmod(0o600)
-    monkeypatch.setenv(provision.PASSPHRASE_ENV, str(passphrase))
-    for name in [n for n in os.environ if n.startswith("OS_")]:
-        monkeypatch.delenv(name)
-    return estate
+    return on_openstack(estate, tmp_path, monkeypatch)
 
 
 def test_check_names_every_problem_of_the_cloud_at_once(openstack_estate, recorded, run_cli):

@@ -5,17 +5,13 @@ neither (the golden plan, a sandbox plan, stays as it was)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import jsonschema
-
-from migrate import schema
-from migrate.plan_document import PlanDocument
 from migrate.runbook import system_resources
 from migrate.stackplan import select_system
 from tests.conftest import edit
 from tests.unit.test_plan import plan_of
+from tests.unit.test_plan_apply import written_plan_fits_its_schema
 
 CLOUD_SERVICES = ("metadata", "dns", "ntp")
 
@@ -96,11 +92,7 @@ def test_only_an_internet_zone_instance_reached_from_internet_gets_a_floating_ip
 def test_an_openstack_plan_validates_against_the_shipped_schema_and_the_model(estate, run_cli):
     as_openstack(estate, "    dns_servers: [10.0.0.53]\n    ntp_servers: [10.0.0.123]")
     assert run_cli("plan", estate).code == 0
-    plan = json.loads((estate / ".migrate" / "plan.json").read_text(encoding="utf-8"))
-    shipped = json.loads((schema.SCHEMA_DIR / "plan.schema.json").read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator(shipped).validate(plan)
-    assert PlanDocument.model_validate(plan).model_dump(by_alias=True, exclude_unset=True) \
-        == plan
+    written_plan_fits_its_schema(estate)
 
 
 def test_the_runbook_says_why_each_cloud_rule_exists_and_which_instance_is_exposed(estate):

@@ -318,8 +318,8 @@ def test_only_the_clouds_yaml_location_survives_of_the_callers_os_variables() ->
         "OS_TOKEN": None}
 
 
-@pytest.fixture
-def openstack_estate(estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def on_openstack(estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The estate on the openstack target, a stack passphrase, no OS_* of the shell."""
     as_openstack(estate)
     passphrase = tmp_path / "passphrase"
     passphrase.write_text("a test passphrase\n")
@@ -327,6 +327,12 @@ def openstack_estate(estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv(provision.PASSPHRASE_ENV, str(passphrase))
     for name in [n for n in os.environ if n.startswith("OS_")]:
         monkeypatch.delenv(name)
+    return estate
+
+
+@pytest.fixture
+def openstack_estate(estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    on_openstack(estate, tmp_path, monkeypatch)
     monkeypatch.setenv("OS_AUTH_URL", "http://stray-keystone:5000/v3")
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "clouds.yaml"))
     return estate

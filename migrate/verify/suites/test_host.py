@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from migrate.targets import load_surroundings
+from migrate.targets import REHEARSAL, load_surroundings
 
 PROBE_TIMEOUT_S = 1.0  # on the cloud's own network; a firewall that drops shows as timeout
 
@@ -102,7 +102,7 @@ def test_unplanned_ports_refused_from_outside(machine: dict, context: dict, host
     machine listens on or the plan opens to others must refuse it, except ops' own."""
     rehearsal = context.get("rehearsal")
     if rehearsal:  # the operator's station is this host: the rehearsal's guard first
-        load_surroundings("sandbox").guard_address(machine["address"],
+        load_surroundings(REHEARSAL).guard_address(machine["address"],
                                                    rehearsal["allowed_networks"])
     listening = {p for a, p in tcp_listeners(hosts[machine["host"]]) if exposed(a)}
     ports = sorted((listening | set(machine["planned_ports"])) - set(machine["operator_allowed"]))
