@@ -28,13 +28,13 @@ images: setup host
 
 ## engine: the pinned Pulumi CLI built from the Go module proxy into ~/.cache/migrate (once)
 engine: setup
-	PATH="$$PATH:/usr/local/go/bin" $(BIN)/python -m migrate.engine build
+	PATH="$$PATH:/usr/local/go/bin" $(BIN)/python -m migrate.adapters.engine build
 
 ## testcloud: an all-in-one OpenStack Zed in one nspawn machine on this host, for tests
-## against a real cloud (as root; idempotent; `python -m migrate.testcloud down` removes it)
+## against a real cloud (as root; idempotent; `python -m migrate.rehearsal.testcloud down` removes it)
 .PHONY: testcloud
 testcloud: setup host
-	nice -n 10 $(BIN)/python -m migrate.testcloud up
+	nice -n 10 $(BIN)/python -m migrate.rehearsal.testcloud up
 
 ## testcloud-test: only the test cloud's tests (brings it up if it is not; `test` runs them too)
 .PHONY: testcloud-test
@@ -44,7 +44,7 @@ testcloud-test: setup host
 ## provider: the OpenStack resource plugin (Terraform bridge around terraform-provider-openstack)
 ## built from the Go module proxy into ~/.cache/migrate (once)
 provider: setup
-	PATH="$$PATH:/usr/local/go/bin" $(BIN)/python -m migrate.engine build-provider
+	PATH="$$PATH:/usr/local/go/bin" $(BIN)/python -m migrate.adapters.engine build-provider
 
 ## demo: set up, then move the example estate on the sandbox in one command (migrate run:
 ## census, plan, legacy server rooms and exchange platform, provisioning, transfer, register,

@@ -2,7 +2,7 @@
 
 ``templates/``, ``playbooks/``, ``stacks/`` and ``providers/`` stay at the top of the checkout
 (the sdist carries them there, see MANIFEST.in); a wheel carries a copy of each under
-``migrate/_shipped/<name>``, where ``migrate.resources`` looks first. Everything else is
+``migrate/_shipped/<name>``, where ``migrate.core.resources`` looks first. Everything else is
 configured in pyproject.toml.
 """
 
@@ -13,7 +13,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-# the same names as migrate.resources.NAMES
+# the same names as migrate.core.resources.NAMES
 SHIPPED = ("templates", "playbooks", "stacks", "providers")
 # what a checkout makes in those folders and a wheel must not carry (also in MANIFEST.in)
 IGNORE = shutil.ignore_patterns("__pycache__", "*.py[cod]", "Pulumi.*.yaml", "schema.json",

@@ -22,8 +22,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from migrate import pipeline  # noqa: E402
-from migrate.plan import build_plan, render_plan  # noqa: E402
+from migrate.core.plan import build_plan, render_plan  # noqa: E402
+from migrate.orchestrate import pipeline  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "estate"
 

@@ -24,7 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from migrate import engine, pipeline, provision, stackplan  # noqa: E402
+from migrate.adapters import engine  # noqa: E402
+from migrate.core import stackplan  # noqa: E402
+from migrate.orchestrate import pipeline  # noqa: E402
+from migrate.stages import provision  # noqa: E402
 
 MIGRATE = str(Path(sys.executable).parent / "migrate")
 

@@ -17,7 +17,7 @@ summary (`--output json`), its stage lines go to a log beside the copy. Everythi
 destroyed afterwards (`migrate destroy --yes`, `migrate sandbox down`; not timed), even on
 failure; the copies are removed unless something failed (then their .migrate/runs is where
 to look). Needs root, the sandbox images, the built engine and plugin, and the test cloud up
-(`python -m migrate.testcloud status`). It holds the locks the end-to-end tests use,
+(`python -m migrate.rehearsal.testcloud status`). It holds the locks the end-to-end tests use,
 /tmp/migrate-sandbox.lock then /tmp/migrate-testcloud.lock, for both sides (same conditions
 on both: nobody else's runs on the test cloud or the sandbox meanwhile), waiting for them;
 before that it waits (--wait-minutes) while another estate's sandbox holds its bridges.
@@ -143,7 +143,7 @@ def validated(estate: Path, env: dict[str, str], logfile: Path) -> None:
 
 
 def cloud_session(clouds_yaml: Path) -> Any:
-    from migrate.testcloud import api, services
+    from migrate.rehearsal.testcloud import api, services
 
     clouds = yaml.safe_load(clouds_yaml.read_text())
     return api.Session.from_cloud(clouds["clouds"][services.CLOUD_NAME]).authenticate()
@@ -174,7 +174,7 @@ def foreign(session: Any) -> dict[str, list[str]]:
 @contextmanager
 def routed(estate: Path, clouds_yaml: Path, skip: set[str]) -> Iterator[Any]:
     """Host routes to the estate's department networks while the runs run."""
-    from migrate.testcloud import routes
+    from migrate.rehearsal.testcloud import routes
 
     zones = [z["cidr"] for z in
              yaml.safe_load((estate / "migrate.yaml").read_text())["cloud"]["zones"].values()]
@@ -235,9 +235,9 @@ def prepared(side: str, folder: Path, clouds_yaml: Path) -> tuple[Path, dict[str
 def bridges_in_use(estates: list[Path]) -> list[str]:
     """Bridges these estates' sandboxes need that are already on the host: another
     estate's sandbox left up (its machines have the same addresses); theirs would refuse."""
-    from migrate.pipeline import open_estate
-    from migrate.sandbox import network
-    from migrate.sandbox.estate_plan import plan_sandbox
+    from migrate.orchestrate.pipeline import open_estate
+    from migrate.rehearsal.sandbox import network
+    from migrate.rehearsal.sandbox.estate_plan import plan_sandbox
 
     needed = {b.device for e in estates for b in plan_sandbox(open_estate(e)).bridges}
     return sorted(needed & {b.name for b in network.list_bridges()})
@@ -371,7 +371,7 @@ def table(compared: dict) -> str:
 
 
 def preflight(clouds_yaml: Path) -> None:
-    from migrate.engine import find_engine
+    from migrate.adapters.engine import find_engine
 
     if os.geteuid() != 0:
         raise SystemExit("needs root, like the sandbox and the test cloud's routes")
@@ -379,12 +379,12 @@ def preflight(clouds_yaml: Path) -> None:
         raise SystemExit("the Pulumi engine is not built: run 'make engine'")
     if not clouds_yaml.exists():
         raise SystemExit(f"no {clouds_yaml}: the test cloud is not up "
-                         "(python -m migrate.testcloud status)")
+                         "(python -m migrate.rehearsal.testcloud status)")
     try:
         cloud_session(clouds_yaml)
     except Exception as error:
         raise SystemExit(f"the test cloud does not answer ({error}): see "
-                         "'python -m migrate.testcloud status'") from error
+                         "'python -m migrate.rehearsal.testcloud status'") from error
 
 
 def main() -> None:

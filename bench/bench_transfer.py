@@ -34,9 +34,10 @@ from datetime import datetime
 from pathlib import Path
 from statistics import median
 
-from migrate import runner, transfer
-from migrate.pipeline import open_estate
-from migrate.sandbox import network
+from migrate.adapters import ansible as runner
+from migrate.orchestrate.pipeline import open_estate
+from migrate.rehearsal.sandbox import network
+from migrate.stages import transfer
 from tests.transfer.world import (
     SYSTEM,
     World,

@@ -7,4 +7,4 @@ set -eu
 repo=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
 python=${PYTHON:-$repo/.venv/bin/python}
 export PATH="$PATH:/usr/local/go/bin"
-exec "$python" -m migrate.engine build
+exec "$python" -m migrate.adapters.engine build

@@ -13,7 +13,7 @@ packages=(
   python3-psycopg2    # ...with the app under Debian's python3, as inside the machines
   chromium            # runbook and report pages checked in a real headless browser
   fonts-noto-cjk      # ...with Chinese text rendered
-  apt-cacher-ng       # the sandbox cloud's internal package mirror (migrate/sandbox/mirror.py)
+  apt-cacher-ng       # the sandbox cloud's internal package mirror (migrate/rehearsal/sandbox/mirror.py)
 )
 missing=()
 for package in "${packages[@]}"; do

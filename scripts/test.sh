@@ -24,11 +24,11 @@ fi
 
 log=$(mktemp -t migrate-testcloud-up.XXXXXX.log)
 cloud_was_running=0
-if "$PY" -m migrate.testcloud status 2>/dev/null | grep -q '"machine": "running"'; then
+if "$PY" -m migrate.rehearsal.testcloud status 2>/dev/null | grep -q '"machine": "running"'; then
   cloud_was_running=1
 fi
 started=$(date +%s)
-nice -n 10 "$PY" -m migrate.testcloud up >"$log" 2>&1 &
+nice -n 10 "$PY" -m migrate.rehearsal.testcloud up >"$log" 2>&1 &
 cloud_pid=$!
 trap 'kill "$cloud_pid" 2>/dev/null' INT TERM
 
@@ -51,6 +51,6 @@ MIGRATE_TESTCLOUD_TESTS=1 "$PY" -m pytest tests/testcloud
 cloud_tests_status=$?
 
 if [ "$cloud_was_running" -eq 0 ] && [ "${MIGRATE_TESTCLOUD_KEEP:-0}" != "1" ]; then
-  "$PY" -m migrate.testcloud down >/dev/null || echo "test.sh: removing the test cloud failed" >&2
+  "$PY" -m migrate.rehearsal.testcloud down >/dev/null || echo "test.sh: removing the test cloud failed" >&2
 fi
 [ "$main_status" -eq 0 ] && [ "$cloud_tests_status" -eq 0 ]

@@ -65,7 +65,7 @@ def estate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]):
-    from migrate.cli import main
+    from migrate.cli.main import main
 
     def run(*args: str) -> CliResult:
         capsys.readouterr()
@@ -100,9 +100,9 @@ def sandbox_estate(estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     """The example estate copy, for tests that provision on the sandbox with the real engine:
     skipped with the reason when not root, a sandbox tool is missing or the engine is not
     built; machines live under a sandbox root of the test's own."""
-    from migrate.engine import find_engine
-    from migrate.errors import EnvironmentNotReady
-    from migrate.sandbox import require_host
+    from migrate.adapters.engine import find_engine
+    from migrate.core.errors import EnvironmentNotReady
+    from migrate.rehearsal.sandbox import require_host
 
     try:
         require_host()

@@ -6,7 +6,7 @@ import copy
 from datetime import date
 from typing import Any
 
-from migrate.model import SystemManifest
+from migrate.core.model import SystemManifest
 
 
 def merge(base: dict, overrides: dict) -> dict:

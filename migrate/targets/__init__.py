@@ -13,8 +13,8 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import TypeVar
 
-from migrate.errors import EnvironmentNotReady
-from migrate.loader import Estate
+from migrate.core.errors import EnvironmentNotReady
+from migrate.core.loader import Estate
 from migrate.targets.base import CitySurroundings, Surroundings, Target
 
 GROUP = "migrate.targets"
@@ -24,8 +24,8 @@ Loaded = TypeVar("Loaded", Target, Surroundings)
 # What to install for the targets migrate itself knows; any other comes from its own package.
 PROVIDERS = {
     "openstack": "the migrate package (pip install -e . in the project's checkout)",
-    "sandbox": "the migrate package with its rehearsal part, migrate.sandbox (pip install -e . "
-               "in the project's checkout)",
+    "sandbox": "the migrate package with its rehearsal part, migrate.rehearsal.sandbox "
+               "(pip install -e . in the project's checkout)",
 }
 
 

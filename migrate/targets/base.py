@@ -5,7 +5,7 @@ A ``Target`` is the cloud: how its stacks are configured (Pulumi config, engine 
 how the operator logs in (private key for the inventories and verify, public key for the
 stacks), where the host keys of its instances come from, and what it cannot do yet.
 Implementations: ``migrate.targets.openstack.OpenStackTarget`` and the rehearsal's
-``migrate.sandbox.target.SandboxTarget`` (``migrate.targets.load_target``).
+``migrate.rehearsal.sandbox.target.SandboxTarget`` (``migrate.targets.load_target``).
 
 ``Surroundings`` are what the cloud's instances and the stages meet outside it: the source
 hosts (whose keys the estate's known_hosts holds), the exchange platform, the package mirror,
@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from migrate.errors import StageFailed
-from migrate.loader import Estate
-from migrate.provision import ProvisionSettings
+from migrate.core.errors import StageFailed
+from migrate.core.loader import Estate
+from migrate.stages.provision import ProvisionSettings
 from migrate.targets.contract import PROVISION_AGAIN, Instance
 
 Progress = Callable[[str], None]

@@ -36,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-from migrate.errors import StageFailed
+from migrate.core.errors import StageFailed
 
 KEY_TYPE = re.compile(r"^[a-z0-9][a-z0-9@.-]*$")
 PROVISION_AGAIN = "provision the system again: the next run restores its outputs"

@@ -24,12 +24,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from migrate.errors import InvalidInput, StageFailed
-from migrate.files import write_file_atomically
-from migrate.loader import Estate
-from migrate.model import OpenStackSettings
-from migrate.provision import ProvisionSettings, ensure_passphrase_file
-from migrate.state import state_dir
+from migrate.core.errors import InvalidInput, StageFailed
+from migrate.core.files import write_file_atomically
+from migrate.core.loader import Estate
+from migrate.core.model import OpenStackSettings
+from migrate.core.state import state_dir
+from migrate.stages.provision import ProvisionSettings, ensure_passphrase_file
 from migrate.targets import openstack_api
 from migrate.targets.base import Target
 from migrate.targets.contract import Instance

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from migrate.errors import EnvironmentNotReady, StageFailed
+from migrate.core.errors import EnvironmentNotReady, StageFailed
 
 CONFIG_ENV = "OS_CLIENT_CONFIG_FILE"
 SEARCH = (Path("clouds.yaml"), Path("~/.config/openstack/clouds.yaml"),

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrate.errors import EnvironmentNotReady, StageFailed
+from migrate.core.errors import EnvironmentNotReady, StageFailed
 from migrate.targets.contract import PROVISION_AGAIN, Encryption, Instance
 from migrate.targets.openstack_api import Session
 

@@ -2,7 +2,7 @@
 
 import pulumi
 
-from migrate import stackplan
+from migrate.core import stackplan
 
 import compute
 import floating

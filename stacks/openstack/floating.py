@@ -6,7 +6,7 @@ routers never translate (network.py), so nothing else is reachable from outside.
 
 import pulumi_openstack as openstack
 
-from migrate import stackplan
+from migrate.core import stackplan
 
 
 def floating_ips(system: dict, built: dict) -> dict[str, openstack.networking.FloatingIp]:

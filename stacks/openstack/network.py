@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_openstack as openstack
 
-from migrate import stackplan
+from migrate.core import stackplan
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Every check is a synchronous invoke (a data source of the provider), so a refusal raises
 before anything exists. All problems are collected and reported in one ``PreflightFailed``
-whose message starts with ``MARKER``: ``migrate.provision`` recognizes it and reports the
+whose message starts with ``MARKER``: ``migrate.stages.provision`` recognizes it and reports the
 problems as an environment that is not ready (exit 3), not as a failed stage.
 
 What the provider's data sources tell and what they do not:
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_openstack as openstack
 
-from migrate import stackplan
+from migrate.core import stackplan
 from migrate.targets import openstack_api
 from migrate.targets.openstack_volumes import provider_kind, type_encryption
 

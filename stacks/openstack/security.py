@@ -3,7 +3,7 @@
 import pulumi
 import pulumi_openstack as openstack
 
-from migrate import stackplan
+from migrate.core import stackplan
 
 
 def security_groups(system: dict) -> dict[str, openstack.networking.SecGroup]:

@@ -2,8 +2,8 @@
 
 import pulumi
 
-from migrate import stackplan
-from migrate.sandbox.host import sandbox_root
+from migrate.core import stackplan
+from migrate.rehearsal.sandbox.host import sandbox_root
 
 import compute
 import network

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from migrate.sandbox.provider import SandboxMachine, SandboxVolume, volume_path
+from migrate.rehearsal.sandbox.provider import SandboxMachine, SandboxVolume, volume_path
 
 
 @dataclass

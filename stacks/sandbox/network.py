@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import pulumi
 
-from migrate import stackplan
-from migrate.sandbox.network import bridge_name
-from migrate.sandbox.provider import SandboxNetwork
+from migrate.core import stackplan
+from migrate.rehearsal.sandbox.network import bridge_name
+from migrate.rehearsal.sandbox.provider import SandboxNetwork
 
 
 @dataclass

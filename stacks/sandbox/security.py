@@ -1,9 +1,9 @@
 """Security groups: one per instance, default deny both ways, rules exactly from the plan,
-enforced with nftables inside the machine (see migrate.sandbox.provider)."""
+enforced with nftables inside the machine (see migrate.rehearsal.sandbox.provider)."""
 
 from dataclasses import dataclass
 
-from migrate.sandbox.provider import SandboxFirewall, firewall_rules, render_ruleset
+from migrate.rehearsal.sandbox.provider import SandboxFirewall, firewall_rules, render_ruleset
 
 
 @dataclass

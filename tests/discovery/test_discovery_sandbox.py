@@ -31,11 +31,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from migrate import trust
-from migrate.errors import EnvironmentNotReady
-from migrate.sandbox import hostkeys, images, machines, network
-from migrate.sandbox.host import require_host
-from migrate.sandbox.layout import upper_dir
+from migrate.core.errors import EnvironmentNotReady
+from migrate.rehearsal.sandbox import hostkeys, images, machines, network
+from migrate.rehearsal.sandbox.host import require_host
+from migrate.rehearsal.sandbox.layout import upper_dir
+from migrate.stages import trust
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from migrate.engine import PULUMI_VERSION, find_engine
+from migrate.adapters.engine import PULUMI_VERSION, find_engine
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate.engine import build
-from migrate.errors import EnvironmentNotReady
+from migrate.adapters.engine import build
+from migrate.core.errors import EnvironmentNotReady
 
 
 def test_build_environment_is_static_with_two_jobs() -> None:
@@ -64,7 +64,7 @@ def test_launcher_runs_the_host_module_with_the_exec_script_beside_it(tmp_path: 
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert out.split() == [
-        "-m", "migrate.engine.language_host",
+        "-m", "migrate.adapters.engine.language_host",
         "--exec", str(tmp_path / "pulumi-language-python-exec"), "127.0.0.1:1234",
     ]  # fmt: skip
     assert launcher.stat().st_mode & 0o777 == 0o755

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from migrate.engine import (
+from migrate.adapters.engine import (
     PULUMI_VERSION,
     engine_bin_dir,
     engine_env,
     ensure_engine,
     find_engine,
 )
-from migrate.engine.build import ENGINE_FILES, is_complete, marker_path, write_marker
-from migrate.errors import EnvironmentNotReady, GuardRefused
+from migrate.adapters.engine.build import ENGINE_FILES, is_complete, marker_path, write_marker
+from migrate.core.errors import EnvironmentNotReady, GuardRefused
 
 FAKE_ENGINE = Path("/opt/engine/v0/bin/pulumi")
 

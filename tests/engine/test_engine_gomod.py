@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from migrate.engine import gomod
-from migrate.engine.build import write_wrapper_module
+from migrate.adapters.engine import gomod
+from migrate.adapters.engine.build import write_wrapper_module
 
 # Written for these tests in the shapes Go accepts: single-line, block, versioned old path,
 # comments, and the local-path targets that only work inside the upstream repository.

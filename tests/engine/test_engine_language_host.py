@@ -13,9 +13,9 @@ import pytest
 from google.protobuf import empty_pb2
 from pulumi.runtime.proto import language_pb2, language_pb2_grpc, plugin_pb2
 
-from migrate.engine import PULUMI_VERSION
-from migrate.engine.build import install_executable, language_host_launcher
-from migrate.engine.language_host import exec_arguments, run_response_for_exit
+from migrate.adapters.engine import PULUMI_VERSION
+from migrate.adapters.engine.build import install_executable, language_host_launcher
+from migrate.adapters.engine.language_host import exec_arguments, run_response_for_exit
 
 # A stand-in for pulumi-language-python-exec: records what it was given, exits as told.
 RECORDING_EXEC = """\

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
-from migrate.engine import engine_env, prepare_state_dir, pulumi_command
+from migrate.adapters.engine import engine_env, prepare_state_dir, pulumi_command
 
 PROJECT_YAML = """\
 name: engine-selftest
@@ -21,7 +21,7 @@ description: proves the pinned engine, its Python language host and dynamic prov
 PROGRAM = """\
 import pulumi
 
-from migrate.engine.selftest_provider import DigestFile
+from migrate.adapters.engine.selftest_provider import DigestFile
 
 config = pulumi.Config()
 probe = DigestFile("probe", text=config.require("text"), directory=config.require("directory"))

@@ -1,12 +1,12 @@
 """With the built engine: what a preview would change, resource by resource, as preview
---diff and provision's question show it (migrate.provision.EventTracker)."""
+--diff and provision's question show it (migrate.stages.provision.EventTracker)."""
 
 from __future__ import annotations
 
 import pytest
 from pulumi import automation as auto
 
-from migrate.provision import EventTracker
+from migrate.stages.provision import EventTracker
 from tests.engine.test_engine_selftest import TEXT, stack  # noqa: F401 (the fixture)
 
 PROBE = "pulumi-python:dynamic:Resource"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate.engine import provider
-from migrate.engine.version import OPENSTACK_PROVIDER_VERSION
+from migrate.adapters.engine import provider
+from migrate.adapters.engine.version import OPENSTACK_PROVIDER_VERSION
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from migrate.engine import build, prepare_state_dir, provider
-from migrate.engine.__main__ import main
-from migrate.engine.version import OPENSTACK_PROVIDER_VERSION, PULUMI_VERSION
-from migrate.errors import EnvironmentNotReady, GuardRefused
+from migrate.adapters.engine import build, prepare_state_dir, provider
+from migrate.adapters.engine.__main__ import main
+from migrate.adapters.engine.version import OPENSTACK_PROVIDER_VERSION, PULUMI_VERSION
+from migrate.core.errors import EnvironmentNotReady, GuardRefused
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def test_a_go_mod_with_other_pins_is_refused(tmp_path: Path) -> None:
 def test_the_committed_sdk_token_list_is_the_installed_sdks() -> None:
     committed = (provider.SOURCE_DIR / provider.SDK_TOKENS_FILE).read_text()
     assert committed == provider.sdk_tokens_text(), (
-        "regenerate it: python -m migrate.engine sdk-tokens > "
+        "regenerate it: python -m migrate.adapters.engine sdk-tokens > "
         "providers/openstack/provider/sdk-tokens.txt"
     )
     tokens = provider.sdk_tokens()
@@ -54,7 +54,7 @@ def test_build_without_go_says_what_to_install(
     with pytest.raises(EnvironmentNotReady, match="Go is not installed") as caught:
         provider.build_provider(progress=lambda _line: None)
     assert "install Go" in (caught.value.hint or "")
-    assert "migrate.engine install" in (caught.value.hint or "")
+    assert "migrate.adapters.engine install" in (caught.value.hint or "")
 
 
 def test_missing_plugin_without_build_names_make_provider(isolated_cache: Path) -> None:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate.exchange import pki
-from migrate.exchange.client import ExchangeClient
+from migrate.adapters.exchange import ExchangeClient
+from migrate.rehearsal.exchange import pki
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_PY = REPO / "migrate" / "exchange" / "server.py"
@@ -147,7 +147,7 @@ def launch(
     return running
 
 
-MODULE_COMMAND = [sys.executable, "-m", "migrate.exchange.server"]
+MODULE_COMMAND = [sys.executable, "-m", "migrate.rehearsal.exchange.server"]
 # Without an allow-list the platform refuses every probe; these tests probe on loopback.
 PROBE_LOOPBACK = ("--probe-allow-network", "127.0.0.0/8")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate.exchange.client import ExchangeHTTPError, sign, signed_headers
-from migrate.exchange.server import sign as server_sign
+from migrate.adapters.exchange import ExchangeHTTPError, sign, signed_headers
+from migrate.rehearsal.exchange.server import sign as server_sign
 
 WHOAMI = "/api/v1/whoami"
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from migrate.exchange.client import ExchangeHTTPError
+from migrate.adapters.exchange import ExchangeHTTPError
 
 
 def state_of(resource: dict) -> tuple[str, str]:

@@ -12,7 +12,7 @@ import referencing
 import referencing.jsonschema
 import yaml
 
-from migrate.exchange.server import ROUTES
+from migrate.rehearsal.exchange.server import ROUTES
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "exchange-openapi.yaml"
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -103,8 +103,8 @@ def test_the_standalone_server_accepts_exactly_the_manifest_enumerations():
     the two from drifting apart."""
     import typing
 
-    from migrate import model
-    from migrate.exchange import server
+    from migrate.core import model
+    from migrate.rehearsal.exchange import server
 
     assert typing.get_args(model.ResourceFormat) == server.FORMATS
     assert typing.get_args(model.ShareType) == server.SHARE_TYPES

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from migrate.exchange.client import ExchangeClient, ExchangeHTTPError, ExchangeUnreachable
+from migrate.adapters.exchange import ExchangeClient, ExchangeHTTPError, ExchangeUnreachable
 
 HEALTH_BODY = "ok: 社会保险查询系统".encode()
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from migrate.errors import MigrateError
-from migrate.exchange import pki
-from migrate.exchange.client import ExchangeClient, ExchangeError, ExchangeTLSError
+from migrate.adapters.exchange import ExchangeClient, ExchangeError, ExchangeTLSError
+from migrate.core.errors import MigrateError
+from migrate.rehearsal.exchange import pki
 
 
 def mode_of(path: Path) -> int:

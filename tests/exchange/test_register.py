@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from migrate.register import endpoint_of, register_catalogue
+from migrate.stages.register import endpoint_of, register_catalogue
 from tests.exchange.conftest import resource_doc
 from tests.factories import system
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from migrate.errors import EnvironmentNotReady
-from migrate.sandbox import images, mirror
-from migrate.sandbox.host import find_tool, require_host
+from migrate.core.errors import EnvironmentNotReady
+from migrate.rehearsal.sandbox import images, mirror
+from migrate.rehearsal.sandbox.host import find_tool, require_host
 from tests.foreign import server, world
 
 

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from migrate.sandbox import images, machines, mirror, network
-from migrate.sandbox.layout import upper_dir
+from migrate.rehearsal.sandbox import images, machines, mirror, network
+from migrate.rehearsal.sandbox.layout import upper_dir
 from tests.foreign import world
 
 RECIPE_VERSION = 1

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from migrate import trust
-from migrate.sandbox import hostkeys
-from migrate.sandbox.layout import upper_dir
+from migrate.rehearsal.sandbox import hostkeys
+from migrate.rehearsal.sandbox.layout import upper_dir
+from migrate.stages import trust
 from tests.foreign.server import ForeignServer
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from migrate.sandbox import hostkeys, mirror
+from migrate.rehearsal.sandbox import hostkeys, mirror
 from tests.foreign import server as wiki
 from tests.foreign.server import ForeignServer
 

@@ -30,10 +30,11 @@ from pathlib import Path
 
 import pytest
 
-from migrate import pipeline, trust
-from migrate.sandbox import hostkeys, mirror
-from migrate.sandbox.estate import existing_estate_id, operator_key_path
-from migrate.sandbox.estate_record import read_record
+from migrate.orchestrate import pipeline
+from migrate.rehearsal.sandbox import hostkeys, mirror
+from migrate.rehearsal.sandbox.estate import existing_estate_id, operator_key_path
+from migrate.rehearsal.sandbox.estate_record import read_record
+from migrate.stages import trust
 from tests.foreign import world
 from tests.foreign.estate import SYSTEM, write_wiki_estate
 from tests.foreign.server import ForeignServer
@@ -97,7 +98,7 @@ def manifest_for_the_cloud(estate: Path, address: str) -> None:
 @pytest.fixture
 def wiki_estate(foreign_server: ForeignServer, tmp_path: Path,
                 monkeypatch: pytest.MonkeyPatch) -> Path:
-    from migrate.engine import find_engine
+    from migrate.adapters.engine import find_engine
 
     if find_engine() is None:
         pytest.skip("the Pulumi engine is not built: run 'make engine'")

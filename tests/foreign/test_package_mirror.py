@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate.errors import StageFailed
-from migrate.sandbox import mirror, network
+from migrate.core.errors import StageFailed
+from migrate.rehearsal.sandbox import mirror, network
 from tests.foreign import world
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from migrate.sandbox import hostkeys
+from migrate.rehearsal.sandbox import hostkeys
 from tests.foreign.estate import SYSTEM, write_wiki_estate
 from tests.foreign.server import ForeignServer
 

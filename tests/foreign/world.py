@@ -2,7 +2,7 @@
 own in 192.168.177.0/25 (nothing else in the project uses 192.168.177.0/24), the package
 mirror on its gateway address, machines on it, and ssh to them with their real host keys.
 
-Everything is made with migrate.sandbox's own layers (network, mirror, machines, hostkeys)
+Everything is made with migrate.rehearsal.sandbox's own layers (network, mirror, machines, hostkeys)
 and removed by its own name or id afterwards.
 """
 
@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from migrate.sandbox import hostkeys, machines, mirror, network
-from migrate.sandbox.layout import upper_dir
+from migrate.rehearsal.sandbox import hostkeys, machines, mirror, network
+from migrate.rehearsal.sandbox.layout import upper_dir
 
 NETWORK = "t-foreign"  # bridge mg-t-foreign
 GATEWAY = "192.168.177.1/25"

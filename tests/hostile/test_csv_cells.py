@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from migrate.census_report import Table, to_csv
+from migrate.core.census_report import Table, to_csv
 from tests.conftest import edit
 
 FORMULA = '=HYPERLINK("http://x","y")'

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from migrate.discovery import draft_header
-from migrate.discovery.draft import DraftHost, build_draft, render, validate_draft
-from migrate.pipeline import open_estate
+from migrate.orchestrate.pipeline import open_estate
+from migrate.stages.discovery import draft_header
+from migrate.stages.discovery.draft import DraftHost, build_draft, render, validate_draft
 
 LOOKUP = "{{ lookup('pipe', 'id > /tmp/pwned') }}"
 HOSTILE_DIRECTORIES = [f"/srv/{LOOKUP}", "/srv/app\nworkload: {}", "/", "/root/.ssh",

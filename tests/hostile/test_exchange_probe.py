@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate.exchange import pki
-from migrate.exchange.client import ExchangeClient, ExchangeHTTPError, signed_headers
+from migrate.adapters.exchange import ExchangeClient, ExchangeHTTPError, signed_headers
+from migrate.rehearsal.exchange import pki
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "rebind.example"
@@ -33,7 +33,7 @@ VETTED, REBOUND = "127.0.0.1", "127.0.0.2"
 
 DRIVER = f'''
 import socket, sys
-from migrate.exchange import server
+from migrate.rehearsal.exchange import server
 
 real_getaddrinfo = socket.getaddrinfo
 lookups = []
@@ -120,7 +120,7 @@ def platform(tmp_path: Path, certs: Pki) -> Iterator[Callable[..., Platform]]:
         token_file.chmod(0o600)
         driver = tmp_path / "driver.py"
         driver.write_text(DRIVER)
-        command = [str(driver)] if rebinding else ["-m", "migrate.exchange.server"]
+        command = [str(driver)] if rebinding else ["-m", "migrate.rehearsal.exchange.server"]
         log = tmp_path / f"server-{len(started)}.log"
         args = [sys.executable, *command, "--listen", f"{VETTED}:0",
                 "--db", str(tmp_path / f"exchange-{len(started)}.db"),

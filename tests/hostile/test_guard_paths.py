@@ -17,8 +17,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from migrate import pipeline
-from migrate.errors import GuardRefused, StageFailed
+from migrate.core.errors import GuardRefused, StageFailed
+from migrate.orchestrate import pipeline
 from tests.conftest import edit
 
 SYSTEM = "wjw-fybj"
@@ -61,9 +61,9 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     monkeypatch.setattr(socket, "create_connection", lambda address, *_a, **_k:
                         refuse(("socket", address)))
     monkeypatch.setattr(subprocess, "Popen", popen)
-    monkeypatch.setattr("migrate.runner.run_play", play)
-    monkeypatch.setattr("migrate.verify.run.run_pytest", pytest_run)
-    monkeypatch.setattr("migrate.verify.answers.record_source_answers", source_answers)
+    monkeypatch.setattr("migrate.adapters.ansible.run_play", play)
+    monkeypatch.setattr("migrate.stages.verify.run.run_pytest", pytest_run)
+    monkeypatch.setattr("migrate.stages.verify.answers.record_source_answers", source_answers)
     return tried
 
 
@@ -79,14 +79,14 @@ def hostile_estate(estate: Path, monkeypatch: pytest.MonkeyPatch, connections: l
     (estate / "certs").mkdir()
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", estate / "certs" / "exchange-ca.pem")
     opened = pipeline.open_estate(estate)
-    from migrate.sandbox.estate import known_hosts_path
+    from migrate.rehearsal.sandbox.estate import known_hosts_path
 
     known = known_hosts_path(opened)
     known.parent.mkdir(parents=True, exist_ok=True)
     known.write_text("".join(f"{host.address} {FAKE_KEY}\n"
                              for host in opened.systems[SYSTEM].source.hosts))
     monkeypatch.setattr(pipeline, "provisioned_targets", lambda _estate, _sid: dict(TARGETS))
-    monkeypatch.setattr("migrate.sandbox.estate_plan.plan_sandbox",
+    monkeypatch.setattr("migrate.rehearsal.sandbox.estate_plan.plan_sandbox",
                         lambda _estate: SimpleNamespace(platform_ip=PLATFORM_IP))
     return opened
 
@@ -120,7 +120,7 @@ def test_platform_client_refuses_an_off_host_platform_before_connecting(
 
 
 def test_the_guard_is_a_no_op_off_the_sandbox(estate: Path, monkeypatch: pytest.MonkeyPatch):
-    from migrate import access
+    from migrate.adapters import access
     from migrate.targets import load_surroundings
 
     monkeypatch.setattr(load_surroundings("sandbox"), "guard_address",

@@ -18,10 +18,11 @@ from pathlib import Path
 import ansible_runner
 import pytest
 
-from migrate import runner, state
-from migrate.errors import EnvironmentNotReady
-from migrate.journal import REDACTED, Journal
-from migrate.pipeline import open_estate
+from migrate.adapters import ansible as runner
+from migrate.core import state
+from migrate.core.errors import EnvironmentNotReady
+from migrate.core.journal import REDACTED, Journal
+from migrate.orchestrate.pipeline import open_estate
 
 MARKER = secrets.token_hex(8)
 SECRET = f'Ki"ss\\me\'-口令✓-{MARKER}'
@@ -117,7 +118,7 @@ def test_a_short_secret_is_refused_where_it_is_read(estate: Path) -> None:
 def test_the_platform_client_refuses_a_short_app_secret(tmp_path: Path) -> None:
     """The exchange client reads its app secret on its own (it also runs on target
     machines): the same rule holds there."""
-    from migrate.exchange import client
+    from migrate.adapters import exchange as client
 
     path = tmp_path / "app-secret"
     path.write_text("short-secret\n")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from migrate.legacy.units import scram_verifier
+from migrate.rehearsal.legacy.units import scram_verifier
 
 pytestmark = pytest.mark.slow
 

@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from migrate import engine, pipeline, provision
-from migrate.errors import InvalidInput, StageFailed
-from migrate.journal import entry_hash
-from migrate.state import journal_for, state_dir
+from migrate.adapters import engine
+from migrate.core.errors import InvalidInput, StageFailed
+from migrate.core.journal import entry_hash
+from migrate.core.state import journal_for, state_dir
+from migrate.orchestrate import pipeline
+from migrate.stages import provision
 
 SYSTEM = "wjw-fybj"
 STACK = f"sys-{SYSTEM}"
@@ -131,15 +133,15 @@ def inventories(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     def no_socket(address, *_args, **_kwargs):
         raise AssertionError(f"a connection to {address} was opened")
 
-    monkeypatch.setattr("migrate.runner.run_play", play)
+    monkeypatch.setattr("migrate.adapters.ansible.run_play", play)
     monkeypatch.setattr(socket, "create_connection", no_socket)
-    monkeypatch.setattr("migrate.access.guard_address", lambda _estate, _address: None)
+    monkeypatch.setattr("migrate.adapters.access.guard_address", lambda _estate, _address: None)
     return seen
 
 
 def write_stage_inputs(opened) -> None:
     """What a transfer reads before its first play: secrets and the source hosts' keys."""
-    from migrate.sandbox.estate import known_hosts_path
+    from migrate.rehearsal.sandbox.estate import known_hosts_path
 
     secrets = opened.root / "secrets"
     secrets.mkdir(mode=0o700)

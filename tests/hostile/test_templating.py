@@ -11,9 +11,9 @@ from pathlib import Path
 import ansible_runner
 import pytest
 
-from migrate import transfer
-from migrate.inventory import write_inventory
-from migrate.pipeline import make_plan, open_estate
+from migrate.adapters.inventory import write_inventory
+from migrate.orchestrate.pipeline import make_plan, open_estate
+from migrate.stages import transfer
 from tests.conftest import edit, line_number
 
 SYSTEM = "wjw-fybj"

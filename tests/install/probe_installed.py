@@ -16,7 +16,7 @@ from pathlib import Path
 FQCN = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+\.[a-z0-9_]+$")
 # run elsewhere, with what that machine has, not on the controller: the sandbox's legacy
 # application (Debian's python3-psycopg2) and the probe verify copies onto a target beside
-# migrate/exchange/client.py (its `import client`)
+# migrate/adapters/exchange.py (its `import client`)
 ELSEWHERE = {"legacy/app.py", "verify/suites/exchange_probe.py"}
 
 
@@ -97,8 +97,11 @@ def unresolved_modules(playbooks: Path) -> tuple[list[str], list[str]]:
 
 def main() -> None:
     import migrate
-    from migrate import provision, render, resources, runner
-    from migrate.engine import provider
+    from migrate.adapters import ansible as runner
+    from migrate.adapters import render
+    from migrate.adapters.engine import provider
+    from migrate.core import resources
+    from migrate.stages import provision
 
     package = Path(migrate.__file__).resolve().parent
     used, unresolved = unresolved_modules(runner.PLAYBOOKS)

@@ -1,4 +1,4 @@
-"""The one lookup of the shipped folders (migrate.resources): the installed copy when there,
+"""The one lookup of the shipped folders (migrate.core.resources): the installed copy when there,
 else the checkout's; MIGRATE_STACKS_DIR still wins for the stacks."""
 
 from __future__ import annotations
@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from migrate import provision, render, resources, runner
-from migrate.engine import provider
+from migrate.adapters import ansible as runner
+from migrate.adapters import render
+from migrate.adapters.engine import provider
+from migrate.core import resources
+from migrate.stages import provision
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).resolve().with_name("probe_installed.py")
-# the top-level folders the wheel carries under migrate/_shipped (migrate.resources.NAMES)
+# the top-level folders the wheel carries under migrate/_shipped (migrate.core.resources.NAMES)
 SHIPPED = ("templates", "playbooks", "stacks", "providers")
 BUILD_TIMEOUT_S = 600
 INSTALL_TIMEOUT_S = 900
@@ -143,7 +143,7 @@ def test_the_wheel_carries_the_folders_schemas_and_data(built: Built) -> None:
         assert carried == files, (name, sorted(files ^ carried))
     assert built.package <= names, sorted(built.package - names)
     assert {"migrate/schemas/migrate.schema.json", "migrate/schemas/system.schema.json",
-            "migrate/testcloud/data/aio.sh"} <= names
+            "migrate/rehearsal/testcloud/data/aio.sh"} <= names
     assert {"stacks/sandbox/Pulumi.yaml", "stacks/openstack/Pulumi.yaml",
             "providers/openstack/go.mod", "playbooks/ansible.cfg",
             "templates/plan_system.j2"} <= {n.removeprefix("migrate/_shipped/") for n in names}

@@ -7,8 +7,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from migrate.legacy.seed import HostSeed, build_host_seeds, secret_name
-from migrate.loader import Estate, load_estate
+from migrate.core.loader import Estate, load_estate
+from migrate.rehearsal.legacy.seed import HostSeed, build_host_seeds, secret_name
 
 EXAMPLE_ESTATE = Path(__file__).resolve().parents[2] / "examples" / "estate"
 SMALL_SCALE = 16 * 1024  # bytes per declared GB: keeps unit tests fast

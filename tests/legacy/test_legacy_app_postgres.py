@@ -25,8 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from migrate.legacy import units
-from migrate.legacy.seed import HostSeed, checksum_query, expected_digests, write_into_root
+from migrate.rehearsal.legacy import units
+from migrate.rehearsal.legacy.seed import (
+    HostSeed,
+    checksum_query,
+    expected_digests,
+    write_into_root,
+)
 from tests.legacy.helpers import make_seeded_estate
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate.errors import EnvironmentNotReady, GuardRefused
-from migrate.legacy.seed import build_host_seeds, expected_digests, write_into_root
+from migrate.core.errors import EnvironmentNotReady, GuardRefused
+from migrate.rehearsal.legacy.seed import build_host_seeds, expected_digests, write_into_root
 from tests.legacy.helpers import SMALL_SCALE, make_seeded_estate
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
@@ -24,8 +24,8 @@ BOOT_TIMEOUT_S = 180
 @pytest.fixture
 def sandbox():
     try:
-        from migrate.sandbox import images, layout, machines, network
-        from migrate.sandbox.host import require_host
+        from migrate.rehearsal.sandbox import images, layout, machines, network
+        from migrate.rehearsal.sandbox.host import require_host
 
         require_host()
     except (EnvironmentNotReady, ImportError) as error:

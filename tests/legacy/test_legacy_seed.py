@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from migrate.errors import EnvironmentNotReady, InvalidInput
-from migrate.legacy import fake, units
-from migrate.legacy.seed import (
+from migrate.core.errors import EnvironmentNotReady, InvalidInput
+from migrate.core.state import read_secret_in as read_secret
+from migrate.rehearsal.legacy import fake, units
+from migrate.rehearsal.legacy.seed import (
     HostSeed,
     build_host_seeds,
     expected_digests,
@@ -23,7 +24,7 @@ from migrate.legacy.seed import (
     seed_estate,
     write_into_root,
 )
-from migrate.legacy.tables import (
+from migrate.rehearsal.legacy.tables import (
     FILLER_TABLE,
     Column,
     TableSeed,
@@ -31,7 +32,6 @@ from migrate.legacy.tables import (
     record_text,
     table_checksum,
 )
-from migrate.state import read_secret_in as read_secret
 from tests.legacy.helpers import SMALL_SCALE, SeededEstate
 
 
@@ -57,8 +57,8 @@ def test_seeds_do_not_depend_on_the_process(seeded_estate: SeededEstate) -> None
     """Another interpreter, with another hash seed, gives the same bytes."""
     script = (
         "import sys; from pathlib import Path\n"
-        "from migrate.loader import load_estate\n"
-        "from migrate.legacy.seed import build_host_seeds\n"
+        "from migrate.core.loader import load_estate\n"
+        "from migrate.rehearsal.legacy.seed import build_host_seeds\n"
         "from tests.legacy.test_legacy_seed import digest_of\n"
         "system = load_estate(sys.argv[1]).systems['mzj-shjz']\n"
         "for seed in build_host_seeds(system, Path(sys.argv[2]), int(sys.argv[3])):\n"

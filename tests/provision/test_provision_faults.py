@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from migrate.engine import find_engine
+from migrate.adapters.engine import find_engine
 from tests.conftest import edit
 
 MIGRATE = str(Path(sys.executable).parent / "migrate")
@@ -51,7 +51,7 @@ def test_unusable_backend_names_the_stack_and_what_the_engine_said(run_cli, esta
 @pytest.mark.sandbox
 @pytest.mark.slow
 def test_a_killed_provision_continues_from_the_state(sandbox_estate, tmp_path, run_cli):
-    from migrate.sandbox import list_machines
+    from migrate.rehearsal.sandbox import list_machines
 
     estate, root = sandbox_estate, tmp_path / "sandbox-root"
     command = [MIGRATE, "provision", str(estate), "--system", "rsj-sbcx", "--yes"]

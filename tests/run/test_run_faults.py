@@ -35,7 +35,7 @@ def running_estate(sandbox_estate, run_cli) -> Iterator[Path]:
 
 def ssh(estate: Path, address: str, user: str, key: Path, known_hosts: Path,
         command: str) -> subprocess.CompletedProcess[str]:
-    from migrate.sandbox.network import assert_local_address
+    from migrate.rehearsal.sandbox.network import assert_local_address
 
     assert_local_address(address)
     return subprocess.run(
@@ -47,7 +47,7 @@ def ssh(estate: Path, address: str, user: str, key: Path, known_hosts: Path,
 
 
 def loaded(estate: Path):
-    from migrate.pipeline import open_estate
+    from migrate.orchestrate.pipeline import open_estate
 
     return open_estate(estate)
 
@@ -55,8 +55,8 @@ def loaded(estate: Path):
 def on_target(estate: Path, system: str, instance: str, command: str
               ) -> subprocess.CompletedProcess[str]:
     """As the operator, on a target, trusting the host key its provisioning recorded."""
-    from migrate.pipeline import provisioned_targets
-    from migrate.sandbox.estate import operator_key_path
+    from migrate.orchestrate.pipeline import provisioned_targets
+    from migrate.rehearsal.sandbox.estate import operator_key_path
 
     opened = loaded(estate)
     target = provisioned_targets(opened, system)[instance]
@@ -66,8 +66,8 @@ def on_target(estate: Path, system: str, instance: str, command: str
 
 
 def on_platform(estate: Path, command: str) -> None:
-    from migrate.sandbox.estate import known_hosts_path, operator_key_path
-    from migrate.sandbox.estate_plan import plan_sandbox
+    from migrate.rehearsal.sandbox.estate import known_hosts_path, operator_key_path
+    from migrate.rehearsal.sandbox.estate_plan import plan_sandbox
 
     opened = loaded(estate)
     done = ssh(estate, plan_sandbox(opened).platform_ip, "root", operator_key_path(opened),
@@ -77,7 +77,7 @@ def on_platform(estate: Path, command: str) -> None:
 
 def source_health(estate: Path, system: str) -> int:
     """HTTP status of the system's first service, asked on its source host."""
-    from migrate.sandbox.estate import known_hosts_path
+    from migrate.rehearsal.sandbox.estate import known_hosts_path
 
     opened = loaded(estate)
     manifest = opened.systems[system]
@@ -113,7 +113,7 @@ def test_a_wave_with_a_changed_host_key_and_a_stopped_target(running_estate, run
     system sound. The sound one completes; the two fail at transfer, before any change to
     their sources, which keep serving. The next run brings the stopped machine back and
     completes its system; the changed key still stops the other, as it must."""
-    from migrate.sandbox import machines
+    from migrate.rehearsal.sandbox import machines
 
     estate = running_estate
     provisioned = run_cli("provision", estate, "--system", WRONG_KEY, "--yes")
@@ -218,8 +218,8 @@ def test_the_platform_stopped_during_verification_rolls_back(running_estate, run
     assert ("rollback", "ok") in [(e["stage"], e["result"]) for e in entries
                                   if e["system"] == COMPLETES]
 
-    from migrate.sandbox.estate_plan import plan_sandbox
-    from migrate.sandbox.estate_platform import wait_platform_healthy
+    from migrate.rehearsal.sandbox.estate_plan import plan_sandbox
+    from migrate.rehearsal.sandbox.estate_platform import wait_platform_healthy
 
     opened = loaded(estate)
     wait_platform_healthy(opened, plan_sandbox(opened).platform_ip)
@@ -236,7 +236,7 @@ def test_the_platform_stopped_during_verification_rolls_back(running_estate, run
 
 def on_source(estate: Path, system: str, host_name: str, command: str) -> None:
     """As the system's own source access (its manifest's user and key), on a source host."""
-    from migrate.sandbox.estate import known_hosts_path
+    from migrate.rehearsal.sandbox.estate import known_hosts_path
 
     opened = loaded(estate)
     manifest = opened.systems[system]
@@ -351,8 +351,8 @@ def test_the_platform_down_during_register_fails_that_stage(running_estate, run_
     assert stands["failure"]["stage"] == "register", stands
     assert stands["position"] == "transferred", stands
 
-    from migrate.sandbox.estate_plan import plan_sandbox
-    from migrate.sandbox.estate_platform import wait_platform_healthy
+    from migrate.rehearsal.sandbox.estate_plan import plan_sandbox
+    from migrate.rehearsal.sandbox.estate_platform import wait_platform_healthy
 
     opened = loaded(estate)
     wait_platform_healthy(opened, plan_sandbox(opened).platform_ip)

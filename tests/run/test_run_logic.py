@@ -13,11 +13,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from migrate import pipeline
-from migrate import run as runs
-from migrate.errors import HostKeyChanged, StageFailed
-from migrate.provision import StackResult
-from migrate.state import journal_for
+from migrate.core.errors import HostKeyChanged, StageFailed
+from migrate.core.state import journal_for
+from migrate.orchestrate import pipeline
+from migrate.orchestrate import run as runs
+from migrate.stages.provision import StackResult
 
 WAVES = {1: ["scj-qyxy", "sjj-tyrz", "wjw-fybj"], 2: ["rsj-sbcx", "zrj-bdcdj"], 3: ["mzj-shjz"]}
 
@@ -109,7 +109,7 @@ def fakes(monkeypatch):
         journal_for(estate).append("register", system=sid, result="unchanged")
         return [{"system": sid, "changed": False, "linked": 1, "resources": [{}]}]
 
-    from migrate.sandbox import estate as sandbox_estate
+    from migrate.rehearsal.sandbox import estate as sandbox_estate
 
     monkeypatch.setattr(sandbox_estate, "sandbox_up", sandbox_up)
     monkeypatch.setattr(pipeline, "run_stacks", run_stacks)
@@ -328,8 +328,8 @@ def test_the_live_display_shows_each_system_and_keeps_the_stage_lines():
 
     from rich.console import Console
 
-    from migrate.run import RunEvent
-    from migrate.run_display import LinePrinter, LiveDisplay, display_for
+    from migrate.cli.progress import LinePrinter, LiveDisplay, display_for
+    from migrate.orchestrate.run import RunEvent
 
     sink = io.StringIO()
     console = Console(file=sink, force_terminal=True, width=140)
@@ -353,7 +353,7 @@ def test_the_live_display_shows_each_system_and_keeps_the_stage_lines():
 
 
 def test_choose_scope_keeps_wave_order_and_refuses_what_is_not_planned():
-    from migrate.errors import InvalidInput
+    from migrate.core.errors import InvalidInput
 
     plan = {"waves": [{"number": n, "systems": s} for n, s in WAVES.items()]}
     assert runs.choose_scope(plan, None, None) == list(WAVES.items())

@@ -48,8 +48,8 @@ def secrets_written(estate: Path, *printed: str) -> list[str]:
     """Files the run wrote (state, journal, runs and their artifacts, reports, runbooks),
     and what it printed (``printed``: its stdout and stderr), that hold a secret value of the
     estate, or a line of one (``secret_scan``): there must be none."""
-    from migrate import pipeline
-    from migrate.state import secret_values, secrets_dir
+    from migrate.core.state import secret_values, secrets_dir
+    from migrate.orchestrate import pipeline
 
     loaded = pipeline.open_estate(estate)
     values = secret_values(loaded)
@@ -119,7 +119,7 @@ def test_the_main_job_moves_the_whole_example_estate_then_changes_nothing(runnin
 
 def kill_point(estate: Path, system: str, stage: str) -> tuple[str, Callable[[], bool]]:
     """The event the kill waits for, well inside ``stage`` of ``system``."""
-    from migrate.transfer import FREEZE_TASK
+    from migrate.stages.transfer import FREEZE_TASK
 
     if stage == "provision":  # the engine is updating the system's own stack
         return (f"an update of stack sys-{system}",

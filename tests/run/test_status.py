@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from migrate.status import (
+from migrate.orchestrate.status import (
     last_run,
     position,
     progress_flags,

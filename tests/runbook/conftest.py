@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from migrate.journal import Journal
-from migrate.loader import Estate
-from migrate.report import build_example
+from migrate.core.journal import Journal
+from migrate.core.loader import Estate
+from migrate.stages.report import build_example
 from tests.runbook.story import EXAMPLE_ESTATE, write_story
 
 
@@ -38,7 +38,7 @@ def story(tmp_path: Path, example: tuple[Estate, dict]) -> Journal:
 
 @pytest.fixture
 def chromium() -> str:
-    from migrate.render import chromium_path
+    from migrate.adapters.render import chromium_path
 
     found = chromium_path()
     if found is None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from migrate.render import check_in_browser
-from migrate.report import build_report, write_examples, write_report
-from migrate.runbook import write_evidence_runbooks
+from migrate.adapters.render import check_in_browser
+from migrate.stages.report import build_report, write_examples, write_report
+from migrate.stages.runbook import write_evidence_runbooks
 from tests.runbook.story import EXAMPLE_ESTATE
 
 pytestmark = pytest.mark.slow

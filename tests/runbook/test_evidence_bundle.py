@@ -17,7 +17,7 @@ LINK = re.compile(r"\]\(([^)#]+)\)")
 
 @pytest.fixture
 def exported(run_cli, estate, tmp_path) -> Path:
-    from migrate.pipeline import open_estate
+    from migrate.orchestrate.pipeline import open_estate
 
     write_story(estate / ".migrate", open_estate(estate).settings.estate)
     archive = tmp_path / "out" / "evidence.tar.gz"
@@ -85,7 +85,7 @@ def test_a_tampered_file_is_named(run_cli, exported, tmp_path, victim):
 
 
 def test_a_rewritten_manifest_fails_its_signature(run_cli, exported, tmp_path):
-    from migrate.journal import digest_file
+    from migrate.core.journal import digest_file
 
     root = unpack(exported, tmp_path / "unpacked")
     report = root / "report" / "report.md"
@@ -112,7 +112,7 @@ def test_an_added_file_is_named(run_cli, exported, tmp_path):
 
 
 def test_a_secret_in_an_artifact_refuses_the_export(run_cli, estate, tmp_path):
-    from migrate.pipeline import open_estate
+    from migrate.orchestrate.pipeline import open_estate
 
     secret = "k3ep-th1s-0ut-of-evidence"
     folder = estate / "secrets"

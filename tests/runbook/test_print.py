@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from migrate.render import print_overflow, print_to_pdf
-from migrate.report import build_report, write_report
-from migrate.runbook import write_runbooks
+from migrate.adapters.render import print_overflow, print_to_pdf
+from migrate.stages.report import build_report, write_report
+from migrate.stages.runbook import write_runbooks
 from tests.runbook.story import ROLLED_BACK, VERIFIED
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ RAW_CODES = ("cross_department", "fiscal", "egov_extranet", "cut_over", "rolled_
 
 @pytest.fixture(scope="module")
 def documents(tmp_path_factory, example) -> Path:
-    from migrate.journal import Journal
+    from migrate.core.journal import Journal
     from tests.runbook.story import write_story
 
     estate, plan = example

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 import pytest
 
-from migrate.cli import cli
-from migrate.runbook import write_runbooks
+from migrate.cli.main import cli
+from migrate.stages.runbook import write_runbooks
 from tests.runbook.story import COMMITTED_EXAMPLES
 
 SH_BLOCK = re.compile(r"```sh\n(.*?)```", re.S)
@@ -42,7 +42,7 @@ def parse(command_line: str) -> click.Context:
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory, example) -> Path:
-    from migrate.journal import Journal
+    from migrate.core.journal import Journal
     from tests.runbook.story import write_story
 
     estate, plan = example
@@ -82,7 +82,7 @@ def test_the_rollback_command_takes_yes_and_a_reason():
 
 
 def test_rollback_passes_its_reason_to_the_stage(run_cli, estate, monkeypatch):
-    from migrate import pipeline
+    from migrate.orchestrate import pipeline
 
     seen = {}
 

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from migrate.report import (
+from migrate.stages.report import (
     PROGRESS,
     build_report,
     monthly_as_of,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from migrate.census import take_census
-from migrate.report import build_report, render_report
+from migrate.core.census import take_census
+from migrate.stages.report import build_report, render_report
 from tests.runbook.story import ROLLED_BACK, TRANSFER_FAILED
 
 TODAY = datetime.now(UTC).date()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from migrate.report import write_examples
-from migrate.runbook import (
+from migrate.stages.report import write_examples
+from migrate.stages.runbook import (
     STAGE_TITLES,
     STAGES,
     write_evidence_runbooks,
@@ -74,7 +74,8 @@ def test_plan_runbooks_are_deterministic(tmp_path, example):
 
 
 def test_the_committed_example_runbooks_are_what_regenerating_gives(tmp_path):
-    """Golden: regenerate with 'python -m migrate.report' when the plan or templates change."""
+    """Golden: regenerate with 'python -m migrate.stages.report' when the plan or templates
+    change."""
     write_examples(EXAMPLE_ESTATE, tmp_path)
     assert _files(tmp_path) == _files(COMMITTED_EXAMPLES)
 
@@ -171,7 +172,7 @@ def test_evidence_from_the_entries_migrate_transfer_writes(tmp_path, example, st
 
 
 def test_verification_checks_are_listed_with_result_and_time():
-    from migrate.runbook import _check_rows
+    from migrate.stages.runbook import _check_rows
 
     rows = _check_rows({"host::service_active[web]": {"result": "passed", "time_s": 0.42},
                         "data::tables_equal[fybj]": {"result": "failed", "time_s": 1.5}})

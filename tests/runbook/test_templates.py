@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from migrate.render import TEMPLATES_DIR, RenderError, render
-from migrate.runbook import STAGE_TITLES, STAGES, plan_system_context
+from migrate.adapters.render import TEMPLATES_DIR, RenderError, render
+from migrate.stages.runbook import STAGE_TITLES, STAGES, plan_system_context
 
 
 def test_a_missing_value_fails_at_render_time(example):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from migrate.errors import EnvironmentNotReady, GuardRefused
-from migrate.sandbox import hostkeys, images, machines, network
-from migrate.sandbox.host import require_host
+from migrate.core.errors import EnvironmentNotReady, GuardRefused
+from migrate.rehearsal.sandbox import hostkeys, images, machines, network
+from migrate.rehearsal.sandbox.host import require_host
 
 _counter = itertools.count()
 

@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from migrate.errors import GuardRefused
-from migrate.sandbox.network import Bridge, RouteFacts, assert_local_address, check_route
+from migrate.core.errors import GuardRefused
+from migrate.rehearsal.sandbox.network import Bridge, RouteFacts, assert_local_address, check_route
 
 TEST_BRIDGE = Bridge("mg-t1", (ipaddress.IPv4Interface("10.250.1.1/24"),))
 UPLINK = frozenset({"eth0"})

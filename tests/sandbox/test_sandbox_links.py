@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate.errors import EnvironmentNotReady, GuardRefused
-from migrate.sandbox import network
+from migrate.core.errors import EnvironmentNotReady, GuardRefused
+from migrate.rehearsal.sandbox import network
 
 LAB_BRIDGE, LAB_NET = "mgt-lab0", "10.249.7.0/24"
 TUNNEL, TUNNEL_NET = "mgt-tun0", "10.249.8.0/24"  # a tunnel: what a VPN would be
@@ -33,7 +33,7 @@ def forwarding(device: str) -> str:
 
 @pytest.fixture
 def lab_bridge() -> Iterator[str]:
-    from migrate.sandbox import require_host
+    from migrate.rehearsal.sandbox import require_host
 
     try:
         require_host()

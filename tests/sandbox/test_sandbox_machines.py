@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate.errors import GuardRefused, StageFailed
-from migrate.sandbox import hostkeys, layout, machines, network
+from migrate.core.errors import GuardRefused, StageFailed
+from migrate.rehearsal.sandbox import hostkeys, layout, machines, network
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
@@ -251,7 +251,7 @@ def test_machines_are_found_again_from_the_host_alone(make_net, make_machine, sa
         [
             sys.executable,
             "-c",
-            "import sys; from migrate.sandbox import machines;"
+            "import sys; from migrate.rehearsal.sandbox import machines;"
             " print(machines.start_machine('found', sys.argv[1]))",
             str(sandbox_root),
         ],

@@ -6,8 +6,13 @@ import re
 
 import pytest
 
-from migrate.sandbox.layout import MACHINE_NAME_MAX, machine_name, veth_name
-from migrate.sandbox.network import IFNAMSIZ, bridge_name, is_project_bridge_name, short_name
+from migrate.rehearsal.sandbox.layout import MACHINE_NAME_MAX, machine_name, veth_name
+from migrate.rehearsal.sandbox.network import (
+    IFNAMSIZ,
+    bridge_name,
+    is_project_bridge_name,
+    short_name,
+)
 
 SAFE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from migrate.errors import EnvironmentNotReady, GuardRefused, StageFailed
-from migrate.sandbox import host, hostkeys, images, machines
-from migrate.sandbox.host import find_tool
+from migrate.core.errors import EnvironmentNotReady, GuardRefused, StageFailed
+from migrate.rehearsal.sandbox import host, hostkeys, images, machines
+from migrate.rehearsal.sandbox.host import find_tool
 
 needs_ssh_keygen = pytest.mark.skipif(
     find_tool("ssh-keygen") is None, reason="ssh-keygen (openssh-client) is not installed"

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from migrate.errors import EnvironmentNotReady
-from migrate.loader import Estate
-from migrate.sandbox import network
-from migrate.sandbox.estate_plan import plan_sandbox
-from migrate.sandbox.host import require_host
-from migrate.sandbox.layout import machine_dir, veth_name
+from migrate.core.errors import EnvironmentNotReady
+from migrate.core.loader import Estate
+from migrate.rehearsal.sandbox import network
+from migrate.rehearsal.sandbox.estate_plan import plan_sandbox
+from migrate.rehearsal.sandbox.host import require_host
+from migrate.rehearsal.sandbox.layout import machine_dir, veth_name
 
 EXAMPLE_ESTATE = Path(__file__).resolve().parents[2] / "examples" / "estate"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate.exchange import pki, server
-from migrate.exchange.client import ExchangeClient, ExchangeTLSError
+from migrate.adapters.exchange import ExchangeClient, ExchangeTLSError
+from migrate.rehearsal.exchange import pki, server
 
 HOST_NAME = "exchange.sandbox.test"
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from migrate.errors import InvalidInput
-from migrate.pipeline import open_estate
-from migrate.sandbox.estate_plan import (
+from migrate.core.errors import InvalidInput
+from migrate.orchestrate.pipeline import open_estate
+from migrate.rehearsal.sandbox.estate_plan import (
     legacy_gateway,
     naming_problems,
     network_problems,
     plan_sandbox,
 )
-from migrate.sandbox.estate_secrets import needed_secrets
+from migrate.rehearsal.sandbox.estate_secrets import needed_secrets
 from tests.sandbox_estate.conftest import edit
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from migrate.errors import GuardRefused, InvalidInput
-from migrate.pipeline import open_estate
-from migrate.sandbox import network
-from migrate.sandbox.estate import sandbox_down, sandbox_status, sandbox_up
-from migrate.sandbox.estate_record import records_dir
+from migrate.core.errors import GuardRefused, InvalidInput
+from migrate.orchestrate.pipeline import open_estate
+from migrate.rehearsal.sandbox import network
+from migrate.rehearsal.sandbox.estate import sandbox_down, sandbox_status, sandbox_up
+from migrate.rehearsal.sandbox.estate_record import records_dir
 from tests.sandbox_estate.conftest import copy_estate, edit, host_snapshot
 
 pytestmark = [pytest.mark.sandbox]

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from migrate.exchange.client import ExchangeClient
-from migrate.legacy.seed import build_host_seeds, checksum_query, expected_digests
-from migrate.loader import Estate
-from migrate.pipeline import open_estate
-from migrate.sandbox import machines
-from migrate.sandbox.estate import (
+from migrate.adapters.exchange import ExchangeClient
+from migrate.core.loader import Estate
+from migrate.core.state import secret_values, state_dir
+from migrate.orchestrate.pipeline import open_estate
+from migrate.rehearsal.legacy.seed import build_host_seeds, checksum_query, expected_digests
+from migrate.rehearsal.sandbox import machines
+from migrate.rehearsal.sandbox.estate import (
     SandboxReport,
     admin_token_path,
     known_hosts_path,
@@ -31,9 +32,8 @@ from migrate.sandbox.estate import (
     sandbox_status,
     sandbox_up,
 )
-from migrate.sandbox.estate_platform import wait_platform_healthy
-from migrate.sandbox.estate_record import record_path
-from migrate.state import secret_values, state_dir
+from migrate.rehearsal.sandbox.estate_platform import wait_platform_healthy
+from migrate.rehearsal.sandbox.estate_record import record_path
 from tests.sandbox_estate.conftest import copy_estate, edit, host_snapshot, ssh
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
@@ -206,7 +206,7 @@ def test_secrets_are_private_and_never_reported(world: World) -> None:
 
 
 def test_register_links_every_catalogue_resource_on_the_platform(world: World) -> None:
-    from migrate.pipeline import register_systems
+    from migrate.orchestrate.pipeline import register_systems
 
     first = register_systems(world.estate)
     migrating = {"mzj-shjz", "rsj-sbcx", "scj-qyxy", "sjj-tyrz", "wjw-fybj", "zrj-bdcdj"}

@@ -42,8 +42,8 @@ OPENSTACK_SETTINGS = ("    external_network: egov-ext\n"
 def openstack_plan(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The plan of the example estate with cloud.target openstack: egress to the metadata
     service, two resolvers and a time server, and a floating IP for sjj-tyrz's web."""
-    from migrate import pipeline
-    from migrate.plan import build_plan
+    from migrate.core.plan import build_plan
+    from migrate.orchestrate import pipeline
     from tests.conftest import EXAMPLE_ESTATE, edit
 
     estate = tmp_path_factory.mktemp("openstack") / "estate"

@@ -15,11 +15,11 @@ from types import ModuleType
 import pulumi
 import pytest
 
-from migrate import pipeline
-from migrate.engine import provider
-from migrate.errors import EXIT_ENVIRONMENT, EnvironmentNotReady, StageFailed
-from migrate.provision import EventTracker, _stage_failed
-from migrate.stackplan import select_system
+from migrate.adapters.engine import provider
+from migrate.core.errors import EXIT_ENVIRONMENT, EnvironmentNotReady, StageFailed
+from migrate.core.stackplan import select_system
+from migrate.orchestrate import pipeline
+from migrate.stages.provision import EventTracker, _stage_failed
 from tests.conftest import EXAMPLE_ESTATE
 from tests.stacks.test_openstack_preview import Recording, check_against_schema
 
@@ -99,7 +99,7 @@ class Cloud(Recording):
 @pytest.fixture(scope="module")
 def plan() -> dict:
     estate = pipeline.open_estate(EXAMPLE_ESTATE)
-    from migrate.plan import build_plan
+    from migrate.core.plan import build_plan
 
     return build_plan(estate, pipeline.run_census(estate))
 
@@ -303,7 +303,7 @@ def test_other_engine_failures_stay_stage_failed():
 
 
 def test_refusals_of_several_stacks_are_reported_together():
-    from migrate.provision import _all_failures
+    from migrate.stages.provision import _all_failures
 
     refused = [EnvironmentNotReady("preview of stack sys-a stopped", "create flavor x"),
                EnvironmentNotReady("preview of stack sys-b stopped", "create flavor x")]

@@ -18,10 +18,10 @@ from typing import ClassVar
 import pulumi
 import pytest
 
-from migrate import pipeline
-from migrate.engine import find_engine, provider
-from migrate.engine.version import OPENSTACK_PROVIDER_VERSION
-from migrate.stackplan import select_network, select_system
+from migrate.adapters.engine import find_engine, provider
+from migrate.adapters.engine.version import OPENSTACK_PROVIDER_VERSION
+from migrate.core.stackplan import select_network, select_system
+from migrate.orchestrate import pipeline
 from tests.conftest import EXAMPLE_ESTATE
 
 pytestmark = [
@@ -38,7 +38,7 @@ PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTP
 @pytest.fixture(scope="module")
 def plan() -> dict:
     estate = pipeline.open_estate(EXAMPLE_ESTATE)
-    from migrate.plan import build_plan
+    from migrate.core.plan import build_plan
 
     return build_plan(estate, pipeline.run_census(estate))
 
@@ -213,7 +213,7 @@ def test_preview_loads_the_built_plugin_and_fails_on_authentication(
 ) -> None:
     from pulumi import automation as auto
 
-    from migrate.engine import engine_env, prepare_state_dir, pulumi_command
+    from migrate.adapters.engine import engine_env, prepare_state_dir, pulumi_command
 
     engine = find_engine()
     if engine is None:

@@ -8,8 +8,8 @@ from collections import Counter
 import pulumi
 import pytest
 
-from migrate import pipeline
-from migrate.stackplan import select_network, select_system
+from migrate.core.stackplan import select_network, select_system
+from migrate.orchestrate import pipeline
 from tests.conftest import EXAMPLE_ESTATE
 
 # pulumi_openstack warns at import about its own deprecated resource aliases; nothing here
@@ -47,7 +47,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 @pytest.fixture(scope="module")
 def plan() -> dict:
     estate = pipeline.open_estate(EXAMPLE_ESTATE)
-    from migrate.plan import build_plan
+    from migrate.core.plan import build_plan
 
     return build_plan(estate, pipeline.run_census(estate))
 

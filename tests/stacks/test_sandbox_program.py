@@ -19,17 +19,17 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from migrate import stackplan
-from migrate.errors import EnvironmentNotReady, InvalidInput
-from migrate.sandbox import hostkeys, layout, machines, network
-from migrate.sandbox.provider import (
+from migrate.core import stackplan
+from migrate.core.errors import EnvironmentNotReady, InvalidInput
+from migrate.core.stackplan import PROJECTS, select_network, select_system
+from migrate.rehearsal.sandbox import hostkeys, layout, machines, network
+from migrate.rehearsal.sandbox.provider import (
     NO_ENCRYPTION,
     firewall_rules,
     render_ruleset,
     volume_path,
     wipe_folder,
 )
-from migrate.stackplan import PROJECTS, select_network, select_system
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 GOLDEN_PLAN = ROOT / "tests" / "golden" / "example-plan.json"
@@ -353,8 +353,8 @@ class Sandbox:
 
 
 def engine_or_skip() -> Path:
-    from migrate.engine import ensure_engine
-    from migrate.sandbox.host import require_host
+    from migrate.adapters.engine import ensure_engine
+    from migrate.rehearsal.sandbox.host import require_host
 
     try:
         require_host()
@@ -377,8 +377,8 @@ def workspace_dir(directory: Path) -> Path:
 def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     from pulumi import automation as auto
 
-    from migrate.engine import engine_env, prepare_state_dir, pulumi_command
-    from migrate.sandbox import images
+    from migrate.adapters.engine import engine_env, prepare_state_dir, pulumi_command
+    from migrate.rehearsal.sandbox import images
 
     engine = engine_or_skip()
     images.ensure_image("cloud")

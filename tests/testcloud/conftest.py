@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from migrate.errors import EnvironmentNotReady
-from migrate.provision import ProvisionSettings
+from migrate.core.errors import EnvironmentNotReady
+from migrate.rehearsal.testcloud import api, services
+from migrate.rehearsal.testcloud import image as tc_image
+from migrate.rehearsal.testcloud import machine as tc_machine
+from migrate.stages.provision import ProvisionSettings
 from migrate.targets.openstack import scrubbed_environment
-from migrate.testcloud import api, services
-from migrate.testcloud import image as tc_image
-from migrate.testcloud import machine as tc_machine
 
 LISTS = {
     "networks": ("network", "/v2.0/networks", "networks"),
@@ -83,7 +83,7 @@ def openstack_settings(estate_dir: Path, plan_file: Path, clouds_yaml: Path,
 
 @pytest.fixture(scope="session")
 def cloud_root() -> Iterator[Path]:
-    from migrate.sandbox import require_host
+    from migrate.rehearsal.sandbox import require_host
 
     try:
         require_host()

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from migrate import pipeline
-from migrate.errors import EnvironmentNotReady
-from migrate.provision import Provisioner, targets_for
-from migrate.testcloud import api, routes
-from migrate.verify.run import cloud_encryption
+from migrate.core.errors import EnvironmentNotReady
+from migrate.orchestrate import pipeline
+from migrate.rehearsal.testcloud import api, routes
+from migrate.stages.provision import Provisioner, targets_for
+from migrate.stages.verify.run import cloud_encryption
 from tests.conftest import edit
 from tests.testcloud.conftest import cloud_resources, holding_again, openstack_settings
 from tests.testcloud.test_openstack_stacks import (

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from migrate import pipeline
-from migrate.errors import EXIT_ENVIRONMENT, EnvironmentNotReady
-from migrate.provision import Provisioner, targets_for
-from migrate.testcloud import api
+from migrate.core.errors import EXIT_ENVIRONMENT, EnvironmentNotReady
+from migrate.orchestrate import pipeline
+from migrate.rehearsal.testcloud import api
+from migrate.stages.provision import Provisioner, targets_for
 from tests.testcloud.conftest import cloud_resources, holding_again, openstack_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from migrate.testcloud import api, routes, services
+from migrate.rehearsal.testcloud import api, routes, services
 from tests.conftest import edit
 from tests.run import events
 from tests.run.events import journal
@@ -46,7 +46,7 @@ LEVEL_TWO, LEVEL_THREE = "mzj-shjz", "wjw-fybj"
 def run_estate(tmp_path: Path, clouds_yaml: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the run estate with an operator key and a stack passphrase of its own;
     sandbox machines under a root of the test's own."""
-    from migrate.engine import find_engine
+    from migrate.adapters.engine import find_engine
 
     if find_engine() is None:
         pytest.skip("the Pulumi engine is not built: run 'make engine'")

@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from migrate import pipeline
-from migrate.provision import Provisioner, StackResult, targets_for
-from migrate.sandbox import machines, network
+from migrate.orchestrate import pipeline
+from migrate.rehearsal.sandbox import machines, network
+from migrate.rehearsal.testcloud import api, routes
+from migrate.stages.provision import Provisioner, StackResult, targets_for
 from migrate.targets import load_target
 from migrate.targets.openstack_console import host_keys_from_console
-from migrate.testcloud import api, routes
 from tests.testcloud.conftest import cloud_resources, holding_again, openstack_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from migrate.sandbox import machines
-from migrate.testcloud import api, services, smoke
-from migrate.testcloud import machine as tc_machine
+from migrate.rehearsal.sandbox import machines
+from migrate.rehearsal.testcloud import api, services, smoke
+from migrate.rehearsal.testcloud import machine as tc_machine
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 

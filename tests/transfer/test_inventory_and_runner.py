@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from migrate import runner
-from migrate.errors import InvalidInput, StageFailed
-from migrate.inventory import control_dir, read_inventory, write_inventory
-from migrate.pipeline import make_plan, open_estate
+from migrate.adapters import ansible as runner
+from migrate.adapters.inventory import control_dir, read_inventory, write_inventory
+from migrate.core.errors import InvalidInput, StageFailed
+from migrate.orchestrate.pipeline import make_plan, open_estate
 
 SOURCE_KEYS = ("192.168.90.21 ssh-ed25519 AAAAsourceweb1\n"
                "192.168.90.22,db1 ssh-ed25519 AAAAsourcedb1\n")
@@ -109,7 +109,7 @@ def test_a_failed_loop_reports_its_items_messages() -> None:
 
 
 def test_task_times_give_the_span_between_two_tasks() -> None:
-    from migrate.runner import PlayResult, _Events
+    from migrate.adapters.ansible import PlayResult, _Events
 
     result = PlayResult("cutover", "unknown")
     events = _Events(result, None)
@@ -131,7 +131,7 @@ def test_private_dirs_a_killed_run_left_are_swept_and_live_ones_kept(tmp_path) -
     import os
     import subprocess
 
-    from migrate.runner import OWNER_FILE, sweep_stale_private_dirs
+    from migrate.adapters.ansible import OWNER_FILE, sweep_stale_private_dirs
 
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -150,8 +150,8 @@ def test_private_dirs_a_killed_run_left_are_swept_and_live_ones_kept(tmp_path) -
 
 
 def test_postgresql_listens_beyond_loopback_only_where_the_plan_opens_it() -> None:
-    from migrate.inventory import postgresql_listen
-    from migrate.pipeline import make_plan, open_estate
+    from migrate.adapters.inventory import postgresql_listen
+    from migrate.orchestrate.pipeline import make_plan, open_estate
     from tests.conftest import EXAMPLE_ESTATE
 
     plan = make_plan(open_estate(EXAMPLE_ESTATE), write=False).plan

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate import runner
-from migrate.processes import all_pids, cmdline, environ_value
+from migrate.adapters import ansible as runner
+from migrate.adapters.processes import all_pids, cmdline, environ_value
 
 PLAY = """---
 - name: Wait_long on this machine
@@ -29,7 +29,7 @@ PLAY = """---
 """
 STARTER = """import sys
 from pathlib import Path
-from migrate import runner
+from migrate.adapters import ansible as runner
 runner.PLAYBOOKS = Path(sys.argv[1])
 runner.run_play("wait_long", Path(sys.argv[2]), Path(sys.argv[3]), [])
 """

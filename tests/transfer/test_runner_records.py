@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate import runner
-from migrate.errors import StageFailed
+from migrate.adapters import ansible as runner
+from migrate.core.errors import StageFailed
 
 LINES, WIDTH = 12_000, 99  # about 1.2 MB of output: past ansible-runner's default 700,000
 

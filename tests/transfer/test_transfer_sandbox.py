@@ -22,12 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from migrate import runner, state, transfer
-from migrate.errors import EnvironmentNotReady, GuardRefused, StageFailed
-from migrate.legacy.seed import checksum_query
-from migrate.pipeline import open_estate
-from migrate.sandbox import machines
-from migrate.sandbox.host import require_host
+from migrate.adapters import ansible as runner
+from migrate.core import state
+from migrate.core.errors import EnvironmentNotReady, GuardRefused, StageFailed
+from migrate.orchestrate.pipeline import open_estate
+from migrate.rehearsal.legacy.seed import checksum_query
+from migrate.rehearsal.sandbox import machines
+from migrate.rehearsal.sandbox.host import require_host
+from migrate.stages import transfer
 from tests.transfer.world import (
     SYSTEM,
     World,
@@ -338,8 +340,8 @@ def test_killed_transfer_resumes_and_the_data_matches(world: World, tmp_path: Pa
 
 KILLABLE_TRANSFER = """
 import json, sys
-from migrate import transfer
-from migrate.pipeline import make_plan, open_estate
+from migrate.stages import transfer
+from migrate.orchestrate.pipeline import make_plan, open_estate
 estate = open_estate(sys.argv[1])
 plan = make_plan(estate, write=False).plan
 transfer.transfer(estate, plan, "wjw-fybj", json.loads(sys.argv[2]))

@@ -10,18 +10,18 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from migrate.loader import Estate
-from migrate.pipeline import make_plan, open_estate
-from migrate.sandbox import machines, network
-from migrate.sandbox.estate import (
+from migrate.core.loader import Estate
+from migrate.orchestrate.pipeline import make_plan, open_estate
+from migrate.rehearsal.sandbox import machines, network
+from migrate.rehearsal.sandbox.estate import (
     known_hosts_path,
     operator_key_path,
     operator_public_key,
     sandbox_down,
     sandbox_up,
 )
-from migrate.sandbox.hostkeys import host_public_key
-from migrate.sandbox.layout import upper_dir
+from migrate.rehearsal.sandbox.hostkeys import host_public_key
+from migrate.rehearsal.sandbox.layout import upper_dir
 
 EXAMPLE_ESTATE = Path(__file__).resolve().parents[2] / "examples" / "estate"
 SYSTEM = "wjw-fybj"

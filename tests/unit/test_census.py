@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from migrate.census import Thresholds, take_census
+from migrate.core.census import Thresholds, take_census
 from tests.factories import system, usage
 
 AS_OF = date(2026, 11, 20)

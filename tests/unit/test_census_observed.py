@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from datetime import date
 
-from migrate.census import ObservedUse, take_census
-from migrate.discovery.use import observed_uses
+from migrate.core.census import ObservedUse, take_census
+from migrate.stages.discovery.use import observed_uses
 from tests.factories import system, usage
 
 AS_OF = date(2026, 11, 20)

@@ -11,8 +11,9 @@ from typing import ClassVar
 
 import pytest
 
-from migrate import pipeline, provision
-from migrate.errors import EXIT_ENVIRONMENT
+from migrate.core.errors import EXIT_ENVIRONMENT
+from migrate.orchestrate import pipeline
+from migrate.stages import provision
 from tests.unit.test_targets import on_openstack
 
 FLAVOR_REFUSAL = (

@@ -13,7 +13,8 @@ import sys
 import pytest
 from rich.console import Console
 
-from migrate import cli, pipeline
+from migrate.cli.main import main as cli
+from migrate.orchestrate import pipeline
 from tests.conftest import ROOT
 
 
@@ -184,8 +185,8 @@ def test_every_migrate_variable_the_code_reads_is_in_the_readme():
 
 
 def test_the_live_run_table_keeps_ids_whole_at_80_columns():
-    from migrate.run import RunEvent
-    from migrate.run_display import LiveDisplay
+    from migrate.cli.progress import LiveDisplay
+    from migrate.orchestrate.run import RunEvent
 
     console = Console(width=80, file=io.StringIO(), force_terminal=False)
     display = LiveDisplay(console)
@@ -214,7 +215,7 @@ class Stop(Exception):
 
 def test_migrate_workers_is_run_s_default_and_the_command_line_wins(monkeypatch, run_cli,
                                                                     estate):
-    from migrate import run as runs
+    from migrate.orchestrate import run as runs
 
     seen = []
 
@@ -234,7 +235,7 @@ def test_migrate_workers_is_run_s_default_and_the_command_line_wins(monkeypatch,
 
 
 def test_migrate_operator_is_the_default_of_operator(monkeypatch, run_cli, estate):
-    from migrate.signing import operator_name
+    from migrate.core.signing import operator_name
 
     monkeypatch.setenv("MIGRATE_OPERATOR", "\x07")
     result = run_cli("runbook", estate)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import yaml
 
-from migrate.discovery import gaps
-from migrate.discovery.draft import DraftHost, build_draft, render, validate_draft
-from migrate.model import SystemManifest
-from migrate.pipeline import open_estate
+from migrate.core.model import SystemManifest
+from migrate.orchestrate.pipeline import open_estate
+from migrate.stages.discovery import gaps
+from migrate.stages.discovery.draft import DraftHost, build_draft, render, validate_draft
 
 OBSERVED = {
     "os": {"id": "debian", "version_id": "12", "pretty_name": "Debian GNU/Linux 12 (bookworm)"},
@@ -216,7 +216,7 @@ def test_the_draft_carries_packages_configuration_and_rewrites(estate: Path,
 
 
 def test_dpkg_search_names_the_owners_of_each_path() -> None:
-    from migrate.discovery.parsers import parse_dpkg_search
+    from migrate.stages.discovery.parsers import parse_dpkg_search
 
     text = ("diversion by dash from: /bin/sh\n"
             "nginx-core, nginx-light: /usr/sbin/nginx\n"

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from migrate.discovery import parsers
+from migrate.stages.discovery import parsers
 
 OS_RELEASE = '''PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
 NAME="Debian GNU/Linux"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import shlex
 
-from migrate.access import CommandResult, Login, SourceSession
-from migrate.discovery import probes
-from migrate.discovery.host import discover_host
+from migrate.adapters.access import CommandResult, Login, SourceSession
+from migrate.stages.discovery import probes
+from migrate.stages.discovery.host import discover_host
 
 ANSWERS = {
     "cat /etc/os-release": 'ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12"\n',

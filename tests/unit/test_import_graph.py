@@ -8,11 +8,12 @@ entry to delete (or narrow), so the lists only ever get shorter.
 
 The graph is read as ``tests/unit/test_layering.py`` reads imports (``imported_names``): every
 import statement, at module level or inside a function. An import names the most specific
-module of the package it reaches: ``from migrate.engine import gomod`` and ``import
-migrate.engine.gomod`` are both an edge to ``migrate.engine.gomod``, and ``from
-migrate.engine import engine_env`` (a name, not a module) an edge to ``migrate.engine``. A
-package's ``__init__`` running before its submodules is Python's import machinery, not an
-edge: counted, every package whose ``__init__`` imports its own submodules would be a cycle.
+module of the package it reaches: ``from migrate.adapters.engine import gomod`` and
+``import migrate.adapters.engine.gomod`` are both an edge to ``migrate.adapters.engine.gomod``,
+and ``from migrate.adapters.engine import engine_env`` (a name, not a module) an edge to
+``migrate.adapters.engine``. A package's ``__init__`` running before its submodules is
+Python's import machinery, not an edge: counted, every package whose ``__init__`` imports
+its own submodules would be a cycle.
 """
 
 from __future__ import annotations
@@ -30,49 +31,50 @@ Graph = Mapping[str, set[str]]
 # Import cycles (strongly connected components) that exist today, with why and the issue
 # that is to remove them. A cycle found must be one of these or part of one.
 ALLOWED_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"migrate.pipeline", "migrate.report", "migrate.status", "migrate.verify.run"}):
+    frozenset({"migrate.orchestrate.pipeline", "migrate.stages.report",
+               "migrate.orchestrate.status", "migrate.stages.verify.run"}):
         "#18: pipeline calls report, status and verify.run; they call back into it "
         "(report.build_example, status.estate_status: make_plan; verify.run: system_instances)",
 }
 
-# The stages as ``migrate.pipeline`` strings them together (and ``migrate.evidence`` for
-# ``evidence export``), each by the modules that make it. The journal, the state folder, the
-# loader and model, the targets and the adapters (runner, inventory, access, engine, render)
-# are shared by the stages, not stages.
+# The stages as ``migrate.orchestrate.pipeline`` strings them together (and
+# ``migrate.stages.evidence`` for ``evidence export``), each by the modules that make it. The
+# journal, the state folder, the loader and model, the targets and the adapters (ansible,
+# inventory, access, engine, render) are shared by the stages, not stages.
 STAGES: dict[str, tuple[str, ...]] = {
-    "validate": ("migrate.validate",),
-    "census": ("migrate.census", "migrate.census_report"),
-    "plan": ("migrate.plan", "migrate.plan_document"),
-    "provision": ("migrate.provision",),
-    "transfer": ("migrate.transfer",),  # check_prerequisites, transfer, cutover, rollback...
-    "register": ("migrate.register",),
-    "verify": ("migrate.verify",),
-    "runbook": ("migrate.runbook",),
-    "report": ("migrate.report",),
-    "evidence": ("migrate.evidence",),
+    "validate": ("migrate.core.validate",),
+    "census": ("migrate.core.census", "migrate.core.census_report"),
+    "plan": ("migrate.core.plan", "migrate.core.plan_document"),
+    "provision": ("migrate.stages.provision",),
+    "transfer": ("migrate.stages.transfer",),  # check_prerequisites, transfer, cutover, rollback...
+    "register": ("migrate.stages.register",),
+    "verify": ("migrate.stages.verify",),
+    "runbook": ("migrate.stages.runbook",),
+    "report": ("migrate.stages.report",),
+    "evidence": ("migrate.stages.evidence",),
 }
 
 # Stage-to-stage imports that exist today (importer, imported), with why.
 ALLOWED_STAGE_EDGES: dict[tuple[str, str], str] = {
-    ("migrate.plan", "migrate.census"):
+    ("migrate.core.plan", "migrate.core.census"):
         "#18: build_plan takes the CensusResult (its type) from the census",
-    ("migrate.plan", "migrate.validate"):
+    ("migrate.core.plan", "migrate.core.validate"):
         "#18: the plan's waves reuse validate.dependency_cycles",
-    ("migrate.runbook", "migrate.plan"):
+    ("migrate.stages.runbook", "migrate.core.plan"):
         "#18: plan_digest hashes plan.render_plan's text",
-    ("migrate.report", "migrate.census"):
+    ("migrate.stages.report", "migrate.core.census"):
         "#18: build_report takes the census again (take_census) instead of being given it",
-    ("migrate.report", "migrate.census_report"):
+    ("migrate.stages.report", "migrate.core.census_report"):
         "#18: the report holds the census lists (census_tables, Table)",
-    ("migrate.report", "migrate.plan"):
+    ("migrate.stages.report", "migrate.core.plan"):
         "#18: report.build_example plans the example estate (build_plan)",
-    ("migrate.report", "migrate.runbook"):
+    ("migrate.stages.report", "migrate.stages.runbook"):
         "#18: entries_until, plan_digest, verification_summary; write_examples' runbooks",
-    ("migrate.verify.run", "migrate.register"):
+    ("migrate.stages.verify.run", "migrate.stages.register"):
         "#18: the verification context names the registered endpoint (register.endpoint_of)",
-    ("migrate.evidence", "migrate.report"):
+    ("migrate.stages.evidence", "migrate.stages.report"):
         "#18: export_bundle renders the report into the bundle itself",
-    ("migrate.evidence", "migrate.runbook"):
+    ("migrate.stages.evidence", "migrate.stages.runbook"):
         "#18: export_bundle renders the runbooks into the bundle itself",
 }
 
@@ -226,8 +228,8 @@ def test_every_listed_cycle_is_still_there(graph: dict[str, set[str]]) -> None:
 
 def test_no_stage_imports_another(graph: dict[str, set[str]]) -> None:
     new = sorted(stage_edges(graph) - ALLOWED_STAGE_EDGES.keys())
-    assert not new, ("stages importing each other (go through migrate.pipeline, or move what "
-                     "both need out of the stages):\n"
+    assert not new, ("stages importing each other (go through migrate.orchestrate.pipeline, or "
+                     "move what both need out of the stages):\n"
                      + "\n".join(f"{a} -> {b}" for a, b in new))
 
 
@@ -269,17 +271,18 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_cycle_made_in_a_copy_fails_the_rule(tree: Path) -> None:
     write_tree(tree, {
         "pipeline.py": "from migrate import report\n",
-        "report.py": "def build():\n    from migrate.pipeline import make_plan\n",
-        "plan.py": "from migrate.census import take_census\n",
+        "report.py": "def build():\n    from migrate.orchestrate.pipeline import make_plan\n",
+        "plan.py": "from migrate.core.census import take_census\n",
         "census.py": "import json\n",
     })
     graph = import_graph()
-    assert graph["migrate.report"] == {"migrate.pipeline"}
+    assert graph["migrate.stages.report"] == {"migrate.orchestrate.pipeline"}
     found = cycles(graph)
-    assert found == {frozenset({"migrate.pipeline", "migrate.report"})}
-    assert unlisted_cycles(found, []) == [frozenset({"migrate.pipeline", "migrate.report"})]
-    assert unlisted_cycles(found, [frozenset({"migrate.pipeline", "migrate.report"})]) == []
-    assert "migrate.report -> migrate.pipeline" in cycle_text(next(iter(found)), graph)
+    pair = frozenset({"migrate.orchestrate.pipeline", "migrate.stages.report"})
+    assert found == {pair}
+    assert unlisted_cycles(found, []) == [pair]
+    assert unlisted_cycles(found, [pair]) == []
+    assert "migrate.stages.report -> migrate.orchestrate.pipeline" in cycle_text(pair, graph)
 
 
 def test_the_rules_fail_on_a_copy_of_migrate_with_one_import_added(
@@ -295,13 +298,13 @@ def test_the_rules_fail_on_a_copy_of_migrate_with_one_import_added(
         census.write("\n\ndef _later():\n    from migrate import pipeline\n    return pipeline\n")
     graph = import_graph()
     (new,) = unlisted_cycles(cycles(graph), ALLOWED_CYCLES)
-    assert {"migrate.census", "migrate.pipeline"} <= new
-    assert "migrate.census -> migrate.pipeline" in cycle_text(new, graph)
+    assert {"migrate.core.census", "migrate.orchestrate.pipeline"} <= new
+    assert "migrate.core.census -> migrate.orchestrate.pipeline" in cycle_text(new, graph)
     assert stage_edges(graph) <= ALLOWED_STAGE_EDGES.keys()  # pipeline is no stage
     with (copy / "register.py").open("a") as register:
-        register.write("\nfrom migrate.transfer import StageResult\n")
+        register.write("\nfrom migrate.stages.transfer import StageResult\n")
     assert stage_edges(import_graph()) - ALLOWED_STAGE_EDGES.keys() == {
-        ("migrate.register", "migrate.transfer")}
+        ("migrate.stages.register", "migrate.stages.transfer")}
 
 
 @pytest.mark.parametrize(("files", "cycle"), [
@@ -320,11 +323,11 @@ def test_each_form_of_cycle_is_seen(tree: Path, files: dict[str, str], cycle: se
 
 
 def test_a_package_importing_its_own_submodules_is_no_cycle(tree: Path) -> None:
-    write_tree(tree, {"engine/__init__.py": "from migrate.engine.build import build\n",
-                      "engine/build.py": "from migrate.engine import gomod\n",
+    write_tree(tree, {"engine/__init__.py": "from migrate.adapters.engine.build import build\n",
+                      "engine/build.py": "from migrate.adapters.engine import gomod\n",
                       "engine/gomod.py": "import os\n"})
     graph = import_graph()
-    assert graph["migrate.engine.build"] == {"migrate.engine.gomod"}
+    assert graph["migrate.adapters.engine.build"] == {"migrate.adapters.engine.gomod"}
     assert cycles(graph) == set()
 
 
@@ -340,11 +343,11 @@ def test_a_longer_cycle_and_a_new_one_fail_a_removed_one_is_accepted_and_named()
 
 
 def test_a_stage_importing_another_is_seen() -> None:
-    stages = {"census": ("migrate.census",), "plan": ("migrate.plan",),
-              "verify": ("migrate.verify",)}
-    graph = {"migrate.plan": {"migrate.census", "migrate.journal"},
-             "migrate.verify.run": {"migrate.verify.context", "migrate.plan"},
-             "migrate.pipeline": {"migrate.plan", "migrate.census"},
-             "migrate.census": set()}
-    assert stage_edges(graph, stages) == {("migrate.plan", "migrate.census"),
-                                          ("migrate.verify.run", "migrate.plan")}
+    stages = {"census": ("migrate.core.census",), "plan": ("migrate.core.plan",),
+              "verify": ("migrate.stages.verify",)}
+    graph = {"migrate.core.plan": {"migrate.core.census", "migrate.core.journal"},
+             "migrate.stages.verify.run": {"migrate.stages.verify.context", "migrate.core.plan"},
+             "migrate.orchestrate.pipeline": {"migrate.core.plan", "migrate.core.census"},
+             "migrate.core.census": set()}
+    assert stage_edges(graph, stages) == {("migrate.core.plan", "migrate.core.census"),
+                                          ("migrate.stages.verify.run", "migrate.core.plan")}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import stat
 from datetime import date
 
-from migrate import pipeline
-from migrate.init import init_estate
+from migrate.core.skeleton import init_estate
+from migrate.orchestrate import pipeline
 
 
 def test_init_writes_an_estate_that_validates_and_plans_its_example(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from migrate.journal import Journal, JournalCorrupt, verify_journal
+from migrate.core.journal import Journal, JournalCorrupt, verify_journal
 
 
 def filled(tmp_path: Path, entries: int = 4) -> Journal:

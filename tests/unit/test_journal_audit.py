@@ -11,10 +11,10 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from migrate import signing
-from migrate.canonical import canonical_json, format_number
-from migrate.errors import EnvironmentNotReady
-from migrate.journal import (
+from migrate.core import signing
+from migrate.core.canonical import canonical_json, format_number
+from migrate.core.errors import EnvironmentNotReady
+from migrate.core.journal import (
     STATUS_LEGACY,
     STATUS_SIGNED,
     Journal,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "migrate"
-REHEARSAL = ("migrate.sandbox", "migrate.legacy", "migrate.testcloud")
+REHEARSAL = ("migrate.rehearsal",)
 
 
 def module_name(path: Path) -> str:
@@ -63,10 +63,10 @@ def test_no_module_outside_the_rehearsal_imports_it() -> None:
 
 
 @pytest.mark.parametrize(("source", "line"), [
-    ("from migrate.sandbox.estate import sandbox_up\n", 1),
-    ("import json\nimport migrate.legacy.units\n", 2),
+    ("from migrate.rehearsal.sandbox.estate import sandbox_up\n", 1),
+    ("import json\nimport migrate.rehearsal.legacy.units\n", 2),
     ("from migrate import testcloud\n", 1),
-    ("def f():\n    from migrate.sandbox import images\n    return images\n", 2),
+    ("def f():\n    from migrate.rehearsal.sandbox import images\n    return images\n", 2),
     ("from .sandbox import network\n", 1),
 ])
 def test_each_form_of_import_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -82,20 +82,21 @@ def test_each_form_of_import_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_the_rehearsal_may_import_itself_and_the_rest(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(f"{__name__}.PACKAGE", tmp_path / "migrate")
-    (tmp_path / "migrate" / "sandbox").mkdir(parents=True)
-    inside = tmp_path / "migrate" / "sandbox" / "target.py"
-    inside.write_text("from migrate.sandbox import estate\nfrom migrate.targets import Target\n")
+    (tmp_path / "migrate" / "rehearsal" / "sandbox").mkdir(parents=True)
+    inside = tmp_path / "migrate" / "rehearsal" / "sandbox" / "target.py"
+    inside.write_text("from migrate.rehearsal.sandbox import estate\n"
+                      "from migrate.targets import Target\n")
     assert stage_modules() == []
     neutral = tmp_path / "migrate" / "stage.py"
-    neutral.write_text("from migrate.targets import target_of\nimport migrate.sandboxes\n")
+    neutral.write_text("from migrate.targets import target_of\nimport migrate.rehearsals\n")
     assert rehearsal_imports(neutral) == []
 
 
 def test_discovery_knows_the_unit_the_rehearsal_sets_addresses_with() -> None:
     """Discovery shows a sandbox legacy host's address unit as network configuration; it
     names the unit itself (no import of the rehearsal), so the two names must agree."""
-    from migrate.discovery.gaps import NETWORK_CONFIGURATION, REHEARSAL_ADDRESS_UNIT
-    from migrate.sandbox.machines import ADDRESS_UNIT
+    from migrate.rehearsal.sandbox.machines import ADDRESS_UNIT
+    from migrate.stages.discovery.gaps import NETWORK_CONFIGURATION, REHEARSAL_ADDRESS_UNIT
 
     assert REHEARSAL_ADDRESS_UNIT == ADDRESS_UNIT
     assert f"/etc/systemd/system/{ADDRESS_UNIT}" in NETWORK_CONFIGURATION

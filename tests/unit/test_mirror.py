@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from migrate.errors import StageFailed
-from migrate.loader import load_estate
-from migrate.sandbox import mirror
+from migrate.core.errors import StageFailed
+from migrate.core.loader import load_estate
+from migrate.rehearsal.sandbox import mirror
 from tests.conftest import edit, line_number
 
 

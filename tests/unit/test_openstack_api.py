@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from migrate.errors import EnvironmentNotReady, StageFailed
-from migrate.exchange import pki
+from migrate.core.errors import EnvironmentNotReady, StageFailed
+from migrate.rehearsal.exchange import pki
 from migrate.targets import openstack_api
 from tests.json_http import JsonHandler
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from migrate import pipeline
-from migrate.errors import EnvironmentNotReady
-from migrate.exchange import pki
+from migrate.core.errors import EnvironmentNotReady
+from migrate.orchestrate import pipeline
+from migrate.rehearsal.exchange import pki
 from migrate.targets import openstack_api
 from migrate.targets.contract import read_instances
 from migrate.targets.openstack_volumes import check_encryption, provider_kind

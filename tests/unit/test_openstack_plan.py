@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from migrate.runbook import system_resources
-from migrate.stackplan import select_system
+from migrate.core.stackplan import select_system
+from migrate.stages.runbook import system_resources
 from tests.conftest import edit
 from tests.unit.test_plan import plan_of
 from tests.unit.test_plan_apply import written_plan_fits_its_schema

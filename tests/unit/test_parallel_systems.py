@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from migrate.errors import GuardRefused, StageFailed
-from migrate.pipeline import for_each_system, parallel_bound, raise_for_failures
+from migrate.core.errors import GuardRefused, StageFailed
+from migrate.orchestrate.pipeline import for_each_system, parallel_bound, raise_for_failures
 
 
 def test_systems_run_at_the_same_time_up_to_the_bound() -> None:

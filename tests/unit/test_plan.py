@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate import pipeline
-from migrate.plan import allocate, render_plan
+from migrate.core.plan import allocate, render_plan
+from migrate.orchestrate import pipeline
 from tests.conftest import EXAMPLE_ESTATE, edit
 from tests.factories import system_dict
 
@@ -18,7 +18,7 @@ GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 def plan_of(estate_path: Path, previous: dict | None = None) -> dict:
     estate = pipeline.open_estate(estate_path)
     census = pipeline.run_census(estate)
-    from migrate.plan import build_plan
+    from migrate.core.plan import build_plan
 
     return build_plan(estate, census, previous=previous)
 

@@ -17,9 +17,10 @@ from types import SimpleNamespace
 import jsonschema
 import pytest
 
-from migrate import pipeline, schema
-from migrate.provision import StackResult
-from migrate.state import journal_for
+from migrate.core import schema
+from migrate.core.state import journal_for
+from migrate.orchestrate import pipeline
+from migrate.stages.provision import StackResult
 
 SYSTEM = "wjw-fybj"
 
@@ -37,10 +38,10 @@ class Done:
 @pytest.fixture
 def stages(monkeypatch) -> list:
     """Everything under the pipeline faked; the stack operations and plays asked for."""
-    from migrate import register, transfer
-    from migrate.sandbox import estate as sandbox_estate
-    from migrate.verify import answers
-    from migrate.verify import run as verify_run
+    from migrate.rehearsal.sandbox import estate as sandbox_estate
+    from migrate.stages import register, transfer
+    from migrate.stages.verify import answers
+    from migrate.stages.verify import run as verify_run
 
     asked: list = []
 
@@ -257,7 +258,7 @@ def test_a_hand_edited_plan_json_is_refused(estate, run_cli, stages):
 
 
 def test_the_changes_are_named_in_short_lines():
-    from migrate.plan import plan_changes, plan_substance
+    from migrate.core.plan import plan_changes, plan_substance
 
     old = json.loads((Path(__file__).parents[1] / "golden" / "example-plan.json").read_text())
     new = json.loads(json.dumps(old))
@@ -293,7 +294,7 @@ def shipped_plan_schema() -> dict:
 
 def written_plan_fits_its_schema(estate: Path) -> dict:
     """The estate's plan.json, checked against the shipped schema and the model."""
-    from migrate.plan_document import PlanDocument
+    from migrate.core.plan_document import PlanDocument
 
     plan = json.loads((estate / ".migrate" / "plan.json").read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator(shipped_plan_schema()).validate(plan)

@@ -1,5 +1,5 @@
 """preview --diff names each resource that would change, and provision shows that list
-before it asks; the engine's events become that list (migrate.provision.EventTracker)."""
+before it asks; the engine's events become that list (migrate.stages.provision.EventTracker)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 import sys
 from types import SimpleNamespace
 
-from migrate import pipeline
-from migrate.provision import EventTracker, StackResult
+from migrate.orchestrate import pipeline
+from migrate.stages.provision import EventTracker, StackResult
 
 INSTANCE = "openstack:compute/instanceV2:InstanceV2"
 

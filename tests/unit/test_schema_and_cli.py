@@ -9,7 +9,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from migrate import __version__, schema
+from migrate import __version__
+from migrate.core import schema
 from tests.conftest import EXAMPLE_ESTATE, ROOT
 
 
@@ -124,7 +125,7 @@ def test_provision_and_destroy_without_yes_off_a_terminal_are_refused(run_cli, e
 
 
 def test_wave_selects_the_systems_of_that_wave_of_the_plan(estate):
-    from migrate import pipeline
+    from migrate.orchestrate import pipeline
 
     loaded = pipeline.open_estate(estate)
     assert pipeline.systems_of_wave(loaded, 2) == ["rsj-sbcx", "zrj-bdcdj"]

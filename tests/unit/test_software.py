@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from migrate import pipeline
-from migrate.model import placeholder_names, render_placeholders
-from migrate.plan import SANDBOX_MIRROR_PORT, build_plan
-from migrate.sandbox import mirror
-from migrate.sandbox.provider import firewall_rules
+from migrate.core.model import placeholder_names, render_placeholders
+from migrate.core.plan import SANDBOX_MIRROR_PORT, build_plan
+from migrate.orchestrate import pipeline
+from migrate.rehearsal.sandbox import mirror
+from migrate.rehearsal.sandbox.provider import firewall_rules
 from tests.conftest import edit
 
 FILTERS = (Path(__file__).resolve().parents[2] / "playbooks/roles/prepare_target"

@@ -9,8 +9,8 @@ import re
 import pytest
 from rich.console import Console
 
-from migrate import cli
-from migrate.tables import fitting_table
+from migrate.cli.main import main as cli
+from migrate.cli.tables import fitting_table
 
 
 def draw(table, width: int = 80) -> list[str]:

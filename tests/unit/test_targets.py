@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from migrate import pipeline, provision
-from migrate.errors import EnvironmentNotReady, GuardRefused, InvalidInput, StageFailed
+from migrate.core.errors import EnvironmentNotReady, GuardRefused, InvalidInput, StageFailed
+from migrate.orchestrate import pipeline
+from migrate.stages import provision
 from migrate.targets import GROUP, load_target, rehearses, surroundings_of, target_of
 from migrate.targets.base import CitySurroundings
 from migrate.targets.contract import Instance, read_instance, read_instances
@@ -290,7 +291,7 @@ def test_an_estate_whose_target_is_not_installed_says_what_to_install(
     with pytest.raises(EnvironmentNotReady) as caught:
         target_of(pipeline.open_estate(estate))
     assert "cloud target 'sandbox'" in caught.value.message
-    assert "its rehearsal part, migrate.sandbox" in caught.value.hint
+    assert "its rehearsal part, migrate.rehearsal.sandbox" in caught.value.hint
     result = run_cli("check", estate, "--system", "wjw-fybj")
     assert result.code == 3, result.stderr
     assert "cloud target 'sandbox'" in result.stderr and "Traceback" not in result.stderr

@@ -9,10 +9,12 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from migrate import access, state, trust
-from migrate.errors import HostKeyChanged, HostKeyUnknown, InvalidInput, StageFailed
-from migrate.inventory import read_inventory, write_inventory
-from migrate.pipeline import make_plan, open_estate
+from migrate.adapters import access
+from migrate.adapters.inventory import read_inventory, write_inventory
+from migrate.core import state
+from migrate.core.errors import HostKeyChanged, HostKeyUnknown, InvalidInput, StageFailed
+from migrate.orchestrate.pipeline import make_plan, open_estate
+from migrate.stages import trust
 from tests.conftest import edit
 
 KEY_A = "AAAAC3NzaC1lZDI1NTE5AAAAIONR+yMnb+DrOOmoOqyHvW7svoiR0qehqEL3DRTc2cpF"
@@ -188,7 +190,7 @@ def test_a_changed_key_on_a_terminal_needs_its_fingerprint_typed(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import click
 
-    from migrate.cli import ask_to_trust
+    from migrate.cli.main import ask_to_trust
 
     target = trust.SourceAddress("192.168.178.10")
     lines = [f"192.168.178.10 ssh-ed25519 {KEY_A}"]
@@ -214,7 +216,7 @@ def test_ci_is_unattended_even_on_a_terminal(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_sessions_pass_the_guard_before_connecting(estate: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from migrate.errors import GuardRefused
+    from migrate.core.errors import GuardRefused
     from migrate.targets import load_surroundings
 
     def refuse(address: str, allowed: object = ()) -> None:
@@ -268,7 +270,7 @@ def test_inventory_reads_hashed_entries_and_every_key_type(estate: Path, tmp_pat
 
 def test_an_estate_without_manifests_is_open_to_trust_and_discovery(tmp_path: Path,
                                                                     estate: Path) -> None:
-    from migrate import discovery
+    from migrate.stages import discovery
 
     bare = tmp_path / "bare"
     bare.mkdir()

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from migrate import pipeline
-from migrate.errors import EnvironmentNotReady
+from migrate.core.errors import EnvironmentNotReady
+from migrate.orchestrate import pipeline
+from migrate.stages.verify import run as verify_run
+from migrate.stages.verify.suites.test_host import test_volume_encrypted as volume_encrypted
 from migrate.targets.contract import Encryption, read_instance
-from migrate.verify import run as verify_run
-from migrate.verify.suites.test_host import test_volume_encrypted as volume_encrypted
 from tests.unit.test_targets import OPENSTACK_INSTANCE, as_openstack
 
 SYSTEM = "wjw-fybj"
@@ -31,7 +31,7 @@ class Recorded:
 
 
 def check_of(record: Recorded) -> Any:
-    from migrate.verify.plugin import Check
+    from migrate.stages.verify.plugin import Check
 
     return Check(record)
 

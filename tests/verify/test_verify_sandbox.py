@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from migrate import state
-from migrate.errors import EnvironmentNotReady
-from migrate.pipeline import (
+from migrate.core import state
+from migrate.core.errors import EnvironmentNotReady
+from migrate.orchestrate.pipeline import (
     make_plan,
     move,
     open_estate,
@@ -31,16 +31,16 @@ from migrate.pipeline import (
     run_stacks,
     verify_systems,
 )
-from migrate.sandbox.estate import (
+from migrate.rehearsal.sandbox.estate import (
     admin_token_path,
     known_hosts_path,
     operator_key_path,
     sandbox_down,
     sandbox_up,
 )
-from migrate.sandbox.estate_plan import plan_sandbox
-from migrate.sandbox.estate_platform import platform_client, wait_platform_healthy
-from migrate.verify.run import verify_system
+from migrate.rehearsal.sandbox.estate_plan import plan_sandbox
+from migrate.rehearsal.sandbox.estate_platform import platform_client, wait_platform_healthy
+from migrate.stages.verify.run import verify_system
 from tests.transfer.world import copy_estate, ssh
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
@@ -64,8 +64,8 @@ class Moved:
 
 @pytest.fixture(scope="module")
 def moved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moved]:
-    from migrate.engine import find_engine
-    from migrate.sandbox import require_host
+    from migrate.adapters.engine import find_engine
+    from migrate.rehearsal.sandbox import require_host
 
     try:
         require_host()
@@ -302,7 +302,7 @@ def test_revoked_app_secret_fails_the_signed_request(moved: Moved) -> None:
 
 def test_unregistered_resource_fails_its_check(moved: Moved) -> None:
     exchange = moved.estate.systems[SYSTEM].exchange
-    from migrate.pipeline import platform_client as system_client
+    from migrate.orchestrate.pipeline import platform_client as system_client
 
     with system_client(moved.estate, SYSTEM) as client:
         client.delete_resource(RESOURCE)
@@ -409,15 +409,15 @@ def fault_before_verification(monkeypatch: pytest.MonkeyPatch, inject) -> None:
     before the verification (a service that dies, a row or file changed by something else,
     the platform revoking the secret or dropping a resource): only verification can catch
     it."""
-    import migrate.verify.run
+    import migrate.stages.verify.run
 
-    real = migrate.verify.run.verify_system
+    real = migrate.stages.verify.run.verify_system
 
     def fault_then_verify(*args, **kwargs):
         inject()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(migrate.verify.run, "verify_system", fault_then_verify)
+    monkeypatch.setattr(migrate.stages.verify.run, "verify_system", fault_then_verify)
 
 
 def test_cutover_then_the_secret_revoked_rolls_back(moved: Moved,
@@ -440,7 +440,7 @@ def test_cutover_then_the_secret_revoked_rolls_back(moved: Moved,
 
 def test_cutover_then_a_resource_unregistered_rolls_back(moved: Moved,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from migrate.pipeline import platform_client as system_client
+    from migrate.orchestrate.pipeline import platform_client as system_client
 
     def unregister() -> None:
         with system_client(moved.estate, SYSTEM) as client:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from migrate.inventory import control_dir
-from migrate.pipeline import make_plan, open_estate
-from migrate.register import endpoint_of
-from migrate.verify.context import build_context, evidence_of
-from migrate.verify.junit import check_id, parse_junit, summarize
-from migrate.verify.run import run_pytest, write_ssh_config
+from migrate.adapters.inventory import control_dir
+from migrate.orchestrate.pipeline import make_plan, open_estate
+from migrate.stages.register import endpoint_of
+from migrate.stages.verify.context import build_context, evidence_of
+from migrate.stages.verify.junit import check_id, parse_junit, summarize
+from migrate.stages.verify.run import run_pytest, write_ssh_config
 
 SYSTEM = "wjw-fybj"
 TARGETS = {"web": {"address": "10.20.53.159", "host_key": "ssh-ed25519 AAAAweb"},
@@ -113,7 +113,7 @@ def test_ssh_config_is_strict_and_keeps_its_sockets_in_the_run(tmp_path: Path) -
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="0" failures="1" skipped="1" tests="3">
-<testcase classname="migrate.verify.suites.test_host" name="test_service_active[a@h]"
+<testcase classname="migrate.stages.verify.suites.test_host" name="test_service_active[a@h]"
  time="0.512"><properties><property name="expected" value="a active"/>
  <property name="evidence.state" value="{&quot;active&quot;: &quot;active&quot;}"/>
  </properties></testcase>
@@ -191,8 +191,8 @@ def test_the_suites_run_in_a_subprocess_and_results_come_from_junit(tmp_path: Pa
 
 
 def test_the_data_suite_measures_as_the_playbooks_recorded() -> None:
-    from migrate.runner import PLAYBOOKS
-    from migrate.verify.suites.test_data import MANIFEST_SCRIPT, TABLE_SUM
+    from migrate.adapters.ansible import PLAYBOOKS
+    from migrate.stages.verify.suites.test_data import MANIFEST_SCRIPT, TABLE_SUM
 
     scripts = "".join(p.read_text() for p in PLAYBOOKS.rglob("*") if p.suffix in (".sh", ".yml"))
     assert TABLE_SUM in scripts
@@ -202,7 +202,7 @@ def test_the_data_suite_measures_as_the_playbooks_recorded() -> None:
 
 
 def test_a_port_open_to_every_address_is_open_to_the_operator_too() -> None:
-    from migrate.verify.context import _ports
+    from migrate.stages.verify.context import _ports
 
     system = {"security_rules": [
         {"direction": "ingress", "instance": "web", "protocol": "tcp", "port": 8443,
@@ -219,7 +219,7 @@ def test_a_port_open_to_every_address_is_open_to_the_operator_too() -> None:
 def test_closing_the_masters_removes_a_short_twin_socket_folder(tmp_path: Path) -> None:
     """A run dir too long for a socket's address gets its sockets in a short twin folder
     in the temporary folder: gone after the run, even with a socket file left behind."""
-    from migrate.verify.run import close_masters
+    from migrate.stages.verify.run import close_masters
 
     run_dir = tmp_path / ("r" * 90)
     run_dir.mkdir()

@@ -1,0 +1,101 @@
+"""Domain exceptions. Only ``migrate.cli.main`` turns them into exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Exit codes, documented in README.md ("Exit codes").
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INVALID_INPUT = 2
+EXIT_ENVIRONMENT = 3
+EXIT_STAGE_FAILED = 4
+EXIT_INTERRUPTED = 130
+
+
+class MigrateError(Exception):
+    """Base of every error the CLI reports: a message, a hint and an exit code."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class EnvironmentNotReady(MigrateError):
+    """A tool, privilege or service the command needs is missing (not root, no nspawn...)."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class StageFailed(MigrateError):
+    """A stage ran and failed (a play, a stack update, a verification)."""
+
+    exit_code = EXIT_STAGE_FAILED
+
+
+class GuardRefused(MigrateError):
+    """A safety guard refused before anything was touched (e.g. an address off the host)."""
+
+    exit_code = EXIT_INVALID_INPUT
+
+
+class PlanChanged(GuardRefused):
+    """The estate no longer gives the reviewed plan.json: applying it (provision, run) is
+    refused until it is re-planned; ``changes`` says what differs, one line each."""
+
+    def __init__(self, message: str, changes: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.changes = list(changes)
+
+
+class HostKeyUnknown(GuardRefused):
+    """A source host offered an SSH host key that no known_hosts entry names."""
+
+
+class HostKeyChanged(GuardRefused):
+    """A source host offered an SSH host key that differs from the one recorded for it."""
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One defect in the input: where it is, what is wrong, what would be valid."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+    hint: str | None = field(default=None, compare=False)
+
+    def location(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.path}" if self.path else where
+
+    def __str__(self) -> str:
+        text = f"{self.location()}: {self.message}"
+        return f"{text} (hint: {self.hint})" if self.hint else text
+
+    def as_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "path": self.path,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+class InvalidInput(MigrateError):
+    """The estate (or a CLI argument) is invalid; carries every problem found at once."""
+
+    exit_code = EXIT_INVALID_INPUT
+
+    def __init__(self, problems: list[Problem], message: str | None = None) -> None:
+        self.problems = sorted(problems)
+        count = len(self.problems)
+        super().__init__(
+            message or f"{count} problem{'s' if count != 1 else ''} in the estate",
+            hint="fix every problem listed, then run the command again; nothing was changed",
+        )

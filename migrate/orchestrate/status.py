@@ -1,0 +1,264 @@
+"""Where each system stands, derived from the journal (and, where cheap, the stacks).
+
+One derivation for ``migrate status``, ``migrate run`` (what to skip on a re-run) and
+``migrate report`` (progress figures), so the three always agree.
+
+Per system, in journal order: a stage's flag is set by its latest entry (ok, changed and
+unchanged count as success); a successful ``rollback`` (or a failed cutover that rolled back
+by itself) undoes cutover and verification before it, and a later successful cutover clears
+the rollback; a successful ``destroy`` removes the targets, so provisioning, transfer,
+cutover and verification are undone. A failed entry is the system's standing failure until
+the same stage, or a later stage of the forward order, succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SUCCESS = ("ok", "changed", "unchanged")
+CHECK_MODE = ("check", "check_failed")  # dry runs (--check): they moved nothing
+PROGRESS = ("planned", "provisioned", "transferred", "cut_over", "verified", "rolled_back")
+STAGE_FLAG = {"provision": "provisioned", "transfer_files": "transferred",
+              "transfer": "transferred", "cutover": "cut_over", "verify": "verified",
+              "rollback": "rolled_back"}
+FORWARD = ("provision", "check_prerequisites", "transfer", "cutover", "verify", "register",
+           "decommission_source")
+POSITION_TEXT = {"planned": "planned", "provisioned": "provisioned",
+                 "transferred": "transferred", "cut_over": "cut over", "verified": "verified",
+                 "rolled_back": "rolled back"}
+
+
+def progress_flags(entries: Iterable[dict], system_id: str) -> dict[str, bool]:
+    """Progress flags of one system from its journal entries, in journal order."""
+    flags = {flag: False for flag in PROGRESS if flag != "planned"}
+    interconnected = True
+    for entry in entries:
+        if entry.get("system") != system_id or entry.get("result") in CHECK_MODE:
+            continue
+        stage, ok = entry.get("stage"), entry.get("result") in SUCCESS
+        outputs = entry.get("outputs") or {}
+        if stage in ("cutover", "verify") and not ok and rolled_back_by_itself(outputs):
+            flags.update(rolled_back=True, cut_over=False, verified=False)
+        elif stage == "destroy" and ok:
+            flags.update(provisioned=False, transferred=False, cut_over=False, verified=False)
+        elif stage == "rollback" and ok:
+            flags.update(rolled_back=True, cut_over=False, verified=False)
+        elif stage in STAGE_FLAG:
+            flags[STAGE_FLAG[stage]] = ok
+            if stage == "cutover" and ok:
+                flags["rolled_back"] = False
+            if stage == "verify":
+                interconnected = outputs.get("interconnected") is not False
+    flags["interconnected"] = flags["verified"] and interconnected
+    return flags
+
+
+def rolled_back_by_itself(outputs: dict) -> bool:
+    """A failed cutover (or verification) gives the source its service back itself."""
+    rolled = outputs.get("rolled_back")
+    return isinstance(rolled, dict) and rolled.get("result") in SUCCESS
+
+
+def _error_of(entry: dict) -> str:
+    outputs, details = entry.get("outputs") or {}, entry.get("details") or {}
+    return str(outputs.get("error") or details.get("error") or "failed (no message recorded)")
+
+
+def _later_or_same(stage: str, failed: str) -> bool:
+    if stage == failed:
+        return True
+    if stage in FORWARD and failed in FORWARD:
+        return FORWARD.index(stage) > FORWARD.index(failed)
+    return False
+
+
+def standing_failure(entries: Iterable[dict], system_id: str) -> dict | None:
+    """The failure a system still stands at: ``{stage, error, at, rolled_back}`` or None.
+
+    ``run`` end entries name per-system failures too (a provisioning failure is journaled by
+    the stack operation without a system)."""
+    failure: dict | None = None
+    for entry in entries:
+        stage, outputs = entry.get("stage"), entry.get("outputs") or {}
+        if stage == "run" and outputs.get("phase") == "end":
+            mine = (outputs.get("systems") or {}).get(system_id) or {}
+            if mine.get("failed_stage"):
+                failure = {"stage": mine["failed_stage"], "error": mine.get("error") or "",
+                           "at": entry.get("at"), "rolled_back": bool(mine.get("rolled_back"))}
+            continue
+        if entry.get("system") != system_id or stage in (None, "plan"):
+            continue
+        if entry.get("result") == "failed":
+            failure = {"stage": stage, "error": _error_of(entry), "at": entry.get("at"),
+                       "rolled_back": rolled_back_by_itself(outputs)}
+        elif failure is not None and entry.get("result") in SUCCESS:
+            if stage == "rollback":
+                failure["rolled_back"] = True
+            elif stage == "destroy" or _later_or_same(stage, failure["stage"]):
+                failure = None
+    return failure
+
+
+def position(flags: dict[str, bool]) -> str:
+    """The furthest point a system reached: planned ... verified, or rolled_back."""
+    if flags.get("rolled_back"):
+        return "rolled_back"
+    for flag in ("verified", "cut_over", "transferred", "provisioned"):
+        if flags.get(flag):
+            return flag
+    return "planned"
+
+
+@dataclass
+class SystemStatus:
+    id: str
+    name: str
+    department: str
+    disposition: str
+    wave: int | None
+    position: str  # planned ... verified | rolled_back; not_moving for systems not planned
+    flags: dict[str, bool] = field(default_factory=dict)
+    failure: dict | None = None
+    last_at: str | None = None
+    stacks: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def migrating(self) -> bool:
+        return self.wave is not None
+
+    @property
+    def done(self) -> bool:
+        """Cut over (and verified, when verification ran) with no standing failure: a run
+        skips the moving stages of such a system."""
+        return self.flags.get("cut_over", False) and self.failure is None
+
+    def text(self) -> str:
+        if not self.migrating:
+            return f"not moving ({self.disposition})"
+        where = POSITION_TEXT[self.position]
+        if self.failure:
+            what = f"failed at {self.failure['stage']}"
+            if self.failure.get("rolled_back") or self.flags.get("rolled_back"):
+                what += ", rolled back"
+            return f"{what} (was {where})" if where not in ("planned", "rolled back") \
+                else what
+        return where
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "text": self.text(), "done": self.done}
+
+
+def system_states(systems: Iterable[tuple[str, str, str, str]], plan: dict,
+                  entries: list[dict]) -> list[SystemStatus]:
+    """``systems``: (id, name, department, disposition) of every system of the estate."""
+    waves = {s["id"]: s["wave"] for s in plan.get("systems", [])}
+    states = []
+    for system_id, name, department, disposition in systems:
+        wave = waves.get(system_id)
+        if wave is None:
+            states.append(SystemStatus(system_id, name, department, disposition, None,
+                                       "not_moving"))
+            continue
+        mine = [e for e in entries if e.get("system") == system_id]
+        flags = progress_flags(mine, system_id)
+        states.append(SystemStatus(
+            system_id, name, department, disposition, wave, position(flags), flags,
+            standing_failure(entries, system_id), mine[-1].get("at") if mine else None))
+    return states
+
+
+def last_run(entries: list[dict]) -> dict | None:
+    """The last ``run``: when it started, and how it ended (or that it did not)."""
+    runs = [e for e in entries if e.get("stage") == "run"]
+    if not runs:
+        return None
+    last = runs[-1]
+    outputs = last.get("outputs") or {}
+    if outputs.get("phase") == "start":
+        return {"run_id": outputs.get("run_id"), "started": last.get("at"), "ended": None,
+                "result": "interrupted or still running"}
+    start = next((e for e in reversed(runs) if (e.get("outputs") or {}).get("run_id")
+                  == outputs.get("run_id") and e["outputs"].get("phase") == "start"), None)
+    return {"run_id": outputs.get("run_id"), "started": start.get("at") if start else None,
+            "ended": last.get("at"), "result": last.get("result"),
+            "failed": outputs.get("failed", [])}
+
+
+# ---------------------------------------------------------------- stacks (where cheap)
+
+
+def stack_resources(state_dir: Path, target: str, stack: str) -> int | None:
+    """Resources in a stack's latest checkpoint of the file backend; None when the stack
+    does not exist there or another backend is in use (asking it would not be cheap)."""
+    if os.environ.get("MIGRATE_PULUMI_BACKEND_URL"):
+        return None
+    from migrate.core.stackplan import PROJECTS
+
+    project = PROJECTS.get(target, f"migrate-{target}")
+    path = state_dir / "backend" / ".pulumi" / "stacks" / project / f"{stack}.json"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    resources = ((document.get("checkpoint") or {}).get("latest") or {}).get("resources")
+    return len(resources or [])
+
+
+# ---------------------------------------------------------------- the estate
+
+
+def estate_status(estate: Any, with_stacks: bool = True) -> dict[str, Any]:
+    """Every system of the estate and where it stands; writes nothing."""
+    from migrate.core.stackplan import network_stack_name, system_stack_name
+    from migrate.core.state import journal_for, state_dir
+    from migrate.orchestrate import pipeline
+
+    outcome = pipeline.make_plan(estate, write=False)
+    census = outcome.census
+    entries = list(journal_for(estate).entries())
+    systems = [(sid, s.name, s.department.name, census.verdicts[sid].disposition)
+               for sid, s in sorted(estate.systems.items())]
+    states = system_states(systems, outcome.plan, entries)
+    if with_stacks:
+        folder, target = state_dir(estate), estate.settings.cloud.target
+        networks = {s["id"]: s["network"] for s in outcome.plan["systems"]}
+        for state in states:
+            if state.migrating:
+                for stack in (network_stack_name(networks[state.id]),
+                              system_stack_name(state.id)):
+                    state.stacks[stack] = stack_resources(folder, target, stack)
+    migrating = [s for s in states if s.migrating]
+    counts = {p: sum(1 for s in migrating if s.position == p) for p in PROGRESS}
+    counts["failed"] = sum(1 for s in migrating if s.failure)
+    return {"estate": estate.settings.estate, "systems": [s.as_dict() for s in states],
+            "counts": counts, "waves": outcome.plan["waves"], "last_run": last_run(entries)}
+
+
+# ---------------------------------------------------------------- the status table
+
+STATUS_COLUMNS = ("system", "census", "wave", "stands", "resources", "last entry", "error")
+
+
+def resources_text(stacks: dict[str, int | None]) -> str:
+    """Resources summed over the system's stacks; '-' when no stack has a state yet."""
+    known = [n for n in stacks.values() if n is not None]
+    if not known:
+        return "-"
+    return f"{sum(known)} in {len(known)} stack{'s' if len(known) != 1 else ''}"
+
+
+def minute_of(timestamp: str | None) -> str:
+    """'2026-12-06T00:10:12.5+00:00' as '2026-12-06 00:10' (the table's width is precious)."""
+    return (timestamp or "")[:16].replace("T", " ")
+
+
+def status_rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
+    return [(s["id"], s["disposition"], "" if s["wave"] is None else str(s["wave"]), s["text"],
+             resources_text(s["stacks"]), minute_of(s["last_at"]),
+             (s["failure"] or {}).get("error", ""))
+            for s in document["systems"]]

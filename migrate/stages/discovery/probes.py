@@ -1,0 +1,297 @@
+"""Probes: each reads one kind of thing on a source host over a checked SSH session and
+returns plain data (the parsing is in ``parsers``). A probe that cannot run raises
+``ProbeFailed``; ``discover_host`` records that and runs the others (every problem at once).
+
+Probes only read: they never change a source host. Commands that need root go through
+``session.as_root`` (``sudo -n`` for a non-root login); PostgreSQL is asked as its own
+superuser (``runuser -u postgres`` as root, else ``sudo -n -u postgres``).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+
+from migrate.adapters.access import SourceSession
+from migrate.core.errors import StageFailed
+from migrate.stages.discovery import parsers
+
+# Where department servers keep application data (children of these are candidates).
+DATA_ROOTS = ("/srv", "/var/www", "/opt", "/home", "/data")
+# Searched for the source's address and for secrets, besides the applications' directories.
+CONFIG_ROOTS = ("/etc",)
+CONFIG_EXCLUDED_DIRS = ("ssl", "ssh", "alternatives", "apparmor.d", "ca-certificates",
+                        "X11", "fonts")
+CONFIG_EXCLUDED_FILES = ("shadow*", "gshadow*", "*.dpkg-*", "ld.so.cache")
+ACCESS_LOG_GLOBS = ("/var/log/nginx/*access*.log*", "/var/log/apache2/*access*.log*",
+                    "/var/log/httpd/*access*log*")
+CRON_FILES = "/etc/crontab /etc/cron.d/* /var/spool/cron/crontabs/*"
+GREP_LIMIT = 500
+
+
+class ProbeFailed(StageFailed):
+    """A probe could not read what it looks for (the others still run)."""
+
+
+def _checked(session: SourceSession, command: str, what: str) -> str:
+    result = session.run(command)
+    if not result.ok:
+        detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ProbeFailed(f"{what}: exit {result.status}: {parsers.redact(detail[0])}")
+    return result.stdout
+
+
+def probe_os(session: SourceSession) -> dict:
+    text = _checked(session, "cat /etc/os-release || cat /usr/lib/os-release", "os-release")
+    return {**parsers.parse_os_release(text),
+            "kernel": session.run("uname -r").stdout.strip()}
+
+
+def probe_hardware(session: SourceSession) -> dict:
+    command = ("echo hostname $(hostname); echo cpus $(nproc); "
+               "awk '/^MemTotal:/ {print \"mem_kb\", $2}' /proc/meminfo; "
+               "df -P -k / | awk 'NR==2 {print \"root_kb\", $2; print \"root_used_kb\", $3}'")
+    return parsers.parse_hardware(_checked(session, command, "hardware"))
+
+
+def probe_packages(session: SourceSession) -> list[dict]:
+    command = f"dpkg-query -W -f={shlex.quote(parsers.DPKG_FORMAT)}"
+    return parsers.parse_dpkg(_checked(session, command, "dpkg-query"))
+
+
+def probe_listening(session: SourceSession) -> list[dict]:
+    """Listening TCP sockets with the systemd unit of the process behind each."""
+    entries = parsers.parse_ss(_checked(session, session.as_root("ss -H -ltnp"), "ss -ltnp"))
+    pids = sorted({pid for entry in entries for pid in entry["pids"]})  # type: ignore[attr-defined]
+    units: dict[int, str | None] = {}
+    if pids:
+        loop = ("for p in " + " ".join(map(str, pids)) + "; do "
+                "printf '%s\\t%s\\n' \"$p\" \"$(grep -m1 '^0::' /proc/$p/cgroup "
+                "|| head -n1 /proc/$p/cgroup)\"; done")
+        units = parsers.parse_pid_units(session.run(session.as_root(loop)).stdout)
+    for entry in entries:
+        found = [units.get(pid) for pid in entry["pids"]]  # type: ignore[attr-defined]
+        entry["unit"] = next((u for u in found if u), None)
+    return entries
+
+
+def probe_package_owners(session: SourceSession, paths: Iterable[str]) -> dict[str, list[str]]:
+    """The Debian packages that own these paths (a path no package owns is left out)."""
+    names = sorted({p for p in paths if p and p.startswith("/")})
+    if not names:
+        return {}
+    command = "dpkg -S -- " + " ".join(shlex.quote(n) for n in names) + " 2>/dev/null"
+    return parsers.parse_dpkg_search(session.run(command).stdout)  # exit 1: some unowned
+
+
+def probe_running_units(session: SourceSession) -> list[str]:
+    """Every running service unit (also those that listen on no TCP port: php-fpm behind a
+    unix socket, queue workers), for what the target must run besides the declared ones."""
+    command = "systemctl list-units --type=service --state=running --no-legend --plain"
+    text = _checked(session, command, "systemctl list-units")
+    return parsers.parse_running_units(text)
+
+
+def probe_units(session: SourceSession, units: Iterable[str]) -> list[dict]:
+    names = sorted(set(units))
+    if not names:
+        return []
+    properties = ("Id", "Description", "WorkingDirectory", "ExecStart", "User",
+                  "FragmentPath", "EnvironmentFiles", "ActiveState", "UnitFileState")
+    command = ("systemctl show " + " ".join(f"-p {p}" for p in properties) + " -- "
+               + " ".join(shlex.quote(n) for n in names))
+    return parsers.parse_systemctl_show(_checked(session, command, "systemctl show"))
+
+
+APACHE_CONFIG = ("/etc/apache2/sites-enabled /etc/apache2/apache2.conf /etc/httpd/conf "
+                 "/etc/httpd/conf.d")
+PACKAGE_TREES = ("/usr", "/bin", "/sbin", "/lib", "/etc", "/proc", "/sys", "/dev", "/run")
+
+
+def probe_web_roots(session: SourceSession) -> list[str]:
+    """The directories the web servers serve (nginx ``root``/``alias``, apache
+    ``DocumentRoot``), symlinks resolved; package trees such as /usr/share are left out."""
+    command = ("{ nginx -T 2>/dev/null; grep -rhiE '^[[:space:]]*DocumentRoot[[:space:]]' "
+               f"{APACHE_CONFIG} 2>/dev/null; }} || true")
+    roots = parsers.parse_web_roots(session.run(session.as_root(command)).stdout)
+    if not roots:
+        return []
+    resolve = "for d in " + " ".join(shlex.quote(r) for r in roots) + \
+        "; do [ -d \"$d\" ] && readlink -f -- \"$d\"; done"
+    resolved = session.run(resolve).stdout.split("\n")
+    return sorted({d for d in resolved if d.startswith("/") and d != "/"
+                   and not d.startswith(tuple(f"{tree}/" for tree in PACKAGE_TREES))})
+
+
+def probe_data_directories(session: SourceSession, extra: Iterable[str] = ()) -> list[dict]:
+    """Sizes of the application data candidates: children of DATA_ROOTS and ``extra``. One
+    ``du`` per directory: given a folder and one inside it, a single ``du`` counts the inner
+    one's files once, under the outer, and prints nothing for it."""
+    candidates = " ".join([*(f"{root}/*" for root in DATA_ROOTS),
+                           *(shlex.quote(d) for d in sorted(set(extra)))])
+    command = (f"for d in {candidates}; do [ -d \"$d\" ] && [ ! -L \"$d\" ] && echo \"$d\"; "
+               "done | sort -u | xargs -r -d '\\n' -n 1 du -s -k --one-file-system")
+    return parsers.parse_du(_checked(session, session.as_root(command), "du"))
+
+
+# ---- PostgreSQL ----------------------------------------------------------------------------
+
+DATABASES_SQL = ("SELECT d.datname, pg_get_userbyid(d.datdba), pg_database_size(d.datname), "
+                 "pg_encoding_to_char(d.encoding), coalesce(d.datacl::text, ''), d.datallowconn "
+                 "FROM pg_database d WHERE NOT d.datistemplate ORDER BY 1")
+ROLES_SQL = ("SELECT r.rolname, r.rolcanlogin, r.rolsuper, "
+             "ARRAY(SELECT b.rolname FROM pg_auth_members m JOIN pg_roles b ON m.roleid = b.oid"
+             " WHERE m.member = r.oid ORDER BY 1)::text "
+             "FROM pg_roles r WHERE r.rolname !~ '^pg_' ORDER BY 1")
+SETTINGS_SQL = ("SELECT name, setting FROM pg_settings WHERE name IN "
+                "('server_version', 'data_directory', 'port', 'listen_addresses', "
+                "'wal_level') ORDER BY 1")
+OBJECT_ROLES_SQL = ("SELECT 'owner', tableowner FROM pg_tables WHERE schemaname NOT IN "
+                    "('pg_catalog', 'information_schema') "
+                    "UNION SELECT 'granted', grantee FROM information_schema.role_table_grants"
+                    " WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
+                    "UNION SELECT 'schema_owner', pg_get_userbyid(nspowner) FROM pg_namespace "
+                    "WHERE nspname NOT LIKE 'pg_%' AND nspname <> 'information_schema' "
+                    "ORDER BY 1, 2")
+SYSTEM_DATABASES = ("postgres",)
+
+
+SCRIPT_END = "MIGRATE_SQL_END"
+
+
+def psql_command(session: SourceSession, script: str) -> str:
+    """One psql run of ``script`` (on its stdin) as the server's superuser: ``runuser`` as
+    root, else ``sudo -n -u postgres``; CSV rows, no headers, stops at the first error."""
+    psql = "psql -X -q --csv -t -v ON_ERROR_STOP=1 -d postgres"
+    runner = "runuser -u postgres --" if session.is_root else "sudo -n -u postgres"
+    return f"cd / && {runner} {psql} <<'{SCRIPT_END}'\n{script}\n{SCRIPT_END}"
+
+
+def psql_script(sections: list[tuple[str, str | None, str]]) -> str:
+    """(tag, database or None, query) -> a script printing ``### tag`` before each result."""
+    lines = []
+    for tag, database, sql in sections:
+        if database is not None:
+            lines.append("\\c " + "'" + database.replace("'", "''") + "'")
+        lines += [f"\\echo '### {tag}'", f"{sql};"]
+    return "\n".join(lines)
+
+
+def probe_postgresql(session: SourceSession) -> dict | None:
+    """Databases (size, owner, roles granted on it and on its tables), roles and settings;
+    None when no PostgreSQL server runs here. Two psql runs, whatever the number of
+    databases: the cluster, then every database's tables."""
+    present = session.run("command -v psql >/dev/null && getent passwd postgres >/dev/null")
+    if not present.ok:
+        return None
+    cluster = _psql_sections(session, [("settings", None, SETTINGS_SQL),
+                                       ("roles", None, ROLES_SQL),
+                                       ("databases", None, DATABASES_SQL)], "cluster")
+    settings = dict(cluster.get("settings", []))
+    roles = [{"name": name, "login": login == "t", "superuser": superuser == "t",
+              "member_of": parsers.parse_pg_array(member_of)}
+             for name, login, superuser, member_of in cluster.get("roles", [])]
+    databases = [{"name": name, "owner": owner, "size_bytes": int(size), "encoding": encoding,
+                  "connect_grantees": parsers.parse_acl_grantees(acl) if acl else [],
+                  "accepts_connections": allowed == "t", "system": name in SYSTEM_DATABASES}
+                 for name, owner, size, encoding, acl, allowed in cluster.get("databases", [])]
+    mine = [d for d in databases if not d["system"] and d["accepts_connections"]]
+    if mine:
+        objects = _psql_sections(session, [(f"objects {i}", d["name"], OBJECT_ROLES_SQL)
+                                           for i, d in enumerate(mine)], "tables")
+        for index, database in enumerate(mine):
+            database.update(_object_roles(objects.get(f"objects {index}", [])))
+    return {"engine": "postgresql", "version": settings.get("server_version"),
+            "settings": settings, "databases": databases, "roles": roles}
+
+
+def _object_roles(rows: list[list[str]]) -> dict:
+    kinds: dict[str, list[str]] = {"owner": [], "granted": [], "schema_owner": []}
+    for kind, role in rows:
+        kinds.setdefault(kind, []).append(role)
+    return {"table_owners": kinds["owner"], "table_grantees": kinds["granted"],
+            "schema_owners": kinds["schema_owner"]}
+
+
+def _psql_sections(session: SourceSession, sections: list[tuple[str, str | None, str]],
+                   what: str) -> dict[str, list[list[str]]]:
+    text = _checked(session, psql_command(session, psql_script(sections)), f"psql ({what})")
+    return {tag: parsers.parse_psql_csv(body)
+            for tag, body in parsers.split_sections(text).items()}
+
+
+# ---- cron, access logs, configuration ---------------------------------------------------------
+
+
+def probe_cron(session: SourceSession) -> list[dict]:
+    command = (f"for f in {CRON_FILES}; do [ -f \"$f\" ] || continue; "
+               "if dpkg-query -S \"$f\" >/dev/null 2>&1; then o=package; else o=local; fi; "
+               "echo \"### $f $o\"; cat \"$f\"; echo; done")
+    return parsers.parse_cron(_checked(session, session.as_root(command), "cron"))
+
+
+def probe_web_access(session: SourceSession) -> dict | None:
+    """Observed use from nginx/apache access logs (rotated and gzipped ones too); None when
+    there are none. The logs are read as a stream and summarised here, line by line."""
+    listing = session.run(session.as_root(
+        "ls -1d " + " ".join(ACCESS_LOG_GLOBS) + " 2>/dev/null || true")).stdout
+    files = sorted(f for f in listing.split("\n") if f.startswith("/"))
+    if not files:
+        return None
+    command = session.as_root("zcat -f -- " + " ".join(shlex.quote(f) for f in files))
+    summary = parsers.summarise_access(session.stream_lines(command))
+    return {"files": files, **summary.as_dict()}
+
+
+def _grep(session: SourceSession, pattern_args: str, roots: Iterable[str]) -> list[dict]:
+    excluded = " ".join([*(f"--exclude-dir={d}" for d in CONFIG_EXCLUDED_DIRS),
+                         *(f"--exclude={shlex.quote(f)}" for f in CONFIG_EXCLUDED_FILES)])
+    places = " ".join(shlex.quote(r) for r in sorted(set(roots)))
+    command = (f"grep -rIns {excluded} {pattern_args} -- {places} | head -n {GREP_LIMIT} "
+               # cut every assigned value on the host itself: secrets never leave it
+               "| sed -E 's#^([^:]*:[0-9]+:[^=:]*[=:]).*#\\1 <cut>#'")
+    result = session.run(session.as_root(command))
+    if result.status not in (0, 1):
+        raise ProbeFailed(f"grep: exit {result.status}")
+    return parsers.parse_grep_lines(result.stdout)
+
+
+def probe_address_mentions(session: SourceSession, addresses: Iterable[str],
+                           directories: Iterable[str]) -> list[dict]:
+    """Configuration lines that name one of the system's source addresses (this host's or
+    another's: a web server's settings name its database host), candidates for rewrites.
+    Whole words only: 192.168.1.1 is not found in 192.168.1.10."""
+    pattern = "-F -w " + " ".join(f"-e {shlex.quote(a)}" for a in sorted(set(addresses)))
+    return _grep_raw(session, pattern, [*CONFIG_ROOTS, *directories])
+
+
+def _grep_raw(session: SourceSession, pattern_args: str, roots: Iterable[str]) -> list[dict]:
+    """Like ``_grep`` but keeping the line (values redacted on the host by sed first)."""
+    excluded = " ".join([*(f"--exclude-dir={d}" for d in CONFIG_EXCLUDED_DIRS),
+                         *(f"--exclude={shlex.quote(f)}" for f in CONFIG_EXCLUDED_FILES)])
+    places = " ".join(shlex.quote(r) for r in sorted(set(roots)))
+    redact_on_host = ("sed -E -e 's#(://[^/:@ ]+:)[^@ /]*@#\\1<redacted>@#g' "
+                      "-e 's#((password|passwd|pwd|secret|token|api_?key)[A-Za-z0-9_.-]*"
+                      "[\"'\"'\"']?[[:space:]]*[=:][[:space:]]*).*#\\1<redacted>#I'")
+    command = (f"grep -rIns {excluded} {pattern_args} -- {places} | head -n {GREP_LIMIT} "
+               f"| {redact_on_host}")
+    result = session.run(session.as_root(command))
+    if result.status not in (0, 1):
+        raise ProbeFailed(f"grep: exit {result.status}")
+    return parsers.parse_grep_lines(result.stdout)
+
+
+SECRET_PATTERN = (r"^[[:space:]]*[^#;[:space:]][^=:]*(password|passwd|pwd|secret|token|"
+                  r"api_?key)[^=:]*[=:][[:space:]]*[^[:space:]]")
+DSN_PATTERN = r"://[^/:@[:space:]]+:[^@[:space:]/]+@"
+
+
+def probe_secrets(session: SourceSession, directories: Iterable[str]) -> list[dict]:
+    """Where configuration holds a secret (file, line, key); the values are cut on the
+    host and never read."""
+    pattern = f"-E -i -e {shlex.quote(SECRET_PATTERN)} -e {shlex.quote(DSN_PATTERN)}"
+    found = []
+    for hit in _grep(session, pattern, [*CONFIG_ROOTS, *directories]):
+        key = parsers.secret_key_of(str(hit["text"]))
+        found.append({"file": hit["file"], "line": hit["line"], "key": key})
+    return found
