@@ -1,15 +1,15 @@
 """``migrate run`` on the test cloud, end to end: the sandbox's department server rooms,
 exchange platform and package mirror on this host around the all-in-one OpenStack
 (``sandbox.surroundings: true``), two systems moved from sandbox legacy machines to OpenStack
-instances: mzj-shjz (level 2, its data on volumes the instance mounts by serial) and wjw-fybj
+instances: mzj-tcjz (level 2, its data on volumes the instance mounts by serial) and wjw-tcbj
 (level 3, every volume encrypted by the cloud's LUKS volume type).
 
 One test, in the order an operator meets it: the first run moves both systems, but
-wjw-fybj's manifest forgot the flow from the exchange platform to its service, so its
+wjw-tcbj's manifest forgot the flow from the exchange platform to its service, so its
 verification fails (the platform's probe of the registered endpoint is dropped by the
-security group) and it is rolled back while mzj-shjz completes: provisioned, transferred,
+security group) and it is rolled back while mzj-tcjz completes: provisioned, transferred,
 cut over, verified, registered. With the flow back and the plan reviewed again
-(``--replan``), the next run adds the rule and cuts wjw-fybj over again; a third run changes
+(``--replan``), the next run adds the rule and cuts wjw-tcbj over again; a third run changes
 nothing; ``migrate destroy`` and ``sandbox down`` leave the project's OpenStack resources
 exactly as they were, counted through the API. The host reaches the department networks
 through their routers' gateways (``RouteKeeper``: the city's network team's part), and
@@ -39,7 +39,9 @@ from tests.testcloud.conftest import cloud_resources, holding_again
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 ESTATE = Path(__file__).parent / "run_estate"
-LEVEL_TWO, LEVEL_THREE = "mzj-shjz", "wjw-fybj"
+# the example estate's mzj-shjz and wjw-fybj under ids of the test cloud's own, so that
+# their sandbox machines never meet the other tests' (scripts/test.sh runs both at once)
+LEVEL_TWO, LEVEL_THREE = "mzj-tcjz", "wjw-tcbj"
 
 
 @pytest.fixture
@@ -111,7 +113,7 @@ def test_migrate_run_on_openstack_rolls_back_moves_then_changes_nothing(
 
 
 def first_run(estate: Path, run_cli) -> None:
-    """Both systems: mzj-shjz moves; wjw-fybj is cut over, fails its verification (the
+    """Both systems: mzj-tcjz moves; wjw-tcbj is cut over, fails its verification (the
     platform cannot reach it) and is rolled back: its source serves again."""
     started = time.monotonic()
     done = run_cli("run", estate, "--yes", "--output", "json")
@@ -135,8 +137,8 @@ def first_run(estate: Path, run_cli) -> None:
 
 def second_run(estate: Path, run_cli) -> None:
     """The flow is back: refused until the plan is reviewed again, then the rule is added
-    and wjw-fybj is cut over again, verified (its volumes encrypted by the cloud) and
-    registered; mzj-shjz is left as it is."""
+    and wjw-tcbj is cut over again, verified (its volumes encrypted by the cloud) and
+    registered; mzj-tcjz is left as it is."""
     refused = run_cli("run", estate, "--yes", "--output", "json")
     assert refused.code == 2 and "exchange" in refused.stdout, refused.stdout
     started = time.monotonic()
@@ -159,7 +161,7 @@ def second_run(estate: Path, run_cli) -> None:
 
 
 def assert_evidence_tells_the_failure_then_the_pass(estate: Path) -> None:
-    """wjw-fybj's evidence runbook keeps both verifications: the failed probe, then every
+    """wjw-tcbj's evidence runbook keeps both verifications: the failed probe, then every
     check passing; the last verification's kept result names the cloud's encryption."""
     evidence = (estate / "runbooks" / "evidence" / f"{LEVEL_THREE}.md").read_text()
     verify = evidence[evidence.index("## 验证 Verify"):evidence.index("## 回退 Rollback")]

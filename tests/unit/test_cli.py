@@ -13,7 +13,7 @@ import sys
 import pytest
 from rich.console import Console
 
-from migrate.cli.main import main as cli
+from migrate.cli import main as cli
 from migrate.orchestrate import pipeline
 from tests.conftest import ROOT
 

@@ -103,7 +103,7 @@ def test_an_unexpected_failure_is_json_with_exit_1(run_cli, estate, monkeypatch)
 
 
 def test_an_error_after_the_document_does_not_print_a_second_one(run_cli, estate, monkeypatch):
-    from migrate.cli.main import main as cli
+    from migrate.cli import main as cli
     from migrate.core.errors import StageFailed
 
     emit = cli.emit_json
@@ -185,7 +185,7 @@ def test_the_rollback_question_stays_off_stdout(run_cli, estate, monkeypatch):
 def test_the_trust_questions_stay_off_stdout(capsys, monkeypatch):
     from types import SimpleNamespace
 
-    from migrate.cli.main import main as cli
+    from migrate.cli import main as cli
 
     offered = SimpleNamespace(key_type="ssh-ed25519", fingerprint="SHA256:new")
     check = SimpleNamespace(target=SimpleNamespace(label=lambda: "10.0.0.5"), offered=offered,

@@ -65,9 +65,9 @@ def test_no_module_outside_the_rehearsal_imports_it() -> None:
 @pytest.mark.parametrize(("source", "line"), [
     ("from migrate.rehearsal.sandbox.estate import sandbox_up\n", 1),
     ("import json\nimport migrate.rehearsal.legacy.units\n", 2),
-    ("from migrate import testcloud\n", 1),
+    ("from migrate.rehearsal import testcloud\n", 1),
     ("def f():\n    from migrate.rehearsal.sandbox import images\n    return images\n", 2),
-    ("from .sandbox import network\n", 1),
+    ("from .rehearsal.sandbox import network\n", 1),
 ])
 def test_each_form_of_import_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                      source: str, line: int) -> None:

@@ -9,7 +9,7 @@ import re
 import pytest
 from rich.console import Console
 
-from migrate.cli.main import main as cli
+from migrate.cli import main as cli
 from migrate.cli.tables import fitting_table
 
 
