@@ -4,9 +4,14 @@
 #   1. the OpenStack test cloud starts coming up in the background (niced; on a cold machine
 #      its image build and services take about 20 minutes, warm about 10 seconds),
 #   2. meanwhile the rest is built (sandbox images, engine, provider: `make images engine
-#      provider lint`) and every other test runs (the test cloud's folder excluded),
-#   3. then the test cloud's own tests run against it (tests/testcloud).
-# A cloud this script brought up is removed again at the end (its cached images stay).
+#      provider lint`), then every other test starts (the main pytest: tests/conftest.py
+#      leaves tests/testcloud out unless MIGRATE_TESTCLOUD_TESTS=1),
+#   3. as soon as the cloud is ready (and the build done), the test cloud's own tests
+#      (tests/testcloud) start against it in a second pytest, beside the main one; their
+#      sandboxes use networks, system ids and a platform machine name no other test uses.
+# Each pytest's lines are prefixed ([main], [testcloud]) and kept in a log file of its own;
+# both durations and exit statuses are printed at the end, and the script fails if either
+# fails. A cloud this script brought up is removed again at the end (its cached images stay).
 # MIGRATE_TESTCLOUD=0 leaves the test cloud out (developers without the time for it); under CI
 # that is refused, like every other skip.
 set -uo pipefail
@@ -22,35 +27,82 @@ if [ "${MIGRATE_TESTCLOUD:-1}" = "0" ]; then
   exec "$PY" -m pytest "$@"
 fi
 
-log=$(mktemp -t migrate-testcloud-up.XXXXXX.log)
+logs=$(mktemp -d -t migrate-test.XXXXXX)
+log="$logs/testcloud-up.log"
 cloud_was_running=0
-if "$PY" -m migrate.rehearsal.testcloud status 2>/dev/null | grep -q '"machine": "running"'; then
+if "$PY" -m migrate.testcloud status 2>/dev/null | grep -q '"machine": "running"'; then
   cloud_was_running=1
 fi
 started=$(date +%s)
-nice -n 10 "$PY" -m migrate.rehearsal.testcloud up >"$log" 2>&1 &
+nice -n 10 "$PY" -m migrate.testcloud up >"$log" 2>&1 &
 cloud_pid=$!
-trap 'kill "$cloud_pid" 2>/dev/null' INT TERM
+main_pid=""
+tc_pid=""
+trap 'kill $cloud_pid $main_pid $tc_pid 2>/dev/null' INT TERM
+
+# part NAME LOG COMMAND...: runs COMMAND with every output line prefixed "[NAME] " and kept,
+# unprefixed, in LOG; its exit status is COMMAND's (pipefail).
+part() {
+  local name=$1 file=$2
+  shift 2
+  "$@" 2>&1 | tee "$file" | sed -u "s/^/[$name] /"
+}
 
 main_status=1
+main_started=""
 if make images engine provider lint; then
-  "$PY" -m pytest "$@"
-  main_status=$?
+  main_started=$(date +%s)
+  echo "== [main] pytest $* (every test but tests/testcloud) started; log $logs/main.log"
+  part main "$logs/main.log" "$PY" -m pytest "$@" &
+  main_pid=$!
 fi
 
 wait "$cloud_pid"
 cloud_status=$?
-echo "== test cloud: ready $(( $(date +%s) - started )) s after the start (it came up in the" \
-     "background while the other tests ran; exit $cloud_status; its own timings: $log)"
+cloud_ready=$(date +%s)
+echo "== test cloud: ready $(( cloud_ready - started )) s after the start (it came up in the" \
+     "background; exit $cloud_status; its own timings: $log)"
+
+tc_status=1
+tc_started=""
 if [ "$cloud_status" -ne 0 ]; then
   tail -n 40 "$log" >&2
-  exit 1
+elif [ -n "$main_started" ]; then
+  tc_started=$(date +%s)
+  echo "== [testcloud] pytest tests/testcloud started beside the main tests; log" \
+       "$logs/testcloud.log"
+  MIGRATE_TESTCLOUD_TESTS=1 part testcloud "$logs/testcloud.log" \
+    "$PY" -m pytest -p no:cacheprovider tests/testcloud &
+  tc_pid=$!
 fi
 
-MIGRATE_TESTCLOUD_TESTS=1 "$PY" -m pytest tests/testcloud
-cloud_tests_status=$?
+if [ -n "$main_pid" ]; then
+  wait "$main_pid"
+  main_status=$?
+  main_ended=$(date +%s)
+fi
+if [ -n "$tc_pid" ]; then
+  wait "$tc_pid"
+  tc_status=$?
+  tc_ended=$(date +%s)
+fi
 
 if [ "$cloud_was_running" -eq 0 ] && [ "${MIGRATE_TESTCLOUD_KEEP:-0}" != "1" ]; then
-  "$PY" -m migrate.rehearsal.testcloud down >/dev/null || echo "test.sh: removing the test cloud failed" >&2
+  "$PY" -m migrate.testcloud down >/dev/null || echo "test.sh: removing the test cloud failed" >&2
 fi
-[ "$main_status" -eq 0 ] && [ "$cloud_tests_status" -eq 0 ]
+
+echo "== summary (logs in $logs)"
+if [ -n "$main_started" ]; then
+  echo "== [main] every test but tests/testcloud: exit $main_status," \
+       "$(( main_ended - main_started )) s"
+else
+  echo "== [main] not run: 'make images engine provider lint' failed"
+fi
+echo "== test cloud: up exit $cloud_status, ready $(( cloud_ready - started )) s after the start"
+if [ -n "$tc_started" ]; then
+  echo "== [testcloud] tests/testcloud: exit $tc_status, $(( tc_ended - tc_started )) s," \
+       "started $(( tc_started - ${main_started:-$tc_started} )) s after the main tests"
+else
+  echo "== [testcloud] tests/testcloud: not run (the build or the test cloud failed)"
+fi
+[ "$main_status" -eq 0 ] && [ "$tc_status" -eq 0 ]

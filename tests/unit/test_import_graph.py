@@ -271,7 +271,8 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_cycle_made_in_a_copy_fails_the_rule(tree: Path) -> None:
     write_tree(tree, {
         "orchestrate/pipeline.py": "from migrate.stages import report\n",
-        "stages/report.py": "def build():\n    from migrate.orchestrate.pipeline import make_plan\n",
+        "stages/report.py":
+            "def build():\n    from migrate.orchestrate.pipeline import make_plan\n",
         "core/plan.py": "from migrate.core.census import take_census\n",
         "core/census.py": "import json\n",
     })
@@ -294,7 +295,8 @@ def test_the_rules_fail_on_a_copy_of_migrate_with_one_import_added(
     monkeypatch.setattr(layering, "PACKAGE", copy)
     assert not unlisted_cycles(cycles(import_graph()), ALLOWED_CYCLES)
     assert stage_edges(import_graph()) <= ALLOWED_STAGE_EDGES.keys()
-    with (copy / "core" / "census.py").open("a") as census:  # function level, as the hidden ones are
+    # function level, as the hidden ones are
+    with (copy / "core" / "census.py").open("a") as census:
         census.write("\n\ndef _later():\n    from migrate.orchestrate import pipeline\n"
                      "    return pipeline\n")
     graph = import_graph()
