@@ -72,14 +72,23 @@ def instances(system: dict, attached, groups: dict, settings: dict,
                       "roles": ",".join(planned["roles"])},
             user_data=cloudinit.user_data(
                 keys or [], [(_serial(v), p["mount"]) for p, v in
-                             zip(planned["volumes"], data, strict=True)], hosts or {}),
+                             zip(planned["volumes"], data, strict=True)], hosts or {},
+                settings.get("ntp_servers") or []),
+            config_drive=needs_config_drive(settings),
             tags=tags,
-            # user data only acts at first boot: a later change (a new operator key) must
-            # not replace a running instance; Ansible manages the keys from then on
-            opts=pulumi.ResourceOptions(ignore_changes=["userData"]))
+            # user data and the config drive act at first boot: a later change (a new
+            # operator key, a cloud that stops serving metadata) must not replace a running
+            # instance; Ansible manages the keys from then on
+            opts=pulumi.ResourceOptions(ignore_changes=["userData", "configDrive"]))
         built[planned["name"]] = Built(server, list(zip(planned["volumes"], data, strict=True)),
                                        boot, port)
     return built
+
+
+def needs_config_drive(settings: dict) -> bool | None:
+    """A config drive when the instances reach no metadata service: without one, cloud-init
+    finds neither the key nor the volumes (None leaves the cloud's default)."""
+    return True if settings.get("metadata_service") is False else None
 
 
 def _serial(volume: openstack.blockstorage.Volume) -> pulumi.Output:

@@ -27,7 +27,9 @@ def department_network(planned: dict, settings: dict) -> DepartmentNetwork:
         planned["name"], name=planned["name"], admin_state_up=True, tags=tags)
     subnet = openstack.networking.Subnet(
         f"{planned['name']}-subnet", name=f"{planned['name']}-subnet", network_id=net.id,
-        cidr=planned["cidr"], gateway_ip=planned["gateway"], ip_version=4, tags=tags)
+        cidr=planned["cidr"], gateway_ip=planned["gateway"], ip_version=4,
+        # the resolvers the instances' egress rules allow, handed out by the subnet's DHCP
+        dns_nameservers=settings.get("dns_servers") or None, tags=tags)
     external = openstack.networking.get_network(name=settings["external_network"])
     # The router routes and never translates: the addresses the plan's rules name (a source
     # host, the platform, the instances) are the addresses the peers see. (Setting it is

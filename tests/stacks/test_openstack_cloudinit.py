@@ -68,3 +68,9 @@ def test_the_guest_script_refuses_a_mount_point_that_is_not_plain(tmp_path):
         done = subprocess.run([sys.executable, "-c", patched], capture_output=True, text=True,
                               check=False)
         assert done.returncode == 1 and "refused entry" in done.stderr, entry
+
+
+def test_the_clouds_time_servers_go_to_the_images_ntp_client():
+    document = yaml.safe_load(load_cloudinit().render([KEY], [], None, ["10.30.0.5", "10.30.0.6"]))
+    assert document["ntp"] == {"enabled": True, "servers": ["10.30.0.5", "10.30.0.6"]}
+    assert "ntp" not in yaml.safe_load(load_cloudinit().render([KEY], [], None, []))

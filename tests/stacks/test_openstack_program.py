@@ -7,6 +7,7 @@ from collections import Counter
 
 import pulumi
 import pytest
+import yaml
 
 from migrate.core.stackplan import select_network, select_system
 from migrate.orchestrate import pipeline
@@ -261,3 +262,33 @@ def test_a_plan_without_floating_ips_makes_none(program_modules, plan):
     assert not mocks.of_type("openstack:networking/floatingIp:FloatingIp")
     assert not mocks.of_type("openstack:networking/floatingIpAssociate:FloatingIpAssociate")
     assert set(exported) == {"web", "db"}
+
+
+def test_the_subnet_hands_out_the_clouds_resolvers_when_set(program_modules, plan,
+                                                            openstack_plan):
+    modules = program_modules("openstack")
+
+    def subnet_of(this_plan: dict):
+        planned = select_network(this_plan, "rsj-egov_extranet")
+        mocks = run_program(lambda: [modules["network"].department_network(
+            planned, this_plan["cloud"]["openstack"]).subnet.id])
+        (subnet,) = mocks.of_type("openstack:networking/subnet:Subnet")
+        return subnet.inputs
+
+    assert subnet_of(openstack_plan)["dnsNameservers"] == ["10.0.0.53", "10.0.0.54"]
+    assert "dnsNameservers" not in subnet_of(plan)  # the cloud's own DHCP settings stay
+
+
+def test_instances_get_a_config_drive_only_without_a_metadata_service(program_modules,
+                                                                      openstack_plan):
+    modules = program_modules("openstack")
+    system_id = openstack_plan["systems"][0]["id"]
+    served = system_resources(modules, openstack_plan, system_id)
+    for instance in served.of_type("openstack:compute/instance:Instance"):
+        assert "configDrive" not in instance.inputs
+        assert yaml.safe_load(instance.inputs["userData"])["ntp"]["servers"] == ["10.0.0.123"]
+    without = copy.deepcopy(openstack_plan)
+    without["cloud"]["openstack"]["metadata_service"] = False
+    drives = system_resources(modules, without, system_id)
+    instances = drives.of_type("openstack:compute/instance:Instance")
+    assert instances and all(i.inputs["configDrive"] is True for i in instances)
