@@ -119,7 +119,8 @@ class OpenStackTarget(Target):
         return state_dir(estate) / "host-keys" / f"{stack}.json"
 
     def _console_keys(self, estate: Estate, stack: str, name: str, server_id: str) -> list[str]:
-        session = openstack_api.Session.for_cloud(self.settings(estate).cloud)
+        settings = self.settings(estate)
+        session = openstack_api.Session.for_cloud(settings.cloud, settings.region)
         deadline = time.monotonic() + HOST_KEYS_WAIT_S
         while True:
             try:

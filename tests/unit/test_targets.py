@@ -167,6 +167,11 @@ class Console:
         self.outputs = outputs
         self.asked: list[str] = []
         self.booting = 0  # how many answers come before cloud-init printed the keys
+        self.regions: list[str | None] = []  # the region of each session opened
+
+    def opened(self, region: str | None) -> Console:
+        self.regions.append(region)
+        return self
 
     def console_output(self, server_id: str) -> str:
         self.asked.append(server_id)
@@ -181,7 +186,8 @@ def console(monkeypatch: pytest.MonkeyPatch) -> Console:
     from migrate.targets import openstack, openstack_api
 
     found = Console({})
-    monkeypatch.setattr(openstack_api.Session, "for_cloud", classmethod(lambda _cls, _n: found))
+    monkeypatch.setattr(openstack_api.Session, "for_cloud",
+                        classmethod(lambda _cls, _name, region=None: found.opened(region)))
     monkeypatch.setattr(openstack, "HOST_KEYS_POLL_S", 0.0)
     return found
 
@@ -214,6 +220,19 @@ def test_openstack_host_keys_are_read_from_the_console_and_pinned(
     console.outputs[server] = cloud_init_console(OTHER_ED25519)  # a later console says else
     assert pipeline.provisioned_targets(opened, "wjw-fybj")["db"]["host_key"] == ED25519
     assert len(console.asked) == asked  # pinned: the console is not asked again
+
+
+def test_the_console_is_read_in_the_estates_region(estate: Path, state_outputs: dict,
+                                                   console: Console) -> None:
+    as_openstack(estate)
+    edit(estate / "migrate.yaml", "    external_network: ", "    region: RegionTwo\n"
+         "    external_network: ")
+    without_keys = {k: v for k, v in unencrypted(OPENSTACK_INSTANCE).items() if k != "host_keys"}
+    state_outputs["instances"] = {"db": without_keys}
+    console.outputs[without_keys["id"]] = cloud_init_console(ED25519)
+    opened = pipeline.open_estate(estate)
+    assert pipeline.provisioned_targets(opened, "wjw-fybj")["db"]["host_key"] == ED25519
+    assert console.regions == ["RegionTwo"]
 
 
 def test_a_replaced_instance_has_its_keys_read_again(estate: Path, state_outputs: dict,
