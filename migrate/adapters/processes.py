@@ -7,16 +7,10 @@ start are."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
-# Non-login root shells may lack the sbin directories on PATH.
-TOOL_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin")
-
-
-def find_tool(name: str) -> str | None:
-    """Absolute path of an executable, looking in PATH and then the sbin directories."""
-    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(TOOL_DIRS))
+from migrate.core.resources import TOOL_DIRS as TOOL_DIRS
+from migrate.core.resources import find_tool as find_tool
 
 
 def pid_alive(pid: int) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from migrate import __version__
 from migrate.cli.tables import FittingTable, fitting_table
@@ -31,10 +32,11 @@ from migrate.core.errors import (
     PlanChanged,
     Problem,
 )
+from migrate.core.extras import extra_providing, missing_extra, require_extra
 from migrate.core.journal import JournalCorrupt
 from migrate.core.loader import find_manifests
-from migrate.core.state import journal_for
 from migrate.orchestrate import pipeline
+from migrate.targets.context import Context
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
@@ -129,9 +131,20 @@ def plugged_commands() -> dict[str, EntryPoint]:
     return {point.name: point for point in entry_points(group=COMMANDS_GROUP)}
 
 
+class ExtraCheckedCommand(click.Command):
+    """A command that refuses before it does anything when the extra of the install it needs
+    (migrate.core.extras) is missing; its --help still works."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        require_extra(ctx.info_name or self.name or "", ctx.command_path)
+        return super().invoke(ctx)
+
+
 class PluggableGroup(click.Group):
     """The commands defined here, plus the plugged-in ones (the rehearsal's ``sandbox``),
     each loaded only when it is named or listed."""
+
+    command_class = ExtraCheckedCommand
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *plugged_commands()})
@@ -144,9 +157,25 @@ class PluggableGroup(click.Group):
         try:
             return point.load()
         except (ImportError, AttributeError) as error:
+            if isinstance(error, ModuleNotFoundError) and extra_providing(error.name or ""):
+                return needs_extra_command(cmd_name, error)
             raise EnvironmentNotReady(
                 f"the command {cmd_name!r} is declared by {point.value} but cannot be loaded: "
                 f"{error}", hint="reinstall the package that provides it") from None
+
+
+def needs_extra_command(name: str, missing: ModuleNotFoundError) -> click.Command:
+    """Stands in for a plugged command whose extra is not installed: --help lists it, and
+    running it fails as any command whose extra is missing (exit 3, naming the extra)."""
+    extra = extra_providing(missing.name or "")
+
+    def refuse() -> None:
+        raise missing
+
+    return click.Command(name, callback=refuse, add_help_option=False,
+                         help=f"Not installed here: {extra.install_hint() if extra else ''}",
+                         context_settings={"ignore_unknown_options": True,
+                                           "allow_extra_args": True})
 
 
 @click.group(cls=PluggableGroup,
@@ -214,9 +243,10 @@ def census(estate: Path, output: str, as_of: Any, reports: Path | None) -> None:
     Writes the self-inspection report (自查报告), the clean-up list (清理整合清单) and the list
     of systems to connect to the sharing platform (接入共享平台清单) as Markdown and CSV.
     """
-    loaded = pipeline.open_estate(estate)
-    result = pipeline.run_census(loaded, as_date(as_of))
-    written = pipeline.write_census_reports(loaded, result, reports)
+    context = pipeline.open_context(estate)
+    loaded = context.estate
+    result = pipeline.run_census(context, as_date(as_of))
+    written = pipeline.write_census_reports(context, result, reports)
     if output == "json":
         emit_json({**result.as_dict(), "files": [str(p) for p in written]})
         return
@@ -235,8 +265,8 @@ def census(estate: Path, output: str, as_of: Any, reports: Path | None) -> None:
               default=None, help="Where to write plan.json [default: ESTATE/.migrate/plan.json].")
 def plan(estate: Path, output: str, as_of: Any, out_path: Path | None) -> None:
     """Plan waves from depends_on and the cloud resources each migrating system needs."""
-    loaded = pipeline.open_estate(estate)
-    outcome = pipeline.make_plan(loaded, as_date(as_of), out_path)
+    context = pipeline.open_context(estate)
+    outcome = pipeline.make_plan(context, as_date(as_of), out_path)
     document = outcome.plan
     if output == "json":
         emit_json({**document, "path": str(outcome.path), "changed": outcome.changed})
@@ -390,18 +420,24 @@ def scope_text(systems: tuple[str, ...], wave: int | None) -> str:
     return " and ".join(parts) or "every planned system"
 
 
-def scope_of(loaded: Any, systems: tuple[str, ...], wave: int | None,
-             planned: Any = None) -> tuple[str, ...]:
+def scope_of(context: Context, systems: tuple[str, ...], wave: int | None) -> tuple[str, ...]:
     if wave is None:
         return systems
-    return tuple(dict.fromkeys((*systems, *pipeline.systems_of_wave(loaded, wave, planned))))
+    return tuple(dict.fromkeys((*systems, *pipeline.systems_of_wave(context, wave))))
 
 
-def planned_for(loaded: Any, *, apply: bool = False, replan: bool = False,
-                current: bool = False) -> Any:
-    """The command's one plan (pipeline.stage_plan), handed to every stage it calls; what
-    it says about the plan goes to stderr."""
-    planned = pipeline.stage_plan(loaded, apply=apply, replan=replan, current=current)
+def open_planned(estate: Path, *, apply: bool = False, replan: bool = False,
+                 current: bool = False) -> Context:
+    """The command's context, its plan made now (pipeline.stage_plan with these options)
+    and handed to every stage it calls; what it says about the plan goes to stderr."""
+    context = pipeline.open_context(estate, apply=apply, replan=replan, current=current)
+    say_plan(context, current)
+    return context
+
+
+def say_plan(context: Context, current: bool = False) -> None:
+    """What the command's plan says of itself (planned first, drift), on stderr."""
+    loaded, planned = context.estate, context.planned
     if planned.note:
         err.print(f"note: {planned.note}", markup=False, highlight=False)
     if planned.drift and current:
@@ -413,7 +449,6 @@ def planned_for(loaded: Any, *, apply: bool = False, replan: bool = False,
         err.print(f"warning: the estate no longer matches the reviewed plan {planned.path} "
                   f"({'; '.join(planned.drift)}): used as reviewed; 'migrate plan "
                   f"{loaded.display}' re-plans", markup=False, highlight=False)
-    return planned
 
 
 REPLAN = click.option("--replan", is_flag=True,
@@ -425,20 +460,20 @@ def run_stack_command(estate: Path, operation: str, systems: tuple[str, ...], ou
                       question: str | None = None, yes: bool = False,
                       wave: int | None = None, diff: bool = False,
                       replan: bool = False) -> None:
-    loaded = pipeline.open_estate(estate)
+    context = pipeline.open_context(estate, apply=operation == "provision", replan=replan,
+                                    current=operation == "preview")
     asked = question and question.format(scope=scope_text(systems, wave),
-                                         cloud=loaded.settings.cloud.target)
+                                         cloud=context.estate.settings.cloud.target)
     if asked and not sys.stdin.isatty():  # refused without --yes before anything is written
         confirm_or_refuse(asked, yes)
-    planned = planned_for(loaded, apply=operation == "provision", replan=replan,
-                          current=operation == "preview")
-    chosen = list(scope_of(loaded, systems, wave, planned))
+    say_plan(context, current=operation == "preview")
+    chosen = list(scope_of(context, systems, wave))
     if asked:
         if operation == "provision" and not yes and sys.stdin.isatty():  # it will ask
-            print_stack_diff(pipeline.run_stacks(loaded, "preview", chosen, stage_progress,
-                                                 planned=planned), err)
+            print_stack_diff(pipeline.run_stacks(context, "preview", chosen, stage_progress),
+                             err)
         confirm_or_refuse(asked, yes)
-    outcome = pipeline.run_stacks(loaded, operation, chosen, stage_progress, planned=planned)
+    outcome = pipeline.run_stacks(context, operation, chosen, stage_progress)
     print_stack_results(outcome, output, diff)
 
 
@@ -493,10 +528,9 @@ def destroy(estate: Path, systems: tuple[str, ...], wave: int | None, yes: bool,
 def register(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> None:
     """Register each migrating system's endpoint and catalogue resources (接入登记, 编目挂接)
     on the data sharing and exchange platform; idempotent."""
-    loaded = pipeline.open_estate(estate)
-    planned = planned_for(loaded)
-    results = pipeline.register_systems(loaded, list(scope_of(loaded, systems, wave, planned)),
-                                        stage_progress, planned=planned)
+    context = open_planned(estate)
+    results = pipeline.register_systems(context, list(scope_of(context, systems, wave)),
+                                        stage_progress)
     if output == "json":
         emit_json({"systems": results})
         return
@@ -515,10 +549,9 @@ def register(estate: Path, systems: tuple[str, ...], wave: int | None, output: s
 def verify(estate: Path, systems: tuple[str, ...], wave: int | None, output: str) -> int:
     """Prove each migrated system works on its targets: services and ports, data equal to
     the recorded evidence, the application, and the exchange platform (联通) from the target."""
-    loaded = pipeline.open_estate(estate)
-    planned = planned_for(loaded)
-    results = pipeline.verify_systems(loaded, list(scope_of(loaded, systems, wave, planned)),
-                                      stage_progress, planned=planned)
+    context = open_planned(estate)
+    results = pipeline.verify_systems(context, list(scope_of(context, systems, wave)),
+                                      stage_progress)
     if output == "json":  # one document, the failure in it
         return emit_json_with_error({"stage": "verify", "systems": results},
                                     lambda: pipeline.raise_for_failures("verify", results))
@@ -542,17 +575,15 @@ def run_move_command(estate: Path, stage: str, systems: tuple[str, ...], output:
                      confirmed: bool = False, wave: int | None = None,
                      check: bool = False, reason: str | None = None,
                      check_cloud: bool = False) -> int:
-    loaded = pipeline.open_estate(estate)
-    planned = planned_for(loaded)
-    chosen = list(scope_of(loaded, systems, wave, planned))
-    cloud = pipeline.check_cloud(loaded, chosen, stage_progress, planned) \
-        if check_cloud else None
+    context = open_planned(estate)
+    chosen = list(scope_of(context, systems, wave))
+    cloud = pipeline.check_cloud(context, chosen, stage_progress) if check_cloud else None
     if cloud is not None and output != "json":
         err.print(f"cloud: {len(cloud.results)} stacks checked (preflight), nothing missing",
                   highlight=False, markup=False)
     extra = {"reason": reason} if reason else {}
-    results = pipeline.move(loaded, stage, chosen, play_progress, confirmed=confirmed,
-                            check=check, planned=planned, **extra)
+    results = pipeline.move(context, stage, chosen, play_progress, confirmed=confirmed,
+                            check=check, **extra)
     if output == "json":  # one document, the failure in it
         document = {"stage": stage, "check": check, "systems": results}
         if cloud is not None:
@@ -707,13 +738,13 @@ def run_command(estate: Path, systems: tuple[str, ...], wave: int | None, yes: b
     from migrate.core.errors import EXIT_STAGE_FAILED, StageFailed
     from migrate.orchestrate import run as runs
 
-    loaded = pipeline.open_estate(estate)
+    context = pipeline.open_context(estate, apply=True, replan=replan)
     confirm_or_refuse(f"Move {scope_text(systems, wave)} to the "
-                      f"{loaded.settings.cloud.target} cloud (provision, transfer, cut over)? "
-                      f"{POSTGRESQL_RESTART}", yes)
+                      f"{context.estate.settings.cloud.target} cloud (provision, transfer, "
+                      f"cut over)? {POSTGRESQL_RESTART}", yes)
     with display_for(err) as display:  # live table on a terminal, stage lines otherwise
-        outcome = runs.run_estate(loaded, str(estate), wave, list(systems) or None,
-                                  display, workers, replan)
+        outcome = runs.run_estate(context, str(estate), wave, list(systems) or None,
+                                  display, workers)
     if output == "json":
         emit_json(outcome.as_dict())
         return 0 if outcome.ok else EXIT_STAGE_FAILED
@@ -748,7 +779,7 @@ def status_command(estate: Path, output: str) -> None:
     journal and the stacks; changes nothing."""
     from migrate.orchestrate import status
 
-    document = status.estate_status(pipeline.open_estate(estate))
+    document = status.estate_status(pipeline.open_context(estate))
     if output == "json":
         emit_json(document)
         return
@@ -772,10 +803,9 @@ def runbook_command(estate: Path, out_dir: Path | None, output: str) -> int:
     """Write the plan runbooks (per system and wave) and the evidence runbooks (from the
     journal) as Markdown and self-contained HTML. When the journal does not verify, the
     evidence runbooks say so and the command exits 4."""
-    loaded = pipeline.open_estate(estate)
-    written = pipeline.write_runbooks(loaded, str(estate), out_dir,
-                                      planned=planned_for(loaded))
-    checked = journal_for(loaded).verify()
+    context = open_planned(estate)
+    written = pipeline.write_runbooks(context, str(estate), out_dir)
+    checked = context.journal.verify()
     if output == "json":
         return emit_json_with_error({"files": [str(p) for p in written],
                                      "journal": checked.as_dict()},
@@ -803,9 +833,7 @@ def report_command(estate: Path, as_of: Any, monthly: bool, out_dir: Path | None
     from migrate.stages import report
 
     day = as_date(as_of) or (report.monthly_as_of(date.today()) if monthly else date.today())
-    loaded = pipeline.open_estate(estate)
-    document, written = pipeline.write_report(loaded, day, out_dir,
-                                              planned=planned_for(loaded))
+    document, written = pipeline.write_report(open_planned(estate), day, out_dir)
     if output == "json":  # one document, the refusal in it
         return emit_json_with_error({**document, "files": [str(p) for p in written]},
                                     lambda: refuse_unverified_report(document))
@@ -871,10 +899,10 @@ def trust_command(estate: Path, systems: tuple[str, ...], hosts: tuple[str, ...]
         raise click.UsageError("--yes trusts only the keys named with --accept SHA256:...: "
                                "give the fingerprints you expect (a job must not accept keys "
                                "it was not told about)")
-    loaded = access.open_estate_for_sources(estate)
+    context = pipeline.context_of(access.open_estate_for_sources(estate))
     confirm = None if yes or trust.unattended() else ask_to_trust
-    outcome = trust.trust_estate(loaded, trust.trust_targets(loaded, systems, hosts, port),
-                                 accepted, confirm)
+    outcome = trust.trust_estate(
+        context, trust.trust_targets(context.estate, systems, hosts, port), accepted, confirm)
     if output == "json":  # one document, the refusal in it (exit code as for the error)
         return emit_json_with_error(outcome.as_dict(), lambda: trust.raise_for_refused(outcome))
     rows = [(c.target.system or "", c.target.host or "", c.target.name, c.offered.key_type,
@@ -924,9 +952,9 @@ def discover_command(estate: Path, systems: tuple[str, ...], addresses: tuple[st
 
     if addresses and key_file is None:
         raise click.UsageError("--host needs --key FILE (the private key that logs in)")
-    loaded = access.open_estate_for_sources(estate)
+    context = pipeline.context_of(access.open_estate_for_sources(estate))
     new_hosts = [access.Login(a, user, key_file, port) for a in addresses if key_file]
-    outcomes = discovery.discover_systems(loaded, list(systems), new_hosts, stage_progress)
+    outcomes = discovery.discover_systems(context, list(systems), new_hosts, stage_progress)
     if output == "json":
         return emit_json_with_error({"systems": [o.as_dict() for o in outcomes]},
                                     lambda: discovery.raise_for_failures(outcomes))
@@ -999,8 +1027,8 @@ def audit_verify(target: Path, public_key_file: Path | None, checkpoints: tuple[
     public = read_public_file(public_key_file) if public_key_file else None
     if target.is_file():
         return verify_archive(target, public, list(checkpoints), output)
-    loaded = pipeline.open_estate(target)
-    result = journal_for(loaded).verify(public_key=public, checkpoints=checkpoints)
+    journal = pipeline.open_context(target).journal
+    result = journal.verify(public_key=public, checkpoints=checkpoints)
     if output == "json":  # one document, the failure in it
         return emit_json_with_error(result.as_dict(), lambda: refuse_unverified(result))
     if result.ok:
@@ -1049,7 +1077,7 @@ def audit_key(estate: Path, to_file: Path | None, output: str) -> None:
     """The public key the estate's journal is signed with (PEM), for auditors."""
     from migrate.core.signing import key_id, public_pem
 
-    journal = journal_for(pipeline.open_estate(estate))
+    journal = pipeline.open_context(estate).journal
     public = journal.public_key()
     if public is None:
         raise JournalCorrupt("the journal is not signed (legacy or empty): it has no key",
@@ -1072,7 +1100,7 @@ def audit_key(estate: Path, to_file: Path | None, output: str) -> None:
 def audit_checkpoint(estate: Path, to_file: Path | None, output: str) -> None:
     """The latest signed checkpoint (entry count and head hash), to record somewhere the
     estate's operators cannot change (e.g. the bureau's mail); verify with --checkpoint."""
-    journal = journal_for(pipeline.open_estate(estate))
+    journal = pipeline.open_context(estate).journal
     lines = journal.checkpoints_path.read_text(encoding="utf-8").splitlines() \
         if journal.checkpoints_path.is_file() else []
     if not lines:
@@ -1116,9 +1144,9 @@ def evidence_export(estate: Path, archive: Path, as_of: Any, as_json: bool) -> N
     """Write ESTATE's evidence bundle: runbooks, report, journal with checkpoints and public
     key, plan, census lists and cited artifacts, a sha256 manifest and its signature; links
     inside are relative. Check it anywhere with 'migrate audit verify FILE'."""
-    from migrate.stages.evidence import export_estate
+    from migrate.orchestrate.evidence import export_estate
 
-    exported = export_estate(pipeline.open_estate(estate), archive,
+    exported = export_estate(pipeline.open_context(estate), archive,
                              as_date(as_of) or date.today())
     if as_json or os.environ.get(OUTPUT_ENV) == "json":
         emit_json(exported.as_dict())
@@ -1145,7 +1173,8 @@ def report_error(error: MigrateError, output: str) -> None:
         emit_json(error_document(error))
         return
     problems = error.problems if isinstance(error, InvalidInput) else []
-    err.print(f"[red]error[/red]: {error.message}", highlight=False)
+    # the message may quote what a host or a tool said: text, never markup
+    err.print(f"[red]error[/red]: {escape(error.message)}", highlight=False)
     if problems:
         print_problems(problems, "", "red")
     if error.hint:
@@ -1222,6 +1251,31 @@ def report_unexpected(error: Exception, output: str) -> None:
     report_error(failure, output)
 
 
+def named_command(args: list[str]) -> str:
+    """The command the arguments name ('migrate audit verify'), options and their values
+    left out, for messages."""
+    names, command = ["migrate"], cli
+    for word in (arg for arg in args if not arg.startswith("-")):
+        if not isinstance(command, click.Group):
+            break
+        try:
+            command = command.get_command(click.Context(command), word)
+        except Exception:  # naming the command must not hide the error being reported
+            break
+        if command is None:
+            break
+        names.append(word)
+    return " ".join(names)
+
+
+def extra_not_installed(error: Exception, args: list[str]) -> EnvironmentNotReady | None:
+    """A command that needs a module of an extra that is not installed (exit 3, naming the
+    extra); None for any other error."""
+    if not isinstance(error, ModuleNotFoundError):
+        return None
+    return missing_extra(error, named_command(args))
+
+
 def run_with_boundary(args: list[str], output: str) -> int:
     try:
         code = cli.main(args=args, prog_name="migrate", standalone_mode=False)
@@ -1247,6 +1301,10 @@ def run_with_boundary(args: list[str], output: str) -> int:
     except KeyboardInterrupt:
         return report_stop(Interrupted("interrupted"), output)
     except Exception as error:  # the last line of the boundary: no traceback for users
+        needs = extra_not_installed(error, args)
+        if needs is not None:
+            report_error(needs, output)
+            return needs.exit_code
         if os.environ.get("MIGRATE_DEBUG") == "1":
             raise
         report_unexpected(error, output)

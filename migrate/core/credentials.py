@@ -1,6 +1,8 @@
 """Credentials `migrate` makes itself, whatever the cloud: SSH client key pairs (the operator's,
-the per-system migration keys) and the SCRAM-SHA-256 verifiers PostgreSQL stores instead of a
-password. Neither the stages nor the rehearsal own these; both use them from here.
+the per-system migration keys), the SCRAM-SHA-256 verifiers PostgreSQL stores instead of a
+password, and the file that holds the passphrase of the stacks' secrets (made only for a
+rehearsal, else the operator's; never readable by others). Neither the stages, the targets
+nor the rehearsal own these; all use them from here.
 """
 
 from __future__ import annotations
@@ -9,14 +11,17 @@ import base64
 import hashlib
 import hmac
 import os
+import secrets
+import stat
 import subprocess
 import unicodedata
 from pathlib import Path
 
-from migrate.adapters.processes import find_tool
-from migrate.core.errors import EnvironmentNotReady, StageFailed
+from migrate.core.errors import EnvironmentNotReady, GuardRefused, StageFailed
+from migrate.core.resources import find_tool
 
 SCRAM_ITERATIONS = 4096
+PASSPHRASE_ENV = "MIGRATE_PULUMI_PASSPHRASE_FILE"
 
 
 def ssh_keygen() -> str:
@@ -72,3 +77,42 @@ def scram_verifier(password: str, salt: bytes, iterations: int = SCRAM_ITERATION
     b64 = base64.b64encode
     return (f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}$"
             f"{b64(stored_key).decode()}:{b64(server_key).decode()}")
+
+
+# ---------------------------------------------------------------- the stacks' passphrase
+
+
+def check_passphrase_file(passphrase_file: Path) -> Path:
+    """The passphrase file must exist and be readable by its owner only."""
+    path = Path(passphrase_file).resolve()
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as error:
+        raise GuardRefused(
+            f"passphrase file {path} does not exist",
+            hint="write the stack passphrase into it and `chmod 600` it",
+        ) from error
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise GuardRefused(
+            f"passphrase file {path} is readable by others (mode {stat.S_IMODE(mode):o})",
+            hint=f"chmod 600 {path}",
+        )
+    return path
+
+
+def ensure_passphrase_file(state_dir: Path, create: bool) -> Path:
+    """The stack secrets passphrase: a 0600 file named by the environment, or the state
+    directory's own; made on first use only for the sandbox (a rehearsal's own secret)."""
+    named = os.environ.get(PASSPHRASE_ENV)
+    path = Path(named) if named else state_dir / "pulumi-passphrase"
+    if not path.is_file():
+        if not create or named:
+            raise EnvironmentNotReady(
+                f"no passphrase for the stacks' secrets at {path}",
+                f"write it to a 0600 file and point {PASSPHRASE_ENV} at it (CI: from the "
+                "CI secret store); never put it on the command line")
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+    return check_passphrase_file(path)

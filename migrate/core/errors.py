@@ -34,6 +34,7 @@ class StageFailed(MigrateError):
     """A stage ran and failed (a play, a stack update, a verification)."""
 
     exit_code = EXIT_STAGE_FAILED
+    failure: StageFailure | None = None  # the one system's failure it reports, if so
 
 
 class GuardRefused(MigrateError):
@@ -57,6 +58,34 @@ class HostKeyUnknown(GuardRefused):
 
 class HostKeyChanged(GuardRefused):
     """A source host offered an SSH host key that differs from the one recorded for it."""
+
+
+@dataclass(frozen=True)
+class StageFailure:
+    """A stage that failed for one system (or for a wave's systems, ``system`` None), as the
+    MigrateError caught where it ran made it: recorded once, carried unchanged into the
+    stage's results, the run summary and the command's own error (``error``)."""
+
+    system: str | None
+    stage: str
+    kind: str  # the class of the error caught
+    message: str
+    hint: str | None
+    exit_code: int
+    duration_s: float = 0.0
+
+    @classmethod
+    def caught(cls, error: MigrateError, stage: str, system: str | None = None,
+               duration_s: float = 0.0) -> StageFailure:
+        return cls(system, stage, type(error).__name__, error.message, error.hint,
+                   error.exit_code, round(duration_s, 3))
+
+    def error(self, message: str | None = None) -> StageFailed:
+        """The command's error for this failure alone: its hint and exit code kept."""
+        raised = StageFailed(message or self.message, hint=self.hint)
+        raised.exit_code = self.exit_code
+        raised.failure = self
+        return raised
 
 
 @dataclass(frozen=True, order=True)

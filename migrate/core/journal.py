@@ -25,7 +25,7 @@ import socket
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -385,6 +385,23 @@ class Verification:
                 "problem": self.problem, "line": self.line, "check": self.check,
                 "status": self.status, "key_id": self.key_id, "public_key": self.public_key,
                 "checkpoints": self.checkpoints, "warnings": list(self.warnings)}
+
+
+def verification_summary(verification: Verification) -> str:
+    """One line on whether the journal verifies, as the runbooks and the report print it."""
+    if not verification.ok:
+        return f"未通过 FAILED ({verification.check}): {verification.problem}"
+    signed = verification.key_id or "no key"
+    return (f"通过 passed: {verification.entries} entries, {verification.status} "
+            f"(key {signed}), {verification.checkpoints} checkpoint files agree")
+
+
+def entries_until(entries: Iterable[dict], as_of: date | None) -> list[dict]:
+    """Entries up to the end of ``as_of`` (UTC date of ``at``), all when ``as_of`` is None."""
+    if as_of is None:
+        return list(entries)
+    limit = as_of.isoformat()
+    return [e for e in entries if str(e.get("at", ""))[:10] <= limit]
 
 
 class _Failed(Exception):

@@ -20,6 +20,7 @@ import orjson
 
 from migrate.core.census import CensusResult
 from migrate.core.errors import InvalidInput, Problem
+from migrate.core.journal import digest_bytes
 from migrate.core.loader import Estate
 from migrate.core.model import FLOW_PEERS, Flavor, Instance, SystemManifest, render_placeholders
 from migrate.core.validate import dependency_cycles
@@ -114,6 +115,31 @@ def openstack_settings(estate: Estate) -> dict | None:
 
 def render_plan(plan: dict) -> str:
     return orjson.dumps(plan, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
+
+
+def plan_digest(plan: dict) -> str:
+    """The digest of the plan's text as plan.json holds it (the journal's ``plan`` entries)."""
+    return digest_bytes(render_plan(plan).encode("utf-8"))
+
+
+def endpoint_of(system: SystemManifest, planned: dict, side: str = "target") -> tuple[str, str]:
+    """Base URL and health path of the system's service on its target instance (or, with
+    ``side="source"``, on the source host it runs on before the cutover): the service the
+    first catalogue interface names, else the first declared service."""
+    services = {s["name"]: s for s in planned["services"]}
+    if not services:
+        raise ValueError(f"{system.id} declares no service to register as its endpoint")
+    interfaces = [r.interface.service for r in (system.exchange.resources if system.exchange
+                                                else []) if r.interface]
+    service = services.get(interfaces[0]) if interfaces else None
+    service = service or services[system.workload.services[0].name]
+    if side == "source":
+        address = next(h["address"] for h in planned["source_hosts"]
+                       if h["name"] == service["source_host"])
+    else:
+        address = next(i["address"] for i in planned["instances"]
+                       if i["name"] == service["instance"])
+    return f"http://{address}:{service['port']}", service["health"] or "/health"
 
 
 # ---------------------------------------------------------------- waves

@@ -1,5 +1,5 @@
 """Where the project's shipped folders are: ``templates/``, ``playbooks/``, ``stacks/`` and
-``providers/``.
+``providers/``; and where the programs it may start are (``find_tool``).
 
 In a checkout they are top-level folders next to the ``migrate`` package. A wheel carries a
 copy of each under ``migrate/_shipped/<name>`` (placed there at build time by ``setup.py``;
@@ -9,6 +9,8 @@ else the checkout's folder. Overrides (``MIGRATE_STACKS_DIR``) are applied by th
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # migrate/
@@ -16,6 +18,8 @@ SHIPPED_DIR = PACKAGE_DIR / "_shipped"
 CHECKOUT_DIR = PACKAGE_DIR.parent
 # the folders setup.py copies into the wheel (keep the two lists the same)
 NAMES = ("templates", "playbooks", "stacks", "providers")
+# Non-login root shells may lack the sbin directories on PATH.
+TOOL_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin")
 
 
 def folder(name: str) -> Path:
@@ -24,3 +28,8 @@ def folder(name: str) -> Path:
         raise ValueError(f"not a shipped folder: {name!r} (one of {', '.join(NAMES)})")
     installed = SHIPPED_DIR / name
     return installed if installed.is_dir() else CHECKOUT_DIR / name
+
+
+def find_tool(name: str) -> str | None:
+    """Absolute path of an executable, looking in PATH and then the sbin directories."""
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(TOOL_DIRS))

@@ -1,6 +1,6 @@
 """Where an estate's state lives, and its journal: shared by every stage.
 
-Stages import this module, never each other or the pipeline.
+Stages import this module (core is below them), never each other or the orchestration.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Strings the stages together. Stages never import each other; this module does.
+"""Strings the stages together. A stage imports no other stage and nothing of the orchestration
+(the layers: tests/unit/test_import_graph.py); this module imports them, and hands a stage
+what it needs of another (verification: ``system_instances``).
 
 Every function here takes plain arguments and returns model objects or documents; printing and
 exit codes are the CLI's business.
@@ -27,12 +29,13 @@ from migrate.core.errors import (
     PlanChanged,
     Problem,
     StageFailed,
+    StageFailure,
 )
-from migrate.core.journal import Journal, Verification, digest_bytes, digest_file, verify_journal
+from migrate.core.journal import Journal, digest_bytes, digest_file
 from migrate.core.loader import Estate
 from migrate.core.plan import PLAN_SCHEMA_VERSION, build_plan, plan_changes, render_plan
 from migrate.core.plan_document import check_plan_document
-from migrate.core.state import estate_inputs, journal_for, read_secret, state_dir
+from migrate.core.state import estate_inputs, read_secret, state_dir
 from migrate.core.validate import validate_estate
 from migrate.stages.provision import (
     Provisioner,
@@ -42,7 +45,8 @@ from migrate.stages.provision import (
     stack_outputs,
     targets_for,
 )
-from migrate.targets import Target, surroundings_of, target_of
+from migrate.targets import Target
+from migrate.targets.context import Context, PlanOutcome
 from migrate.targets.contract import Instance, has_host_keys, read_instance
 
 
@@ -50,18 +54,45 @@ def open_estate(path: str | Path) -> Estate:
     return validate_estate(path)
 
 
+def open_context(path: str | Path, *, apply: bool = False, replan: bool = False,
+                 current: bool = False) -> Context:
+    """The estate at ``path``, validated, as the one context of a command; its plan is
+    ``stage_plan``'s with these options."""
+    return context_of(open_estate(path), apply=apply, replan=replan, current=current)
+
+
+def context_of(estate: Estate, *, apply: bool = False, replan: bool = False,
+               current: bool = False) -> Context:
+    def planner(context: Context) -> PlanOutcome:
+        return stage_plan(context, apply=apply, replan=replan, current=current)
+
+    return Context(estate, state_dir(estate), planner)
+
+
+def context_for_plan(estate: Estate, plan: dict) -> Context:
+    """A context that works to ``plan`` as given, neither checked against the estate nor
+    journaled: for callers outside a command that made the plan themselves (a variant of
+    the estate's, in the sandbox tests and the benchmarks)."""
+    def planner(context: Context) -> PlanOutcome:
+        return PlanOutcome(plan, run_census(context), context.plan_path, False)
+
+    return Context(estate, state_dir(estate), planner)
+
+
 def census_date(estate: Estate, as_of: date | None) -> date:
     return as_of or estate.settings.census.as_of or date.today()
 
 
-def run_census(estate: Estate, as_of: date | None = None) -> CensusResult:
+def run_census(context: Context, as_of: date | None = None) -> CensusResult:
+    estate = context.estate
     return take_census(estate.systems, estate.settings.cloud.protection_level,
-                       census_date(estate, as_of), observed=observed_uses(estate))
+                       census_date(estate, as_of), observed=observed_uses(context))
 
 
-def observed_uses(estate: Estate) -> dict[str, ObservedUse]:
+def observed_uses(context: Context) -> dict[str, ObservedUse]:
     """Use that ``migrate discover`` saw in the source hosts' access logs, per system."""
-    folder = state_dir(estate) / "discovery"
+    estate = context.estate
+    folder = context.state_dir / "discovery"
     if not folder.is_dir():
         return {}
     from migrate.stages.discovery.use import observed_uses as read_uses
@@ -77,44 +108,21 @@ def observed_uses(estate: Estate) -> dict[str, ObservedUse]:
     return found
 
 
-def write_census_reports(estate: Estate, census: CensusResult, folder: Path | None = None
+def write_census_reports(context: Context, census: CensusResult, folder: Path | None = None
                          ) -> list[Path]:
     started = time.monotonic()
+    estate = context.estate
     tables = census_report.census_tables(estate.systems, census)
-    target = folder or state_dir(estate) / "reports" / "census"
+    target = folder or context.state_dir / "reports" / "census"
     written = census_report.write_census_files(tables, target, estate.settings.estate,
                                                census.as_of.isoformat())
-    journal_for(estate).append(
+    context.journal.append(
         "census", inputs=estate_inputs(estate),
         outputs={"as_of": census.as_of.isoformat(), "counts": census.counts(),
                  "dispositions": {s: v.disposition for s, v in census.verdicts.items()},
                  "files": {str(p): digest_file(p) for p in written}},
         duration_s=time.monotonic() - started)
     return written
-
-
-def audit_journal(estate: Estate) -> Verification:
-    journal = journal_for(estate)
-    estate_id = None
-    if journal.identity_path.is_file():
-        estate_id = journal.estate_id()
-    return verify_journal(journal.path, estate_id)
-
-
-def plan_path(estate: Estate) -> Path:
-    return state_dir(estate) / "plan.json"
-
-
-@dataclass(frozen=True)
-class PlanOutcome:
-    """The plan one command works to, computed once and handed to every stage it calls."""
-
-    plan: dict
-    census: CensusResult
-    path: Path
-    changed: bool  # plan.json was (re)written
-    note: str = ""  # what to tell the user: planned first, re-planned
-    drift: tuple[str, ...] = ()  # the estate against plan.json, not applied (see stage_plan)
 
 
 def read_previous_plan(path: Path) -> dict | None:
@@ -131,18 +139,18 @@ def read_previous_plan(path: Path) -> dict | None:
     return previous
 
 
-def make_plan(estate: Estate, as_of: date | None = None, out: Path | None = None,
+def make_plan(context: Context, as_of: date | None = None, out: Path | None = None,
               write: bool = True) -> PlanOutcome:
     started = time.monotonic()
-    census = run_census(estate, as_of)
-    path = out or plan_path(estate)
-    plan = build_plan(estate, census, previous=read_previous_plan(path))
+    census = run_census(context, as_of)
+    path = out or context.plan_path
+    plan = build_plan(context.estate, census, previous=read_previous_plan(path))
     text = render_plan(plan)
     changed = not path.is_file() or path.read_text(encoding="utf-8") != text
     if write:
         if changed:
             write_atomically(path, text)
-        journal_plan(estate, path, text, plan, changed, started)
+        journal_plan(context, path, text, plan, changed, started)
     return PlanOutcome(plan, census, path, changed)
 
 
@@ -155,15 +163,15 @@ def last_plan_digest(journal: Journal) -> str | None:
     return digest
 
 
-def journal_plan(estate: Estate, path: Path, text: str, plan: dict, changed: bool,
+def journal_plan(context: Context, path: Path, text: str, plan: dict, changed: bool,
                  started: float) -> None:
     """A ``plan`` entry, only when plan.json was (re)written or the plan differs from the one
     the journal recorded last: a command, or a re-run, with the same plan adds none."""
-    journal = journal_for(estate)
+    journal = context.journal
     digest = digest_bytes(text.encode())
     if not changed and last_plan_digest(journal) == digest:
         return
-    journal.append("plan", inputs=estate_inputs(estate),
+    journal.append("plan", inputs=estate_inputs(context.estate),
                    outputs={"plan": str(path), "digest": digest, "changed": changed,
                             "waves": plan["waves"]},
                    duration_s=time.monotonic() - started)
@@ -172,7 +180,7 @@ def journal_plan(estate: Estate, path: Path, text: str, plan: dict, changed: boo
 PREVIEW_PLAN = "plan.preview.json"
 
 
-def stage_plan(estate: Estate, *, apply: bool = False, replan: bool = False,
+def stage_plan(context: Context, *, apply: bool = False, replan: bool = False,
                current: bool = False) -> PlanOutcome:
     """The plan a stage command works to: the reviewed plan.json, as ``migrate plan`` wrote it.
 
@@ -185,16 +193,16 @@ def stage_plan(estate: Estate, *, apply: bool = False, replan: bool = False,
     is written beside it as plan.preview.json, neither reviewed nor journaled, and used;
     otherwise plan.json is used as reviewed. ``drift`` says what the estate changed since."""
     started = time.monotonic()
-    path = plan_path(estate)
-    census = run_census(estate)
+    estate, path = context.estate, context.plan_path
+    census = run_census(context)
     stored, mismatch = _stored_plan(path)
     fresh = build_plan(estate, census, previous=stored)
     if stored is None and mismatch is None:
-        return _replace_plan(estate, fresh, census, path, started,
+        return _replace_plan(context, fresh, census, path, started,
                              f"no plan yet: planned first, written to {path}")
     changes = [mismatch] if mismatch else plan_changes(stored, fresh)
     if changes and replan:
-        return _replace_plan(estate, fresh, census, path, started,
+        return _replace_plan(context, fresh, census, path, started,
                              f"re-planned ({'; '.join(changes)}), written to {path}")
     if changes and apply:
         raise PlanChanged(
@@ -207,7 +215,7 @@ def stage_plan(estate: Estate, *, apply: bool = False, replan: bool = False,
         write_atomically(side, render_plan(fresh))
         return PlanOutcome(fresh, census, side, False, drift=tuple(changes))
     if stored is None:  # a plan.json of another schema version: nothing to keep using
-        return _replace_plan(estate, fresh, census, path, started,
+        return _replace_plan(context, fresh, census, path, started,
                              f"{mismatch}: planned afresh, written to {path}")
     gone = sorted(s["id"] for s in stored["systems"] if s["id"] not in estate.systems)
     if gone:  # the reviewed plan cannot be used without its systems' manifests
@@ -215,7 +223,7 @@ def stage_plan(estate: Estate, *, apply: bool = False, replan: bool = False,
             str(path), None, "systems", f"plans {', '.join(gone)}, whose manifest is gone",
             f"re-plan ('migrate plan {estate.display}') once the estate is as it should be")],
             f"the reviewed plan {path} plans systems the estate no longer has")
-    journal_plan(estate, path, path.read_text(encoding="utf-8"), stored, False, started)
+    journal_plan(context, path, path.read_text(encoding="utf-8"), stored, False, started)
     return PlanOutcome(stored, census, path, False, drift=tuple(changes))
 
 
@@ -232,35 +240,29 @@ def _stored_plan(path: Path) -> tuple[dict | None, str | None]:
     return stored, None
 
 
-def _replace_plan(estate: Estate, plan: dict, census: CensusResult, path: Path,
+def _replace_plan(context: Context, plan: dict, census: CensusResult, path: Path,
                   started: float, note: str) -> PlanOutcome:
     text = render_plan(plan)
     write_atomically(path, text)
-    journal_plan(estate, path, text, plan, True, started)
+    journal_plan(context, path, text, plan, True, started)
     return PlanOutcome(plan, census, path, True, note=note)
 
 
-def plan_or(estate: Estate, planned: PlanOutcome | None) -> PlanOutcome:
-    """The plan the command handed over, else the stage's own (a caller that has none)."""
-    return planned if planned is not None else stage_plan(estate)
-
-
-def systems_of_wave(estate: Estate, wave: int, planned: PlanOutcome | None = None
-                    ) -> list[str]:
-    """The systems of one wave of the plan."""
-    waves = {w["number"]: w["systems"] for w in plan_or(estate, planned).plan["waves"]}
+def systems_of_wave(context: Context, wave: int) -> list[str]:
+    """The systems of one wave of the command's plan."""
+    waves = {w["number"]: w["systems"] for w in context.plan["waves"]}
     if wave not in waves:
         raise InvalidInput([], f"the plan has no wave {wave} (waves: "
                                f"{', '.join(map(str, sorted(waves))) or 'none'})")
     return list(waves[wave])
 
 
-def load_plan(estate: Estate) -> dict:
-    path = plan_path(estate)
+def load_plan(context: Context) -> dict:
+    path = context.plan_path
     previous = read_previous_plan(path)
     if previous is None:
         raise InvalidInput([Problem(str(path), None, "", "no plan yet",
-                                    f"run 'migrate plan {estate.display}' first")])
+                                    f"run 'migrate plan {context.estate.display}' first")])
     return previous
 
 
@@ -276,11 +278,12 @@ def write_atomically(path: Path, text: str) -> None:
 # ---------------------------------------------------------------- provisioning
 
 
-def provision_settings(estate: Estate, plan_file: Path) -> ProvisionSettings:
+def provision_settings(context: Context, plan_file: Path) -> ProvisionSettings:
     """What the estate's cloud target gives its stacks (config, engine environment,
     passphrase), with the names its instances must resolve that no DNS of the cloud serves."""
-    settings = target_of(estate).provision_settings(estate, plan_file)
-    hosts = surroundings_of(estate).host_entries(estate)
+    estate = context.estate
+    settings = context.target.provision_settings(estate, plan_file)
+    hosts = context.surroundings.host_entries(estate)
     return replace(settings, config={
         **settings.config, "migrate:hosts": json.dumps(hosts, sort_keys=True)})
 
@@ -299,18 +302,17 @@ class ProvisionOutcome:
                 "stacks": [r.as_dict() for r in self.results]}
 
 
-def run_stacks(estate: Estate, operation: str, system_ids: list[str] | None = None,
-               progress: Callable[[str], None] | None = None,
-               planned: PlanOutcome | None = None) -> ProvisionOutcome:
+def run_stacks(context: Context, operation: str, system_ids: list[str] | None = None,
+               progress: Callable[[str], None] | None = None) -> ProvisionOutcome:
     """preview, preflight (``check_cloud``), provision (up) or destroy the stacks of the
-    chosen systems (all by default), to the plan handed over (the stack programs read its
+    chosen systems (all by default), to the command's plan (the stack programs read its
     plan.json)."""
     started = time.monotonic()
-    outcome = plan_or(estate, planned)
-    settings = provision_settings(estate, outcome.path.resolve())
+    estate, outcome = context.estate, context.planned
+    settings = provision_settings(context, outcome.path.resolve())
     networks, systems = targets_for(outcome.plan, system_ids)
     provisioner = Provisioner(settings, progress)
-    journal = journal_for(estate)
+    journal = context.journal
     try:
         if operation == "preview":
             results = provisioner.preview(networks, systems)
@@ -341,28 +343,26 @@ def run_stacks(estate: Estate, operation: str, system_ids: list[str] | None = No
     return ProvisionOutcome(operation, results)
 
 
-def check_cloud(estate: Estate, system_ids: list[str] | None = None,
-                progress: Callable[[str], None] | None = None,
-                planned: PlanOutcome | None = None) -> ProvisionOutcome | None:
+def check_cloud(context: Context, system_ids: list[str] | None = None,
+                progress: Callable[[str], None] | None = None) -> ProvisionOutcome | None:
     """What the plan needs from the cloud (images, flavors, volume type, networks, quotas),
     checked by the preflight of every stack of the chosen systems (all by default), before
     anything is provisioned or moved; nothing in the cloud changes. Every problem of every
     stack in one EnvironmentNotReady. None when the target's programs check nothing."""
-    if not target_of(estate).checks_cloud:
+    if not context.target.checks_cloud:
         return None
-    return run_stacks(estate, "preflight", system_ids, progress, planned)
+    return run_stacks(context, "preflight", system_ids, progress)
 
 
 # ---------------------------------------------------------------- runbooks and reports
 
 
-def write_runbooks(estate: Estate, estate_arg: str, out_dir: Path | None = None,
-                   planned: PlanOutcome | None = None) -> list[Path]:
+def write_runbooks(context: Context, estate_arg: str, out_dir: Path | None = None
+                   ) -> list[Path]:
     from migrate.stages import runbook
 
     started = time.monotonic()
-    plan = plan_or(estate, planned).plan
-    journal = journal_for(estate)
+    estate, plan, journal = context.estate, context.plan, context.journal
     written = runbook.write_runbooks(estate, plan, journal,
                                      out_dir or runbook.default_runbooks_dir(estate),
                                      estate_arg=estate_arg)
@@ -372,16 +372,15 @@ def write_runbooks(estate: Estate, estate_arg: str, out_dir: Path | None = None,
     return written
 
 
-def write_report(estate: Estate, as_of: date, out_dir: Path | None = None,
-                 planned: PlanOutcome | None = None) -> tuple[dict, list[Path]]:
+def write_report(context: Context, as_of: date, out_dir: Path | None = None
+                 ) -> tuple[dict, list[Path]]:
     from migrate.stages import report
 
     started = time.monotonic()
-    plan = plan_or(estate, planned).plan
-    journal = journal_for(estate)
+    estate, plan, journal = context.estate, context.plan, context.journal
     document = report.build_report(estate, plan, journal.entries(), as_of,
                                    journal.verify() if journal.path.is_file() else None)
-    written = report.write_report(document, out_dir or state_dir(estate) / "reports"
+    written = report.write_report(document, out_dir or context.state_dir / "reports"
                                   / as_of.isoformat())
     journal.append("report", inputs=estate_inputs(estate),
                    outputs={"as_of": as_of.isoformat(),
@@ -393,18 +392,19 @@ def write_report(estate: Estate, as_of: date, out_dir: Path | None = None,
 # ---------------------------------------------------------------- the exchange platform
 
 
-def platform_client(estate: Estate, system_id: str) -> Any:
+def platform_client(context: Context, system_id: str) -> Any:
     """A client signed with the system's app key and secret, verifying the platform's TLS
     against the estate's CA bundle (in the sandbox: connecting to the platform machine)."""
     from migrate.adapters.access import guard_address
     from migrate.adapters.exchange import ExchangeClient
 
+    estate = context.estate
     system = estate.systems[system_id]
     if system.exchange is None:
         raise InvalidInput([estate.documents[system_id].problem(
             ("exchange",), "no exchange section: nothing to register")])
-    connect_address = surroundings_of(estate).platform_address(estate)
-    guard_address(estate, connect_address
+    connect_address = context.surroundings.platform_address(estate)
+    guard_address(context, connect_address
                   or urllib.parse.urlsplit(estate.settings.exchange.url).hostname or "")
     return ExchangeClient(estate.settings.exchange.url,
                           ca_bundle=str(estate.root / estate.settings.exchange.ca_bundle),
@@ -413,25 +413,24 @@ def platform_client(estate: Estate, system_id: str) -> Any:
                           connect_address=connect_address)
 
 
-def register_systems(estate: Estate, system_ids: list[str] | None = None,
+def register_systems(context: Context, system_ids: list[str] | None = None,
                      progress: Callable[[str], None] | None = None,
-                     side: str | None = None, planned: PlanOutcome | None = None
-                     ) -> list[dict]:
+                     side: str | None = None) -> list[dict]:
     """Register each chosen migrating system's endpoint and catalogue on the platform. The
     endpoint names where the system serves: its targets once it is cut over, else its
     source hosts (``side`` forces one)."""
     from migrate.core.stackplan import select_system
-    from migrate.orchestrate.status import progress_flags
+    from migrate.core.standing import progress_flags
     from migrate.stages.register import register_catalogue
 
-    plan = plan_or(estate, planned).plan
+    estate, plan = context.estate, context.plan
     chosen = system_ids or [s["id"] for s in plan["systems"]]
-    journal = journal_for(estate)
+    journal = context.journal
     results = []
     for system_id in chosen:
         started = time.monotonic()
         planned = select_system(plan, system_id)
-        with platform_client(estate, system_id) as client:
+        with platform_client(context, system_id) as client:
             where = side or ("target" if progress_flags(journal.entries(), system_id)["cut_over"]
                              else "source")
             result = register_catalogue(estate.systems[system_id], planned, client, where)
@@ -445,22 +444,36 @@ def register_systems(estate: Estate, system_ids: list[str] | None = None,
     return results
 
 
-def verify_systems(estate: Estate, system_ids: list[str] | None = None,
+def verify_systems(context: Context, system_ids: list[str] | None = None,
                    progress: Callable[[str], None] | None = None,
-                   parallel: int | None = None, planned: PlanOutcome | None = None
-                   ) -> list[dict]:
+                   parallel: int | None = None) -> list[dict]:
     """Verify each chosen system on its targets (testinfra suites: host, data, application,
-    exchange); each result says ``ok`` or ``failed`` with the failed checks."""
+    exchange); each result says ``ok`` or ``failed`` with the failed checks (a failed one
+    carries its StageFailure, as a stage that raised does)."""
     from migrate.stages.verify.run import verify_system
 
-    plan = plan_or(estate, planned).plan
-    chosen = system_ids or [s["id"] for s in plan["systems"]]
-    targets = {system_id: provisioned_targets(estate, system_id) for system_id in chosen}
-    return for_each_system(
-        chosen, lambda sid: verify_system(estate, plan, sid, targets[sid], progress), parallel)
+    chosen = system_ids or [s["id"] for s in context.plan["systems"]]
+    targets = {system_id: provisioned_targets(context, system_id) for system_id in chosen}
+
+    def one(system_id: str) -> dict:
+        return verification_result(verify_system(context, system_id, targets[system_id],
+                                                 progress, instances=system_instances))
+
+    return for_each_system(chosen, one, parallel, stage="verify")
 
 
-def _cutover_then_verify(estate: Estate, planned: PlanOutcome, system_id: str, targets: dict,
+def verification_result(result: dict) -> dict:
+    """A verification's result; when checks failed, its document as it is, carrying the
+    failure a stage that raised would have (verify_system returns it instead)."""
+    if result.get("result") != "failed":
+        return result
+    failure = StageFailure(result["system"], "verify", StageFailed.__name__, result["error"],
+                           result.get("hint"), StageFailed.exit_code,
+                           result.get("duration_s", 0.0))
+    return FailedResult(failure, result)
+
+
+def _cutover_then_verify(context: Context, system_id: str, targets: dict,
                          progress: Callable[[Any], None] | None) -> Any:
     """cutover, then verification; when a check fails the system is rolled back and this
     raises: the source stays authoritative until verification passes. The source's
@@ -469,17 +482,17 @@ def _cutover_then_verify(estate: Estate, planned: PlanOutcome, system_id: str, t
     from migrate.stages.verify.answers import record_source_answers
     from migrate.stages.verify.run import verify_system
 
-    plan = planned.plan
-    record_source_answers(estate, plan, system_id)
+    estate, plan = context.estate, context.plan
+    record_source_answers(context, system_id)
     done = transfer.cutover(estate, plan, system_id, targets, progress)
     try:
-        done.outputs["endpoint"] = switch_endpoint(estate, system_id, "target", planned)
+        done.outputs["endpoint"] = switch_endpoint(context, system_id, "target")
     except MigrateError as error:
         verified = {"passed": False, "hint": error.hint,
                     "error": f"switching {system_id}'s endpoint on the exchange platform to "
                              f"its targets failed: {error.message}"}
     else:
-        verified = verify_system(estate, plan, system_id, targets)
+        verified = verify_system(context, system_id, targets, instances=system_instances)
         done.outputs["verify"] = {k: verified[k] for k in ("run_id", "result", "counts",
                                                            "failed_checks", "duration_s")}
     if verified["passed"]:
@@ -489,31 +502,29 @@ def _cutover_then_verify(estate: Estate, planned: PlanOutcome, system_id: str, t
     except MigrateError as again:
         raise StageFailed(f"{verified['error']}; the rollback failed too: {again.message}",
                           hint=again.hint) from None
-    back = _endpoint_back_to_source(estate, system_id, planned)
+    back = _endpoint_back_to_source(context, system_id)
     raise StageFailed(f"{verified['error']}; rolled back: the source stays authoritative"
                       f"{back}", hint=verified["hint"])
 
 
-def _endpoint_back_to_source(estate: Estate, system_id: str,
-                             planned: PlanOutcome | None = None) -> str:
+def _endpoint_back_to_source(context: Context, system_id: str) -> str:
     """Point the registration back at the source after a rollback; what went wrong, if
     anything, as a sentence to add (the rollback itself stands either way)."""
     try:
-        switch_endpoint(estate, system_id, "source", planned)
+        switch_endpoint(context, system_id, "source")
     except MigrateError as error:
         return (f" (its endpoint on the exchange platform still names the targets: "
-                f"{error.message}; run 'migrate register {estate.display} --system "
+                f"{error.message}; run 'migrate register {context.estate.display} --system "
                 f"{system_id}' once the platform answers)")
     return ""
 
 
-def switch_endpoint(estate: Estate, system_id: str, side: str,
-                    planned: PlanOutcome | None = None) -> dict | None:
+def switch_endpoint(context: Context, system_id: str, side: str) -> dict | None:
     """Point the platform's registration of the system at its targets (after a cutover) or
     back at its source hosts (rollback); None when the system exchanges nothing."""
-    if estate.systems[system_id].exchange is None:
+    if context.estate.systems[system_id].exchange is None:
         return None
-    return register_systems(estate, [system_id], side=side, planned=planned)[0]
+    return register_systems(context, [system_id], side=side)[0]
 
 
 # ---------------------------------------------------------------- moving workloads
@@ -521,21 +532,21 @@ def switch_endpoint(estate: Estate, system_id: str, side: str,
 MOVE_STAGES = ("check_prerequisites", "transfer", "cutover", "rollback", "decommission_source")
 
 
-def provisioned_targets(estate: Estate, system_id: str) -> dict[str, dict]:
+def provisioned_targets(context: Context, system_id: str) -> dict[str, dict]:
     """The system's target instances (address, host key) as its stack's provisioning state
     holds them, read through the target contract; refused when the system was never
     provisioned or its stack was destroyed. Never from the journal: whoever can write that
     file would choose where the data goes and which host key is trusted."""
-    instances = system_instances(estate, system_id)
+    instances = system_instances(context, system_id)
     return {name: instance.access() for name, instance in instances.items()}
 
 
-def system_instances(estate: Estate, system_id: str) -> dict[str, Instance]:
+def system_instances(context: Context, system_id: str) -> dict[str, Instance]:
     """The outputs of the system's stack, each instance as the contract's model; what the
     target cannot do yet with them is refused here, before a stage relies on it."""
-    target = target_of(estate)
+    estate, target = context.estate, context.target
     stack = StackTarget("system", system_id).name
-    outputs = stack_outputs(state_dir(estate), estate.settings.cloud.target, stack)
+    outputs = stack_outputs(context.state_dir, estate.settings.cloud.target, stack)
     instances = outputs.get("instances")
     if not instances or not isinstance(instances, dict):
         raise InvalidInput([], f"{system_id} has no provisioned targets: run "
@@ -553,58 +564,56 @@ def _with_host_keys(estate: Estate, target: Target, stack: str, name: str, found
     return {**found, "host_keys": target.learn_host_keys(estate, stack, name, found)}
 
 
-def move(estate: Estate, stage: str, system_ids: list[str] | None = None,
+def move(context: Context, stage: str, system_ids: list[str] | None = None,
          progress: Callable[[Any], None] | None = None, confirmed: bool = False,
          check: bool = False, parallel: int | None = None,
-         reason: str | None = None, planned: PlanOutcome | None = None) -> list[dict]:
+         reason: str | None = None) -> list[dict]:
     """Run one moving stage for each chosen system (every planned one by default), several
     systems at once. Every system runs to its end; the results say which failed and why
-    (``result``: ok or failed, with ``error`` and ``hint``). ``reason`` (rollback) is
-    journaled with the stage."""
+    (``result``: ok or failed, with ``error`` and ``hint``; a failed one carries its
+    StageFailure). ``reason`` (rollback) is journaled with the stage."""
     from migrate.stages import transfer
 
     if stage not in MOVE_STAGES:
         raise ValueError(stage)
-    planned = plan_or(estate, planned)
-    plan = planned.plan
+    estate, plan = context.estate, context.plan
     chosen = system_ids or [s["id"] for s in plan["systems"]]
-    targets = {system_id: provisioned_targets(estate, system_id) for system_id in chosen}
+    targets = {system_id: provisioned_targets(context, system_id) for system_id in chosen}
     function = getattr(transfer, stage)
 
     def one(system_id: str) -> dict:
-        guard_system(estate, plan, system_id, targets[system_id])
+        guard_system(context, system_id, targets[system_id])
         tagged = tag_progress(progress, system_id)
         if stage == "decommission_source":
             done = function(estate, plan, system_id, targets[system_id], tagged,
                             confirmed=confirmed)
         elif stage == "rollback" and not check:
             done = function(estate, plan, system_id, targets[system_id], tagged, reason=reason)
-            done.outputs["endpoint"] = _endpoint_back_to_source(estate, system_id,
-                                                                planned) or "source"
+            done.outputs["endpoint"] = _endpoint_back_to_source(context,
+                                                                system_id) or "source"
         elif stage == "transfer" and not check:
-            refuse_if_cut_over(estate, system_id)
+            refuse_if_cut_over(context, system_id)
             done = function(estate, plan, system_id, targets[system_id], tagged)
         elif stage == "cutover" and not check:
-            done = _cutover_then_verify(estate, planned, system_id, targets[system_id],
-                                        tagged)
+            done = _cutover_then_verify(context, system_id, targets[system_id], tagged)
         else:
             done = function(estate, plan, system_id, targets[system_id], tagged, check=check)
         return {**done.as_dict(), "result": "ok"}
 
-    return for_each_system(chosen, one, parallel)
+    return for_each_system(chosen, one, parallel, stage=stage)
 
 
-def guard_system(estate: Estate, plan: dict, system_id: str, targets: dict) -> None:
+def guard_system(context: Context, system_id: str, targets: dict) -> None:
     """The sandbox guard on every address a system's plays reach (its source hosts and its
     targets), before any of them starts."""
     from migrate.adapters.access import guard_addresses
     from migrate.core.stackplan import select_system
 
-    sources = [h["address"] for h in select_system(plan, system_id)["source_hosts"]]
-    guard_addresses(estate, [*sources, *(t["address"] for t in targets.values())])
+    sources = [h["address"] for h in select_system(context.plan, system_id)["source_hosts"]]
+    guard_addresses(context, [*sources, *(t["address"] for t in targets.values())])
 
 
-def check_source_host_keys(estate: Estate, system_ids: list[str]) -> int:
+def check_source_host_keys(context: Context, system_ids: list[str]) -> int:
     """Every source host of these systems answers with the key its known_hosts records (a
     bare key exchange, what unattended ``migrate trust`` checks); HostKeyChanged or
     HostKeyUnknown before anything is changed otherwise. The number of hosts checked."""
@@ -613,20 +622,21 @@ def check_source_host_keys(estate: Estate, system_ids: list[str]) -> int:
 
     if not system_ids:
         return 0
-    known_hosts = access.source_known_hosts(estate)
+    known_hosts = access.source_known_hosts(context)
     checks, unreachable = trust.check_host_keys(
-        estate, trust.trust_targets(estate, system_ids), known_hosts)
+        context, trust.trust_targets(context.estate, system_ids), known_hosts)
     refused = [c for c in checks if c.state != trust.SAME]
     trust.raise_for_refused(trust.TrustOutcome(known_hosts, checks, refused=refused,
                                                unreachable=unreachable))
     return len(checks)
 
 
-def refuse_if_cut_over(estate: Estate, system_id: str) -> None:
+def refuse_if_cut_over(context: Context, system_id: str) -> None:
     """A transfer after a cutover would copy the stale source over the serving target."""
-    from migrate.orchestrate.status import progress_flags
+    from migrate.core.standing import progress_flags
 
-    if progress_flags(journal_for(estate).entries(), system_id)["cut_over"]:
+    estate = context.estate
+    if progress_flags(context.journal.entries(), system_id)["cut_over"]:
         raise GuardRefused(
             f"{system_id} is cut over: its target serves and holds the newest data; a "
             "transfer would overwrite it with the source's",
@@ -648,19 +658,34 @@ def parallel_bound(count: int, parallel: int | None = None) -> int:
     return max(1, min(count, bound))
 
 
+class FailedResult(dict):
+    """A system's result whose stage failed: the document the commands print and the
+    StageFailure it was made from (``failure``), which goes on unchanged to the command's
+    error (``raise_for_failures``) and the run summary."""
+
+    def __init__(self, failure: StageFailure, document: dict | None = None) -> None:
+        super().__init__(document if document is not None else failure_document(failure))
+        self.failure = failure
+
+
+def failure_document(failure: StageFailure) -> dict:
+    return {"system": failure.system, "result": "failed", "error": failure.message,
+            "hint": failure.hint, "exit_code": failure.exit_code,
+            "duration_s": failure.duration_s}
+
+
 def for_each_system(system_ids: list[str], work: Callable[[str], dict],
-                    parallel: int | None = None) -> list[dict]:
+                    parallel: int | None = None, *, stage: str) -> list[dict]:
     """``work`` for each system, up to ``parallel_bound`` at once, in the given order. A
-    domain error fails its own system only; a bug (any other exception) is raised once all
-    have ended."""
+    domain error fails its own system only (a FailedResult); a bug (any other exception) is
+    raised once all have ended."""
     def guarded(system_id: str) -> dict:
         started = time.monotonic()
         try:
             return work(system_id)
         except MigrateError as error:
-            return {"system": system_id, "result": "failed", "error": error.message,
-                    "hint": error.hint, "exit_code": error.exit_code,
-                    "duration_s": round(time.monotonic() - started, 3)}
+            return FailedResult(StageFailure.caught(error, stage, system_id,
+                                                    time.monotonic() - started))
 
     if not system_ids:
         return []
@@ -671,22 +696,21 @@ def for_each_system(system_ids: list[str], work: Callable[[str], dict],
     return [future.result() for future in futures]
 
 
-def failed_results(results: list[dict]) -> list[dict]:
-    return [r for r in results if r.get("result") == "failed"]
+def failures_of(results: list[dict]) -> list[StageFailure]:
+    """The failures the results carry, in their order."""
+    return [r.failure for r in results if isinstance(r, FailedResult)]
 
 
 def raise_for_failures(stage: str, results: list[dict]) -> None:
     """One error for the systems that failed: exit code and hint of a lone failure kept."""
-    failures = failed_results(results)
+    failures = failures_of(results)
     if not failures:
         return
     if len(failures) == 1:
         only = failures[0]
-        error = StageFailed(f"{stage} of {only['system']}: {only['error']}", hint=only["hint"])
-        error.exit_code = only.get("exit_code", StageFailed.exit_code)
-        raise error
-    names = ", ".join(f["system"] for f in failures)
-    details = "; ".join(f"{f['system']}: {f['error']}" for f in failures)
+        raise only.error(f"{stage} of {only.system}: {only.message}")
+    names = ", ".join(f.system or "" for f in failures)
+    details = "; ".join(f"{f.system}: {f.message}" for f in failures)
     raise StageFailed(f"{stage} failed for {len(failures)} of {len(results)} systems "
                       f"({names}): {details}",
                       hint="the other systems completed; fix the cause and run the stage "

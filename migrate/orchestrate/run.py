@@ -25,16 +25,23 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from migrate.core.errors import EnvironmentNotReady, InvalidInput, MigrateError, StageFailed
-from migrate.core.loader import Estate
-from migrate.core.state import estate_inputs, journal_for, state_dir
+from migrate.core.errors import (
+    EXIT_FAILURE,
+    EnvironmentNotReady,
+    InvalidInput,
+    MigrateError,
+    StageFailed,
+    StageFailure,
+)
+from migrate.core.state import estate_inputs
 from migrate.orchestrate import pipeline, status
-from migrate.targets import Surroundings, surroundings_of
+from migrate.targets import Surroundings
+from migrate.targets.context import Context
 
 LOCK_NAME = "run.lock"
 STACK_OPERATIONS = ("provision", "preview")
@@ -82,6 +89,7 @@ class SystemRun:
     stages: list[StageRecord] = field(default_factory=list)
     failed_stage: str | None = None
     error: str | None = None
+    failure: StageFailure | None = None  # as the stage's error made it (not in the summary)
     rolled_back: bool | None = None
     resumed_from: str = "planned"
     position: str = "planned"
@@ -232,14 +240,13 @@ def choose_scope(plan: dict, wave: int | None, system_ids: list[str] | None
 
 
 class Runner:
-    def __init__(self, estate: Estate, estate_arg: str, progress: Progress | None,
-                 workers: int | None, replan: bool = False) -> None:
-        self.estate = estate
+    def __init__(self, context: Context, estate_arg: str, progress: Progress | None,
+                 workers: int | None) -> None:
+        self.context = context  # its plan computed once (the run's "plan" stage)
+        self.estate = context.estate
         self.estate_arg = estate_arg
         self.progress = progress or (lambda _event: None)
         self.workers = workers
-        self.replan = replan
-        self.planned: pipeline.PlanOutcome | None = None  # computed once, handed to stages
         self.lock = threading.Lock()
         self.declared_gb: dict[str, float] = {}
         self.moved_gb: dict[str, float] = {}
@@ -260,8 +267,8 @@ class Runner:
         return value
 
     def states(self, system_ids: list[str]) -> dict[str, status.SystemStatus]:
-        plan = self.planned.plan if self.planned else pipeline.load_plan(self.estate)
-        entries = list(journal_for(self.estate).entries())
+        plan = self.context.plan
+        entries = list(self.context.journal.entries())
         rows = [(sid, self.estate.systems[sid].name, "", "migrate") for sid in system_ids]
         return {s.id: s for s in status.system_states(rows, plan, entries)}
 
@@ -271,7 +278,7 @@ class Runner:
         moving = sorted(sid for sid in in_scope if not states[sid].flags.get("cut_over"))
         if moving:
             self.timed(outcome, "source_keys",
-                       lambda: pipeline.check_source_host_keys(self.estate, moving),
+                       lambda: pipeline.check_source_host_keys(self.context, moving),
                        lambda _count: "unchanged")
 
     def bring_up(self, outcome: RunOutcome, around: Surroundings) -> None:
@@ -282,6 +289,7 @@ class Runner:
 
         self.timed(outcome, around.name, lambda: around.bring_up(self.estate, progress=line),
                    lambda report: "changed" if report.changed else "unchanged")
+        self.context.reopen_journal()  # the bring-up may have made secrets to redact
 
     # ---- one wave
 
@@ -304,21 +312,21 @@ class Runner:
             self.say(RunEvent(operation, "task", number, None, detail=text))
 
         try:
-            result = pipeline.run_stacks(self.estate, operation, system_ids, line,
-                                         planned=self.planned)
+            result = pipeline.run_stacks(self.context, operation, system_ids, line)
         except MigrateError as error:
             seconds = time.monotonic() - started
-            self.say(RunEvent(operation, "failed", number, label, seconds, error.message))
+            failure = StageFailure.caught(error, operation, None, seconds)
+            self.say(RunEvent(operation, "failed", number, label, seconds, failure.message))
             outcome.stages.append(StageRecord(operation, "failed", seconds,
                                               f"wave {number}: {label}"))
             if operation == "preview":
                 outcome.warnings.append(f"wave {number}: preview of {label} failed: "
-                                        f"{error.message}")
+                                        f"{failure.message}")
                 return
             for sid in system_ids:
                 runs[sid].stages.append(StageRecord(operation, "failed", seconds,
-                                                    error.message))
-                runs[sid].failed_stage, runs[sid].error = operation, error.message
+                                                    failure.message))
+                record_failure(runs[sid], replace(failure, system=sid))
                 runs[sid].rolled_back = None
             return
         seconds = time.monotonic() - started
@@ -394,37 +402,42 @@ class Runner:
             if stage == "verify":
                 result, detail = self.verify_or_roll_back(sid, task)
             elif stage == "register":
-                results = pipeline.register_systems(self.estate, [sid], planned=self.planned)
+                results = pipeline.register_systems(self.context, [sid])
                 result = "changed" if results and results[0].get("changed") else "unchanged"
                 detail = f"{results[0]['linked']}/{len(results[0]['resources'])} linked" \
                     if results else ""
             else:
-                results = pipeline.move(self.estate, stage, [sid], task, planned=self.planned)
+                results = pipeline.move(self.context, stage, [sid], task)
                 mine = results[0] if results else {}
-                if mine.get("result") == "failed":  # move reports a system's failure
-                    raise StageFailed(mine.get("error") or f"{stage} failed", mine.get("hint"))
+                if isinstance(mine, pipeline.FailedResult):  # move reports a system's failure
+                    return self.stage_failed(number, run, mine.failure, started)
                 changed = mine.get("changed", 0)
                 result = "changed" if changed else "unchanged"
                 detail = f"{changed} changed tasks" + copied(mine.get("outputs") or {})
         except MigrateError as error:
-            seconds = time.monotonic() - started
-            run.stages.append(StageRecord(stage, "failed", seconds, error.message))
-            run.failed_stage, run.error = stage, error.message
-            self.say(RunEvent(stage, "failed", number, sid, seconds, error.message))
-            return False
+            return self.stage_failed(number, run, StageFailure.caught(
+                error, stage, sid, time.monotonic() - started), started)
         except Exception as error:  # a bug in one system's move must not stop the others
-            seconds = time.monotonic() - started
-            message = f"unexpected {type(error).__name__}: {error}"
-            run.stages.append(StageRecord(stage, "failed", seconds, message))
-            run.failed_stage, run.error = stage, message
-            self.say(RunEvent(stage, "failed", number, sid, seconds, message))
-            return False
+            return self.stage_failed(number, run, StageFailure(
+                sid, stage, type(error).__name__,
+                f"unexpected {type(error).__name__}: {error}", None, EXIT_FAILURE,
+                round(time.monotonic() - started, 3)), started)
         seconds = time.monotonic() - started
         run.stages.append(StageRecord(stage, result, seconds, detail))
         self.say(RunEvent(stage, result, number, sid, seconds, detail))
         if stage == "transfer":
             self.data_moved(sid)
         return True
+
+    def stage_failed(self, number: int, run: SystemRun, failure: StageFailure,
+                     started: float) -> bool:
+        """The system's stage failed: recorded in its run as the stage's error made it."""
+        seconds = time.monotonic() - started
+        run.stages.append(StageRecord(failure.stage, "failed", seconds, failure.message))
+        record_failure(run, failure)
+        self.say(RunEvent(failure.stage, "failed", number, run.system, seconds,
+                          failure.message))
+        return False
 
     def data_moved(self, sid: str) -> None:
         """The share of the run's data (as the manifests declare it) whose initial copy is
@@ -439,16 +452,16 @@ class Runner:
     def verify_or_roll_back(self, sid: str, task: Callable[[Any], None]) -> tuple[str, str]:
         """A cut-over system that was never verified (a run killed in between): verify it
         now, and give the source its service back when verification fails."""
-        (verified,) = pipeline.verify_systems(self.estate, [sid], planned=self.planned)
-        if verified.get("result") == "ok":
+        (verified,) = pipeline.verify_systems(self.context, [sid])
+        if not isinstance(verified, pipeline.FailedResult):
             counts = verified.get("counts") or {}
             return "ok", f"{counts.get('passed', '?')} checks passed"
-        error = verified.get("error") or "verification failed"
-        (rolled,) = pipeline.move(self.estate, "rollback", [sid], task, planned=self.planned)
-        if rolled.get("result") == "failed":
-            raise StageFailed(f"{error}; the rollback failed too: {rolled.get('error')}")
+        error = verified.failure.message
+        (rolled,) = pipeline.move(self.context, "rollback", [sid], task)
+        if isinstance(rolled, pipeline.FailedResult):
+            raise StageFailed(f"{error}; the rollback failed too: {rolled.failure.message}")
         raise StageFailed(f"{error}; rolled back: the source stays authoritative",
-                          verified.get("hint"))
+                          verified.failure.hint)
 
     def moved(self, system_ids: list[str]) -> set[str]:
         """Of these systems, the ones cut over and verified with no standing failure: what a
@@ -497,14 +510,12 @@ class Runner:
     def run(self, wave: int | None, system_ids: list[str] | None) -> RunOutcome:
         outcome = RunOutcome(uuid.uuid4().hex[:12])
         started = time.monotonic()
-        journal = journal_for(self.estate)
+        journal = self.context.journal
         entries = list(journal.entries())
         previous = status.last_run(entries)
         # the reviewed plan.json, refused (PlanChanged, before anything is journaled) when
         # the estate no longer gives it; computed once and handed to every stage
-        plan_outcome = self.timed(outcome, "plan", lambda: pipeline.stage_plan(
-            self.estate, apply=True, replan=self.replan))
-        self.planned = plan_outcome
+        plan_outcome = self.timed(outcome, "plan", lambda: self.context.planned)
         if plan_outcome.note:
             outcome.stages[-1].detail = plan_outcome.note
             self.say(RunEvent("plan", "info", detail=plan_outcome.note))
@@ -521,8 +532,8 @@ class Runner:
                                 "waves": [{"number": n, "systems": s} for n, s in scope]})
         try:
             self.timed(outcome, "census", lambda: pipeline.write_census_reports(
-                self.estate, plan_outcome.census))
-            around = surroundings_of(self.estate)
+                self.context, plan_outcome.census))
+            around = self.context.surroundings
             seeded = around.makes_sources(self.estate)
             if not seeded:  # sources the surroundings do not make: checked before any change
                 self.check_sources(outcome, in_scope)
@@ -535,9 +546,9 @@ class Runner:
             for number, systems in scope:
                 self.run_wave(number, systems, depends, outcome)
             runbooks = self.timed(outcome, "runbook", lambda: pipeline.write_runbooks(
-                self.estate, self.estate_arg, planned=self.planned))
+                self.context, self.estate_arg))
             _, report_files = self.timed(outcome, "report", lambda: pipeline.write_report(
-                self.estate, date.today(), planned=self.planned))
+                self.context, date.today()))
             outcome.files = {"runbooks": [str(p) for p in runbooks],
                              "report": [str(p) for p in report_files]}
         except MigrateError as error:
@@ -553,6 +564,10 @@ class Runner:
                            inputs=estate_inputs(self.estate),
                            outputs=_end_outputs(outcome, scope), duration_s=outcome.seconds)
         return outcome
+
+
+def record_failure(run: SystemRun, failure: StageFailure) -> None:
+    run.failed_stage, run.error, run.failure = failure.stage, failure.message, failure
 
 
 def declared_gb(system: dict) -> float:
@@ -592,10 +607,11 @@ def _end_outputs(outcome: RunOutcome, scope: list[tuple[int, list[str]]]) -> dic
                         for s in outcome.systems}}
 
 
-def run_estate(estate: Estate, estate_arg: str, wave: int | None = None,
+def run_estate(context: Context, estate_arg: str, wave: int | None = None,
                system_ids: list[str] | None = None, progress: Progress | None = None,
-               workers: int | None = None, replan: bool = False) -> RunOutcome:
-    """The whole pipeline for the chosen waves and systems (all by default), to the reviewed
-    plan.json (``replan``: to the estate as it is now, replacing plan.json)."""
-    with _RunLock(state_dir(estate) / LOCK_NAME):
-        return Runner(estate, estate_arg, progress, workers, replan).run(wave, system_ids)
+               workers: int | None = None) -> RunOutcome:
+    """The whole pipeline for the chosen waves and systems (all by default), to the context's
+    plan: the reviewed plan.json (opened with ``replan``: the estate as it is now, replacing
+    plan.json)."""
+    with _RunLock(context.state_dir / LOCK_NAME):
+        return Runner(context, estate_arg, progress, workers).run(wave, system_ids)

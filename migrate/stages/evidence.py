@@ -1,12 +1,14 @@
 """The evidence bundle: one tar.gz an auditor can take away and check on another machine.
 
 ``export_bundle`` writes, under one top folder: the runbooks (plan and evidence, Markdown and
-HTML), the progress report, the journal with its checkpoints, identity and public key, the
-plan, the census lists and every kept artifact the evidence runbooks cite; links between them
-are relative, so they work wherever the bundle is unpacked. ``MANIFEST.sha256`` lists every
-file with its SHA-256 (``sha256sum -c MANIFEST.sha256`` reads it) and ``MANIFEST.sha256.sig``
-is its Ed25519 signature with the journal's key. ``verify_bundle`` unpacks safely and checks
-the manifest, its signature and the journal (docs/journal-format.md).
+HTML) and the progress report, as the runbook and report stages render them (the orchestration
+hands their renderers in: ``Renderers``), the journal with its checkpoints, identity and
+public key, the plan, the census lists and every kept artifact the evidence runbooks cite;
+links between them are relative, so they work wherever the bundle is unpacked.
+``MANIFEST.sha256`` lists every file with its SHA-256 (``sha256sum -c MANIFEST.sha256`` reads
+it) and ``MANIFEST.sha256.sig`` is its Ed25519 signature with the journal's key.
+``verify_bundle`` unpacks safely and checks the manifest, its signature and the journal
+(docs/journal-format.md).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import shutil
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -59,6 +62,18 @@ class Exported:
                 "manifest_sha256": self.manifest_digest, "journal": self.journal.as_dict()}
 
 
+@dataclass(frozen=True)
+class Renderers:
+    """What other stages put into the bundle, handed in by the orchestration: the kept files
+    the runbooks cite (``cited_artifacts(entries)``, relative to the state folder), the
+    runbooks (``runbooks(journal, folder, artifacts_dir, verification)``) and the report
+    (``report(entries, folder, verification)``), each from the journal's snapshot."""
+
+    cited_artifacts: Callable[[list[dict]], list[str]]
+    runbooks: Callable[[Journal, Path, Path, Verification], object]
+    report: Callable[[list[dict], Path, Verification], object]
+
+
 @dataclass
 class BundleCheck:
     ok: bool
@@ -78,11 +93,9 @@ class BundleCheck:
 
 
 def export_bundle(estate: Estate, plan: dict, journal: Journal, output: Path, as_of: date,
-                  secrets: list[str]) -> Exported:
+                  secrets: list[str], renderers: Renderers) -> Exported:
     """Write the bundle to ``output`` (a .tar.gz); refused when the journal does not verify
     or a file to include holds a secret value."""
-    from migrate.stages import report, runbook
-
     with tempfile.TemporaryDirectory(prefix="migrate-evidence-") as scratch:
         name = f"evidence-{journal.estate_id()[:8]}-{as_of.isoformat()}"
         root = Path(scratch) / name
@@ -93,15 +106,12 @@ def export_bundle(estate: Estate, plan: dict, journal: Journal, output: Path, as
                                  "run 'migrate audit verify' and restore the journal first")
         snapshot = Journal(root / "journal", estate.settings.estate)
         entries = list(snapshot.entries())
-        copy_artifacts(journal.state_dir, runbook.cited_artifacts(entries), root / "artifacts")
+        copy_artifacts(journal.state_dir, renderers.cited_artifacts(entries), root / "artifacts")
         copy_census_lists(journal.state_dir, root / "census")
         (root / "plan.json").write_text(json.dumps(plan, ensure_ascii=False, indent=2,
                                                    sort_keys=True) + "\n", encoding="utf-8")
-        runbook.write_runbooks(estate, plan, snapshot, root / "runbooks",
-                               estate_arg=estate.display, artifacts_dir=root / "artifacts",
-                               verification=verification)
-        document = report.build_report(estate, plan, entries, as_of, verification)
-        report.write_report(document, root / "report")
+        renderers.runbooks(snapshot, root / "runbooks", root / "artifacts", verification)
+        renderers.report(entries, root / "report", verification)
         write_info(root, estate, journal, verification, as_of)
         write_readme(root, estate, as_of)
         refuse_secrets(root, secrets)
@@ -323,30 +333,3 @@ def check_signature(root: Path, expected: str | None) -> str:
         raise BundleInvalid(f"{SIGNATURE}: the signature of {MANIFEST} does not verify with "
                             f"key {signing.key_id(public_text)} (the manifest was changed)")
     return public_text
-
-
-def export_estate(estate: Estate, output: Path, as_of: date) -> Exported:
-    """``migrate evidence export``: the bundle of the estate's plan (as planned now, not
-    written) and journal, then an ``evidence`` journal entry naming the archive's digest."""
-    from migrate.core.state import estate_inputs, journal_for, secret_values
-    from migrate.orchestrate import pipeline
-
-    started = time.monotonic()
-    journal = journal_for(estate)
-    if not journal.path.is_file():
-        raise MigrateError(f"{estate.display} has no journal yet: there is no evidence",
-                           f"run 'migrate plan {estate.display}' (and the stages) first")
-    if journal.public_key() is None:
-        raise MigrateError(f"the journal of {estate.display} is not signed yet (legacy): an "
-                           "evidence bundle needs a signed journal",
-                           f"run 'migrate plan {estate.display}' once: it begins signing "
-                           "(entries before stay marked unsigned), then export again")
-    plan = pipeline.make_plan(estate, write=False).plan
-    exported = export_bundle(estate, plan, journal, output, as_of, secret_values(estate))
-    journal.append("evidence", inputs=estate_inputs(estate),
-                   outputs={"archive": output.name, "digest": digest_file(output),
-                            "manifest_sha256": exported.manifest_digest,
-                            "journal_entries": exported.journal.entries,
-                            "journal_head": exported.journal.last_hash},
-                   duration_s=time.monotonic() - started)
-    return exported

@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import secrets
 import tempfile
 import threading
 import time
@@ -29,10 +28,12 @@ import yaml
 from migrate.adapters import engine
 from migrate.adapters.processes import pid_alive
 from migrate.core import stackplan
+from migrate.core.credentials import PASSPHRASE_ENV as PASSPHRASE_ENV
+from migrate.core.credentials import ensure_passphrase_file
 from migrate.core.errors import EnvironmentNotReady, StageFailed
+from migrate.targets.base import ProvisionSettings
 
 Progress = Callable[[str], None]
-PASSPHRASE_ENV = "MIGRATE_PULUMI_PASSPHRASE_FILE"
 BACKEND_ENV = "MIGRATE_PULUMI_BACKEND_URL"  # default: the file backend in the state dir
 STACKS_ENV = "MIGRATE_STACKS_DIR"
 MAX_PARALLEL_STACKS = 4
@@ -84,24 +85,6 @@ class StackResult:
                 "resources": self.resources}
 
 
-@dataclass
-class ProvisionSettings:
-    """Everything a stack operation needs that is not in the plan."""
-
-    target: str
-    state_dir: Path
-    plan_path: Path
-    passphrase_file: Path
-    config: dict[str, str] = field(default_factory=dict)
-    # What the target changes in the engine's environment: a value sets the variable, None
-    # removes it (the OpenStack target removes OS_* credentials so that only the clouds.yaml
-    # entry the estate names can choose the cloud).
-    env: dict[str, str | None] = field(default_factory=dict)
-    # The target's program checks the cloud before it registers anything (stacks/openstack/
-    # preflight.py): every stack is checked that way before any stack changes.
-    preflight: bool = False
-
-
 def stacks_dir() -> Path:
     from migrate.core import resources
 
@@ -129,24 +112,6 @@ def workspace_dir(state_dir: Path, program: Path) -> Path:
     if not project.is_file() or project.read_text(encoding="utf-8") != wanted:
         project.write_text(wanted, encoding="utf-8")
     return workspace
-
-
-def ensure_passphrase_file(state_dir: Path, create: bool) -> Path:
-    """The stack secrets passphrase: a 0600 file named by the environment, or the state
-    directory's own; made on first use only for the sandbox (a rehearsal's own secret)."""
-    named = os.environ.get(PASSPHRASE_ENV)
-    path = Path(named) if named else state_dir / "pulumi-passphrase"
-    if not path.is_file():
-        if not create or named:
-            raise EnvironmentNotReady(
-                f"no passphrase for the stacks' secrets at {path}",
-                f"write it to a 0600 file and point {PASSPHRASE_ENV} at it (CI: from the "
-                "CI secret store); never put it on the command line")
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32) + "\n")
-    return engine.check_passphrase_file(path)
 
 
 def targets_for(plan: dict, system_ids: Iterable[str] | None) -> tuple[list, list]:

@@ -11,28 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from migrate.core.model import SystemManifest
+from migrate.core.plan import endpoint_of
 
 STATE_LABELS = {"unlinked": "未挂接", "pending_review": "待审核", "linked": "已挂接"}
-
-
-def endpoint_of(system: SystemManifest, planned: dict, side: str = "target") -> tuple[str, str]:
-    """Base URL and health path of the system's service on its target instance (or, with
-    ``side="source"``, on the source host it runs on before the cutover): the service the
-    first catalogue interface names, else the first declared service."""
-    services = {s["name"]: s for s in planned["services"]}
-    if not services:
-        raise ValueError(f"{system.id} declares no service to register as its endpoint")
-    interfaces = [r.interface.service for r in (system.exchange.resources if system.exchange
-                                                else []) if r.interface]
-    service = services.get(interfaces[0]) if interfaces else None
-    service = service or services[system.workload.services[0].name]
-    if side == "source":
-        address = next(h["address"] for h in planned["source_hosts"]
-                       if h["name"] == service["source_host"])
-    else:
-        address = next(i["address"] for i in planned["instances"]
-                       if i["name"] == service["instance"])
-    return f"http://{address}:{service['port']}", service["health"] or "/health"
 
 
 def register_catalogue(system: SystemManifest, planned: dict, client: Any,

@@ -32,13 +32,12 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Iterable
-from datetime import date
 from pathlib import Path
 
 from migrate.adapters.render import FORMATS, TEMPLATES_DIR, render, write_text
-from migrate.core.journal import Journal, Verification, digest_bytes
+from migrate.core.journal import Journal, Verification, digest_bytes, verification_summary
 from migrate.core.loader import Estate
-from migrate.core.plan import render_plan
+from migrate.core.plan import plan_digest
 from migrate.core.terms import (
     CLOUD_TARGET_ZH,
     COPY_METHOD_ZH,
@@ -98,10 +97,6 @@ def stage_commands(estate_arg: str, sid: str) -> dict[str, list[str]]:
 
 
 # ---------------------------------------------------------------- plan runbooks
-
-
-def plan_digest(plan: dict) -> str:
-    return digest_bytes(render_plan(plan).encode("utf-8"))
 
 
 def _yes_no(flag: bool) -> str:
@@ -416,13 +411,17 @@ def _file_comparisons(files: object) -> list[list[str]]:
     return rows
 
 
-def _database_comparisons(databases: object) -> list[list[str]]:
-    """``outputs.databases`` of migrate.stages.transfer: per table, rows and checksum compared."""
+def _database_comparisons(databases: object, label: str = "") -> list[list[str]]:
+    """``outputs.databases`` of migrate.stages.transfer: per table, rows and checksum compared
+    (entries from before ``target_tables`` was recorded: the source's rows only)."""
     if not isinstance(databases, dict):
         return []
     rows = []
     for name, c in sorted(databases.items()):
         if not isinstance(c, dict):
+            continue
+        if isinstance(c.get("target_tables"), dict):
+            rows += _table_comparisons(f"{label}{name}", c)
             continue
         equal = bool(c.get("equal"))
         for table, sums in sorted((c.get("tables") or {}).items()):
@@ -432,6 +431,29 @@ def _database_comparisons(databases: object) -> list[list[str]]:
         if not c.get("tables"):
             rows.append([name, NOT_RECORDED, NOT_RECORDED, _yes_no(equal)])
     return rows
+
+
+def _table_comparisons(database: str, c: dict) -> list[list[str]]:
+    """Every table of one database, rows and checksum of both sides; the volatile ones shown
+    as not compared."""
+    here, there = c.get("tables") or {}, c["target_tables"]
+    differing = set(c.get("differing") or [])
+    left_out = set(c.get("not_compared") or [])
+    rows = []
+    for table in sorted(set(here) | set(there)):
+        match = ("not compared (volatile_tables)" if table in left_out
+                 else _yes_no(table not in differing))
+        rows.append([f"{database}.{table}", _sums_text(here.get(table)),
+                     _sums_text(there.get(table)), match])
+    if not rows:
+        rows.append([database, NOT_RECORDED, NOT_RECORDED, _yes_no(bool(c.get("equal")))])
+    return rows
+
+
+def _sums_text(sums: object) -> str:
+    if not isinstance(sums, dict):
+        return "missing 缺失"
+    return f"{sums.get('rows', '?')} rows, checksum {sums.get('checksum', '?')}"
 
 
 # A journal stage that runs several runbook stages: where its comparisons belong.
@@ -476,7 +498,9 @@ def stage_evidence(stage: str, entries: list[dict], state: Path, runbook_dir: Pa
             checksums += _file_comparisons(outputs.get("files"))
         if _owns(e, stage, "databases"):
             row_counts += _pairs(outputs.get("row_counts"), "table")
-            row_counts += _database_comparisons(outputs.get("databases"))
+            failed = e.get("result") not in ("ok", "changed")
+            row_counts += _database_comparisons(outputs.get("databases"),
+                                                f"seq {e['seq']} (failed): " if failed else "")
         if e["stage"] == stage:
             checks += _check_rows(outputs.get("checks"))
         if e["stage"] == stage:
@@ -546,25 +570,9 @@ def audit_fields(verification: Verification) -> dict:
             "summary": verification_summary(verification)}
 
 
-def verification_summary(verification: Verification) -> str:
-    if not verification.ok:
-        return f"未通过 FAILED ({verification.check}): {verification.problem}"
-    signed = verification.key_id or "no key"
-    return (f"通过 passed: {verification.entries} entries, {verification.status} "
-            f"(key {signed}), {verification.checkpoints} checkpoint files agree")
-
-
 def verify_for(journal: Journal) -> Verification:
     """``migrate audit verify`` on this journal, without creating its identity file."""
     return journal.verify()
-
-
-def entries_until(entries: Iterable[dict], as_of: date | None) -> list[dict]:
-    """Entries up to the end of ``as_of`` (UTC date of ``at``), all when ``as_of`` is None."""
-    if as_of is None:
-        return list(entries)
-    limit = as_of.isoformat()
-    return [e for e in entries if str(e.get("at", ""))[:10] <= limit]
 
 
 def write_evidence_runbooks(estate: Estate, plan: dict, journal: Journal, out_dir: Path, *,

@@ -22,7 +22,7 @@ from typing import Any
 
 from migrate.adapters import ansible as runner
 from migrate.adapters import inventory as inv
-from migrate.core import state
+from migrate.core import safety, state
 from migrate.core.credentials import ensure_client_keypair, scram_verifier
 from migrate.core.errors import GuardRefused, MigrateError, StageFailed
 from migrate.core.journal import digest_bytes, digest_file
@@ -106,7 +106,7 @@ def transfer(estate: Estate, plan: Mapping[str, Any], system_id: str,
         result.outputs["files"] = record_sent_files(session, files)
         result.outputs["throughput"] = copy_throughput(files, result.outputs["files"])
         database = session.play("migrate_database", result)
-        result.outputs["databases"] = compare_databases(session, database, strict=False)
+        result.outputs["databases"] = compare_databases(session, database)
 
     return _journaled(session, "transfer", work)
 
@@ -129,8 +129,10 @@ def cutover(estate: Estate, plan: Mapping[str, Any], system_id: str,
             downtime = done.span(FREEZE_TASK, START_TASK)
             if downtime is not None:
                 result.outputs["downtime_s"] = round(downtime, 3)
+            # Both comparisons recorded before either fails: the journal names every table.
+            result.outputs["databases"] = compare_databases(session, done)
             result.outputs["files"] = compare_manifests(session, done, strict=True)
-            result.outputs["databases"] = compare_databases(session, done, strict=True)
+            raise_for_differing_databases(result.outputs["databases"])
         except MigrateError as error:
             result.outputs["rolled_back"] = _roll_back_after(session, error)
             raise
@@ -415,8 +417,9 @@ def compare_manifests(session: _Session, play: runner.PlayResult, strict: bool) 
     return summary
 
 
-def compare_databases(session: _Session, play: runner.PlayResult, strict: bool) -> dict:
-    """Per-table rows and checksums of both sides: compared, summarized."""
+def compare_databases(session: _Session, play: runner.PlayResult) -> dict:
+    """Per-table rows and checksums of both sides: compared table by table, summarized
+    (``raise_for_differing_databases`` turns a difference into the cutover's failure)."""
     sums = play.records.get("database checksums", {})
     volatile = {d["name"]: set(d.get("volatile_tables", []))
                 for d in inv.system_plan(session.plan, session.system_id)["data"]["databases"]}
@@ -424,26 +427,94 @@ def compare_databases(session: _Session, play: runner.PlayResult, strict: bool) 
     for source, target in _pairs(session):
         for database, text in (sums.get(source) or {}).items():
             there = (sums.get(target) or {}).get(database, "")
-            tables = _table_sums(text)
-            skip = volatile.get(database, set())
-            equal = _without(tables, skip) == _without(_table_sums(there), skip)
-            summary[database] = {"source": source, "target": target, "tables": tables,
-                                 "equal": equal}
-            if strict and not equal:
-                raise StageFailed(f"database {database} differs between {source} and {target}"
-                                  " after the catch-up")
+            summary[database] = {"source": source, "target": target,
+                                 **compare_tables(parse_table_sums(text),
+                                                  parse_table_sums(there),
+                                                  volatile.get(database, set()))}
     return summary
 
 
-def _without(tables: dict[str, Any], volatile: set[str]) -> dict[str, Any]:
-    """The tables compared: all but those the application writes as it serves."""
-    return {name: sums for name, sums in tables.items() if name not in volatile}
+def compare_tables(here: dict[str, dict[str, Any]], there: dict[str, dict[str, Any]],
+                   volatile: set[str]) -> dict[str, Any]:
+    """One database's comparison: the source's sums (``tables``, what verification later
+    compares the target with), the target's, the tables that differ (missing on one side
+    included) and the volatile tables left out, by name."""
+    compared = sorted((set(here) | set(there)) - volatile)
+    differing = [name for name in compared if here.get(name) != there.get(name)]
+    return {"tables": here, "target_tables": there, "differing": differing,
+            "not_compared": sorted(volatile & (set(here) | set(there))),
+            "volatile_unmatched": sorted(volatile - set(here) - set(there)),
+            "equal": not differing}
 
 
-def _table_sums(text: str) -> dict[str, dict[str, Any]]:
+def parse_table_sums(text: str) -> dict[str, dict[str, Any]]:
+    """``schema.table rows checksum`` lines (move.sh sums) by table. The name is everything
+    before the last two fields: a name read from the host may hold spaces."""
     found = {}
     for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 3:
+        parts = line.rsplit(" ", 2)
+        if len(parts) == 3 and parts[0] and all(_integer(p) for p in parts[1:]):
             found[parts[0]] = {"rows": int(parts[1]), "checksum": parts[2]}
     return found
+
+
+def _integer(text: str) -> bool:
+    return text.removeprefix("-").isdigit()
+
+
+DIFFERING_SHOWN = 10  # tables named in the error; the journal and the runbook list every one
+
+
+def raise_for_differing_databases(summary: Mapping[str, Any]) -> None:
+    """StageFailed naming the differing tables of every database that differs (the first
+    ``DIFFERING_SHOWN`` by name, with rows and checksums of both sides, then a count)."""
+    differing = {name: c for name, c in sorted(summary.items()) if not c["equal"]}
+    if differing:
+        raise StageFailed(differing_message(differing), hint=differing_hint(differing))
+
+
+def differing_message(differing: Mapping[str, Any], shown: int = DIFFERING_SHOWN) -> str:
+    """One sentence per differing database; at most ``shown`` tables named in all."""
+    sentences, left = [], shown
+    for database, c in differing.items():
+        tables = c["differing"]
+        named = [_table_difference(t, c["tables"].get(t), c["target_tables"].get(t))
+                 for t in tables[:left]]
+        left -= len(named)
+        more = len(tables) - len(named)
+        listed = [*named, *([f"and {more} more" if named else f"{more} not named here"]
+                            if more else [])]
+        sentences.append(f"database {database} differs between {c['source']} and "
+                         f"{c['target']} after the catch-up: {_tables_differ(len(tables))}: "
+                         + "; ".join(listed))
+    return ". ".join(sentences)
+
+
+def _tables_differ(count: int) -> str:
+    return "1 table differs" if count == 1 else f"{count} tables differ"
+
+
+def _table_difference(table: str, here: Mapping[str, Any] | None,
+                      there: Mapping[str, Any] | None) -> str:
+    def side(sums: Mapping[str, Any] | None) -> str:
+        return "missing" if sums is None else f"{sums['rows']} rows, checksum {sums['checksum']}"
+
+    return f"{safety.shown(table)} source {side(here)}, target {side(there)}"
+
+
+def differing_hint(differing: Mapping[str, Any]) -> str:
+    """Where every table is listed, and the volatile_tables entries that name no table while a
+    table of that name in another schema differs (an unqualified name means public.NAME)."""
+    hints = ["every differing table, with rows and checksums of both sides, is in the journal "
+             "(the cutover entry's outputs.databases) and in the evidence runbook's cutover "
+             "section. Tables the application writes while it serves, even to answer a read "
+             "(caches, sessions, queues), belong in the database's volatile_tables, "
+             "schema-qualified ('migrate discover' proposes them)"]
+    for database, c in differing.items():
+        for name in c.get("volatile_unmatched", []):
+            bare = name.split(".", 1)[-1]
+            meant = [t for t in c["differing"] if t.split(".", 1)[-1] == bare]
+            if meant:
+                hints.append(f"volatile_tables of {database} names {name}, which it does not "
+                             f"have: write {', '.join(safety.shown(t) for t in meant)}")
+    return "; ".join(hints)

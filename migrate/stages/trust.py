@@ -32,9 +32,9 @@ from migrate.adapters.access import (
     names_host,
     require_estate_known_hosts,
 )
-from migrate.core import state
 from migrate.core.errors import HostKeyChanged, HostKeyUnknown, InvalidInput, Problem, StageFailed
 from migrate.core.loader import Estate
+from migrate.targets.context import Context
 
 NEW, SAME, CHANGED = "new", "same", "changed"
 # known_hosts key types -> the host key algorithms that negotiate them
@@ -209,12 +209,12 @@ def fetch_host_key(address: str, port: int = 22, preferred: Iterable[str] = ()) 
     return KnownKey(key.get_name(), key.get_base64())
 
 
-def check_host_keys(estate: Estate, targets: list[SourceAddress],
+def check_host_keys(context: Context, targets: list[SourceAddress],
                     known_hosts: Path) -> tuple[list[HostKeyCheck], list[str]]:
     """Each reachable host's key against the file, and what kept the others from answering.
     Every address passes the sandbox guard before the first one is contacted."""
     for target in targets:
-        guard_address(estate, target.address)
+        guard_address(context, target.address)
     lines = read_lines(known_hosts)
     checks, unreachable = [], []
     for target in targets:
@@ -249,13 +249,13 @@ def decide(checks: list[HostKeyCheck], accepted: Iterable[str],
     return to_record, refused
 
 
-def trust_estate(estate: Estate, targets: list[SourceAddress], accepted: Iterable[str] = (),
+def trust_estate(context: Context, targets: list[SourceAddress], accepted: Iterable[str] = (),
                  confirm: Confirm | None = None) -> TrustOutcome:
     """Fetch, compare, decide and record what was confirmed; ``raise_for_refused`` then
     says what stays untrusted or unreachable."""
-    known_hosts = require_estate_known_hosts(estate)
+    known_hosts = require_estate_known_hosts(context.estate)
     accepted = [normalise_fingerprint(a) for a in accepted]
-    checks, unreachable = check_host_keys(estate, targets, known_hosts)
+    checks, unreachable = check_host_keys(context, targets, known_hosts)
     to_record, refused = decide(checks, accepted, confirm)
     if to_record:
         write_lines(known_hosts, updated_lines(read_lines(known_hosts), to_record))
@@ -263,8 +263,8 @@ def trust_estate(estate: Estate, targets: list[SourceAddress], accepted: Iterabl
     outcome = TrustOutcome(known_hosts, checks, to_record, refused,
                            [a for a in accepted if a not in offered], unreachable)
     if to_record or refused:
-        state.journal_for(estate).append("trust", result="failed" if refused else "ok",
-                                         outputs=outcome.as_dict())
+        context.journal.append("trust", result="failed" if refused else "ok",
+                               outputs=outcome.as_dict())
     return outcome
 
 

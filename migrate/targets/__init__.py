@@ -3,8 +3,9 @@ what differs per target and per surroundings (``base.Target``, ``base.Surroundin
 they are found: a target by its name in migrate.yaml (``cloud.target``) among the entry
 points of the group ``migrate.targets``; the rehearsal's surroundings (``sandbox``) in the
 group ``migrate.surroundings`` when the estate rehearses (the sandbox target always does; an
-openstack estate with ``sandbox.surroundings: true``), else the city's own. The stages ask;
-none imports an implementation.
+openstack estate with ``sandbox.surroundings: true``), else the city's own. The stages and
+the adapters that reach hosts ask (so nothing here imports them: only ``migrate.core``); none
+imports an implementation.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from importlib.metadata import entry_points
 from typing import TypeVar
 
 from migrate.core.errors import EnvironmentNotReady
+from migrate.core.extras import extra_providing
 from migrate.core.loader import Estate
 from migrate.targets.base import CitySurroundings, Surroundings, Target
 
@@ -60,6 +62,8 @@ def _load(group: str, name: str, kind: type[Loaded], noun: str, what: str) -> Lo
     try:
         made = found[0].load()()
     except (ImportError, AttributeError) as error:
+        if isinstance(error, ModuleNotFoundError) and extra_providing(error.name or ""):
+            raise  # an extra not installed: the CLI names the command and the extra
         raise EnvironmentNotReady(f"{what} is declared by {found[0].value} but cannot be "
                                   f"loaded: {error}", hint=f"reinstall {provider}") from None
     if not isinstance(made, kind) or made.name != name:

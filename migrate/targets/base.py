@@ -19,15 +19,34 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from migrate.core.errors import StageFailed
 from migrate.core.loader import Estate
-from migrate.stages.provision import ProvisionSettings
 from migrate.targets.contract import PROVISION_AGAIN, Instance
 
 Progress = Callable[[str], None]
+
+
+@dataclass
+class ProvisionSettings:
+    """Everything a stack operation needs that is not in the plan: what a target hands the
+    provision stage (``Target.provision_settings``)."""
+
+    target: str
+    state_dir: Path
+    plan_path: Path
+    passphrase_file: Path
+    config: dict[str, str] = field(default_factory=dict)
+    # What the target changes in the engine's environment: a value sets the variable, None
+    # removes it (the OpenStack target removes OS_* credentials so that only the clouds.yaml
+    # entry the estate names can choose the cloud).
+    env: dict[str, str | None] = field(default_factory=dict)
+    # The target's program checks the cloud before it registers anything (stacks/openstack/
+    # preflight.py): every stack is checked that way before any stack changes.
+    preflight: bool = False
 
 
 class Target(ABC):

@@ -24,14 +24,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from migrate.core.credentials import ensure_passphrase_file
 from migrate.core.errors import InvalidInput, StageFailed
 from migrate.core.files import write_file_atomically
 from migrate.core.loader import Estate
 from migrate.core.model import OpenStackSettings
 from migrate.core.state import state_dir
-from migrate.stages.provision import ProvisionSettings, ensure_passphrase_file
 from migrate.targets import openstack_api
-from migrate.targets.base import Target
+from migrate.targets.base import ProvisionSettings, Target
 from migrate.targets.contract import Instance
 from migrate.targets.openstack_console import ConsoleKeysError, host_keys_from_console
 from migrate.targets.openstack_volumes import check_encryption

@@ -47,7 +47,7 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
         tried.append(("verification suites",))
         raise StageFailed("test recorder: verification suites")
 
-    def source_answers(_estate, _plan, system_id, **_kwargs):
+    def source_answers(_context, system_id, **_kwargs):
         tried.append(("source answers", system_id))
 
     real_popen = subprocess.Popen
@@ -101,13 +101,14 @@ def assert_refused(results: list[dict]) -> None:
 @pytest.mark.parametrize("stage", ["check_prerequisites", "transfer", "cutover", "rollback"])
 def test_moving_stages_refuse_off_host_targets_before_any_play(
         hostile_estate, connections, stage: str) -> None:
-    results = pipeline.move(hostile_estate, stage, [SYSTEM], confirmed=True)
+    results = pipeline.move(pipeline.context_of(hostile_estate), stage, [SYSTEM],
+                            confirmed=True)
     assert connections == []
     assert_refused(results)
 
 
 def test_verification_refuses_off_host_targets_before_its_ssh(hostile_estate, connections):
-    results = pipeline.verify_systems(hostile_estate, [SYSTEM])
+    results = pipeline.verify_systems(pipeline.context_of(hostile_estate), [SYSTEM])
     assert connections == []
     assert_refused(results)
 
@@ -115,7 +116,8 @@ def test_verification_refuses_off_host_targets_before_its_ssh(hostile_estate, co
 def test_platform_client_refuses_an_off_host_platform_before_connecting(
         hostile_estate, connections):
     with pytest.raises(GuardRefused, match=f"refusing to connect to {PLATFORM_IP}"):
-        pipeline.register_systems(hostile_estate, [SYSTEM], side="source")
+        pipeline.register_systems(pipeline.context_of(hostile_estate), [SYSTEM],
+                                  side="source")
     assert connections == []
 
 
@@ -126,4 +128,5 @@ def test_the_guard_is_a_no_op_off_the_sandbox(estate: Path, monkeypatch: pytest.
     monkeypatch.setattr(load_surroundings("sandbox"), "guard_address",
                         lambda *_a: pytest.fail("guarded"))
     edit(estate / "migrate.yaml", "target: sandbox", "target: openstack")
-    access.guard_addresses(pipeline.open_estate(estate), ["192.0.2.11", "exchange.example.gov.cn"])
+    access.guard_addresses(pipeline.open_context(estate),
+                           ["192.0.2.11", "exchange.example.gov.cn"])

@@ -24,13 +24,18 @@ import socket
 import stat
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from migrate.adapters.access import CommandResult, Login, SourceSession
 from migrate.rehearsal.legacy.units import scram_verifier
+from migrate.stages.discovery import probes
+from migrate.stages.transfer import compare_tables, parse_table_sums
 
 pytestmark = pytest.mark.slow
 
@@ -395,3 +400,85 @@ def test_the_subscription_reads_its_password_from_a_passfile_removed_at_the_end(
     assert hosts.target.sql("SELECT count(*) FROM pg_subscription") == "0"
     assert hosts.script(MOVE, "unpublish", db, "127.0.0.1").returncode == 0
     assert replicator(hosts.source) == "0"
+
+
+# ---------------------------------------------------------------- per-table sums (move.sh sums)
+
+HOSTILE_TABLE = "t\"; COPY (SELECT 1) TO PROGRAM 'touch pwned'; --"
+
+
+def sums_on(hosts: Hosts, cluster: Cluster, db: str) -> dict[str, dict]:
+    """``move.sh sums DB`` against ``cluster``, parsed as the cutover parses it."""
+    env = {**os.environ, **cluster.env(), "ARGV_LOG": str(hosts.argv_log),
+           "PATH": f"{hosts.shims}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    done = subprocess.run(["bash", str(MOVE), "sums", db], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return parse_table_sums(done.stdout)
+
+
+def test_sums_name_every_table_of_every_schema_and_the_one_that_differs(hosts: Hosts) -> None:
+    db = unique("sums") + " x'y"
+    for cluster in (hosts.source, hosts.target):
+        make_database(cluster, db)
+        cluster.sql("SELECT format('CREATE SCHEMA app; CREATE TABLE app.sessions (id int); "
+                    "CREATE TABLE app.%I (id int); CREATE TABLE app.\"my table\" (id int); "
+                    "INSERT INTO app.sessions SELECT generate_series(1, 5); "
+                    "INSERT INTO app.%I VALUES (1); INSERT INTO items VALUES (1, ''a'')', "
+                    ":'hostile', :'hostile') \\gexec", db=dbname(db), hostile=HOSTILE_TABLE)
+    hosts.target.sql("UPDATE app.sessions SET id = 9 WHERE id = 1", db=dbname(db))
+
+    here, there = sums_on(hosts, hosts.source, db), sums_on(hosts, hosts.target, db)
+
+    assert hosts.canaries() == [], "a table name ran COPY ... TO PROGRAM"
+    assert set(here) == {"public.items", "app.sessions", f"app.{HOSTILE_TABLE}",
+                         "app.my table"}
+    assert here["app.sessions"]["rows"] == 5 and here["app.my table"]["rows"] == 0
+    assert here[f"app.{HOSTILE_TABLE}"]["rows"] == 1
+    assert compare_tables(here, there, set())["differing"] == ["app.sessions"]
+    assert compare_tables(here, there, {"app.sessions"})["equal"] is True
+
+
+# ---------------------------------------------------------------- discovery's watch of writes
+
+
+class LocalSession(SourceSession):
+    """A root session on a source host whose commands run here, against ``cluster``."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__(Login("127.0.0.1", "root", None), client=None)  # type: ignore[arg-type]
+        self.cluster = cluster
+
+    def run(self, command: str, timeout: float = 120) -> CommandResult:
+        done = subprocess.run(["bash", "-c", command], env={**os.environ, **self.cluster.env()},
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        return CommandResult(done.returncode, done.stdout, done.stderr)
+
+
+def test_discovery_proposes_the_tables_written_while_it_watches(
+        hosts: Hosts, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = unique("watched") + " x'y"
+    make_database(hosts.source, db)
+    hosts.source.sql("SELECT format('CREATE SCHEMA app; CREATE TABLE app.sessions (id int); "
+                     "CREATE TABLE app.%I (id int); CREATE TABLE app.users (id int); "
+                     "INSERT INTO app.users VALUES (1)', :'hostile') \\gexec",
+                     db=dbname(db), hostile=HOSTILE_TABLE)
+    monkeypatch.setattr(probes, "WATCH_S", 2)
+    found: list[dict | None] = []
+    watching = threading.Thread(target=lambda: found.append(
+        probes.probe_postgresql(LocalSession(hosts.source))))
+    watching.start()
+    while watching.is_alive():  # each psql exits, so its statistics are flushed at once
+        hosts.source.sql("SELECT format('INSERT INTO app.sessions VALUES (1); "
+                         "INSERT INTO app.%I VALUES (2)', :'hostile') \\gexec",
+                         db=dbname(db), hostile=HOSTILE_TABLE)
+        time.sleep(0.2)
+    watching.join()
+
+    assert hosts.canaries() == [], "a table name ran COPY ... TO PROGRAM"
+    [server] = found
+    assert server is not None
+    database = next(d for d in server["databases"] if d["name"] == db)
+    assert database["watched_s"] == 2
+    written = [t["table"] for t in database["written_while_watched"]]
+    assert written == sorted(["app.sessions", f"app.{HOSTILE_TABLE}"])  # not app.users

@@ -157,7 +157,7 @@ def write_stage_inputs(opened) -> None:
 def test_no_stack_means_no_targets_whatever_the_journal_says(opened) -> None:
     journal_provision(opened, FORGED)
     with pytest.raises(InvalidInput, match="no provisioned targets: run 'migrate provision"):
-        pipeline.provisioned_targets(opened, SYSTEM)
+        pipeline.provisioned_targets(pipeline.context_of(opened), SYSTEM)
 
 
 @pytest.mark.slow
@@ -165,9 +165,9 @@ def test_a_rewritten_journal_does_not_move_the_targets(opened, stack, inventorie
     journal_provision(opened, PROVISIONED)
     rewrite_provision_entries(opened, FORGED)
 
-    assert pipeline.provisioned_targets(opened, SYSTEM) == ACCESS
+    assert pipeline.provisioned_targets(pipeline.context_of(opened), SYSTEM) == ACCESS
     write_stage_inputs(opened)
-    (result,) = pipeline.move(opened, "transfer", [SYSTEM])
+    (result,) = pipeline.move(pipeline.context_of(opened), "transfer", [SYSTEM])
     assert "test: play check_prerequisites not run" in result["error"], result
     (inventory,) = inventories
     targets = inventory["all"]["children"]["target"]["hosts"]
@@ -180,7 +180,7 @@ def test_a_rewritten_journal_does_not_move_the_targets(opened, stack, inventorie
     stack.destroy()
     journal_provision(opened, FORGED)
     with pytest.raises(InvalidInput, match="no provisioned targets: run 'migrate provision"):
-        pipeline.provisioned_targets(opened, SYSTEM)
+        pipeline.provisioned_targets(pipeline.context_of(opened), SYSTEM)
 
 
 @pytest.mark.slow
@@ -207,5 +207,5 @@ def test_a_checkpoint_of_another_version_is_read_by_the_engine(
     asked = []
     monkeypatch.setattr(provision, "engine_outputs",
                         lambda *args: asked.append(args[-1]) or {"instances": PROVISIONED})
-    assert pipeline.provisioned_targets(opened, SYSTEM) == ACCESS
+    assert pipeline.provisioned_targets(pipeline.context_of(opened), SYSTEM) == ACCESS
     assert asked == [STACK]

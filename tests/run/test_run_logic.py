@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from migrate.core.errors import HostKeyChanged, StageFailed
+from migrate.core.errors import HostKeyChanged, StageFailed, StageFailure
 from migrate.core.state import journal_for
 from migrate.orchestrate import pipeline
 from migrate.orchestrate import run as runs
@@ -41,8 +41,8 @@ def fakes(monkeypatch):
         state.calls.append(("sandbox", None))
         return SimpleNamespace(changed=False)
 
-    def run_stacks(estate, operation, system_ids=None, progress=None, planned=None):
-        journal = journal_for(estate)
+    def run_stacks(context, operation, system_ids=None, progress=None):
+        journal = context.journal
         results = []
         for sid in system_ids:
             state.calls.append((operation, sid))
@@ -55,7 +55,7 @@ def fakes(monkeypatch):
                                result="changed" if "create" in changes else "unchanged")
         return pipeline.ProvisionOutcome(operation, results)
 
-    def move(estate, stage, system_ids=None, progress=None, confirmed=False, planned=None):
+    def move(context, stage, system_ids=None, progress=None, confirmed=False):
         (sid,) = system_ids
         with lock:
             state.calls.append((stage, sid))
@@ -63,7 +63,7 @@ def fakes(monkeypatch):
             state.most = max(state.most, state.running)
         try:
             time.sleep(state.delay)
-            journal = journal_for(estate)
+            journal = context.journal
             how = state.fail.get((sid, stage))
             if how == "once":
                 del state.fail[(sid, stage)]
@@ -74,8 +74,8 @@ def fakes(monkeypatch):
                 journal.append(stage, system=sid, result="failed", outputs=outputs)
                 if how == "raise":  # as a stage function does, before move gathered them
                     raise StageFailed(f"{stage} broke")
-                return [{"system": sid, "result": "failed", "error": f"{stage} broke",
-                         "hint": None}]
+                return [pipeline.FailedResult(StageFailure(
+                    sid, stage, "StageFailed", f"{stage} broke", None, StageFailed.exit_code))]
             journal.append(stage, system=sid, outputs={"changed": 2})
             if stage == "cutover" and not state.unverified:  # the real one verifies too
                 journal.append("verify", system=sid, outputs={"counts": {"passed": 9}})
@@ -86,27 +86,28 @@ def fakes(monkeypatch):
             with lock:
                 state.running -= 1
 
-    def verify_systems(estate, system_ids=None, progress=None, parallel=None, planned=None):
+    def verify_systems(context, system_ids=None, progress=None, parallel=None):
         (sid,) = system_ids
         state.calls.append(("verify", sid))
         if state.fail.get((sid, "verify")):
-            journal_for(estate).append("verify", system=sid, result="failed",
-                                       outputs={"error": "3 checks failed"})
-            return [{"system": sid, "result": "failed", "error": "3 checks failed",
-                     "hint": "see there"}]
-        journal_for(estate).append("verify", system=sid, outputs={"counts": {"passed": 9}})
+            context.journal.append("verify", system=sid, result="failed",
+                                   outputs={"error": "3 checks failed"})
+            return [pipeline.verification_result({
+                "system": sid, "result": "failed", "error": "3 checks failed",
+                "hint": "see there"})]
+        context.journal.append("verify", system=sid, outputs={"counts": {"passed": 9}})
         return [{"system": sid, "result": "ok", "counts": {"passed": 9}}]
 
-    def check_source_host_keys(estate, system_ids):
+    def check_source_host_keys(context, system_ids):
         state.calls.append(("source_keys", None))
         if state.fail.get((None, "source_keys")):
             raise HostKeyChanged("1 source host key(s) CHANGED and not replaced: web1", "see")
         return len(system_ids)
 
-    def register_systems(estate, system_ids=None, progress=None, planned=None):
+    def register_systems(context, system_ids=None, progress=None):
         (sid,) = system_ids
         state.calls.append(("register", sid))
-        journal_for(estate).append("register", system=sid, result="unchanged")
+        context.journal.append("register", system=sid, result="unchanged")
         return [{"system": sid, "changed": False, "linked": 1, "resources": [{}]}]
 
     from migrate.rehearsal.sandbox import estate as sandbox_estate
@@ -240,7 +241,7 @@ def test_a_rerun_continues_and_repeats_nothing_that_is_done(estate, run_cli, fak
 
 def test_a_failed_provisioning_fails_the_systems_it_was_for(estate, run_cli, fakes,
                                                            monkeypatch):
-    def broken(estate, operation, system_ids=None, progress=None, planned=None):
+    def broken(context, operation, system_ids=None, progress=None):
         raise StageFailed("stack sys-scj-qyxy: engine said no")
 
     monkeypatch.setattr(pipeline, "run_stacks", broken)

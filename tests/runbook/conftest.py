@@ -8,7 +8,7 @@ import pytest
 
 from migrate.core.journal import Journal
 from migrate.core.loader import Estate
-from migrate.stages.report import build_example
+from migrate.orchestrate.examples import build_example
 from tests.runbook.story import EXAMPLE_ESTATE, write_story
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from migrate.adapters.render import check_in_browser
-from migrate.stages.report import build_report, write_examples, write_report
+from migrate.orchestrate.examples import write_examples
+from migrate.stages.report import build_report, write_report
 from migrate.stages.runbook import write_evidence_runbooks
 from tests.runbook.story import EXAMPLE_ESTATE
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from migrate.stages.report import write_examples
+from migrate.orchestrate.examples import write_examples
 from migrate.stages.runbook import (
     STAGE_TITLES,
     STAGES,

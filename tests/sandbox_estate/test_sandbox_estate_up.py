@@ -206,15 +206,15 @@ def test_secrets_are_private_and_never_reported(world: World) -> None:
 
 
 def test_register_links_every_catalogue_resource_on_the_platform(world: World) -> None:
-    from migrate.orchestrate.pipeline import register_systems
+    from migrate.orchestrate.pipeline import context_of, register_systems
 
-    first = register_systems(world.estate)
+    first = register_systems(context_of(world.estate))
     migrating = {"mzj-shjz", "rsj-sbcx", "scj-qyxy", "sjj-tyrz", "wjw-fybj", "zrj-bdcdj"}
     assert {r["system"] for r in first} == migrating
     for result in first:
         declared = len(world.estate.systems[result["system"]].exchange.resources)
         assert result["linked"] == declared, result
-    assert all(not r["changed"] for r in register_systems(world.estate))
+    assert all(not r["changed"] for r in register_systems(context_of(world.estate)))
 
 
 def test_second_up_changes_nothing(world: World) -> None:

@@ -49,7 +49,7 @@ def level3(tmp_path_factory: pytest.TempPathFactory, clouds_yaml: Path,
     edit(folder / "systems" / f"{SYSTEM}.yaml", "protection_level: 2", "protection_level: 3")
     estate = pipeline.open_estate(folder)
     assert estate.settings.cloud.openstack.encrypted_volume_type == VOLUME_TYPE
-    outcome = pipeline.make_plan(estate)
+    outcome = pipeline.make_plan(pipeline.context_of(estate))
     system = next(s for s in outcome.plan["systems"] if s["id"] == SYSTEM)
     assert all(i["boot_volume"]["encrypted"] and all(v["encrypted"] for v in i["volumes"])
                for i in system["instances"])
@@ -88,7 +88,7 @@ def test_a_volume_type_without_encryption_is_named_before_any_change(
     edit(folder / "systems" / f"{SYSTEM}.yaml", "protection_level: 2", "protection_level: 3")
     edit(folder / "migrate.yaml", f"encrypted_volume_type: {VOLUME_TYPE}",
          "encrypted_volume_type: ceph")
-    outcome = pipeline.make_plan(pipeline.open_estate(folder))
+    outcome = pipeline.make_plan(pipeline.open_context(folder))
     provisioner = Provisioner(openstack_settings(folder, outcome.path.resolve(), clouds_yaml,
                                                  preflight=True))
     networks, systems = targets_for(outcome.plan, [SYSTEM])
@@ -132,7 +132,8 @@ def test_every_volume_is_of_the_encrypted_type_and_in_use(session: api.Session,
 
 def test_the_targets_check_through_cinder_passes_and_says_what_it_found(
         level3: Applied) -> None:
-    instances = pipeline.system_instances(level3.estate, SYSTEM)  # the stages' way in
+    # the stages' way in
+    instances = pipeline.system_instances(pipeline.context_of(level3.estate), SYSTEM)
     for instance in level3.system["instances"]:
         checked = instances[instance["name"]]
         found = [checked.boot_volume, *checked.volumes]
@@ -150,7 +151,8 @@ def test_the_targets_check_through_cinder_passes_and_says_what_it_found(
 
 def test_verification_rests_on_the_clouds_report(level3: Applied) -> None:
     """What the verify suite's encryption check reads (the guest sees no dm-crypt)."""
-    reported = cloud_encryption(level3.estate, level3.system)
+    reported = cloud_encryption(pipeline.context_of(level3.estate), level3.system,
+                                pipeline.system_instances)
     for instance in level3.system["instances"]:
         for volume in instance["volumes"]:
             found = reported[instance["name"]][volume["name"]]

@@ -274,6 +274,36 @@ def test_second_transfer_changes_nothing(world: World) -> None:
     assert result.changed == 0, [p.changed_tasks for p in result.plays]
 
 
+def on_target_database(world: World, sql: str) -> None:
+    command = f"runuser -u postgres -- psql -XAt -v ON_ERROR_STOP=1 -d fybj -c {shlex.quote(sql)}"
+    result = on_target(world, "db", command, known_hosts_of_last_run(world))
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_cutover_whose_tables_differ_names_them_and_rolls_back(world: World) -> None:
+    """A table only the target has, outside schema public: the source was not written since
+    its copy, so the catch-up does not copy again, and the comparison must catch it."""
+    on_target_database(world, "CREATE SCHEMA app; CREATE TABLE app.sessions AS "
+                              "SELECT generate_series(1, 3) AS id")
+    journal = state.journal_for(world.estate)
+    try:
+        with pytest.raises(StageFailed) as failed:
+            run(world, "cutover")
+    finally:
+        on_target_database(world, "DROP SCHEMA app CASCADE")
+    assert failed.value.message.startswith("database fybj differs between db1 and ")
+    assert '1 table differs: "app.sessions" source missing, target 3 rows, checksum ' \
+        in failed.value.message
+    entry = [e for e in journal.entries() if e["stage"] == "cutover"][-1]
+    assert entry["result"] == "failed" and entry["outputs"]["rolled_back"]["result"] == "ok"
+    database = entry["outputs"]["databases"]["fybj"]
+    assert database["differing"] == ["app.sessions"]
+    assert database["target_tables"]["app.sessions"]["rows"] == 3
+    assert {t.split(".")[1] for t in database["tables"]} == set(TABLES)
+    assert service_state(world, source=True) == "active enabled"
+    assert fetch_api(world, source=True) == world.before["api"]
+
+
 def test_cutover_moves_service_and_leaves_the_source_stopped_but_intact(world: World) -> None:
     before = world.before
     result = run(world, "cutover")

@@ -9,13 +9,18 @@ import sys
 
 import pytest
 
+from migrate.core.errors import StageFailure
 from migrate.orchestrate import pipeline
+
+FAILED = {"system": "scj-qyxy", "result": "failed", "error": "host key changed",
+          "hint": "check the host", "exit_code": 4, "duration_s": 0.5}
 
 
 def failing_results(*_args, **_kwargs) -> list[dict]:
+    failure = StageFailure("scj-qyxy", "transfer", "HostKeyChanged", "host key changed",
+                           "check the host", 4, 0.5)
     return [{"system": "wjw-fybj", "result": "ok", "changed": 0, "duration_s": 1.0},
-            {"system": "scj-qyxy", "result": "failed", "error": "host key changed",
-             "hint": "check the host", "exit_code": 4, "duration_s": 0.5}]
+            pipeline.FailedResult(failure)]
 
 
 @pytest.mark.parametrize("command", ["transfer", "check", "rollback", "verify"])
@@ -27,6 +32,7 @@ def test_a_partly_failed_stage_gives_one_json_document(estate, run_cli, monkeypa
     assert result.code == 4, result.stderr
     document = json.loads(result.stdout)  # one document: a second one would not parse
     assert [s["result"] for s in document["systems"]] == ["ok", "failed"]
+    assert document["systems"][1] == FAILED  # a failed system's object, as it always was
     assert "scj-qyxy: host key changed" in document["error"]["message"]
     assert document["error"]["exit_code"] == 4
 

@@ -225,3 +225,48 @@ def test_dpkg_search_names_the_owners_of_each_path() -> None:
     assert parse_dpkg_search(text) == {"/usr/sbin/nginx": ["nginx-core", "nginx-light"],
                                        "/var/lib/mediawiki": ["mediawiki"],
                                        "/lib/x86_64-linux-gnu/libc.so.6": ["libc6"]}
+
+
+WRITTEN = [{"table": "app.sessions", "writes": 12}, {"table": "mediawiki.objectcache",
+                                                     "writes": 3},
+           {"table": 'app.Big "Cache"', "writes": 1}]
+
+
+def _watched(written: list[dict]) -> dict:
+    observed = copy.deepcopy(OBSERVED)
+    wikidb = observed["postgresql"]["databases"][1]
+    wikidb.update(watched_s=10, written_while_watched=written)
+    return observed
+
+
+def test_the_draft_proposes_the_tables_written_while_watched(estate: Path,
+                                                            tmp_path: Path) -> None:
+    loaded = open_estate(estate)
+    draft = build_draft(loaded, "dsj-wiki", [DraftHost("wiki1", "192.168.178.10",
+                                                       _watched(WRITTEN))], "root")
+    path = tmp_path / "dsj-wiki.draft.yaml"
+    path.write_text(render(draft, ["Draft", ""]))
+    assert validate_draft(loaded, path, str(path)) == []
+    wikidb = yaml.safe_load(path.read_text())["workload"]["databases"][0]
+    assert wikidb["volatile_tables"] == []  # proposed in a comment: users' tables stay compared
+    line = next(t for t in path.read_text().splitlines() if "volatile_tables" in t)
+    assert line.endswith('volatile_tables: []  # proposal: written during a 10 s watch while '
+                         'the application served: ["app.sessions", "mediawiki.objectcache"]; '
+                         "copy here those it writes to answer reads (caches, sessions), not "
+                         "those its users write; written too, but not plain names "
+                         'volatile_tables can hold: "app.Big \\"Cache\\""')
+    quiet = build_draft(loaded, "dsj-wiki", [DraftHost("wiki1", "192.168.178.10",
+                                                       _watched([]))], "root")
+    assert "no table written during a 10 s watch" in render(quiet, ["Draft", ""])
+
+
+def test_gaps_name_written_tables_left_out_of_volatile_tables(estate: Path,
+                                                             tmp_path: Path) -> None:
+    data = _declared(estate, tmp_path).model_dump()
+    data["workload"]["databases"][0]["volatile_tables"] = ["objectcache", "app.sessions"]
+    system = SystemManifest.model_validate(data, strict=False)
+    found = gaps.manifest_gaps(system, {"wiki1": _watched(WRITTEN)})
+    [written] = [f for f in found if f["kind"] == "written_while_serving"]
+    assert written["tables"] == ["mediawiki.objectcache", 'app.Big "Cache"']
+    assert written["message"].startswith('database wikidb: "mediawiki.objectcache", '
+                                         '"app.Big \\"Cache\\"" written during a 10 s watch')

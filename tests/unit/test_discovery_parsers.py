@@ -249,3 +249,13 @@ def test_running_units() -> None:
     assert parsers.parse_running_units(text) == ["cron.service", "nginx.service",
                                                  "php8.2-fpm.service",
                                                  "postgresql@15-main.service"]
+
+
+def test_written_tables_are_the_counters_that_grew_between_two_samples() -> None:
+    before = [["app", "sessions", "10"], ["app", "users", "4"], ["app", "reset", "90"],
+              ["public", "a,b", "1"]]
+    after = [["app", "sessions", "22"], ["app", "users", "4"], ["app", "reset", "2"],
+             ["public", "a,b", "3"], ["app", "new", "5"], ["short"]]
+    assert parsers.written_tables(before, after) == [
+        {"table": "app.new", "writes": 5}, {"table": "app.sessions", "writes": 12},
+        {"table": "public.a,b", "writes": 2}]

@@ -1,6 +1,8 @@
 """The rehearsal plugs in from outside: no module of ``migrate`` outside the rehearsal packages
 imports them, at module level or inside a function (issue 18). The sandbox reaches the
-stages only through its entry points (``migrate.targets``, ``migrate.commands``)."""
+stages only through its entry points (``migrate.targets``, ``migrate.surroundings``,
+``migrate.commands``). This is the rehearsal's part of the layer rules; the layers themselves
+are ``tests/unit/test_import_graph.py``'s, which reads imports with ``imported_names`` below."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def test_systems_run_at_the_same_time_up_to_the_bound() -> None:
             running -= 1
         return {"system": system_id, "result": "ok"}
 
-    results = for_each_system(["a", "b", "c", "d"], work, parallel=2)
+    results = for_each_system(["a", "b", "c", "d"], work, parallel=2, stage="transfer")
     assert [r["result"] for r in results] == ["ok"] * 4, results
     assert peak == 2
     assert [r["system"] for r in results] == ["a", "b", "c", "d"]
@@ -40,7 +40,7 @@ def test_a_failing_system_does_not_stop_the_others() -> None:
             raise StageFailed("transfer_files failed on web1", hint="look at web1")
         return {"system": system_id, "result": "ok"}
 
-    results = for_each_system(["a", "b", "c"], work, parallel=3)
+    results = for_each_system(["a", "b", "c"], work, parallel=3, stage="transfer")
     assert [r["result"] for r in results] == ["ok", "failed", "ok"]
     assert results[1]["error"] == "transfer_files failed on web1"
     assert results[1]["hint"] == "look at web1"
@@ -48,7 +48,7 @@ def test_a_failing_system_does_not_stop_the_others() -> None:
 
 def test_a_lone_failure_keeps_its_exit_code_and_hint() -> None:
     results = for_each_system(["a"], lambda s: (_ for _ in ()).throw(
-        GuardRefused("needs an explicit request", hint="confirm")))
+        GuardRefused("needs an explicit request", hint="confirm")), stage="decommission_source")
     with pytest.raises(StageFailed) as caught:
         raise_for_failures("decommission_source", results)
     assert caught.value.exit_code == GuardRefused.exit_code
@@ -60,7 +60,7 @@ def test_several_failures_are_named_together() -> None:
     def work(system_id: str) -> dict:
         raise StageFailed(f"broken {system_id}")
 
-    results = for_each_system(["a", "b", "c"], work)
+    results = for_each_system(["a", "b", "c"], work, stage="cutover")
     with pytest.raises(StageFailed) as caught:
         raise_for_failures("cutover", results)
     assert "3 of 3 systems (a, b, c)" in caught.value.message
@@ -76,7 +76,7 @@ def test_a_bug_is_not_swallowed() -> None:
         raise KeyError(system_id)
 
     with pytest.raises(KeyError):
-        for_each_system(["a", "b"], work)
+        for_each_system(["a", "b"], work, stage="transfer")
 
 
 def test_the_bound_never_exceeds_the_systems() -> None:

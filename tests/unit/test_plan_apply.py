@@ -66,9 +66,10 @@ def stages(monkeypatch) -> list:
             return Done(sid)
         return run
 
-    def verify_system(estate, _plan, sid, _targets, _progress=None):
+    def verify_system(context, sid, _targets, _progress=None, *, instances):
+        assert instances is pipeline.system_instances  # the reader pipeline hands the stage
         asked.append(("verify", sid))
-        journal_for(estate).append("verify", system=sid, outputs={"counts": {"passed": 1}})
+        context.journal.append("verify", system=sid, outputs={"counts": {"passed": 1}})
         return {"passed": True, "run_id": "fake", "result": "ok", "counts": {"passed": 1},
                 "failed_checks": [], "duration_s": 0.1}
 
@@ -79,14 +80,14 @@ def stages(monkeypatch) -> list:
 
     monkeypatch.setattr(sandbox_estate, "sandbox_up",
                         lambda estate, progress=None, scale=None: SimpleNamespace(changed=False))
-    monkeypatch.setattr(pipeline, "check_source_host_keys", lambda _estate, ids: len(ids))
+    monkeypatch.setattr(pipeline, "check_source_host_keys", lambda _context, ids: len(ids))
     monkeypatch.setattr(pipeline, "provision_settings", lambda _estate, _path: None)
     monkeypatch.setattr(pipeline, "Provisioner", Provisioner)
     monkeypatch.setattr(pipeline, "provisioned_targets",
-                        lambda _estate, _sid: {"web": {"address": "10.9.9.9", "host_key": "k"}})
+                        lambda _context, _sid: {"web": {"address": "10.9.9.9", "host_key": "k"}})
     monkeypatch.setattr(pipeline, "guard_system", lambda *_args: None)
     monkeypatch.setattr(pipeline, "platform_client",
-                        lambda _estate, _sid: contextlib.nullcontext(None))
+                        lambda _context, _sid: contextlib.nullcontext(None))
     monkeypatch.setattr(transfer, "transfer", play("transfer"))
     monkeypatch.setattr(transfer, "cutover", play("cutover"))
     monkeypatch.setattr(answers, "record_source_answers", lambda *_args: None)
@@ -330,7 +331,7 @@ def test_a_plan_with_a_package_mirror_validates_too(tmp_path):
     wiki = write_wiki_estate(tmp_path / "wiki", address="192.168.177.10", ssh_key=key,
                              db_password="not-the-password")
     plan = json.loads(pipeline.render_plan(
-        pipeline.make_plan(pipeline.open_estate(wiki), write=False).plan))
+        pipeline.make_plan(pipeline.open_context(wiki), write=False).plan))
     assert any(r["peer"]["kind"] == "package_mirror"
                for s in plan["systems"] for r in s["security_rules"])
     shipped = json.loads((schema.SCHEMA_DIR / "plan.schema.json").read_text(encoding="utf-8"))

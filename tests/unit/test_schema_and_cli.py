@@ -127,9 +127,9 @@ def test_provision_and_destroy_without_yes_off_a_terminal_are_refused(run_cli, e
 def test_wave_selects_the_systems_of_that_wave_of_the_plan(estate):
     from migrate.orchestrate import pipeline
 
-    loaded = pipeline.open_estate(estate)
-    assert pipeline.systems_of_wave(loaded, 2) == ["rsj-sbcx", "zrj-bdcdj"]
-    assert pipeline.systems_of_wave(loaded, 3) == ["mzj-shjz"]
+    context = pipeline.open_context(estate)
+    assert pipeline.systems_of_wave(context, 2) == ["rsj-sbcx", "zrj-bdcdj"]
+    assert pipeline.systems_of_wave(context, 3) == ["mzj-shjz"]
 
 
 def test_a_wave_the_plan_does_not_have_is_invalid_input(run_cli, estate):

@@ -142,8 +142,8 @@ def state_outputs(monkeypatch: pytest.MonkeyPatch) -> dict:
 def test_the_stages_get_address_and_host_key_from_the_contract(estate: Path,
                                                                state_outputs: dict) -> None:
     state_outputs["instances"] = {"web": SANDBOX_INSTANCE}
-    opened = pipeline.open_estate(estate)
-    assert pipeline.provisioned_targets(opened, "wjw-fybj") == {
+    context = pipeline.open_context(estate)
+    assert pipeline.provisioned_targets(context, "wjw-fybj") == {
         "web": {"address": "10.20.1.10", "host_key": ED25519}}
 
 
@@ -153,7 +153,7 @@ def test_a_sandbox_instance_without_host_keys_is_malformed(estate: Path,
                                                            i.pop("host_key")])}
     with pytest.raises(StageFailed, match=f"stack {STACK}: instance web has unusable outputs: "
                                           "host_keys: missing"):
-        pipeline.provisioned_targets(pipeline.open_estate(estate), "wjw-fybj")
+        pipeline.provisioned_targets(pipeline.open_context(estate), "wjw-fybj")
 
 
 def as_openstack(estate: Path) -> None:
@@ -210,15 +210,15 @@ def test_openstack_host_keys_are_read_from_the_console_and_pinned(
     server = without_keys["id"]
     console.outputs[server] = cloud_init_console(ED25519)
     console.booting = 2  # read again until cloud-init printed them
-    opened = pipeline.open_estate(estate)
-    assert pipeline.provisioned_targets(opened, "wjw-fybj") == {
+    context = pipeline.open_context(estate)
+    assert pipeline.provisioned_targets(context, "wjw-fybj") == {
         "db": {"address": "10.20.1.11", "host_key": ED25519}}
-    pins = load_target("openstack").host_keys_file(opened, STACK)
+    pins = load_target("openstack").host_keys_file(context.estate, STACK)
     assert oct(pins.stat().st_mode & 0o777) == "0o600"
     asked = len(console.asked)
     assert asked == 3
     console.outputs[server] = cloud_init_console(OTHER_ED25519)  # a later console says else
-    assert pipeline.provisioned_targets(opened, "wjw-fybj")["db"]["host_key"] == ED25519
+    assert pipeline.provisioned_targets(context, "wjw-fybj")["db"]["host_key"] == ED25519
     assert len(console.asked) == asked  # pinned: the console is not asked again
 
 
@@ -230,8 +230,8 @@ def test_the_console_is_read_in_the_estates_region(estate: Path, state_outputs: 
     without_keys = {k: v for k, v in unencrypted(OPENSTACK_INSTANCE).items() if k != "host_keys"}
     state_outputs["instances"] = {"db": without_keys}
     console.outputs[without_keys["id"]] = cloud_init_console(ED25519)
-    opened = pipeline.open_estate(estate)
-    assert pipeline.provisioned_targets(opened, "wjw-fybj")["db"]["host_key"] == ED25519
+    context = pipeline.open_context(estate)
+    assert pipeline.provisioned_targets(context, "wjw-fybj")["db"]["host_key"] == ED25519
     assert console.regions == ["RegionTwo"]
 
 
@@ -242,10 +242,10 @@ def test_a_replaced_instance_has_its_keys_read_again(estate: Path, state_outputs
     console.outputs = {first["id"]: cloud_init_console(ED25519),
                        "new-server": cloud_init_console(OTHER_ED25519)}
     state_outputs["instances"] = {"db": first}
-    opened = pipeline.open_estate(estate)
-    pipeline.provisioned_targets(opened, "wjw-fybj")
+    context = pipeline.open_context(estate)
+    pipeline.provisioned_targets(context, "wjw-fybj")
     state_outputs["instances"] = {"db": {**first, "id": "new-server"}}
-    assert pipeline.provisioned_targets(opened, "wjw-fybj")["db"]["host_key"] == OTHER_ED25519
+    assert pipeline.provisioned_targets(context, "wjw-fybj")["db"]["host_key"] == OTHER_ED25519
 
 
 def test_a_console_key_block_that_is_not_cloud_inits_is_refused(
@@ -255,14 +255,14 @@ def test_a_console_key_block_that_is_not_cloud_inits_is_refused(
     state_outputs["instances"] = {"db": without_keys}
     console.outputs[without_keys["id"]] = cloud_init_console(ED25519, "echo pwned")
     with pytest.raises(StageFailed, match="holds a host key block that is not cloud-init's"):
-        pipeline.provisioned_targets(pipeline.open_estate(estate), "wjw-fybj")
+        pipeline.provisioned_targets(pipeline.open_context(estate), "wjw-fybj")
 
 
 def test_an_openstack_instance_with_plain_data_volumes_is_reached(estate: Path,
                                                                   state_outputs: dict) -> None:
     as_openstack(estate)
     state_outputs["instances"] = {"db": unencrypted(OPENSTACK_INSTANCE)}
-    assert pipeline.provisioned_targets(pipeline.open_estate(estate), "wjw-fybj") == {
+    assert pipeline.provisioned_targets(pipeline.open_context(estate), "wjw-fybj") == {
         "db": {"address": "10.20.1.11", "host_key": ED25519}}
 
 
@@ -270,7 +270,7 @@ def test_an_openstack_instance_without_volumes_is_reached(estate: Path,
                                                           state_outputs: dict) -> None:
     as_openstack(estate)
     state_outputs["instances"] = {"db": {**OPENSTACK_INSTANCE, "volumes": []}}
-    assert pipeline.provisioned_targets(pipeline.open_estate(estate), "wjw-fybj") == {
+    assert pipeline.provisioned_targets(pipeline.open_context(estate), "wjw-fybj") == {
         "db": {"address": "10.20.1.11", "host_key": ED25519}}
 
 
@@ -360,7 +360,7 @@ def openstack_estate(estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_the_stacks_get_the_named_cloud_and_no_stray_credentials(openstack_estate: Path,
                                                                  tmp_path: Path) -> None:
-    settings = pipeline.provision_settings(pipeline.open_estate(openstack_estate),
+    settings = pipeline.provision_settings(pipeline.open_context(openstack_estate),
                                            tmp_path / "plan.json")
     assert settings.target == "openstack"
     assert settings.config == {"openstack:cloud": "egov-cloud", "migrate:hosts": "{}"}
@@ -387,7 +387,7 @@ def test_region_and_operator_key_reach_the_stacks(openstack_estate: Path,
                                                   tmp_path: Path) -> None:
     key = operator_key(openstack_estate)
     opened = pipeline.open_estate(openstack_estate)
-    settings = pipeline.provision_settings(opened, tmp_path / "plan.json")
+    settings = pipeline.provision_settings(pipeline.context_of(opened), tmp_path / "plan.json")
     assert settings.config == {"openstack:cloud": "egov-cloud", "openstack:region": "RegionTwo",
                                "migrate:authorized_keys": "ssh-ed25519 AAAAC3Nza operator@ops",
                                "migrate:hosts": "{}"}
@@ -445,7 +445,7 @@ def test_an_openstack_estate_may_rehearse_its_surroundings(openstack_estate: Pat
     assert rehearses(opened) and around.name == "sandbox" and around.brings_up
     host = urllib.parse.urlsplit(opened.settings.exchange.url).hostname
     assert around.host_entries(opened) == {host: around.platform_address(opened)}
-    settings = pipeline.provision_settings(opened, tmp_path / "plan.json")
+    settings = pipeline.provision_settings(pipeline.context_of(opened), tmp_path / "plan.json")
     assert json.loads(settings.config["migrate:hosts"]) == around.host_entries(opened)
     with pytest.raises(GuardRefused):  # every connection stays on this host
         around.guard_address("192.0.2.10")

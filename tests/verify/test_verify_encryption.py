@@ -60,32 +60,32 @@ def test_a_report_that_is_not_encrypted_and_checked_fails(cloud: dict) -> None:
         volume_encrypted(volume(cloud), {"sandbox": False}, None, check_of(record))
 
 
-def test_openstack_verification_asks_the_target_now(estate: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openstack_verification_asks_the_target_now(estate: Path) -> None:
     as_openstack(estate)
-    opened = pipeline.open_estate(estate)
-    system = next(s for s in pipeline.make_plan(opened, write=False).plan["systems"]
+    context = pipeline.open_context(estate)
+    system = next(s for s in pipeline.make_plan(context, write=False).plan["systems"]
                   if s["id"] == SYSTEM)
     checked = read_instance("sys-wjw-fybj", "db", OPENSTACK_INSTANCE)
     encryption = Encryption(encrypted=True, by="cinder volume type tc-luks (luks)",
                             checked=REPORT)
     checked = checked.model_copy(update={"volumes": [
         checked.volumes[0].model_copy(update={"encryption": encryption})]})
-    monkeypatch.setattr(pipeline, "system_instances", lambda _estate, _id: {"db": checked})
-    found = verify_run.cloud_encryption(opened, system)
+    found = verify_run.cloud_encryption(context, system, lambda _context, _id: {"db": checked})
     assert found["db"]["pgdata"]["checked"] == REPORT
 
-    def refused(_estate, _id):
+    def refused(_context, _id):
         raise EnvironmentNotReady("stack sys-wjw-fybj: ... has no encryption")
 
-    monkeypatch.setattr(pipeline, "system_instances", refused)
-    found = verify_run.cloud_encryption(opened, system)
+    found = verify_run.cloud_encryption(context, system, refused)
     assert found["db"]["pgdata"] == {"encrypted": False,
                                      "error": "stack sys-wjw-fybj: ... has no encryption"}
 
 
 def test_the_sandbox_is_not_asked(estate: Path) -> None:
-    opened = pipeline.open_estate(estate)
-    system = next(s for s in pipeline.make_plan(opened, write=False).plan["systems"]
+    context = pipeline.open_context(estate)
+    system = next(s for s in pipeline.make_plan(context, write=False).plan["systems"]
                   if s["id"] == SYSTEM)
-    assert verify_run.cloud_encryption(opened, system) is None
+    def asked(_context, _id):
+        raise AssertionError("the sandbox's instances were read")
+
+    assert verify_run.cloud_encryption(context, system, asked) is None

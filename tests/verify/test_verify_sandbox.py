@@ -23,12 +23,14 @@ import pytest
 from migrate.core import state
 from migrate.core.errors import EnvironmentNotReady
 from migrate.orchestrate.pipeline import (
+    context_of,
     make_plan,
     move,
     open_estate,
     provisioned_targets,
     register_systems,
     run_stacks,
+    system_instances,
     verify_systems,
 )
 from migrate.rehearsal.sandbox.estate import (
@@ -85,24 +87,24 @@ def moved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moved]:
             TIMINGS["sandbox up"] = time.monotonic() - started
             started = time.monotonic()
             provisioned = True
-            run_stacks(estate, "provision", [SYSTEM])
+            run_stacks(context_of(estate), "provision", [SYSTEM])
             TIMINGS["provision"] = time.monotonic() - started
-            targets = provisioned_targets(estate, SYSTEM)
+            targets = provisioned_targets(context_of(estate), SYSTEM)
             known = folder / "targets_known_hosts"
             known.write_text("".join(
                 f"{t['address']} {' '.join(t['host_key'].split()[:2])}\n"
                 for t in targets.values()) + known_hosts_path(estate).read_text())
-            world = Moved(folder, estate, make_plan(estate).plan, targets, known,
+            world = Moved(folder, estate, make_plan(context_of(estate)).plan, targets, known,
                           plan_sandbox(estate).platform_ip)
             started = time.monotonic()
-            assert_ok(move(estate, "transfer", [SYSTEM]))
+            assert_ok(move(context_of(estate), "transfer", [SYSTEM]))
             TIMINGS["transfer"] = time.monotonic() - started
-            register_systems(estate, [SYSTEM])
+            register_systems(context_of(estate), [SYSTEM])
             yield world
         finally:
             print("timings:", json.dumps({k: round(v, 1) for k, v in TIMINGS.items()}))
             if provisioned:
-                run_stacks(estate, "destroy", [SYSTEM])
+                run_stacks(context_of(estate), "destroy", [SYSTEM])
             sandbox_down(estate)
 
 
@@ -135,7 +137,8 @@ def on_source(world: Moved, host: str, command: str):
 
 def verify(world: Moved) -> dict:
     started = time.monotonic()
-    result = verify_system(world.estate, world.plan, SYSTEM, world.targets)
+    result = verify_system(context_of(world.estate), SYSTEM, world.targets,
+                           instances=system_instances)
     TIMINGS.setdefault("verify (each)", time.monotonic() - started)
     return result
 
@@ -170,7 +173,7 @@ def source_answers(world: Moved) -> int:
 
 def test_cutover_verifies_and_every_check_passes(moved: Moved) -> None:
     started = time.monotonic()
-    results = assert_ok(move(moved.estate, "cutover", [SYSTEM]))
+    results = assert_ok(move(context_of(moved.estate), "cutover", [SYSTEM]))
     TIMINGS["cutover + verify"] = time.monotonic() - started
     verified = results[0]["outputs"]["verify"]
     assert verified["result"] == "ok", verified
@@ -304,12 +307,12 @@ def test_unregistered_resource_fails_its_check(moved: Moved) -> None:
     exchange = moved.estate.systems[SYSTEM].exchange
     from migrate.orchestrate.pipeline import platform_client as system_client
 
-    with system_client(moved.estate, SYSTEM) as client:
+    with system_client(context_of(moved.estate), SYSTEM) as client:
         client.delete_resource(RESOURCE)
     try:
         result = verify(moved)
     finally:
-        register_systems(moved.estate, [SYSTEM])
+        register_systems(context_of(moved.estate), [SYSTEM])
     found = only_failed(result, f"exchange::resource_linked[{RESOURCE}]",
                         "exchange::round_trip")
     check = found[f"exchange::resource_linked[{RESOURCE}]"]
@@ -369,7 +372,7 @@ def test_unplanned_open_port_fails_the_port_checks(moved: Moved) -> None:
 def cutover_rolls_back(world: Moved, *expected: str) -> str:
     """cutover fails naming one of ``expected``, rolls back, and the source serves again."""
     started = time.monotonic()
-    results = move(world.estate, "cutover", [SYSTEM])
+    results = move(context_of(world.estate), "cutover", [SYSTEM])
     TIMINGS.setdefault("cutover + verify + rollback", time.monotonic() - started)
     assert results[0]["result"] == "failed", results
     message = results[0]["error"]
@@ -393,7 +396,8 @@ def test_cutover_with_the_platform_stopped_rolls_back(moved: Moved) -> None:
                            "endpoint on the exchange platform to its targets failed")
     finally:
         start_platform(moved)
-        register_systems(moved.estate, [SYSTEM])  # the endpoint back at the source
+        register_systems(context_of(moved.estate), [SYSTEM])  # the endpoint back at the
+        # source
 
 
 def test_cutover_with_an_unplanned_port_rolls_back(moved: Moved) -> None:
@@ -435,7 +439,7 @@ def test_cutover_then_the_secret_revoked_rolls_back(moved: Moved,
         secret = state.read_secret(moved.estate, moved.estate.systems[SYSTEM].exchange.app_secret)
         with admin(moved) as client:
             client.rotate_app(key, app_secret=secret)
-        register_systems(moved.estate, [SYSTEM])
+        register_systems(context_of(moved.estate), [SYSTEM])
 
 
 def test_cutover_then_a_resource_unregistered_rolls_back(moved: Moved,
@@ -443,14 +447,14 @@ def test_cutover_then_a_resource_unregistered_rolls_back(moved: Moved,
     from migrate.orchestrate.pipeline import platform_client as system_client
 
     def unregister() -> None:
-        with system_client(moved.estate, SYSTEM) as client:
+        with system_client(context_of(moved.estate), SYSTEM) as client:
             client.delete_resource(RESOURCE)
 
     fault_before_verification(monkeypatch, unregister)
     try:
         cutover_rolls_back(moved, f"exchange::resource_linked[{RESOURCE}]")
     finally:
-        register_systems(moved.estate, [SYSTEM])
+        register_systems(context_of(moved.estate), [SYSTEM])
 
 
 def test_cutover_then_a_stopped_service_rolls_back(moved: Moved,
@@ -488,7 +492,7 @@ def test_cutover_then_a_deleted_file_rolls_back(moved: Moved,
 
 def test_clean_cutover_after_the_faults_passes_again(moved: Moved) -> None:
     """The next cutover syncs the altered row and the deleted file again: all checks pass."""
-    results = assert_ok(move(moved.estate, "cutover", [SYSTEM]))
+    results = assert_ok(move(context_of(moved.estate), "cutover", [SYSTEM]))
     assert results[0]["outputs"]["verify"]["result"] == "ok"
     assert service_state(moved, "target") == "active enabled"
-    assert verify_systems(moved.estate, [SYSTEM])[0]["passed"]
+    assert verify_systems(context_of(moved.estate), [SYSTEM])[0]["passed"]

@@ -16,7 +16,6 @@ Never use the SDK's own installer of PulumiCommand: it downloads a binary, which
 from __future__ import annotations
 
 import os
-import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +31,8 @@ from migrate.adapters.engine.build import (
     reported_version,
 )
 from migrate.adapters.engine.version import PULUMI_VERSION
-from migrate.core.errors import EnvironmentNotReady, GuardRefused
+from migrate.core.credentials import check_passphrase_file
+from migrate.core.errors import EnvironmentNotReady
 
 if TYPE_CHECKING:
     from pulumi.automation import PulumiCommand
@@ -93,24 +93,6 @@ def venv_python() -> Path:
 def file_backend_url(state_dir: Path) -> str:
     """The embedded default backend: Pulumi's local file backend under the state directory."""
     return f"file://{(Path(state_dir) / 'backend').resolve()}"
-
-
-def check_passphrase_file(passphrase_file: Path) -> Path:
-    """The passphrase file must exist and be readable by its owner only."""
-    path = Path(passphrase_file).resolve()
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError as error:
-        raise GuardRefused(
-            f"passphrase file {path} does not exist",
-            hint="write the stack passphrase into it and `chmod 600` it",
-        ) from error
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise GuardRefused(
-            f"passphrase file {path} is readable by others (mode {stat.S_IMODE(mode):o})",
-            hint=f"chmod 600 {path}",
-        )
-    return path
 
 
 def engine_env(

@@ -36,6 +36,7 @@ from migrate.stages.discovery.draft import (
 )
 from migrate.stages.discovery.host import Progress, discover_host
 from migrate.stages.discovery.use import SCHEMA_VERSION
+from migrate.targets.context import Context
 
 DISCOVERY_DIR = "discovery"
 
@@ -57,17 +58,18 @@ class DiscoveryOutcome:
                                                  "rewrites", "secrets", "probe_errors")}}
 
 
-def discovery_dir(estate: Estate) -> Path:
-    folder = state.state_dir(estate) / DISCOVERY_DIR
+def discovery_dir(context: Context) -> Path:
+    folder = context.state_dir / DISCOVERY_DIR
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     return folder
 
 
-def discover_systems(estate: Estate, systems: list[str],
+def discover_systems(context: Context, systems: list[str],
                      new_hosts: list[Login] | None = None,
                      progress: Progress = lambda _line: None) -> list[DiscoveryOutcome]:
     """Discover the chosen systems (default: every system with a manifest); with
     ``new_hosts``, the one new system named in ``systems``, on those hosts."""
+    estate = context.estate
     if new_hosts:
         if len(systems) != 1:
             raise InvalidInput([], "--host discovers one new system: name it with --system ID")
@@ -75,7 +77,7 @@ def discover_systems(estate: Estate, systems: list[str],
             raise InvalidInput([Problem(estate.display, None, "--system",
                                         f"'{systems[0]}' is not a system id",
                                         f"an id matches {SYSTEM_ID_PATTERN}, e.g. rsj-sbcx")])
-        return [discover_new_system(estate, systems[0], new_hosts, progress)]
+        return [discover_new_system(context, systems[0], new_hosts, progress)]
     if not estate.systems:
         raise InvalidInput([], "the estate has no system manifest yet: discover a new system "
                                "with --system ID --host ADDRESS --user USER --key FILE")
@@ -84,12 +86,13 @@ def discover_systems(estate: Estate, systems: list[str],
         raise InvalidInput([Problem(estate.display, None, "--system", f"no manifest for "
                                     f"system '{s}'", "for a new system give --host ADDRESS "
                                     "--user USER --key FILE") for s in unknown])
-    return [discover_existing_system(estate, sid, progress)
+    return [discover_existing_system(context, sid, progress)
             for sid in (systems or list(estate.systems))]
 
 
-def discover_existing_system(estate: Estate, system_id: str,
+def discover_existing_system(context: Context, system_id: str,
                              progress: Progress) -> DiscoveryOutcome:
+    estate = context.estate
     system = estate.systems[system_id]
     key = ssh_key_file(estate, system.source.ssh.key)
     logins = {h.name: Login(h.address, system.source.ssh.user, key, system.source.ssh.port)
@@ -98,7 +101,7 @@ def discover_existing_system(estate: Estate, system_id: str,
                 for h in system.source.hosts}
     started = time.monotonic()
     addresses = [login.address for login in logins.values()]
-    hosts = {name: discover_one(estate, login, declared[name], progress, addresses)
+    hosts = {name: discover_one(context, login, declared[name], progress, addresses)
              for name, login in logins.items()}
     observed = {name: result["observed"] for name, result in hosts.items()}
     instance_of = {host: instance.name for instance in (system.target.instances
@@ -111,13 +114,14 @@ def discover_existing_system(estate: Estate, system_id: str,
         {login.address: instance_of.get(name, name) for name, login in logins.items()},
         observed)
     document["secrets"] = gaps.secret_proposals(system_id, observed)
-    path = write_document(estate, system_id, document)
-    journal(estate, system_id, document, path, None)
+    path = write_document(context, system_id, document)
+    journal(context, system_id, document, path, None)
     return DiscoveryOutcome(system_id, document, path)
 
 
-def discover_new_system(estate: Estate, system_id: str, new_hosts: list[Login],
+def discover_new_system(context: Context, system_id: str, new_hosts: list[Login],
                         progress: Progress) -> DiscoveryOutcome:
+    estate = context.estate
     if system_id in estate.systems:
         raise InvalidInput([estate.documents[system_id].problem(
             ("id",), f"system {system_id} has a manifest already",
@@ -133,7 +137,7 @@ def discover_new_system(estate: Estate, system_id: str, new_hosts: list[Login],
     logins: dict[str, Login] = {}
     for number, new in enumerate(new_hosts, 1):
         login = replace(new, key_file=new.key_file.absolute())
-        result = discover_one(estate, login, [], progress, addresses)
+        result = discover_one(context, login, [], progress, addresses)
         name = host_name(result, hosts, f"host{number}")
         hosts[name], logins[name] = result, login
     observed = {name: result["observed"] for name, result in hosts.items()}
@@ -146,15 +150,15 @@ def discover_new_system(estate: Estate, system_id: str, new_hosts: list[Login],
     draft = build_draft(estate, system_id, [DraftHost(name, logins[name].address, seen)
                                             for name, seen in observed.items()],
                         first.user, first.port, rewrites=document["rewrites"])
-    draft_path = discovery_dir(estate) / f"{system_id}.draft.yaml"
+    draft_path = discovery_dir(context) / f"{system_id}.draft.yaml"
     header = draft_header(system_id, ", ".join(addresses), document["secrets"])
     draft_path.write_text(render(draft, header), encoding="utf-8")
     problems = validate_draft(estate, draft_path, str(draft_path))
     document["draft"] = {"path": str(draft_path), "valid": not problems,
                          "placeholders": draft.placeholders, "left_out": draft.left_out,
                          "problems": [p.as_dict() for p in problems]}
-    path = write_document(estate, system_id, document)
-    journal(estate, system_id, document, path, draft_path)
+    path = write_document(context, system_id, document)
+    journal(context, system_id, document, path, draft_path)
     return DiscoveryOutcome(system_id, document, path, draft_path, problems)
 
 
@@ -165,13 +169,13 @@ def host_name(result: dict, taken: dict[str, Any], fallback: str) -> str:
     return name if name not in taken else local_name(f"{name}-{fallback}", fallback)
 
 
-def discover_one(estate: Estate, login: Login, declared_paths: list[str],
+def discover_one(context: Context, login: Login, declared_paths: list[str],
                  progress: Progress, system_addresses: list[str]) -> dict[str, Any]:
     """One host: connect (host key checked: an unknown or changed key stops everything),
     run the probes; a host that cannot be reached is recorded, not fatal to the others."""
     started = time.monotonic()
     try:
-        session = open_session(estate, login)
+        session = open_session(context, login)
     except StageFailed as error:
         if type(error) is not StageFailed:
             raise
@@ -228,8 +232,8 @@ def draft_header(system_id: str, address: str, found_secrets: list[dict]) -> lis
     return [*lines, ""]
 
 
-def write_document(estate: Estate, system_id: str, document: dict[str, Any]) -> Path:
-    path = discovery_dir(estate) / f"{system_id}.json"
+def write_document(context: Context, system_id: str, document: dict[str, Any]) -> Path:
+    path = discovery_dir(context) / f"{system_id}.json"
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     temporary.write_text(json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True)
                          + "\n", encoding="utf-8")
@@ -238,15 +242,15 @@ def write_document(estate: Estate, system_id: str, document: dict[str, Any]) -> 
     return path
 
 
-def journal(estate: Estate, system_id: str, document: dict, path: Path,
+def journal(context: Context, system_id: str, document: dict, path: Path,
             draft: Path | None) -> None:
     outputs = {"document": str(path), "document_sha256": digest_file(path),
                "hosts": [h["address"] for h in document["hosts"]],
                "gaps": len(document["gaps"]), "probe_errors": len(document["probe_errors"])}
     if draft is not None:
         outputs.update(draft=str(draft), draft_sha256=digest_file(draft))
-    state.journal_for(estate).append("discover", system=system_id, outputs=outputs,
-                                     duration_s=document["duration_s"])
+    context.journal.append("discover", system=system_id, outputs=outputs,
+                           duration_s=document["duration_s"])
 
 
 def raise_for_failures(outcomes: list[DiscoveryOutcome]) -> None:

@@ -58,6 +58,9 @@ class Draft:
     def observed(self, path: Path_, what: str) -> None:
         self.comments[path] = f"observed: {what}"
 
+    def propose(self, path: Path_, what: str) -> None:
+        self.comments[path] = f"proposal: {what}"
+
     def leave_out(self, host: str, what: str, value: str, reason: str) -> None:
         """Note an observed value the draft does not propose (shown escaped)."""
         self.left_out.append(f"{host}: {what} {safety.shown(value)}: {reason}")
@@ -330,11 +333,34 @@ def _databases(draft: Draft, system_id: str, host: DraftHost, start: int) -> lis
             entry["user"] = user
             owns = "the database" if user == database["owner"] else "its tables"
             draft.observed((*loc, "user"), f"owner of {owns}")
+        if "written_while_watched" in database:
+            entry["volatile_tables"] = []
+            _propose_volatile_tables(draft, (*loc, "volatile_tables"), database)
         databases.append(entry)
         draft.observed((*loc, "size_gb"), f"{database['size_bytes']} bytes")
         draft.todo((*loc, "password"), f"the application role's password, in the secrets "
                    f"folder, file db-{database['name']}")
     return databases
+
+
+def _propose_volatile_tables(draft: Draft, path: Path_, database: dict) -> None:
+    """The tables written while discovery watched, as a list to copy into volatile_tables
+    (not put there: a table users write must stay compared). Always schema-qualified, so a
+    table outside schema public is not taken for public.NAME."""
+    written = database["written_while_watched"]
+    seconds = database.get("watched_s", "?")
+    if not written:
+        draft.observed(path, f"no table written during a {seconds} s watch")
+        return
+    plain = [t["table"] for t in written if all(DB_NAME.match(part)
+                                                 for part in t["table"].split(".", 1))]
+    other = [safety.shown(t["table"]) for t in written if t["table"] not in plain]
+    text = (f"written during a {seconds} s watch while the application served: "
+            f"{json.dumps(plain)}; copy here those it writes to answer reads (caches, "
+            "sessions), not those its users write")
+    if other:
+        text += f"; written too, but not plain names volatile_tables can hold: {', '.join(other)}"
+    draft.propose(path, text)
 
 
 def _application_role(database: dict, superusers: set[str]) -> str | None:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
+from migrate.core import safety
 from migrate.core.model import SystemManifest
 from migrate.stages.discovery.draft import MIN_DATA_KB, database_directories, secret_ref, within
 from migrate.stages.discovery.host import is_application_unit
@@ -110,6 +111,7 @@ def database_gaps(system: SystemManifest, host: str, seen: dict) -> list[dict]:
                                  f"{database['size_bytes']} bytes) is not in workload.databases",
                                  database=name, owner=database["owner"]))
             continue
+        found += written_table_gaps(host, name, declared[name].volatile_tables, database)
         observed_gb = database["size_bytes"] / (1024 ** 3)
         if size_differs(declared[name].size_gb, observed_gb):
             found.append(finding("size_differs", host,
@@ -122,6 +124,23 @@ def database_gaps(system: SystemManifest, host: str, seen: dict) -> list[dict]:
                              f"database {name} is declared but not on the server",
                              database=name))
     return found
+
+
+def written_table_gaps(host: str, name: str, volatile: Iterable[str],
+                       database: dict) -> list[dict]:
+    """Tables written while discovery watched that volatile_tables leaves compared (an
+    unqualified entry means public.NAME, as in the plan)."""
+    named = {t if "." in t else f"public.{t}" for t in volatile}
+    written = [t["table"] for t in database.get("written_while_watched") or []
+               if t["table"] not in named]
+    if not written:
+        return []
+    return [finding("written_while_serving", host,
+                    f"database {name}: {', '.join(map(safety.shown, written))} written during a "
+                    f"{database.get('watched_s', '?')} s watch while the application served, "
+                    "not in volatile_tables: those it writes to answer reads make the "
+                    "cutover's comparison fail (name them schema-qualified)",
+                    database=name, tables=written)]
 
 
 def size_differs(declared_gb: float, observed_gb: float) -> bool:

@@ -250,6 +250,22 @@ def parse_psql_csv(text: str) -> list[list[str]]:
     return [row for row in csv.reader(io.StringIO(text)) if row]
 
 
+def written_tables(before: list[list[str]], after: list[list[str]]) -> list[dict]:
+    """Two samples of ``schema, table, writes`` rows (pg_stat_user_tables) -> the tables
+    written in between, ``{"table": "schema.table", "writes": n}`` by name. A table new in the
+    second sample counts all its writes; one whose counter went down (statistics reset) is
+    left out: how much it was written is not known."""
+    first = {(row[0], row[1]): int(row[2]) for row in before if len(row) == 3}
+    found = []
+    for row in after:
+        if len(row) != 3:
+            continue
+        writes = int(row[2]) - first.get((row[0], row[1]), 0)
+        if writes > 0:
+            found.append({"table": f"{row[0]}.{row[1]}", "writes": writes})
+    return sorted(found, key=lambda t: t["table"])
+
+
 def split_sections(text: str) -> dict[str, str]:
     """Output in sections, each after a ``### TAG`` line -> {tag: its text}."""
     sections: dict[str, list[str]] = {}

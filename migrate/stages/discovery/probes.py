@@ -154,6 +154,11 @@ OBJECT_ROLES_SQL = ("SELECT 'owner', tableowner FROM pg_tables WHERE schemaname 
                     "WHERE nspname NOT LIKE 'pg_%' AND nspname <> 'information_schema' "
                     "ORDER BY 1, 2")
 SYSTEM_DATABASES = ("postgres",)
+# Each table's writes since the statistics were reset, sampled twice WATCH_S apart while the
+# application serves: the tables it writes then are proposed as volatile_tables.
+WRITES_SQL = ("SELECT schemaname, relname, n_tup_ins + n_tup_upd + n_tup_del "
+              "FROM pg_stat_user_tables ORDER BY 1, 2")
+WATCH_S = 10
 
 
 SCRIPT_END = "MIGRATE_SQL_END"
@@ -197,12 +202,29 @@ def probe_postgresql(session: SourceSession) -> dict | None:
                  for name, owner, size, encoding, acl, allowed in cluster.get("databases", [])]
     mine = [d for d in databases if not d["system"] and d["accepts_connections"]]
     if mine:
-        objects = _psql_sections(session, [(f"objects {i}", d["name"], OBJECT_ROLES_SQL)
-                                           for i, d in enumerate(mine)], "tables")
+        objects = _psql_sections(session, [*((f"objects {i}", d["name"], OBJECT_ROLES_SQL)
+                                             for i, d in enumerate(mine)),
+                                           *watched_writes_sections(mine)], "tables")
         for index, database in enumerate(mine):
             database.update(_object_roles(objects.get(f"objects {index}", [])))
+            database.update(_written_tables(objects, index))
     return {"engine": "postgresql", "version": settings.get("server_version"),
             "settings": settings, "databases": databases, "roles": roles}
+
+
+def watched_writes_sections(databases: list[dict]) -> list[tuple[str, str | None, str]]:
+    """Every database's write counters, then WATCH_S seconds of nothing, then again."""
+    return [*((f"writes before {i}", d["name"], WRITES_SQL) for i, d in enumerate(databases)),
+            ("watch", None, f"SELECT pg_sleep({WATCH_S})"),
+            *((f"writes after {i}", d["name"], WRITES_SQL) for i, d in enumerate(databases))]
+
+
+def _written_tables(sections: dict[str, list[list[str]]], index: int) -> dict:
+    if f"writes after {index}" not in sections:
+        return {}
+    return {"watched_s": WATCH_S,
+            "written_while_watched": parsers.written_tables(
+                sections.get(f"writes before {index}", []), sections[f"writes after {index}"])}
 
 
 def _object_roles(rows: list[list[str]]) -> dict:

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from migrate.targets.context import Context
+
 # Prints one JSON line per URL: {"url", "status", "bytes", "sha256", "total", "error"}.
 FETCH_SCRIPT = r"""
 import hashlib, json, sys, urllib.error, urllib.request
@@ -78,7 +80,7 @@ def read_baseline(state_dir: Path, system_id: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def record_source_answers(estate: Any, plan: dict, system_id: str,
+def record_source_answers(context: Context, system_id: str,
                           timeout: float = 60.0) -> dict | None:
     """Read the catalogue interfaces' sample answers on the source, while it serves; keep
     them for verification. None (and the previous baseline kept) when the source does not
@@ -88,7 +90,8 @@ def record_source_answers(estate: Any, plan: dict, system_id: str,
     from migrate.core import state
     from migrate.stages.verify.context import sample_paths
 
-    system = inv.system_plan(plan, system_id)
+    estate = context.estate
+    system = inv.system_plan(context.plan, system_id)
     manifest = estate.systems[system_id]
     services = {s["name"]: s for s in system["services"]}
     wanted: dict[str, list[tuple[int, str]]] = {}
@@ -105,7 +108,7 @@ def record_source_answers(estate: Any, plan: dict, system_id: str,
     for host, requests in wanted.items():
         argv = ["ssh", "-F", "/dev/null", "-i", str(key.absolute()), "-o", "IdentitiesOnly=yes",
                 "-o", "StrictHostKeyChecking=yes",
-                "-o", f"UserKnownHostsFile={source_known_hosts(estate)}",
+                "-o", f"UserKnownHostsFile={source_known_hosts(context)}",
                 "-o", "GlobalKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
                 "-o", "ConnectTimeout=10", "-p", str(manifest.source.ssh.port),
                 f"{manifest.source.ssh.user}@{addresses[host]}",
@@ -124,7 +127,7 @@ def record_source_answers(estate: Any, plan: dict, system_id: str,
     document = {"system": system_id, "source_host": ", ".join(sorted(wanted)),
                 "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "recorded_unix": time.time(), "answers": answers}
-    path = baseline_path(state.state_dir(estate), system_id)
+    path = baseline_path(context.state_dir, system_id)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     temporary = path.with_name(f".{path.name}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -18,19 +18,23 @@ from typing import Any
 
 from migrate.adapters import inventory as inv
 from migrate.adapters.access import guard_addresses
-from migrate.core import state
 from migrate.core.errors import StageFailed
-from migrate.core.journal import digest_bytes, digest_file
-from migrate.core.loader import Estate
+from migrate.core.journal import Journal, digest_bytes, digest_file
+from migrate.core.plan import endpoint_of
 from migrate.stages.verify.answers import read_baseline
 from migrate.stages.verify.context import build_context, evidence_of
 from migrate.stages.verify.junit import parse_junit, summarize
-from migrate.targets import rehearses, target_of
+from migrate.targets import rehearses
+from migrate.targets.context import Context
+from migrate.targets.contract import Instance
 
 SUITES = Path(__file__).resolve().parent / "suites"
 SUITE_ORDER = ("host", "data", "application", "exchange")
 PLUGIN = "migrate.stages.verify.plugin"
 PYTEST_TIMEOUT_S = 900
+# The system's provisioned instances as its stack holds them (context, system id -> instance
+# name -> Instance): the orchestration reads them and passes the reader in.
+Instances = Callable[[Context, str], Mapping[str, Instance]]
 INI = "[pytest]\njunit_family = xunit1\naddopts =\nconsole_output_style = classic\n"
 
 
@@ -72,14 +76,13 @@ def write_ssh_config(run_dir: Path, hosts: Mapping[str, Mapping[str, str]],
     return path
 
 
-def system_context(estate: Estate, plan: Mapping[str, Any], system_id: str,
-                   targets: Mapping[str, Any], run_dir: Path, ssh_config: Path) -> dict:
-    from migrate.stages.register import endpoint_of
-
-    system = inv.system_plan(plan, system_id)
+def system_context(context: Context, system_id: str, targets: Mapping[str, Any],
+                   run_dir: Path, ssh_config: Path, instances: Instances) -> dict:
+    estate = context.estate
+    system = inv.system_plan(context.plan, system_id)
     manifest = estate.systems[system_id]
-    folder = state.state_dir(estate)
-    evidence = evidence_of(state.journal_for(estate).entries(), system_id, folder)
+    folder = context.state_dir
+    evidence = evidence_of(context.journal.entries(), system_id, folder)
     endpoint = None
     if manifest.exchange is not None and system["services"]:
         base_url, health_path = endpoint_of(manifest, system)
@@ -93,28 +96,27 @@ def system_context(estate: Estate, plan: Mapping[str, Any], system_id: str,
         ssh_config=str(ssh_config), endpoint=endpoint,
         rehearsal={"allowed_networks": list(estate.settings.sandbox.allowed_networks)}
         if rehearses(estate) else None,
-        encryption=cloud_encryption(estate, system))
+        encryption=cloud_encryption(context, system, instances))
 
 
-def cloud_encryption(estate: Estate, system: Mapping[str, Any]
+def cloud_encryption(context: Context, system: Mapping[str, Any], instances: Instances
                      ) -> dict[str, dict[str, Any]] | None:
     """Instance -> data volume -> encryption at rest as the target checks it through its
     cloud, now (OpenStack: cinder; the guest sees no dm-crypt there); None where no volume is
     to be encrypted or the target is the sandbox (it never encrypts). A check that cannot
     run or refuses is an ``error`` for each volume: the suite fails that check."""
     from migrate.core.errors import MigrateError
-    from migrate.orchestrate.pipeline import system_instances
 
     wanted = any(v.get("encrypted") for i in system["instances"] for v in i.get("volumes", []))
-    if not wanted or estate.settings.cloud.target == "sandbox":
+    if not wanted or context.estate.settings.cloud.target == "sandbox":
         return None
     try:
-        instances = system_instances(estate, system["id"])
+        found = instances(context, system["id"])
     except MigrateError as error:
         return {i["name"]: {v["name"]: {"encrypted": False, "error": error.message}
                             for v in i.get("volumes", [])} for i in system["instances"]}
     return {name: {v.name: v.encryption.model_dump() for v in instance.volumes}
-            for name, instance in instances.items()}
+            for name, instance in found.items()}
 
 
 def run_pytest(run_dir: Path, context_file: Path, junit: Path,
@@ -146,25 +148,26 @@ def close_masters(ssh_config: Path, hosts: Mapping[str, Mapping[str, str]]) -> N
         shutil.rmtree(control, ignore_errors=True)
 
 
-def verify_system(estate: Estate, plan: Mapping[str, Any], system_id: str,
-                  targets: Mapping[str, Any],
+def verify_system(context: Context, system_id: str, targets: Mapping[str, Any],
                   progress: Callable[[str], None] | None = None,
-                  suites: list[Path] | None = None) -> dict[str, Any]:
-    """Verify one system; the result document (``passed``, counts, checks, timings)."""
+                  suites: list[Path] | None = None, *, instances: Instances) -> dict[str, Any]:
+    """Verify one system to the command's plan; the result document (``passed``, counts,
+    checks, timings). ``instances`` reads the system's provisioned instances (the cloud's
+    view of them)."""
     started = time.monotonic()
-    system = inv.system_plan(plan, system_id)
+    system = inv.system_plan(context.plan, system_id)
     targets = {name: dict(t) for name, t in targets.items()}
     hosts = {i["name"]: {"name": inv.target_host_name(system_id, i["name"]),
                          "address": targets[i["name"]]["address"]}
              for i in system["instances"]}
-    guard_addresses(estate, [h["address"] for h in hosts.values()])
+    guard_addresses(context, [h["address"] for h in hosts.values()])
     run_id = inv.new_run_id(f"{system_id}-verify")
-    run_dir = inv.run_dir_for(estate, run_id)
+    run_dir = inv.make_run_dir(context.runs_dir, run_id)
     ssh_config = write_ssh_config(run_dir, hosts, targets,
-                                  target_of(estate).operator_key_path(estate))
-    context = system_context(estate, plan, system_id, targets, run_dir, ssh_config)
+                                  context.target.operator_key_path(context.estate))
+    suite_context = system_context(context, system_id, targets, run_dir, ssh_config, instances)
     context_file = run_dir / "context.json"
-    context_file.write_text(json.dumps(context, ensure_ascii=False, indent=2, sort_keys=True))
+    context_file.write_text(json.dumps(suite_context, ensure_ascii=False, indent=2, sort_keys=True))
     os.chmod(context_file, 0o600)
     junit = run_dir / "junit.xml"
     if progress:
@@ -177,8 +180,8 @@ def verify_system(estate: Estate, plan: Mapping[str, Any], system_id: str,
     pytest_s = time.monotonic() - pytest_started
     (run_dir / "pytest.log").write_text(done.stdout + done.stderr)
     if done.returncode not in (0, 1) or not junit.is_file():
-        journal_failure(estate, system_id, run_id, context, time.monotonic() - started,
-                        f"pytest exited {done.returncode}")
+        journal_failure(context.journal, system_id, run_id, suite_context,
+                        time.monotonic() - started, f"pytest exited {done.returncode}")
         raise StageFailed(f"the verification of {system_id} could not run (pytest exit "
                           f"{done.returncode})", hint=f"see {run_dir / 'pytest.log'}")
     checks = parse_junit(junit)
@@ -192,13 +195,13 @@ def verify_system(estate: Estate, plan: Mapping[str, Any], system_id: str,
         "checks": checks,
         "suites": {s: round(sum(c["time_s"] for c in checks if c["suite"] == s), 3)
                    for s in SUITE_ORDER},
-        "evidence": evidence_digests(context),
+        "evidence": evidence_digests(suite_context),
         "duration_s": round(total_s, 3), "pytest_s": round(pytest_s, 3),
     }
     path = run_dir / "result.json"
     path.write_text(json.dumps(result, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
     result["result_file"] = str(path)
-    journal_result(estate, result, digest_file(path), digest_file(context_file))
+    journal_result(context.journal, result, digest_file(path), digest_file(context_file))
     if progress:
         counts = summary["counts"]
         progress(f"{system_id}: {counts['passed']} passed, {counts['failed']} failed, "
@@ -230,7 +233,7 @@ def evidence_digests(context: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def journal_result(estate: Estate, result: Mapping[str, Any], result_digest: str,
+def journal_result(journal: Journal, result: Mapping[str, Any], result_digest: str,
                    context_digest: str) -> None:
     checks = {c["id"]: {"result": c["result"], "time_s": c["time_s"]}
               for c in result["checks"]}
@@ -239,13 +242,13 @@ def journal_result(estate: Estate, result: Mapping[str, Any], result_digest: str
                "checks": checks, "suites_s": result["suites"],
                "evidence": result["evidence"], "result_file": result_digest,
                "pytest_s": result["pytest_s"]}
-    state.journal_for(estate).append(
+    journal.append(
         "verify", system=result["system"], result="ok" if result["passed"] else "failed",
         inputs={"context": context_digest}, outputs=outputs, duration_s=result["duration_s"])
 
 
-def journal_failure(estate: Estate, system_id: str, run_id: str, context: Mapping[str, Any],
-                    duration_s: float, error: str) -> None:
-    state.journal_for(estate).append(
+def journal_failure(journal: Journal, system_id: str, run_id: str,
+                    context: Mapping[str, Any], duration_s: float, error: str) -> None:
+    journal.append(
         "verify", system=system_id, result="failed", duration_s=duration_s,
         outputs={"run_id": run_id, "error": error, "evidence": evidence_digests(context)})

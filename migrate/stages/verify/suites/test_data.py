@@ -81,10 +81,13 @@ SUMS_SCRIPT = (
 
 
 def table_sums(text: str) -> dict[str, dict[str, Any]]:
+    """Parsed as the cutover parses its evidence (transfer.parse_table_sums): the name is
+    everything before the last two fields, a table name may hold spaces."""
     found = {}
     for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 3:
+        parts = line.rsplit(" ", 2)
+        if len(parts) == 3 and parts[0] and all(p.removeprefix("-").isdigit()
+                                                for p in parts[1:]):
             found[parts[0]] = {"rows": int(parts[1]), "checksum": parts[2]}
     return found
 
