@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from migrate.adapters.engine import build
+from migrate.adapters.engine import build, find_engine
 from migrate.core.errors import EnvironmentNotReady
 
 
@@ -56,7 +56,7 @@ def test_build_without_go_says_what_to_install(
 
 def test_launcher_runs_the_host_module_with_the_exec_script_beside_it(tmp_path: Path) -> None:
     launcher = tmp_path / "pulumi-language-python"
-    build.install_executable(build.language_host_launcher("/venv/bin/python"), launcher)
+    build.install_executable(build.language_host_launcher(), launcher)
     # Replace the interpreter by `echo` to see the exact command line the launcher builds.
     out = subprocess.run(
         [str(launcher), "127.0.0.1:1234"],
@@ -78,3 +78,29 @@ def test_a_binary_without_the_version_stamp_is_refused(tmp_path: Path) -> None:
         build.check_stamped_version(fake, "3.260.0", log)
     build.install_executable("#!/bin/sh\necho v3.260.0\n", fake)
     build.check_stamped_version(fake, "3.260.0", log)
+
+
+def test_the_launcher_needs_the_python_migrate_gives_it(tmp_path: Path) -> None:
+    launcher = tmp_path / "pulumi-language-python"
+    build.install_executable(build.language_host_launcher(), launcher)
+    done = subprocess.run([str(launcher)], env={"PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "PULUMI_PYTHON_CMD" in done.stderr
+    assert str(tmp_path) not in launcher.read_text()  # no venv in the shared cache
+
+
+def test_a_cached_engine_gets_the_launcher_of_this_migrate(isolated_cache: Path) -> None:
+    """An engine built by an earlier migrate (its host module elsewhere) is found with the
+    launcher rewritten; a current one is left as it is."""
+    bin_dir = build.engine_bin_dir()
+    bin_dir.mkdir(parents=True)
+    for name in build.ENGINE_FILES:
+        build.install_executable("#!/bin/sh\n", bin_dir / name)
+    old = build.language_host_launcher().replace("migrate.adapters.engine.", "migrate.engine.")
+    build.install_executable(old, build.launcher_path())
+    build.write_marker(build.PULUMI_VERSION, 1.0)
+    assert find_engine() == bin_dir / "pulumi"
+    assert build.launcher_path().read_text() == build.language_host_launcher()
+    assert build.launcher_path().stat().st_mode & 0o777 == 0o755
+    assert build.refresh_launcher() is False
+    assert sorted(p.name for p in bin_dir.iterdir() if "partial" in p.name) == []

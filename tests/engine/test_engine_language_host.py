@@ -81,7 +81,7 @@ def host(tmp_path: Path) -> Iterator[language_pb2_grpc.LanguageRuntimeStub]:
     """The host started as the engine starts it: the launcher, which prints the port."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    install_executable(language_host_launcher(sys.executable), bin_dir / "pulumi-language-python")
+    install_executable(language_host_launcher(), bin_dir / "pulumi-language-python")
     install_executable(RECORDING_EXEC, bin_dir / "pulumi-language-python-exec")
     env = {"PATH": "/usr/bin:/bin", "PULUMI_PYTHON_CMD": sys.executable,
            "RECORD_TO": str(tmp_path / "record.json")}  # fmt: skip

@@ -28,6 +28,7 @@ from migrate.adapters.engine.build import (
     engine_bin_dir,
     engine_root,
     is_complete,
+    refresh_launcher,
     reported_version,
 )
 from migrate.adapters.engine.version import PULUMI_VERSION
@@ -67,6 +68,7 @@ def find_engine() -> Path | None:
     if on_path is not None:
         return on_path
     if is_complete():
+        refresh_launcher()
         return engine_bin_dir() / "pulumi"
     return None
 
