@@ -1,11 +1,15 @@
-"""Run by the fresh venv's Python (``python -I probe_installed.py``), never imported by the
-tests: reports, as one JSON document, where the installed ``migrate`` finds its code and its
-folders, which third-party imports of the package no declared dependency provides, and which
-modules the installed playbooks name that the installed Ansible cannot resolve."""
+"""Run by the fresh venv's Python (``python -I probe_installed.py [--base]``), never imported
+by the tests: reports, as one JSON document, where the installed ``migrate`` finds its code and
+its folders, which of its modules cannot be imported and why, and, in an install with every
+extra, which third-party imports of the package no declared dependency provides (neither the
+base install nor an extra) and which modules the installed playbooks name that the installed
+Ansible cannot resolve. ``--base``: an install without extras, where those two are not asked
+(the extras' distributions are not there to be looked up)."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import os
 import re
@@ -17,7 +21,10 @@ FQCN = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+\.[a-z0-9_]+$")
 # run elsewhere, with what that machine has, not on the controller: the sandbox's legacy
 # application (Debian's python3-psycopg2) and the probe verify copies onto a target beside
 # migrate/adapters/exchange.py (its `import client`)
-ELSEWHERE = {"legacy/app.py", "verify/suites/exchange_probe.py"}
+ELSEWHERE = {"rehearsal/legacy/app.py", "stages/verify/suites/exchange_probe.py"}
+# extras for the project's own work, which a user does not install
+NOT_FOR_USERS = {"dev"}
+MARKER_EXTRA = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
 
 
 def canonical(name: str) -> str:
@@ -25,14 +32,17 @@ def canonical(name: str) -> str:
 
 
 def declared() -> set[str]:
-    """The distributions migrate requires, unconditionally (no extra), and what they require
-    in turn is not counted: an import must be covered by migrate's own declaration."""
+    """The distributions migrate requires, unconditionally or through an extra for users;
+    what they require in turn is not counted: an import must be covered by migrate's own
+    declaration. Whether a module that imports an extra's distribution is reached only by
+    that extra's commands is what the base install's import check and commands show."""
     found = set()
     for requirement in metadata.requires("migrate") or []:
-        if "extra ==" in requirement:
+        extra = MARKER_EXTRA.search(requirement)
+        if extra and extra.group(1) in NOT_FOR_USERS:
             continue
         found.add(canonical(re.split(r"[ ;<>=!~\[(]", requirement, maxsplit=1)[0]))
-    return found
+    return found - {"migrate"}  # an extra that installs others names migrate itself
 
 
 def third_party_imports(package: Path) -> dict[str, list[str]]:
@@ -68,6 +78,35 @@ def undeclared(package: Path) -> dict[str, list[str]]:
     return missing
 
 
+def module_names(package: Path) -> list[str]:
+    """Every module of the package that is imported (not run: no __main__) on this machine."""
+    names = []
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package)
+        if (relative.parts[0] == "_shipped" or relative.as_posix() in ELSEWHERE
+                or path.stem == "__main__"):
+            continue
+        parts = relative.with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names.append(".".join(("migrate", *parts)))
+    return names
+
+
+def not_importable(package: Path) -> dict[str, str]:
+    """Each module of the package that cannot be imported, with the module it misses (the
+    ``name`` of its ModuleNotFoundError) or, for another error, the error."""
+    failed = {}
+    for name in module_names(package):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            failed[name] = f"missing {error.name}"
+        except Exception as error:  # reported: the test says which were expected
+            failed[name] = f"{type(error).__name__}: {error}"
+    return failed
+
+
 def unresolved_modules(playbooks: Path) -> tuple[list[str], list[str]]:
     """Every module or action a task names (a fully qualified key), and those the installed
     Ansible does not know (its module list, asked through ansible-runner's ansible-doc)."""
@@ -95,26 +134,36 @@ def unresolved_modules(playbooks: Path) -> tuple[list[str], list[str]]:
     return sorted(names), [name for name in sorted(names) if name not in known]
 
 
+def with_extras(package: Path) -> dict:
+    """What only an install with the extras can say."""
+    from migrate.adapters import ansible as runner
+
+    used, unresolved = unresolved_modules(runner.PLAYBOOKS)
+    return {"playbooks": str(runner.PLAYBOOKS), "undeclared": undeclared(package),
+            "ansible_modules": used, "unresolved_modules": unresolved}
+
+
 def main() -> None:
     import migrate
-    from migrate.adapters import ansible as runner
     from migrate.adapters import render
     from migrate.adapters.engine import provider
     from migrate.core import resources
     from migrate.stages import provision
 
     package = Path(migrate.__file__).resolve().parent
-    used, unresolved = unresolved_modules(runner.PLAYBOOKS)
-    print(json.dumps({
+    found = {
         "migrate": str(Path(migrate.__file__).resolve()),
         "folders": {name: str(resources.folder(name)) for name in resources.NAMES},
-        "in_use": {"templates": str(render.TEMPLATES_DIR), "playbooks": str(runner.PLAYBOOKS),
+        "in_use": {"templates": str(render.TEMPLATES_DIR),
                    "stacks": str(provision.stacks_dir()),
                    "providers": str(provider.SOURCE_DIR.parent)},
-        "undeclared": undeclared(package),
-        "ansible_modules": used,
-        "unresolved_modules": unresolved,
-    }))
+        "not_importable": not_importable(package),
+    }
+    if "--base" not in sys.argv[1:]:
+        extras = with_extras(package)
+        found["in_use"]["playbooks"] = extras.pop("playbooks")
+        found.update(extras)
+    print(json.dumps(found))
 
 
 if __name__ == "__main__":
