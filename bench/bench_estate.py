@@ -68,7 +68,7 @@ def parse_only(folder: Path) -> int:
 
 def validate_census_plan(folder: Path) -> dict:
     estate = pipeline.open_estate(folder)
-    census = pipeline.run_census(estate)
+    census = pipeline.run_census(pipeline.context_of(estate))
     plan = build_plan(estate, census)
     render_plan(plan)
     return plan

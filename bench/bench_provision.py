@@ -41,8 +41,8 @@ def timed(command: list[str], env: dict | None = None, cwd: Path | None = None) 
 
 def bare_up(estate: Path, system: str) -> tuple[float, callable]:
     """Run the same two stacks with the pulumi CLI alone, on a backend of its own."""
-    loaded = pipeline.open_estate(estate)
-    settings = pipeline.provision_settings(loaded, pipeline.plan_path(loaded).resolve())
+    context = pipeline.open_context(estate)
+    settings = pipeline.provision_settings(context, context.plan_path.resolve())
     state = Path(tempfile.mkdtemp(prefix="bare-pulumi-"))
     engine.prepare_state_dir(state)
     env = engine.engine_env(state, settings.passphrase_file,

@@ -227,8 +227,8 @@ def measure_downtime(world: World, session: transfer._Session, holder: transfer.
 
 def measure(world: World, mib: int, files: int, db_mib: int, repeat: int) -> dict:
     root = world.system["data"]["files"][0]["path"]
-    session = transfer._open(world.estate, world.logical_plan(), SYSTEM, world.targets, "bench",
-                             None)
+    session = transfer._open(world.context(world.logical_plan()), SYSTEM, world.targets,
+                             "bench", None)
     holder = transfer.StageResult("bench", SYSTEM, session.run_id, session.run_dir)
     session.play("prepare_target", holder)
     grow_tree(world, root, mib, files)

@@ -34,7 +34,7 @@ from migrate.core.errors import (
 )
 from migrate.core.loader import Estate, load_estate_partially
 from migrate.core.validate import check_estate
-from migrate.targets import surroundings_of
+from migrate.targets.context import Context
 
 CONNECT_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 300.0
@@ -63,11 +63,12 @@ def estate_known_hosts(estate: Estate) -> Path | None:
     return (estate.root / setting).absolute() if setting else None
 
 
-def source_known_hosts(estate: Estate) -> Path:
+def source_known_hosts(context: Context) -> Path:
     """The known_hosts file with the source hosts' keys: the estate's own when set, else
     its cloud target's (the sandbox's, written by ``sandbox up`` for the machines it made);
     InvalidInput when neither names one."""
-    return (estate_known_hosts(estate) or surroundings_of(estate).source_known_hosts(estate)
+    estate = context.estate
+    return (estate_known_hosts(estate) or context.surroundings.source_known_hosts(estate)
             or require_estate_known_hosts(estate))
 
 
@@ -83,16 +84,17 @@ def require_estate_known_hosts(estate: Estate) -> Path:
     return path
 
 
-def guard_address(estate: Estate, address: str) -> None:
+def guard_address(context: Context, address: str) -> None:
     """Refuse (GuardRefused) an address the estate's cloud target must not reach (on the
     sandbox: one that is not on this host)."""
-    surroundings_of(estate).guard_address(address, estate.settings.sandbox.allowed_networks)
+    context.surroundings.guard_address(address,
+                                       context.estate.settings.sandbox.allowed_networks)
 
 
-def guard_addresses(estate: Estate, addresses: Iterable[str]) -> None:
+def guard_addresses(context: Context, addresses: Iterable[str]) -> None:
     """``guard_address`` on each address, all of them before any is connected to."""
     for address in dict.fromkeys(addresses):
-        guard_address(estate, address)
+        guard_address(context, address)
 
 
 def known_hosts_name(address: str, port: int) -> str:
@@ -239,11 +241,11 @@ def load_known_hosts(client: paramiko.SSHClient, path: Path) -> None:
                                     "HOST removes a host's lines)")]) from None
 
 
-def open_session(estate: Estate, login: Login) -> SourceSession:
+def open_session(context: Context, login: Login) -> SourceSession:
     """Log in to a source host with its key, the host key checked against
     ``source_known_hosts`` (RejectPolicy); the address passes the sandbox guard first."""
-    guard_address(estate, login.address)
-    known = source_known_hosts(estate)
+    guard_address(context, login.address)
+    known = source_known_hosts(context)
     client = paramiko.SSHClient()
     load_known_hosts(client, known)
     client.set_missing_host_key_policy(RejectWithReason(known))

@@ -29,11 +29,10 @@ import yaml
 
 from migrate.adapters.access import host_key_lines
 from migrate.adapters.access import source_known_hosts as source_known_hosts_of
-from migrate.core import state
 from migrate.core.errors import InvalidInput, StageFailed
 from migrate.core.loader import Estate
 from migrate.core.plan import POSTGRESQL_PORT
-from migrate.targets import target_of
+from migrate.targets.context import Context
 
 UNSAFE_TAG = "!unsafe"  # ansible-core reads such a scalar as data it never templates
 UNSAFE_JSON_KEY = "__ansible_unsafe"
@@ -58,9 +57,10 @@ def new_run_id(stage: str) -> str:
     return f"{stamp}-{stage}-{secrets.token_hex(3)}"
 
 
-def run_dir_for(estate: Estate, run_id: str) -> Path:
-    """``<state dir>/runs/<run id>/``, private to the operator."""
-    folder = state.state_dir(estate) / "runs" / run_id
+def make_run_dir(runs_dir: Path, run_id: str) -> Path:
+    """``<runs dir>/<run id>/`` (the command's ``Context.runs_dir``), private to the
+    operator."""
+    folder = runs_dir / run_id
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(folder, 0o700)
     return folder.absolute()
@@ -89,17 +89,21 @@ def as_targets(targets: Mapping[str, Any]) -> dict[str, Target]:
             for name, t in targets.items()}
 
 
-def write_inventory(estate: Estate, plan: Mapping[str, Any], system_id: str,
+def write_inventory(context: Context, plan: Mapping[str, Any], system_id: str,
                     targets: Mapping[str, Any], run_dir: Path,
                     source_known_hosts: Path | None = None) -> Path:
-    """Write the inventory and its known_hosts into ``run_dir``; the inventory's path."""
+    """Write the inventory and its known_hosts into ``run_dir``; the inventory's path. The
+    source hosts' keys come from ``source_known_hosts``, else the command's (access), the
+    operator key for the targets from its cloud target."""
+    estate = context.estate
     system = system_plan(plan, system_id)
     manifest = estate.systems[system_id]
     found = as_targets(targets)
     _check_targets(system, found)
     run_dir = Path(run_dir).absolute()
     known = run_dir / KNOWN_HOSTS_NAME
-    _write_known_hosts(known, system, found, source_known_hosts or source_known_hosts_of(estate))
+    _write_known_hosts(known, system, found,
+                       source_known_hosts or source_known_hosts_of(context))
     control = control_dir(run_dir)  # made by each play, removed after it (runner)
     ssh_args = (f"-F /dev/null -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes "
                 f"-o UserKnownHostsFile={known} -o GlobalKnownHostsFile=/dev/null "
@@ -117,7 +121,8 @@ def write_inventory(estate: Estate, plan: Mapping[str, Any], system_id: str,
             },
             "children": {
                 "source": {"hosts": _source_hosts(estate, system, manifest.source, found)},
-                "target": {"hosts": _target_hosts(estate, system, found)},
+                "target": {"hosts": _target_hosts(system, found,
+                                                  context.target.operator_key_path(estate))},
             },
         }
     }
@@ -210,14 +215,14 @@ def _source_hosts(estate: Estate, system: dict, source: Any,
     return hosts
 
 
-def _target_hosts(estate: Estate, system: dict, targets: Mapping[str, Target]) -> dict:
+def _target_hosts(system: dict, targets: Mapping[str, Target], operator_key: Path) -> dict:
     hosts = {}
     for instance in system["instances"]:
         name = instance["name"]
         hosts[f"{system['id']}-{name}"] = {
             "ansible_host": targets[name].address,
             "ansible_user": "root",
-            "ansible_ssh_private_key_file": str(target_of(estate).operator_key_path(estate)),
+            "ansible_ssh_private_key_file": str(operator_key),
             "instance": name,
             "replaces": list(instance["replaces"]),
             "postgresql_listen": postgresql_listen(system, name),

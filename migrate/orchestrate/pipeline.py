@@ -482,9 +482,8 @@ def _cutover_then_verify(context: Context, system_id: str, targets: dict,
     from migrate.stages.verify.answers import record_source_answers
     from migrate.stages.verify.run import verify_system
 
-    estate, plan = context.estate, context.plan
     record_source_answers(context, system_id)
-    done = transfer.cutover(estate, plan, system_id, targets, progress)
+    done = transfer.cutover(context, system_id, targets, progress)
     try:
         done.outputs["endpoint"] = switch_endpoint(context, system_id, "target")
     except MigrateError as error:
@@ -498,7 +497,7 @@ def _cutover_then_verify(context: Context, system_id: str, targets: dict,
     if verified["passed"]:
         return done
     try:
-        transfer.rollback(estate, plan, system_id, targets, progress)
+        transfer.rollback(context, system_id, targets, progress)
     except MigrateError as again:
         raise StageFailed(f"{verified['error']}; the rollback failed too: {again.message}",
                           hint=again.hint) from None
@@ -576,8 +575,7 @@ def move(context: Context, stage: str, system_ids: list[str] | None = None,
 
     if stage not in MOVE_STAGES:
         raise ValueError(stage)
-    estate, plan = context.estate, context.plan
-    chosen = system_ids or [s["id"] for s in plan["systems"]]
+    chosen = system_ids or [s["id"] for s in context.plan["systems"]]
     targets = {system_id: provisioned_targets(context, system_id) for system_id in chosen}
     function = getattr(transfer, stage)
 
@@ -585,19 +583,18 @@ def move(context: Context, stage: str, system_ids: list[str] | None = None,
         guard_system(context, system_id, targets[system_id])
         tagged = tag_progress(progress, system_id)
         if stage == "decommission_source":
-            done = function(estate, plan, system_id, targets[system_id], tagged,
-                            confirmed=confirmed)
+            done = function(context, system_id, targets[system_id], tagged, confirmed=confirmed)
         elif stage == "rollback" and not check:
-            done = function(estate, plan, system_id, targets[system_id], tagged, reason=reason)
+            done = function(context, system_id, targets[system_id], tagged, reason=reason)
             done.outputs["endpoint"] = _endpoint_back_to_source(context,
                                                                 system_id) or "source"
         elif stage == "transfer" and not check:
             refuse_if_cut_over(context, system_id)
-            done = function(estate, plan, system_id, targets[system_id], tagged)
+            done = function(context, system_id, targets[system_id], tagged)
         elif stage == "cutover" and not check:
             done = _cutover_then_verify(context, system_id, targets[system_id], tagged)
         else:
-            done = function(estate, plan, system_id, targets[system_id], tagged, check=check)
+            done = function(context, system_id, targets[system_id], tagged, check=check)
         return {**done.as_dict(), "result": "ok"}
 
     return for_each_system(chosen, one, parallel, stage=stage)

@@ -27,7 +27,7 @@ from migrate.core.credentials import ensure_client_keypair, scram_verifier
 from migrate.core.errors import GuardRefused, MigrateError, StageFailed
 from migrate.core.journal import digest_bytes, digest_file
 from migrate.core.loader import Estate
-from migrate.targets import surroundings_of
+from migrate.targets.context import Context
 
 Progress = runner.ProgressCallback
 # The cutover play's first and last steps: nothing serves between the two.
@@ -59,7 +59,7 @@ class StageResult:
 
 @dataclass
 class _Session:
-    estate: Estate
+    context: Context
     plan: Mapping[str, Any]
     system_id: str
     run_id: str
@@ -82,22 +82,20 @@ class _Session:
 # ---------------------------------------------------------------- entry functions
 
 
-def check_prerequisites(estate: Estate, plan: Mapping[str, Any], system_id: str,
-                        targets: Mapping[str, Any], progress: Progress | None = None,
-                        check: bool = False) -> StageResult:
+def check_prerequisites(context: Context, system_id: str, targets: Mapping[str, Any],
+                        progress: Progress | None = None, check: bool = False) -> StageResult:
     """Every source and target answers with its known host key, source paths exist, the
     targets have room and a PostgreSQL at least as new; changes nothing."""
-    session = _open(estate, plan, system_id, targets, "check_prerequisites", progress, check)
+    session = _open(context, system_id, targets, "check_prerequisites", progress, check)
     return _journaled(session, "check_prerequisites",
                       lambda r: session.play("check_prerequisites", r))
 
 
-def transfer(estate: Estate, plan: Mapping[str, Any], system_id: str,
-             targets: Mapping[str, Any], progress: Progress | None = None,
-             check: bool = False) -> StageResult:
+def transfer(context: Context, system_id: str, targets: Mapping[str, Any],
+             progress: Progress | None = None, check: bool = False) -> StageResult:
     """check_prerequisites, then prepare_target, transfer_files and migrate_database
     (initial copy) while the source keeps serving."""
-    session = _open(estate, plan, system_id, targets, "transfer", progress, check)
+    session = _open(context, system_id, targets, "transfer", progress, check)
 
     def work(result: StageResult) -> None:
         session.play("check_prerequisites", result)
@@ -111,12 +109,11 @@ def transfer(estate: Estate, plan: Mapping[str, Any], system_id: str,
     return _journaled(session, "transfer", work)
 
 
-def cutover(estate: Estate, plan: Mapping[str, Any], system_id: str,
-            targets: Mapping[str, Any], progress: Progress | None = None,
-            check: bool = False) -> StageResult:
+def cutover(context: Context, system_id: str, targets: Mapping[str, Any],
+            progress: Progress | None = None, check: bool = False) -> StageResult:
     """Freeze the source, final sync, start the target's services; files and rows must then
     match exactly, else the source is given back its service (rollback) and this raises."""
-    session = _open(estate, plan, system_id, targets, "cutover", progress, check)
+    session = _open(context, system_id, targets, "cutover", progress, check)
 
     def work(result: StageResult) -> None:
         session.play("check_prerequisites", result)
@@ -141,12 +138,12 @@ def cutover(estate: Estate, plan: Mapping[str, Any], system_id: str,
     return _journaled(session, "cutover", work)
 
 
-def rollback(estate: Estate, plan: Mapping[str, Any], system_id: str,
-             targets: Mapping[str, Any], progress: Progress | None = None,
-             check: bool = False, reason: str | None = None) -> StageResult:
+def rollback(context: Context, system_id: str, targets: Mapping[str, Any],
+             progress: Progress | None = None, check: bool = False,
+             reason: str | None = None) -> StageResult:
     """Stop the target's services and restore the source's exactly as the cutover found
     them. Idempotent; safe at any point of a cutover. ``reason`` goes into the journal."""
-    session = _open(estate, plan, system_id, targets, "rollback", progress, check)
+    session = _open(context, system_id, targets, "rollback", progress, check)
 
     def work(result: StageResult) -> None:
         if reason:
@@ -156,15 +153,15 @@ def rollback(estate: Estate, plan: Mapping[str, Any], system_id: str,
     return _journaled(session, "rollback", work)
 
 
-def decommission_source(estate: Estate, plan: Mapping[str, Any], system_id: str,
-                        targets: Mapping[str, Any], progress: Progress | None = None, *,
+def decommission_source(context: Context, system_id: str, targets: Mapping[str, Any],
+                        progress: Progress | None = None, *,
                         confirmed: bool = False) -> StageResult:
     """Only on explicit request after verification: remove the temporary migration access
     and the cutover record; the source stays stopped, its data untouched."""
     if not confirmed:
         raise GuardRefused(f"decommission_source of {system_id} needs an explicit request",
                            hint="run it only after verification passed, and confirm")
-    session = _open(estate, plan, system_id, targets, "decommission_source", progress)
+    session = _open(context, system_id, targets, "decommission_source", progress)
     return _journaled(session, "decommission_source",
                       lambda r: session.play("decommission_source", r))
 
@@ -172,15 +169,16 @@ def decommission_source(estate: Estate, plan: Mapping[str, Any], system_id: str,
 # ---------------------------------------------------------------- session
 
 
-def _open(estate: Estate, plan: Mapping[str, Any], system_id: str,
-          targets: Mapping[str, Any], stage: str, progress: Progress | None,
-          check: bool = False) -> _Session:
+def _open(context: Context, system_id: str, targets: Mapping[str, Any], stage: str,
+          progress: Progress | None, check: bool = False) -> _Session:
+    """What a stage's plays need, to the command's plan, under its state folder."""
+    estate, plan = context.estate, context.plan
     run_id = inv.new_run_id(f"{system_id}-{stage}")
-    run_dir = inv.run_dir_for(estate, run_id)
-    inventory = inv.write_inventory(estate, plan, system_id, targets, run_dir)
-    key_file, public_key = migration_key(estate, system_id)
+    run_dir = inv.make_run_dir(context.runs_dir, run_id)
+    inventory = inv.write_inventory(context, plan, system_id, targets, run_dir)
+    key_file, public_key = migration_key(context.state_dir, system_id)
     system = inv.system_plan(plan, system_id)
-    replication = replication_files(estate, system)
+    replication = replication_files(context.state_dir, system)
     secrets = with_their_lines([
         *state.secret_values(estate), key_file.read_text().strip(),
         *(Path(f).read_text().strip() for r in replication.values() for f in r.values())])
@@ -195,20 +193,21 @@ def _open(estate: Estate, plan: Mapping[str, Any], system_id: str,
         **exchange_vars(estate, system_id),
         "database_password_files": database_password_files(estate, system_id),
         "replication": replication,
-        "package_mirror": package_mirror_url(estate, system)})
-    return _Session(estate, plan, system_id, run_id, run_dir, inventory, extravars, secrets,
+        "package_mirror": package_mirror_url(context, system)})
+    return _Session(context, plan, system_id, run_id, run_dir, inventory, extravars, secrets,
                     progress, inputs, check)
 
 
-def package_mirror_url(estate: Estate, system: Mapping[str, Any]) -> str | None:
+def package_mirror_url(context: Context, system: Mapping[str, Any]) -> str | None:
     """The Debian archive the targets install their packages from: cloud.packages.mirror,
     else the cloud target's own mirror (the sandbox's: sandbox up runs it); None when no
     instance needs one."""
     if not any(i.get("packages") for i in system["instances"]):
         return None
+    estate = context.estate
     if estate.settings.cloud.packages is not None:
         return estate.settings.cloud.packages.mirror
-    url = surroundings_of(estate).package_mirror_url(estate)
+    url = context.surroundings.package_mirror_url(estate)
     if url is None:
         raise StageFailed(f"{system['id']}: its instances declare packages but no package "
                           "mirror is running",
@@ -225,9 +224,10 @@ def with_their_lines(secrets: list[str]) -> list[str]:
     return [*secrets, *lines]
 
 
-def migration_key(estate: Estate, system_id: str) -> tuple[Path, str]:
-    """The temporary per-system key the source uses to push to its target (0600)."""
-    folder = state.state_dir(estate) / MIGRATION_KEYS
+def migration_key(state_dir: Path, system_id: str) -> tuple[Path, str]:
+    """The temporary per-system key the source uses to push to its target (0600), in the
+    estate's state folder."""
+    folder = state_dir / MIGRATION_KEYS
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path, public = ensure_client_keypair(folder / system_id)
     return Path(path).absolute(), public
@@ -249,12 +249,13 @@ def exchange_vars(estate: Estate, system_id: str) -> dict[str, Any]:
                          "secret_file": str(secret_file.absolute())}}
 
 
-def replication_files(estate: Estate, system: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+def replication_files(state_dir: Path, system: Mapping[str, Any]
+                      ) -> dict[str, dict[str, str]]:
     """For each database kept in step by logical replication: the 0600 files of the password
     the target subscribes with and its SCRAM verifier (the source stores only that), made
     once per system and database and kept in the state folder."""
     found = {}
-    folder = state.state_dir(estate) / MIGRATION_KEYS
+    folder = state_dir / MIGRATION_KEYS
     for database in system["data"]["databases"]:
         if database["method"] != "logical_replication":
             continue
@@ -301,7 +302,7 @@ def _journaled(session: _Session, stage: str,
                work: Callable[[StageResult], Any]) -> StageResult:
     result = StageResult(stage, session.system_id, session.run_id, session.run_dir)
     started = time.monotonic()
-    journal = state.journal_for(session.estate)
+    journal = session.context.journal
     try:
         work(result)
     except MigrateError as error:

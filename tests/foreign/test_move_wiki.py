@@ -163,7 +163,7 @@ class Target:
 
     def __init__(self, estate: Path, folder: Path) -> None:
         loaded = pipeline.open_estate(estate)
-        (found,) = pipeline.provisioned_targets(loaded, SYSTEM).values()
+        (found,) = pipeline.provisioned_targets(pipeline.context_of(loaded), SYSTEM).values()
         self.address = found["address"]
         self.known_hosts = folder / "target_known_hosts"
         self.known_hosts.write_text(f"{self.address} {found['host_key']}\n")

@@ -85,7 +85,7 @@ def hostile_estate(estate: Path, monkeypatch: pytest.MonkeyPatch, connections: l
     known.parent.mkdir(parents=True, exist_ok=True)
     known.write_text("".join(f"{host.address} {FAKE_KEY}\n"
                              for host in opened.systems[SYSTEM].source.hosts))
-    monkeypatch.setattr(pipeline, "provisioned_targets", lambda _estate, _sid: dict(TARGETS))
+    monkeypatch.setattr(pipeline, "provisioned_targets", lambda _context, _sid: dict(TARGETS))
     monkeypatch.setattr("migrate.rehearsal.sandbox.estate_plan.plan_sandbox",
                         lambda _estate: SimpleNamespace(platform_ip=PLATFORM_IP))
     return opened

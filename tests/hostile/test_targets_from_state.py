@@ -135,7 +135,7 @@ def inventories(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 
     monkeypatch.setattr("migrate.adapters.ansible.run_play", play)
     monkeypatch.setattr(socket, "create_connection", no_socket)
-    monkeypatch.setattr("migrate.adapters.access.guard_address", lambda _estate, _address: None)
+    monkeypatch.setattr("migrate.adapters.access.guard_address", lambda _context, _address: None)
     return seen
 
 

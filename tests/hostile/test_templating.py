@@ -12,7 +12,7 @@ import ansible_runner
 import pytest
 
 from migrate.adapters.inventory import write_inventory
-from migrate.orchestrate.pipeline import make_plan, open_estate
+from migrate.orchestrate.pipeline import context_for_plan, context_of, make_plan, open_estate
 from migrate.stages import transfer
 from tests.conftest import edit, line_number
 
@@ -104,13 +104,13 @@ def run_local_play(folder: Path, inventory: Path, extravars: dict | None = None,
 def test_a_hostile_manifest_runs_nothing_on_the_controller(estate: Path, tmp_path: Path) -> None:
     canaries = tmp_path / "canaries"
     canaries.mkdir()
-    loaded = hostile_estate(estate, canaries)
-    plan = make_plan(loaded, write=False).plan
+    context = context_of(hostile_estate(estate, canaries))
+    plan = make_plan(context, write=False).plan
     known = tmp_path / "known_hosts"
     known.write_text(SOURCE_KEYS)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    inventory = write_inventory(loaded, plan, SYSTEM, TARGETS, run_dir, known)
+    inventory = write_inventory(context, plan, SYSTEM, TARGETS, run_dir, known)
 
     output = run_local_play(tmp_path, inventory)
 
@@ -136,10 +136,10 @@ def test_the_transfer_extra_vars_are_not_templates(estate: Path, tmp_path: Path,
         (secrets / name).chmod(0o600)
     known = tmp_path / "known_hosts"
     known.write_text(SOURCE_KEYS)
-    monkeypatch.setattr(transfer.inv, "source_known_hosts_of", lambda _estate: known)
-    plan = make_plan(loaded, write=False).plan
+    monkeypatch.setattr(transfer.inv, "source_known_hosts_of", lambda _context: known)
+    context = context_for_plan(loaded, make_plan(context_of(loaded), write=False).plan)
 
-    session = transfer._open(loaded, plan, SYSTEM, TARGETS, "check_prerequisites", None)
+    session = transfer._open(context, SYSTEM, TARGETS, "check_prerequisites", None)
     play = ("- hosts: all\n  gather_facts: false\n  tasks:\n"
             "    - ansible.builtin.debug:\n"
             "        msg: \"{{ exchange.app_key }} {{ migrate_key_file }}\"\n")

@@ -55,11 +55,11 @@ def loaded(estate: Path):
 def on_target(estate: Path, system: str, instance: str, command: str
               ) -> subprocess.CompletedProcess[str]:
     """As the operator, on a target, trusting the host key its provisioning recorded."""
-    from migrate.orchestrate.pipeline import provisioned_targets
+    from migrate.orchestrate.pipeline import context_of, provisioned_targets
     from migrate.rehearsal.sandbox.estate import operator_key_path
 
     opened = loaded(estate)
-    target = provisioned_targets(opened, system)[instance]
+    target = provisioned_targets(context_of(opened), system)[instance]
     known = estate / f".known-{system}-{instance}"
     known.write_text(f"{target['address']} {' '.join(target['host_key'].split()[:2])}\n")
     return ssh(estate, target["address"], "root", operator_key_path(opened), known, command)

@@ -52,4 +52,4 @@ def openstack_plan(tmp_path_factory: pytest.TempPathFactory) -> dict:
     edit(estate / "migrate.yaml", "target: sandbox ", "target: openstack ")
     edit(estate / "migrate.yaml", "    external_network: egov-ext", OPENSTACK_SETTINGS)
     loaded = pipeline.open_estate(estate)
-    return build_plan(loaded, pipeline.run_census(loaded))
+    return build_plan(loaded, pipeline.run_census(pipeline.context_of(loaded)))

@@ -40,7 +40,7 @@ def plan() -> dict:
     estate = pipeline.open_estate(EXAMPLE_ESTATE)
     from migrate.core.plan import build_plan
 
-    return build_plan(estate, pipeline.run_census(estate))
+    return build_plan(estate, pipeline.run_census(pipeline.context_of(estate)))
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ MISSING_IMAGE = "migrate-no-such-image"
 MISSING_FLAVOR = "tc.no-such-flavor"
 
 def planned(folder: Path) -> tuple[dict, Path]:
-    outcome = pipeline.make_plan(pipeline.open_estate(folder))
+    outcome = pipeline.make_plan(pipeline.open_context(folder))
     return outcome.plan, outcome.path.resolve()
 
 

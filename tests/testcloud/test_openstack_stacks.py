@@ -67,7 +67,7 @@ def applied(tmp_path_factory: pytest.TempPathFactory, clouds_yaml: Path,
     folder = tmp_path_factory.mktemp("testcloud") / "estate"
     shutil.copytree(ESTATE, folder)
     estate = pipeline.open_estate(folder)
-    outcome = pipeline.make_plan(estate)
+    outcome = pipeline.make_plan(pipeline.context_of(estate))
     plan = outcome.plan
     system = next(s for s in plan["systems"] if s["id"] == SYSTEM)
     before = cloud_resources(session)

@@ -9,7 +9,7 @@ import pytest
 from migrate.adapters import ansible as runner
 from migrate.adapters.inventory import control_dir, read_inventory, write_inventory
 from migrate.core.errors import InvalidInput, StageFailed
-from migrate.orchestrate.pipeline import make_plan, open_estate
+from migrate.orchestrate.pipeline import make_plan, open_context
 
 SOURCE_KEYS = ("192.168.90.21 ssh-ed25519 AAAAsourceweb1\n"
                "192.168.90.22,db1 ssh-ed25519 AAAAsourcedb1\n")
@@ -19,18 +19,18 @@ TARGETS = {"web": {"address": "10.20.53.159", "host_key": "ssh-ed25519 AAAAtarge
 
 @pytest.fixture
 def moved(estate: Path, tmp_path: Path) -> tuple:
-    loaded = open_estate(estate)
-    plan = make_plan(loaded, write=False).plan
+    context = open_context(estate)
+    plan = make_plan(context, write=False).plan
     known = tmp_path / "sandbox_known_hosts"
     known.write_text(SOURCE_KEYS)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    return loaded, plan, known, run_dir
+    return context, plan, known, run_dir
 
 
 def test_inventory_groups_hosts_and_strict_host_keys(moved: tuple) -> None:
-    estate, plan, known, run_dir = moved
-    path = write_inventory(estate, plan, "wjw-fybj", TARGETS, run_dir, known)
+    context, plan, known, run_dir = moved
+    path = write_inventory(context, plan, "wjw-fybj", TARGETS, run_dir, known)
     document = read_inventory(path)["all"]
     sources = document["children"]["source"]["hosts"]
     targets = document["children"]["target"]["hosts"]
@@ -60,27 +60,27 @@ def test_inventory_groups_hosts_and_strict_host_keys(moved: tuple) -> None:
 def test_writing_the_inventory_leaves_no_socket_folder_behind(moved: tuple) -> None:
     """A long run dir's sockets go to a short twin in the temporary folder; each play makes
     and removes it, so an inventory that no play used leaves nothing there."""
-    estate, plan, known, run_dir = moved
+    context, plan, known, run_dir = moved
     deep = run_dir / ("x" * 80)
     deep.mkdir()
-    write_inventory(estate, plan, "wjw-fybj", TARGETS, deep, known)
+    write_inventory(context, plan, "wjw-fybj", TARGETS, deep, known)
     assert control_dir(deep).parent != deep
     assert not control_dir(deep).exists()
 
 
 def test_a_source_without_a_known_host_key_is_refused(moved: tuple) -> None:
-    estate, plan, known, run_dir = moved
+    context, plan, known, run_dir = moved
     known.write_text("192.168.90.21 ssh-ed25519 AAAAsourceweb1\n")
     with pytest.raises(StageFailed, match=r"no host key of source host db1 \(192.168.90.22\)"):
-        write_inventory(estate, plan, "wjw-fybj", TARGETS, run_dir, known)
+        write_inventory(context, plan, "wjw-fybj", TARGETS, run_dir, known)
 
 
 def test_a_missing_target_or_system_is_invalid_input(moved: tuple) -> None:
-    estate, plan, known, run_dir = moved
+    context, plan, known, run_dir = moved
     with pytest.raises(InvalidInput, match="instance\\(s\\) db"):
-        write_inventory(estate, plan, "wjw-fybj", {"web": TARGETS["web"]}, run_dir, known)
+        write_inventory(context, plan, "wjw-fybj", {"web": TARGETS["web"]}, run_dir, known)
     with pytest.raises(InvalidInput, match="not in the plan"):
-        write_inventory(estate, plan, "no-such-system", TARGETS, run_dir, known)
+        write_inventory(context, plan, "no-such-system", TARGETS, run_dir, known)
 
 
 def test_long_run_dirs_get_a_short_control_dir(tmp_path: Path) -> None:
@@ -151,10 +151,10 @@ def test_private_dirs_a_killed_run_left_are_swept_and_live_ones_kept(tmp_path) -
 
 def test_postgresql_listens_beyond_loopback_only_where_the_plan_opens_it() -> None:
     from migrate.adapters.inventory import postgresql_listen
-    from migrate.orchestrate.pipeline import make_plan, open_estate
+    from migrate.orchestrate.pipeline import make_plan, open_context
     from tests.conftest import EXAMPLE_ESTATE
 
-    plan = make_plan(open_estate(EXAMPLE_ESTATE), write=False).plan
+    plan = make_plan(open_context(EXAMPLE_ESTATE), write=False).plan
     systems = {s["id"]: s for s in plan["systems"]}
     assert postgresql_listen(systems["wjw-fybj"], "db") == "*"          # web connects
     assert postgresql_listen(systems["mzj-shjz"], "app") == "localhost"  # app and db together

@@ -118,7 +118,7 @@ def service_state(world: World, *, source: bool) -> str:
 def run(world: World, stage: str, plan: dict | None = None, targets: dict | None = None,
         progress: runner.ProgressCallback | None = None) -> transfer.StageResult:
     entry = getattr(transfer, stage)
-    return entry(world.estate, plan or world.plan, SYSTEM, targets or world.targets, progress)
+    return entry(world.context(plan), SYSTEM, targets or world.targets, progress)
 
 
 # ---------------------------------------------------------------- faults, before any change
@@ -216,7 +216,7 @@ def assert_target_untouched(world: World) -> None:
 
 
 def test_transfer_in_check_mode_shows_the_diff_and_changes_nothing(world: World) -> None:
-    result = transfer.transfer(world.estate, world.plan, SYSTEM, world.targets, check=True)
+    result = transfer.transfer(world.context(), SYSTEM, world.targets, check=True)
     assert result.changed > 0  # what a real run would change
     files = next(p for p in result.plays if p.stage == "transfer_files")
     would_send = "".join(files.records["files transferred"]["web1"].values())
@@ -371,10 +371,10 @@ def test_killed_transfer_resumes_and_the_data_matches(world: World, tmp_path: Pa
 KILLABLE_TRANSFER = """
 import json, sys
 from migrate.stages import transfer
-from migrate.orchestrate.pipeline import make_plan, open_estate
+from migrate.orchestrate.pipeline import context_for_plan, context_of, make_plan, open_estate
 estate = open_estate(sys.argv[1])
-plan = make_plan(estate, write=False).plan
-transfer.transfer(estate, plan, "wjw-fybj", json.loads(sys.argv[2]))
+plan = make_plan(context_of(estate), write=False).plan
+transfer.transfer(context_for_plan(estate, plan), "wjw-fybj", json.loads(sys.argv[2]))
 """
 
 
@@ -439,7 +439,7 @@ def test_journal_names_each_stage(world: World) -> None:
 
 
 def test_no_secret_in_any_artifact_log_or_journal(world: World) -> None:
-    key_file, _ = transfer.migration_key(world.estate, SYSTEM)
+    key_file, _ = transfer.migration_key(state.state_dir(world.estate), SYSTEM)
     secrets = [*state.secret_values(world.estate), key_file.read_text().strip()]
     replication = sorted(key_file.parent.glob("*.replication"))
     assert replication, "the logical replication test made a password"
@@ -460,8 +460,8 @@ def test_no_secret_in_any_artifact_log_or_journal(world: World) -> None:
 def test_decommission_source_needs_an_explicit_request_then_removes_the_access(
         world: World) -> None:
     with pytest.raises(GuardRefused):
-        transfer.decommission_source(world.estate, world.plan, SYSTEM, world.targets)
-    result = transfer.decommission_source(world.estate, world.logical_plan(), SYSTEM,
+        transfer.decommission_source(world.context(), SYSTEM, world.targets)
+    result = transfer.decommission_source(world.context(world.logical_plan()), SYSTEM,
                                           world.targets, confirmed=True)
     assert result.changed > 0
     assert sql(world, True, "SELECT count(*) FROM pg_publication") == "0"

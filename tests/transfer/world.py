@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from migrate.core.loader import Estate
-from migrate.orchestrate.pipeline import make_plan, open_estate
+from migrate.orchestrate.pipeline import context_for_plan, context_of, make_plan, open_estate
 from migrate.rehearsal.sandbox import machines, network
 from migrate.rehearsal.sandbox.estate import (
     known_hosts_path,
@@ -22,6 +22,7 @@ from migrate.rehearsal.sandbox.estate import (
 )
 from migrate.rehearsal.sandbox.hostkeys import host_public_key
 from migrate.rehearsal.sandbox.layout import upper_dir
+from migrate.targets.context import Context
 
 EXAMPLE_ESTATE = Path(__file__).resolve().parents[2] / "examples" / "estate"
 SYSTEM = "wjw-fybj"
@@ -41,6 +42,10 @@ class World:
 
     def source_address(self, host: str) -> str:
         return next(h["address"] for h in self.system["source_hosts"] if h["name"] == host)
+
+    def context(self, plan: dict | None = None) -> Context:
+        """What a command hands the stages, working to ``plan`` (the world's by default)."""
+        return context_for_plan(self.estate, plan or self.plan)
 
     def logical_plan(self) -> dict:
         """The plan with every database of the system kept in step by logical replication
@@ -62,7 +67,7 @@ def bring_up(folder: Path, scale: int, system_id: str = SYSTEM) -> World:
     """sandbox up, the plan, and the system's target machines (started, ssh-ready)."""
     estate = open_estate(folder)
     sandbox_up(estate, scale=scale)
-    plan = make_plan(estate, write=False).plan
+    plan = make_plan(context_of(estate), write=False).plan
     system = next(s for s in plan["systems"] if s["id"] == system_id)
     world = World(folder, estate, plan, system)
     make_targets(world)

@@ -71,7 +71,7 @@ def test_check_names_every_problem_of_the_cloud_at_once(openstack_estate, record
     assert "flavor c4m8 (instance web): planned 4 vCPU" in result.stderr
     assert "external network egov-ext: planned as the routers' gateway" in result.stderr
     (provisioner,) = recorded.made
-    plan = pipeline.load_plan(pipeline.open_estate(openstack_estate))
+    plan = pipeline.load_plan(pipeline.open_context(openstack_estate))
     stacks = {f"net-{n['key']}" for n in plan["networks"]} | {
         f"sys-{s['id']}" for s in plan["systems"]}
     assert sorted(provisioner.asked) == sorted((name, "preflight") for name in stacks)

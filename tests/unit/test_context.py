@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from migrate.adapters import ansible
+from migrate.adapters.inventory import read_inventory
 from migrate.core import state
 from migrate.core.errors import EXIT_INVALID_INPUT, GuardRefused, StageFailed, StageFailure
 from migrate.orchestrate import pipeline
 from migrate.orchestrate import run as runs
+from migrate.stages.verify import run as verify_run
+from migrate.targets import context as context_module
 
 SYSTEM = "wjw-fybj"
 
@@ -124,7 +128,7 @@ def test_a_move_command_prints_the_record_as_its_error(
     def refused_transfer(*_args, **_kwargs):
         refused(SYSTEM)
 
-    monkeypatch.setattr(pipeline, "provisioned_targets", lambda _estate, _sid: {})
+    monkeypatch.setattr(pipeline, "provisioned_targets", lambda _context, _sid: {})
     monkeypatch.setattr(pipeline, "guard_system", lambda *_args: None)
     monkeypatch.setattr(transfer, "transfer", refused_transfer)
     result = run_cli("transfer", estate, "--system", SYSTEM, "--yes", "-o", "json")
@@ -136,3 +140,106 @@ def test_a_move_command_prints_the_record_as_its_error(
     (system,) = document["systems"]
     assert (system["error"], system["hint"], system["exit_code"]) == (
         "refusing to connect to 192.0.2.7", "keep it on this host", EXIT_INVALID_INPUT)
+
+
+# ---- the stages work with what the context holds, never deriving it again from the estate
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE3vFd9ZqGq0Yb0m8Jt3tE6n8zq4JjTzC0tXvV0Yh8Qv"
+TARGETS = {"web": {"address": "192.0.2.11", "host_key": KEY},
+           "db": {"address": "192.0.2.12", "host_key": KEY}}
+SOURCES = ("192.168.90.21", "192.168.90.22")
+
+
+class RecordingTarget:
+    """The cloud target a context holds: what the stages asked of it."""
+
+    def __init__(self, key: Path) -> None:
+        self.key, self.asked = key, 0
+
+    def operator_key_path(self, _estate: object) -> Path:
+        self.asked += 1
+        return self.key
+
+
+class RecordingSurroundings:
+    """The surroundings a context holds: the addresses guarded, the source keys' file."""
+
+    def __init__(self, known_hosts: Path) -> None:
+        self.known_hosts, self.guarded = known_hosts, []
+
+    def guard_address(self, address: str, _allowed: object = ()) -> None:
+        self.guarded.append(address)
+
+    def source_known_hosts(self, _estate: object) -> Path:
+        return self.known_hosts
+
+    def package_mirror_url(self, _estate: object) -> str:
+        return "http://192.0.2.40/debian"
+
+
+@pytest.fixture
+def held(estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """The example estate with its secrets; the target and surroundings its contexts make
+    are recorders (the real ones, anywhere else, would refuse or differ), its systems'
+    targets in TEST-NET-1, no play run: each records its inventory and known_hosts."""
+    secrets = estate / "secrets"
+    secrets.mkdir(mode=0o700)
+    for name in ("ssh-wjw", "db-fybj", "exchange-wjw-fybj"):
+        (secrets / name).write_text(f"{name}-not-a-real-secret-0123456789abcdef\n")
+        (secrets / name).chmod(0o600)
+    known = tmp_path / "source_known_hosts"
+    known.write_text("".join(f"{address} {KEY}\n" for address in SOURCES))
+    target = RecordingTarget(tmp_path / "operator_key")
+    around = RecordingSurroundings(known)
+    monkeypatch.setattr(context_module, "target_of", lambda _estate: target)
+    monkeypatch.setattr(context_module, "surroundings_of", lambda _estate: around)
+    monkeypatch.setattr(pipeline, "provisioned_targets", lambda _context, _sid: dict(TARGETS))
+    plays: list[tuple] = []
+
+    def play(stage: str, inventory: Path, run_dir: Path, *_args, **_kwargs):
+        plays.append((stage, read_inventory(inventory), (run_dir / "known_hosts").read_text()))
+        return ansible.PlayResult(stage, "successful")
+
+    monkeypatch.setattr(ansible, "run_play", play)
+    return target, around, plays
+
+
+def test_a_move_uses_the_target_surroundings_journal_and_runs_dir_its_context_holds(
+        estate: Path, held: tuple, opened: dict[str, int]) -> None:
+    target, around, plays = held
+    context = pipeline.open_context(estate)
+    (result,) = pipeline.move(context, "transfer", [SYSTEM])
+    assert result["result"] == "ok", result
+    assert [stage for stage, *_ in plays] == [
+        "check_prerequisites", "prepare_target", "transfer_files", "migrate_database"]
+    _stage, inventory, known_hosts = plays[0]
+    hosts = inventory["all"]["children"]["target"]["hosts"].values()
+    assert {h["ansible_ssh_private_key_file"] for h in hosts} == {str(target.key)}
+    assert known_hosts.splitlines()[:2] == [f"{address} {KEY}" for address in SOURCES]
+    assert set(around.guarded) == {*SOURCES, "192.0.2.11", "192.0.2.12"}
+    assert Path(result["run_dir"]).parent == context.runs_dir.absolute()
+    assert opened["journal"] == 1  # the plan's, the cut-over check's and the stage's entry
+    assert [e["stage"] for e in context.journal.entries()][-1] == "transfer"
+
+
+def test_verification_uses_the_operator_key_and_guard_its_context_holds(
+        estate: Path, tmp_path: Path, held: tuple, opened: dict[str, int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    target, around, _plays = held
+
+    def suites(run_dir: Path, _context_file: Path, junit: Path, _suites=None):
+        junit.write_text('<testsuite><testcase classname="test_host" name="test_up"/>'
+                         "</testsuite>")
+        return verify_run.subprocess.CompletedProcess([], 0, "", "")
+
+    monkeypatch.setattr(verify_run, "run_pytest", suites)
+    monkeypatch.setattr(verify_run, "close_masters", lambda *_args: None)
+    context = pipeline.open_context(estate)
+    (result,) = pipeline.verify_systems(context, [SYSTEM])
+    assert result["result"] == "ok", result
+    ssh_config = (Path(result["run_dir"]) / "ssh_config").read_text()
+    assert f"IdentityFile {target.key}\n" in ssh_config and target.asked == 1
+    assert set(around.guarded) == {"192.0.2.11", "192.0.2.12"}
+    assert Path(result["run_dir"]).parent == context.runs_dir.absolute()
+    assert opened["journal"] == 1
+    assert [e["stage"] for e in context.journal.entries()][-1] == "verify"

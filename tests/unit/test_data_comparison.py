@@ -122,14 +122,14 @@ def test_a_failed_cutover_journals_every_table_and_rolls_back(
     plan = {"systems": [{"id": "sys", "source_hosts": [{"name": "db1", "moves_to": "db"}],
                          "data": {"databases": [{"name": "fybj",
                                                  "volatile_tables": ["app.cache"]}]}}]}
-    session = FakeSession(estate=None, plan=plan, system_id="sys", run_id="r1",
-                          run_dir=tmp_path / "run", check=False, inputs={}, played=[])
     journal = Journal(tmp_path / "state", "test estate")
+    session = FakeSession(context=SimpleNamespace(journal=journal), plan=plan, system_id="sys",
+                          run_id="r1", run_dir=tmp_path / "run", check=False, inputs={},
+                          played=[])
     monkeypatch.setattr(transfer, "_open", lambda *_args, **_kw: session)
-    monkeypatch.setattr(transfer.state, "journal_for", lambda _estate: journal)
 
     with pytest.raises(StageFailed, match=r"app\.sessions"):
-        transfer.cutover(None, plan, "sys", {})  # type: ignore[arg-type]
+        transfer.cutover(session.context, "sys", {})  # type: ignore[arg-type]
 
     assert session.played == ["check_prerequisites", "cutover", "rollback"]
     entry = [e for e in journal.entries() if e["stage"] == "cutover"][-1]

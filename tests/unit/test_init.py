@@ -15,7 +15,7 @@ def test_init_writes_an_estate_that_validates_and_plans_its_example(tmp_path):
     assert names == {"migrate.yaml", "systems/dept-example.yaml", "secrets/.gitignore"}
     loaded = pipeline.open_estate(tmp_path / "estate")
     assert list(loaded.systems) == ["dept-example"]
-    census = pipeline.run_census(loaded, date(2026, 12, 6))
+    census = pipeline.run_census(pipeline.context_of(loaded), date(2026, 12, 6))
     assert census.counts()["migrate"] == 1
 
 

@@ -205,9 +205,9 @@ def test_the_stages_reach_an_instance_only_once_cinder_says_it_encrypts(
     opened = pipeline.open_estate(estate)
     wanted = opened.settings.cloud.openstack.encrypted_volume_type
     cloud.types["t-luks"]["name"] = wanted
-    assert pipeline.provisioned_targets(opened, "wjw-fybj") == {
+    assert pipeline.provisioned_targets(pipeline.context_of(opened), "wjw-fybj") == {
         "db": {"address": "10.20.1.11", "host_key": ED25519}}
     cloud.types["t-luks"]["encryption"] = {}
     with pytest.raises(EnvironmentNotReady, match=f"db:pgdata: volume type {wanted} has no "
                                                   "encryption"):
-        pipeline.provisioned_targets(opened, "wjw-fybj")
+        pipeline.provisioned_targets(pipeline.context_of(opened), "wjw-fybj")

@@ -17,7 +17,7 @@ GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 
 def plan_of(estate_path: Path, previous: dict | None = None) -> dict:
     estate = pipeline.open_estate(estate_path)
-    census = pipeline.run_census(estate)
+    census = pipeline.run_census(pipeline.context_of(estate))
     from migrate.core.plan import build_plan
 
     return build_plan(estate, census, previous=previous)
@@ -40,7 +40,7 @@ def test_example_plan_matches_golden():
 
 def test_example_census_matches_golden():
     estate = pipeline.open_estate(EXAMPLE_ESTATE)
-    census = pipeline.run_census(estate).as_dict()
+    census = pipeline.run_census(pipeline.context_of(estate)).as_dict()
     check_golden("example-census.json",
                  json.dumps(census, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
 
@@ -207,6 +207,6 @@ def test_replicated_databases_get_a_temporary_path_from_target_to_source():
 
 def test_census_date_comes_from_the_option_first(estate):
     estate_model = pipeline.open_estate(estate)
-    assert pipeline.run_census(estate_model).as_of == date(2026, 11, 20)
-    assert pipeline.run_census(estate_model, date(2027, 6, 1)).verdicts[
+    assert pipeline.run_census(pipeline.context_of(estate_model)).as_of == date(2026, 11, 20)
+    assert pipeline.run_census(pipeline.context_of(estate_model), date(2027, 6, 1)).verdicts[
         "rsj-sbcx"].disposition == "decommission"

@@ -60,9 +60,9 @@ def stages(monkeypatch) -> list:
             return self._results("preview", networks, systems)
 
     def play(stage):
-        def run(estate, _plan, sid, _targets, _progress=None, check=False, **_kw):
+        def run(context, sid, _targets, _progress=None, check=False, **_kw):
             asked.append((stage, sid))
-            journal_for(estate).append(stage, system=sid, outputs={"changed": 1})
+            context.journal.append(stage, system=sid, outputs={"changed": 1})
             return Done(sid)
         return run
 

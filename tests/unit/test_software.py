@@ -20,7 +20,7 @@ FILTERS = (Path(__file__).resolve().parents[2] / "playbooks/roles/prepare_target
 
 def plan_of(estate_path: Path) -> dict:
     estate = pipeline.open_estate(estate_path)
-    return build_plan(estate, pipeline.run_census(estate))
+    return build_plan(estate, pipeline.run_census(pipeline.context_of(estate)))
 
 
 def system_of(plan: dict, sid: str) -> dict:

@@ -13,7 +13,7 @@ from migrate.adapters import access
 from migrate.adapters.inventory import read_inventory, write_inventory
 from migrate.core import state
 from migrate.core.errors import HostKeyChanged, HostKeyUnknown, InvalidInput, StageFailed
-from migrate.orchestrate.pipeline import make_plan, open_estate
+from migrate.orchestrate.pipeline import context_of, make_plan, open_context, open_estate
 from migrate.stages import trust
 from tests.conftest import edit
 
@@ -87,7 +87,7 @@ def trusting(estate: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(trust, "fetch_host_key",
                         lambda address, port=22, preferred=(): trust.KnownKey(
                             "ssh-ed25519", offers[address]))
-    monkeypatch.setattr(trust, "guard_address", lambda _estate, _address: None)
+    monkeypatch.setattr(trust, "guard_address", lambda _context, _address: None)
     return open_estate(estate), offers, estate / "known_hosts"
 
 
@@ -96,12 +96,12 @@ def test_unattended_trust_records_nothing_it_was_not_told(trusting) -> None:
     offers["192.168.90.21"], offers["192.168.90.22"] = KEY_A, KEY_B
     targets = trust.trust_targets(loaded, ["wjw-fybj"])
     assert [t.address for t in targets] == ["192.168.90.21", "192.168.90.22"]
-    outcome = trust.trust_estate(loaded, targets)
+    outcome = trust.trust_estate(context_of(loaded), targets)
     assert outcome.recorded == [] and len(outcome.refused) == 2
     assert not known.exists()
     with pytest.raises(HostKeyUnknown, match="2 source host key"):
         trust.raise_for_refused(outcome)
-    outcome = trust.trust_estate(loaded, targets, [FP_A])
+    outcome = trust.trust_estate(context_of(loaded), targets, [FP_A])
     assert [c.target.address for c in outcome.recorded] == ["192.168.90.21"]
     assert known.read_text() == f"192.168.90.21 ssh-ed25519 {KEY_A}\n"
 
@@ -111,14 +111,14 @@ def test_a_changed_key_is_reported_and_kept_until_its_new_fingerprint_is_named(t
     known.write_text(f"192.168.90.21 ssh-ed25519 {KEY_A}\n")
     offers["192.168.90.21"] = KEY_B
     targets = [trust.SourceAddress("192.168.90.21", 22, "wjw-fybj", "web1")]
-    outcome = trust.trust_estate(loaded, targets, [FP_A])  # the OLD fingerprint: no
+    outcome = trust.trust_estate(context_of(loaded), targets, [FP_A])  # the OLD fingerprint: no
     assert outcome.checks[0].state == trust.CHANGED and outcome.refused
     with pytest.raises(HostKeyChanged, match="CHANGED and not replaced") as raised:
         trust.raise_for_refused(outcome)
     assert FP_B in raised.value.message and f"(recorded: ssh-ed25519 {FP_A})" in (
         raised.value.message)
     assert known.read_text() == f"192.168.90.21 ssh-ed25519 {KEY_A}\n"
-    outcome = trust.trust_estate(loaded, targets, [FP_B])
+    outcome = trust.trust_estate(context_of(loaded), targets, [FP_B])
     assert outcome.action_of(outcome.checks[0]) == "REPLACED (confirmed)"
     assert known.read_text() == f"192.168.90.21 ssh-ed25519 {KEY_B}\n"
     entries = [e for e in state.journal_for(loaded).entries() if e["stage"] == "trust"]
@@ -127,7 +127,7 @@ def test_a_changed_key_is_reported_and_kept_until_its_new_fingerprint_is_named(t
 
 def test_trust_needs_the_estate_setting(estate: Path) -> None:
     with pytest.raises(InvalidInput) as raised:
-        trust.trust_estate(open_estate(estate), [])
+        trust.trust_estate(open_context(estate), [])
     assert "sources.known_hosts is not set" in raised.value.problems[0].message
     assert raised.value.problems[0].file.endswith("migrate.yaml")
 
@@ -143,11 +143,11 @@ def test_cli_refuses_yes_without_fingerprints(trusting, run_cli) -> None:
 
 
 def _inventory_known_hosts(estate: Path, tmp_path: Path) -> list[str]:
-    loaded = open_estate(estate)
-    plan = make_plan(loaded, write=False).plan
+    context = open_context(estate)
+    plan = make_plan(context, write=False).plan
     run_dir = tmp_path / "run"
     run_dir.mkdir(exist_ok=True)
-    path = write_inventory(loaded, plan, "wjw-fybj", TARGETS, run_dir)
+    path = write_inventory(context, plan, "wjw-fybj", TARGETS, run_dir)
     assert "StrictHostKeyChecking=yes" in read_inventory(path)["all"]["vars"][
         "ansible_ssh_common_args"]
     return (run_dir / "known_hosts").read_text().splitlines()[:2]
@@ -169,7 +169,7 @@ def test_inventory_takes_source_keys_from_the_estate_file_when_set(estate: Path,
     (estate / "keys").mkdir()
     (estate / "keys" / "known").write_text(f"192.168.90.21 ssh-ed25519 {KEY_B}\n"
                                            f"192.168.90.22 ssh-ed25519 {KEY_B}\n")
-    assert access.source_known_hosts(open_estate(estate)) == (estate / "keys/known").absolute()
+    assert access.source_known_hosts(open_context(estate)) == (estate / "keys/known").absolute()
     assert _inventory_known_hosts(estate, tmp_path) == [
         f"192.168.90.21 ssh-ed25519 {KEY_B}", f"192.168.90.22 ssh-ed25519 {KEY_B}"]
 
@@ -231,9 +231,9 @@ def test_sessions_pass_the_guard_before_connecting(estate: Path,
     loaded = open_estate(estate)
     login = access.Login("203.0.113.5", "root", Path("/nonexistent"))
     with pytest.raises(GuardRefused, match=r"203\.0\.113\.5"):
-        access.open_session(loaded, login)
+        access.open_session(context_of(loaded), login)
     with pytest.raises(GuardRefused, match=r"203\.0\.113\.5"):
-        trust.check_host_keys(loaded, [trust.SourceAddress("203.0.113.5")], Path("/x"))
+        trust.check_host_keys(context_of(loaded), [trust.SourceAddress("203.0.113.5")], Path("/x"))
 
 
 def test_json_output_is_one_document_with_the_refusal(trusting, run_cli) -> None:
@@ -262,7 +262,8 @@ def test_inventory_reads_hashed_entries_and_every_key_type(estate: Path, tmp_pat
     loaded = open_estate(estate)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    write_inventory(loaded, make_plan(loaded, write=False).plan, "wjw-fybj", TARGETS, run_dir)
+    context = context_of(loaded)
+    write_inventory(context, make_plan(context, write=False).plan, "wjw-fybj", TARGETS, run_dir)
     assert (run_dir / "known_hosts").read_text().splitlines()[:3] == [
         f"192.168.90.21 ssh-ed25519 {KEY_A}", f"192.168.90.22 ssh-ed25519 {KEY_B}",
         f"192.168.90.22 ssh-rsa {rsa}"]
@@ -280,10 +281,10 @@ def test_an_estate_without_manifests_is_open_to_trust_and_discovery(tmp_path: Pa
     loaded = access.open_estate_for_sources(bare)
     assert loaded.systems == {}
     with pytest.raises(InvalidInput, match="no system manifest yet"):
-        discovery.discover_systems(loaded, [])
+        discovery.discover_systems(context_of(loaded), [])
     new = access.Login("192.168.178.10", "root", tmp_path / "key")
     with pytest.raises(InvalidInput) as raised:
-        discovery.discover_systems(loaded, ["Not_An_Id"], [new])
+        discovery.discover_systems(context_of(loaded), ["Not_An_Id"], [new])
     assert "is not a system id" in raised.value.problems[0].message
 
 
@@ -319,7 +320,8 @@ def test_a_host_that_does_not_answer_does_not_hide_the_others(trusting, monkeypa
         return trust.KnownKey("ssh-ed25519", KEY_A)
 
     monkeypatch.setattr(trust, "fetch_host_key", fetch)
-    outcome = trust.trust_estate(loaded, trust.trust_targets(loaded, ["wjw-fybj"]), [FP_A])
+    outcome = trust.trust_estate(context_of(loaded), trust.trust_targets(loaded, ["wjw-fybj"]),
+                                 [FP_A])
     assert [c.target.address for c in outcome.recorded] == ["192.168.90.21"]
     assert known.read_text() == f"192.168.90.21 ssh-ed25519 {KEY_A}\n"
     assert outcome.unreachable == ["wjw-fybj/db1 192.168.90.22: cannot reach 192.168.90.22:22:"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from migrate.adapters.inventory import control_dir
-from migrate.orchestrate.pipeline import make_plan, open_estate
+from migrate.orchestrate.pipeline import context_of, make_plan, open_estate
 from migrate.stages.register import endpoint_of
 from migrate.stages.verify.context import build_context, evidence_of
 from migrate.stages.verify.junit import check_id, parse_junit, summarize
@@ -42,7 +42,7 @@ def journal_entries(run_id: str) -> list[dict]:
 @pytest.fixture
 def planned(estate: Path) -> tuple:
     loaded = open_estate(estate)
-    plan = make_plan(loaded, write=False).plan
+    plan = make_plan(context_of(loaded), write=False).plan
     return loaded, next(s for s in plan["systems"] if s["id"] == SYSTEM)
 
 
