@@ -37,7 +37,8 @@ from statistics import median
 from migrate.adapters import ansible as runner
 from migrate.orchestrate.pipeline import open_estate
 from migrate.rehearsal.sandbox import network
-from migrate.stages import transfer
+from migrate.stages.move import FREEZE_TASK, START_TASK
+from migrate.stages.move.session import Session, StageResult, open_session
 from tests.transfer.world import (
     SYSTEM,
     World,
@@ -48,7 +49,6 @@ from tests.transfer.world import (
     tear_down,
 )
 
-FREEZE_TASK, START_TASK = transfer.FREEZE_TASK, transfer.START_TASK
 SSH = ("ssh -F /dev/null -i /root/.ssh/migrate-{sid} -o IdentitiesOnly=yes "
        "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=/root/.ssh/migrate-{sid}.known_hosts "
        "-o GlobalKnownHostsFile=/dev/null -o BatchMode=yes -o Compression=no")
@@ -156,7 +156,7 @@ def empty(tree: str) -> str:
     return f"{{ [ ! -d {tree} ] || find {tree} -mindepth 1 -delete; }}"
 
 
-def measure_throughput(world: World, session: transfer._Session, holder: transfer.StageResult,
+def measure_throughput(world: World, session: Session, holder: StageResult,
                        root: str, repeat: int) -> dict:
     """Bare rsync and the play in turns, each into an empty destination, ``repeat`` times;
     the bare one goes first in even turns, the play in odd ones (whichever runs second meets
@@ -194,7 +194,7 @@ def measure_throughput(world: World, session: transfer._Session, holder: transfe
     }
 
 
-def measure_downtime(world: World, session: transfer._Session, holder: transfer.StageResult,
+def measure_downtime(world: World, session: Session, holder: StageResult,
                      root: str, files: int, db_mib: int, repeat: int) -> dict:
     """Per turn: a 1% change and the bare cutover (then undone), a 1% change and the cutover
     play; between turns the play's cutover is rolled back and the database subscribed again."""
@@ -227,9 +227,9 @@ def measure_downtime(world: World, session: transfer._Session, holder: transfer.
 
 def measure(world: World, mib: int, files: int, db_mib: int, repeat: int) -> dict:
     root = world.system["data"]["files"][0]["path"]
-    session = transfer._open(world.context(world.logical_plan()), SYSTEM, world.targets,
-                             "bench", None)
-    holder = transfer.StageResult("bench", SYSTEM, session.run_id, session.run_dir)
+    session = open_session(world.context(world.logical_plan()), SYSTEM, world.targets,
+                           "bench", None)
+    holder = StageResult("bench", SYSTEM, session.run_id, session.run_dir)
     session.play("prepare_target", holder)
     grow_tree(world, root, mib, files)
     size = int(source(world, f"du -sb {root}").split()[0])

@@ -478,12 +478,12 @@ def _cutover_then_verify(context: Context, system_id: str, targets: dict,
     """cutover, then verification; when a check fails the system is rolled back and this
     raises: the source stays authoritative until verification passes. The source's
     interface answers are recorded first, while it still serves."""
-    from migrate.stages import transfer
+    from migrate.stages import move as moving
     from migrate.stages.verify.answers import record_source_answers
     from migrate.stages.verify.run import verify_system
 
     record_source_answers(context, system_id)
-    done = transfer.cutover(context, system_id, targets, progress)
+    done = moving.cutover(context, system_id, targets, progress)
     try:
         done.outputs["endpoint"] = switch_endpoint(context, system_id, "target")
     except MigrateError as error:
@@ -497,7 +497,7 @@ def _cutover_then_verify(context: Context, system_id: str, targets: dict,
     if verified["passed"]:
         return done
     try:
-        transfer.rollback(context, system_id, targets, progress)
+        moving.rollback(context, system_id, targets, progress)
     except MigrateError as again:
         raise StageFailed(f"{verified['error']}; the rollback failed too: {again.message}",
                           hint=again.hint) from None
@@ -571,13 +571,13 @@ def move(context: Context, stage: str, system_ids: list[str] | None = None,
     systems at once. Every system runs to its end; the results say which failed and why
     (``result``: ok or failed, with ``error`` and ``hint``; a failed one carries its
     StageFailure). ``reason`` (rollback) is journaled with the stage."""
-    from migrate.stages import transfer
+    from migrate.stages import move as moving
 
     if stage not in MOVE_STAGES:
         raise ValueError(stage)
     chosen = system_ids or [s["id"] for s in context.plan["systems"]]
     targets = {system_id: provisioned_targets(context, system_id) for system_id in chosen}
-    function = getattr(transfer, stage)
+    function = getattr(moving, stage)
 
     def one(system_id: str) -> dict:
         guard_system(context, system_id, targets[system_id])

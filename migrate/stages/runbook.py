@@ -20,7 +20,7 @@ rendered as "not recorded"):
 - ``downtime_s`` (cutover): measured seconds the service was unavailable
 - ``artifacts``: paths of kept files (relative ones are under the state directory)
 - failed entries: ``outputs.error`` or ``details.error``
-and the shape ``migrate.stages.transfer`` journals: a ``transfer`` entry whose ``outputs.plays``
+and the shape ``migrate.stages.move`` journals: a ``transfer`` entry whose ``outputs.plays``
 ran prepare_target, transfer_files and migrate_database (each section lists it),
 ``outputs.files`` (sha256 manifests compared per source host), ``outputs.databases`` (rows
 and checksums per table compared), ``outputs.cutover_play_s`` (the frozen time), and
@@ -368,7 +368,7 @@ def _with_digest(text: str, path: Path) -> str:
 
 
 def _run_artifacts(outputs: dict, stage: str) -> list[str]:
-    """What migrate.stages.transfer keeps of a run: the play's artifacts and the run's result."""
+    """What migrate.stages.move keeps of a run: the play's artifacts and the run's result."""
     run_id = outputs.get("run_id")
     if not isinstance(run_id, str):
         return []
@@ -391,7 +391,7 @@ def _check_rows(checks: object) -> list[list[str]]:
 
 
 def _file_comparisons(files: object) -> list[list[str]]:
-    """``outputs.files`` of migrate.stages.transfer: per source host, the sha256 manifests of both
+    """``outputs.files`` of migrate.stages.move: per source host, the sha256 manifests of both
     sides compared (cutover), or rsync's checksums of the files it sent (transfer)."""
     if not isinstance(files, dict):
         return []
@@ -412,7 +412,7 @@ def _file_comparisons(files: object) -> list[list[str]]:
 
 
 def _database_comparisons(databases: object, label: str = "") -> list[list[str]]:
-    """``outputs.databases`` of migrate.stages.transfer: per table, rows and checksum compared
+    """``outputs.databases`` of migrate.stages.move: per table, rows and checksum compared
     (entries from before ``target_tables`` was recorded: the source's rows only)."""
     if not isinstance(databases, dict):
         return []

@@ -35,7 +35,7 @@ import pytest
 from migrate.adapters.access import CommandResult, Login, SourceSession
 from migrate.rehearsal.legacy.units import scram_verifier
 from migrate.stages.discovery import probes
-from migrate.stages.transfer import compare_tables, parse_table_sums
+from migrate.stages.move import compare_tables, parse_table_sums
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import ansible_runner
 import pytest
 
+from migrate.adapters import inventory as inv
 from migrate.adapters.inventory import write_inventory
 from migrate.orchestrate.pipeline import context_for_plan, context_of, make_plan, open_estate
-from migrate.stages import transfer
+from migrate.stages.move.session import open_session
 from tests.conftest import edit, line_number
 
 SYSTEM = "wjw-fybj"
@@ -136,10 +137,10 @@ def test_the_transfer_extra_vars_are_not_templates(estate: Path, tmp_path: Path,
         (secrets / name).chmod(0o600)
     known = tmp_path / "known_hosts"
     known.write_text(SOURCE_KEYS)
-    monkeypatch.setattr(transfer.inv, "source_known_hosts_of", lambda _context: known)
+    monkeypatch.setattr(inv, "source_known_hosts_of", lambda _context: known)
     context = context_for_plan(loaded, make_plan(context_of(loaded), write=False).plan)
 
-    session = transfer._open(context, SYSTEM, TARGETS, "check_prerequisites", None)
+    session = open_session(context, SYSTEM, TARGETS, "check_prerequisites", None)
     play = ("- hosts: all\n  gather_facts: false\n  tasks:\n"
             "    - ansible.builtin.debug:\n"
             "        msg: \"{{ exchange.app_key }} {{ migrate_key_file }}\"\n")

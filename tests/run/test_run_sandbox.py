@@ -119,7 +119,7 @@ def test_the_main_job_moves_the_whole_example_estate_then_changes_nothing(runnin
 
 def kill_point(estate: Path, system: str, stage: str) -> tuple[str, Callable[[], bool]]:
     """The event the kill waits for, well inside ``stage`` of ``system``."""
-    from migrate.stages.transfer import FREEZE_TASK
+    from migrate.stages.move import FREEZE_TASK
 
     if stage == "provision":  # the engine is updating the system's own stack
         return (f"an update of stack sys-{system}",

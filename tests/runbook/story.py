@@ -15,7 +15,7 @@ VERIFIED = ("scj-qyxy", "sjj-tyrz", "wjw-fybj")
 ROLLED_BACK = "rsj-sbcx"
 TRANSFER_FAILED = "zrj-bdcdj"
 UNTOUCHED = "mzj-shjz"
-TRANSFER_SHAPED = "wjw-fybj"  # journaled the way migrate.stages.transfer does
+TRANSFER_SHAPED = "wjw-fybj"  # journaled the way migrate.stages.move does
 
 
 def _move(journal: Journal, sid: str, state: Path) -> None:
@@ -39,7 +39,7 @@ def _play(changed: int = 1) -> dict:
 
 
 def _move_like_transfer(journal: Journal, sid: str) -> None:
-    """The entries migrate.stages.transfer writes: one ``transfer`` entry running four plays."""
+    """The entries migrate.stages.move writes: one ``transfer`` entry running four plays."""
     journal.append("provision", system=sid, result="changed", duration_s=38.0)
     compared = {"files": {"app1": {"target": f"{sid}-app", "files": 412, "equal": True,
                                    "manifest": "sha256:" + "ab" * 32}},

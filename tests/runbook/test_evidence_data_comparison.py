@@ -3,8 +3,8 @@ rows and checksums of both sides, which differ, which volatile tables were left 
 
 from __future__ import annotations
 
+from migrate.stages.move import compare_tables, parse_table_sums
 from migrate.stages.runbook import STAGE_TITLES, write_evidence_runbooks
-from migrate.stages.transfer import compare_tables, parse_table_sums
 from tests.runbook.story import TRANSFER_SHAPED
 
 SOURCE = "app.sessions 10 -8123\napp.users 3 4411\napp.cache 7 12\n"

@@ -29,7 +29,7 @@ from migrate.orchestrate.pipeline import open_estate
 from migrate.rehearsal.legacy.seed import checksum_query
 from migrate.rehearsal.sandbox import machines
 from migrate.rehearsal.sandbox.host import require_host
-from migrate.stages import transfer
+from migrate.stages import move
 from tests.transfer.world import (
     SYSTEM,
     World,
@@ -116,8 +116,8 @@ def service_state(world: World, *, source: bool) -> str:
 
 
 def run(world: World, stage: str, plan: dict | None = None, targets: dict | None = None,
-        progress: runner.ProgressCallback | None = None) -> transfer.StageResult:
-    entry = getattr(transfer, stage)
+        progress: runner.ProgressCallback | None = None) -> move.StageResult:
+    entry = getattr(move, stage)
     return entry(world.context(plan), SYSTEM, targets or world.targets, progress)
 
 
@@ -216,7 +216,7 @@ def assert_target_untouched(world: World) -> None:
 
 
 def test_transfer_in_check_mode_shows_the_diff_and_changes_nothing(world: World) -> None:
-    result = transfer.transfer(world.context(), SYSTEM, world.targets, check=True)
+    result = move.transfer(world.context(), SYSTEM, world.targets, check=True)
     assert result.changed > 0  # what a real run would change
     files = next(p for p in result.plays if p.stage == "transfer_files")
     would_send = "".join(files.records["files transferred"]["web1"].values())
@@ -370,11 +370,11 @@ def test_killed_transfer_resumes_and_the_data_matches(world: World, tmp_path: Pa
 
 KILLABLE_TRANSFER = """
 import json, sys
-from migrate.stages import transfer
+from migrate.stages import move
 from migrate.orchestrate.pipeline import context_for_plan, context_of, make_plan, open_estate
 estate = open_estate(sys.argv[1])
 plan = make_plan(context_of(estate), write=False).plan
-transfer.transfer(context_for_plan(estate, plan), "wjw-fybj", json.loads(sys.argv[2]))
+move.transfer(context_for_plan(estate, plan), "wjw-fybj", json.loads(sys.argv[2]))
 """
 
 
@@ -439,7 +439,7 @@ def test_journal_names_each_stage(world: World) -> None:
 
 
 def test_no_secret_in_any_artifact_log_or_journal(world: World) -> None:
-    key_file, _ = transfer.migration_key(state.state_dir(world.estate), SYSTEM)
+    key_file, _ = move.migration_key(state.state_dir(world.estate), SYSTEM)
     secrets = [*state.secret_values(world.estate), key_file.read_text().strip()]
     replication = sorted(key_file.parent.glob("*.replication"))
     assert replication, "the logical replication test made a password"
@@ -460,8 +460,8 @@ def test_no_secret_in_any_artifact_log_or_journal(world: World) -> None:
 def test_decommission_source_needs_an_explicit_request_then_removes_the_access(
         world: World) -> None:
     with pytest.raises(GuardRefused):
-        transfer.decommission_source(world.context(), SYSTEM, world.targets)
-    result = transfer.decommission_source(world.context(world.logical_plan()), SYSTEM,
+        move.decommission_source(world.context(), SYSTEM, world.targets)
+    result = move.decommission_source(world.context(world.logical_plan()), SYSTEM,
                                           world.targets, confirmed=True)
     assert result.changed > 0
     assert sql(world, True, "SELECT count(*) FROM pg_publication") == "0"

@@ -123,14 +123,14 @@ def test_a_stage_that_raises_in_a_run_is_recorded_with_its_hint_and_exit_code(
 
 def test_a_move_command_prints_the_record_as_its_error(
         estate: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    from migrate.stages import transfer
+    from migrate.stages import move
 
     def refused_transfer(*_args, **_kwargs):
         refused(SYSTEM)
 
     monkeypatch.setattr(pipeline, "provisioned_targets", lambda _context, _sid: {})
     monkeypatch.setattr(pipeline, "guard_system", lambda *_args: None)
-    monkeypatch.setattr(transfer, "transfer", refused_transfer)
+    monkeypatch.setattr(move, "transfer", refused_transfer)  # pipeline.move looks it up there
     result = run_cli("transfer", estate, "--system", SYSTEM, "--yes", "-o", "json")
     assert result.code == EXIT_INVALID_INPUT, result.stderr
     document = json.loads(result.stdout)

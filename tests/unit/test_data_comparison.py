@@ -1,9 +1,10 @@
-"""The cutover's data comparison (migrate.stages.transfer): per-table sums of both sides
+"""The cutover's data comparison (migrate.stages.move.comparison): per-table sums of both sides
 parsed, compared table by table, every differing table named (bounded) in the error, kept in
 the failed cutover's journal entry next to the rollback."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,8 +13,8 @@ import pytest
 from migrate.adapters import ansible as runner
 from migrate.core.errors import StageFailed
 from migrate.core.journal import Journal
-from migrate.stages import transfer
-from migrate.stages.transfer import (
+from migrate.stages import move
+from migrate.stages.move import (
     compare_tables,
     differing_message,
     parse_table_sums,
@@ -105,7 +106,7 @@ def test_a_hostile_table_name_is_shown_escaped() -> None:
 
 
 class FakeSession(SimpleNamespace):
-    def play(self, stage: str, result: transfer.StageResult) -> runner.PlayResult:
+    def play(self, stage: str, result: move.StageResult) -> runner.PlayResult:
         self.played.append(stage)
         records = {}
         if stage == "cutover":
@@ -126,10 +127,13 @@ def test_a_failed_cutover_journals_every_table_and_rolls_back(
     session = FakeSession(context=SimpleNamespace(journal=journal), plan=plan, system_id="sys",
                           run_id="r1", run_dir=tmp_path / "run", check=False, inputs={},
                           played=[])
-    monkeypatch.setattr(transfer, "_open", lambda *_args, **_kw: session)
+    # The module, not the package's attribute of that name (the stage function): the cutover
+    # looks open_session up in its own module.
+    cutover_module = importlib.import_module("migrate.stages.move.cutover")
+    monkeypatch.setattr(cutover_module, "open_session", lambda *_args, **_kw: session)
 
     with pytest.raises(StageFailed, match=r"app\.sessions"):
-        transfer.cutover(session.context, "sys", {})  # type: ignore[arg-type]
+        move.cutover(session.context, "sys", {})  # type: ignore[arg-type]
 
     assert session.played == ["check_prerequisites", "cutover", "rollback"]
     entry = [e for e in journal.entries() if e["stage"] == "cutover"][-1]

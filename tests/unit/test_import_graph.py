@@ -20,7 +20,10 @@ The layers, from the bottom (``LAYERS``):
 - ``stages``: each top-level module or package of ``migrate.stages`` is one stage; a stage
   imports no other stage (what two stages share is in a layer below, or the orchestration
   hands it over: the evidence bundle gets the runbook and report renderers, verification
-  gets the reader of a system's provisioned instances).
+  gets the reader of a system's provisioned instances). The package ``move`` is one stage
+  too: the moving stages (``MOVING_STAGES``), which ``pipeline.move`` runs as a group, one
+  module each over what they share (a session, its secret files, the comparisons) in the
+  package's other modules; one moving stage's module imports no other's.
 - ``orchestrate``: strings the stages together (pipeline, run, status, evidence export, the
   committed examples).
 - ``cli``: the commands and the one error boundary.
@@ -56,6 +59,10 @@ Graph = Mapping[str, set[str]]
 ROOT = "migrate"
 LAYERS = ("core", "targets", "adapters", "stages", "orchestrate", "cli")  # bottom to top
 STAGES = "migrate.stages"
+MOVE = f"{STAGES}.move"
+# migrate.orchestrate.pipeline.MOVE_STAGES, each a module of MOVE named after it.
+MOVING_STAGES = ("check_prerequisites", "transfer", "cutover", "rollback",
+                 "decommission_source")
 # Modules in no layer: the package's own __init__ and __main__, and the rehearsal.
 OUTSIDE = (ROOT, f"{ROOT}.__main__")
 
@@ -159,9 +166,17 @@ def layer_of(module: str) -> str | None:
 
 def stage_of(module: str) -> str | None:
     """The stage a module makes: the top-level module or package of ``migrate.stages`` it is
-    in (``migrate.stages.verify.suites.test_host`` makes ``verify``); None for others."""
+    in (``migrate.stages.verify.suites.test_host`` makes ``verify``, every module of ``move``
+    makes ``move``); None for others."""
     parts = module.split(".")
     return parts[2] if len(parts) > 2 and within(module, STAGES) else None
+
+
+def moving_stage_of(module: str) -> str | None:
+    """The moving stage a module of ``move`` is (``migrate.stages.move.cutover`` is
+    ``cutover``); None for its shared modules and for others."""
+    name = module.removeprefix(MOVE + ".")
+    return name if within(module, MOVE) and name in MOVING_STAGES else None
 
 
 def layer_violations(graph: Graph) -> list[str]:
@@ -181,6 +196,10 @@ def layer_violations(graph: Graph) -> list[str]:
                 and stage_of(importer) != stage_of(imported):
             found.append(f"{importer} -> {imported}: the stage {stage_of(importer)} may not "
                          f"import the stage {stage_of(imported)}")
+        elif moving_stage_of(importer) and moving_stage_of(imported):
+            found.append(f"{importer} -> {imported}: the moving stage "
+                         f"{moving_stage_of(importer)} may not import the moving stage "
+                         f"{moving_stage_of(imported)}")
     return found
 
 
@@ -220,7 +239,9 @@ def test_every_module_is_in_a_layer_or_known_to_be_outside() -> None:
     assert not unplaced(modules), f"in no layer: {unplaced(modules)}"
     assert {layer_of(m) for m in modules} >= set(LAYERS), "a layer has no module"
     stages = {stage_of(m) for m in modules} - {None}
-    assert {"provision", "transfer", "verify", "report", "runbook", "evidence"} <= stages
+    assert {"provision", "move", "verify", "report", "runbook", "evidence"} <= stages
+    moving = {moving_stage_of(m) for m in modules} - {None}
+    assert moving == set(MOVING_STAGES), "a moving stage has no module of its own in move"
 
 
 # ---------------------------------------------------------------- the detector itself
@@ -280,10 +301,16 @@ def test_the_rules_fail_on_a_copy_of_migrate_with_one_import_added(
         "orchestrate, a layer above it"]
     (copy / "core" / "census.py").write_text((real / "core" / "census.py").read_text())
     with (copy / "stages" / "register.py").open("a") as register:
-        register.write("\nfrom migrate.stages.transfer import StageResult\n")
+        register.write("\nfrom migrate.stages.move.session import StageResult\n")
     assert layer_violations(import_graph()) == [
-        "migrate.stages.register -> migrate.stages.transfer: the stage register may not "
-        "import the stage transfer"]
+        "migrate.stages.register -> migrate.stages.move.session: the stage register may not "
+        "import the stage move"]
+    (copy / "stages" / "register.py").write_text((real / "stages" / "register.py").read_text())
+    with (copy / "stages" / "move" / "rollback.py").open("a") as rollback:
+        rollback.write("\nfrom migrate.stages.move.cutover import FREEZE_TASK\n")
+    assert layer_violations(import_graph()) == [
+        "migrate.stages.move.rollback -> migrate.stages.move.cutover: the moving stage "
+        "rollback may not import the moving stage cutover"]
 
 
 @pytest.mark.parametrize(("files", "cycle"), [
@@ -322,6 +349,9 @@ def test_what_each_layer_may_import() -> None:
         "migrate.cli.main": {"migrate.orchestrate.run", "migrate.cli.tables"},
         "migrate.__main__": {"migrate.cli.main"},
         "migrate.rehearsal.sandbox.target": {"migrate.stages.provision", "migrate.cli.main"},
+        "migrate.stages.move.cutover": {"migrate.stages.move.session",
+                                        "migrate.stages.move.comparison"},
+        "migrate.stages.move": {"migrate.stages.move.cutover", "migrate.stages.move.rollback"},
     }
     assert layer_violations(graph) == []
     wrong = {
@@ -331,11 +361,17 @@ def test_what_each_layer_may_import() -> None:
         "migrate.stages.report": {"migrate.stages.runbook", "migrate.orchestrate.status"},
         "migrate.stages.verify.run": {"migrate.stages.register"},
         "migrate.adapters.render": {"migrate.__main__"},
+        "migrate.stages.move.session": {"migrate.stages.verify.run"},
+        "migrate.stages.move.transfer": {"migrate.stages.move.check_prerequisites"},
     }
     assert layer_violations(wrong) == [
         "migrate.adapters.render -> migrate.__main__: migrate.__main__ is outside the layers",
         "migrate.core.credentials -> migrate.adapters.processes: core may not import "
         "adapters, a layer above it",
+        "migrate.stages.move.session -> migrate.stages.verify.run: the stage move may not "
+        "import the stage verify",
+        "migrate.stages.move.transfer -> migrate.stages.move.check_prerequisites: the moving "
+        "stage transfer may not import the moving stage check_prerequisites",
         "migrate.stages.report -> migrate.orchestrate.status: stages may not import "
         "orchestrate, a layer above it",
         "migrate.stages.report -> migrate.stages.runbook: the stage report may not import "
@@ -352,6 +388,11 @@ def test_what_each_layer_may_import() -> None:
 def test_stages_and_layers_are_named_by_their_folders() -> None:
     assert stage_of("migrate.stages.verify.suites.test_host") == "verify"
     assert stage_of("migrate.stages.report") == "report"
+    assert stage_of("migrate.stages.move.cutover") == stage_of("migrate.stages.move") == "move"
+    assert moving_stage_of("migrate.stages.move.cutover") == "cutover"
+    assert moving_stage_of("migrate.stages.move.session") is None
+    assert moving_stage_of("migrate.stages.move") is None
+    assert moving_stage_of("migrate.stages.transfer") is None
     assert stage_of("migrate.stages") is None and stage_of("migrate.core.plan") is None
     assert layer_of("migrate.stages") == "stages" and layer_of("migrate") is None
     assert layer_of("migrate.rehearsal.sandbox") is None

@@ -39,7 +39,7 @@ class Done:
 def stages(monkeypatch) -> list:
     """Everything under the pipeline faked; the stack operations and plays asked for."""
     from migrate.rehearsal.sandbox import estate as sandbox_estate
-    from migrate.stages import register, transfer
+    from migrate.stages import move, register
     from migrate.stages.verify import answers
     from migrate.stages.verify import run as verify_run
 
@@ -88,8 +88,9 @@ def stages(monkeypatch) -> list:
     monkeypatch.setattr(pipeline, "guard_system", lambda *_args: None)
     monkeypatch.setattr(pipeline, "platform_client",
                         lambda _context, _sid: contextlib.nullcontext(None))
-    monkeypatch.setattr(transfer, "transfer", play("transfer"))
-    monkeypatch.setattr(transfer, "cutover", play("cutover"))
+    # the package's attributes: pipeline looks the stage functions up there when it runs them
+    monkeypatch.setattr(move, "transfer", play("transfer"))
+    monkeypatch.setattr(move, "cutover", play("cutover"))
     monkeypatch.setattr(answers, "record_source_answers", lambda *_args: None)
     monkeypatch.setattr(verify_run, "verify_system", verify_system)
     monkeypatch.setattr(register, "register_catalogue", register_catalogue)

@@ -81,7 +81,7 @@ SUMS_SCRIPT = (
 
 
 def table_sums(text: str) -> dict[str, dict[str, Any]]:
-    """Parsed as the cutover parses its evidence (transfer.parse_table_sums): the name is
+    """Parsed as the cutover parses its evidence (move.comparison.parse_table_sums): the name is
     everything before the last two fields, a table name may hold spaces."""
     found = {}
     for line in text.splitlines():
