@@ -940,9 +940,14 @@ def emit_json_with_error(document: dict, check: Any) -> int:
               help="Private key file that logs in to --host.")
 @click.option("--port", type=click.IntRange(1, 65535), default=22, show_default=True,
               help="SSH port of --host.")
+@click.option("--watch", "watch_s", type=click.IntRange(0, 600), default=10, show_default=True,
+              metavar="SECONDS",
+              help="Watch each database this long for the tables written while the source "
+                   "serves (proposed as volatile_tables); 0 watches none.")
 @OUTPUT
 def discover_command(estate: Path, systems: tuple[str, ...], addresses: tuple[str, ...],
-                     user: str, key_file: Path | None, port: int, output: str) -> int:
+                     user: str, key_file: Path | None, port: int, watch_s: int,
+                     output: str) -> int:
     """Log in to source hosts (host keys checked) and record what is there: OS, packages,
     listening services and units, data directories, databases and roles, cron jobs, use
     from access logs. Writes .migrate/discovery/ID.json; for a new system (--host) a draft
@@ -954,7 +959,8 @@ def discover_command(estate: Path, systems: tuple[str, ...], addresses: tuple[st
         raise click.UsageError("--host needs --key FILE (the private key that logs in)")
     context = pipeline.context_of(access.open_estate_for_sources(estate))
     new_hosts = [access.Login(a, user, key_file, port) for a in addresses if key_file]
-    outcomes = discovery.discover_systems(context, list(systems), new_hosts, stage_progress)
+    outcomes = discovery.discover_systems(context, list(systems), new_hosts, stage_progress,
+                                          watch_s)
     if output == "json":
         return emit_json_with_error({"systems": [o.as_dict() for o in outcomes]},
                                     lambda: discovery.raise_for_failures(outcomes))

@@ -455,18 +455,16 @@ class LocalSession(SourceSession):
         return CommandResult(done.returncode, done.stdout, done.stderr)
 
 
-def test_discovery_proposes_the_tables_written_while_it_watches(
-        hosts: Hosts, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_discovery_proposes_the_tables_written_while_it_watches(hosts: Hosts) -> None:
     db = unique("watched") + " x'y"
     make_database(hosts.source, db)
     hosts.source.sql("SELECT format('CREATE SCHEMA app; CREATE TABLE app.sessions (id int); "
                      "CREATE TABLE app.%I (id int); CREATE TABLE app.users (id int); "
                      "INSERT INTO app.users VALUES (1)', :'hostile') \\gexec",
                      db=dbname(db), hostile=HOSTILE_TABLE)
-    monkeypatch.setattr(probes, "WATCH_S", 2)
     found: list[dict | None] = []
     watching = threading.Thread(target=lambda: found.append(
-        probes.probe_postgresql(LocalSession(hosts.source))))
+        probes.probe_postgresql(LocalSession(hosts.source), watch_s=2)))
     watching.start()
     while watching.is_alive():  # each psql exits, so its statistics are flushed at once
         hosts.source.sql("SELECT format('INSERT INTO app.sessions VALUES (1); "
@@ -482,3 +480,13 @@ def test_discovery_proposes_the_tables_written_while_it_watches(
     assert database["watched_s"] == 2
     written = [t["table"] for t in database["written_while_watched"]]
     assert written == sorted(["app.sessions", f"app.{HOSTILE_TABLE}"])  # not app.users
+
+
+def test_discovery_watches_nothing_when_told_so(hosts: Hosts) -> None:
+    db = unique("unwatched")
+    make_database(hosts.source, db)
+    started = time.monotonic()
+    server = probes.probe_postgresql(LocalSession(hosts.source), watch_s=0)
+    assert server is not None and time.monotonic() - started < probes.WATCH_S
+    database = next(d for d in server["databases"] if d["name"] == db)
+    assert "watched_s" not in database and "written_while_watched" not in database

@@ -256,3 +256,10 @@ def test_help_names_the_variable_of_each_option_that_has_one(run_cli, command, v
     assert result.code == 0
     text = " ".join(result.stdout.split())
     assert all(f"env var: {v}" in text for v in variables), text
+
+
+def test_discover_watches_as_long_as_discovery_does_by_default() -> None:
+    from migrate.stages.discovery import probes
+
+    watch = next(p for p in cli.cli.commands["discover"].params if p.name == "watch_s")
+    assert watch.default == probes.WATCH_S

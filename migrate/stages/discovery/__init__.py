@@ -26,7 +26,7 @@ from migrate.core.errors import EnvironmentNotReady, InvalidInput, Problem, Stag
 from migrate.core.journal import digest_file
 from migrate.core.loader import Estate
 from migrate.core.model import SYSTEM_ID_PATTERN
-from migrate.stages.discovery import gaps
+from migrate.stages.discovery import gaps, probes
 from migrate.stages.discovery.draft import (
     DraftHost,
     build_draft,
@@ -66,9 +66,11 @@ def discovery_dir(context: Context) -> Path:
 
 def discover_systems(context: Context, systems: list[str],
                      new_hosts: list[Login] | None = None,
-                     progress: Progress = lambda _line: None) -> list[DiscoveryOutcome]:
+                     progress: Progress = lambda _line: None,
+                     watch_s: int = probes.WATCH_S) -> list[DiscoveryOutcome]:
     """Discover the chosen systems (default: every system with a manifest); with
-    ``new_hosts``, the one new system named in ``systems``, on those hosts."""
+    ``new_hosts``, the one new system named in ``systems``, on those hosts. Each database is
+    watched ``watch_s`` seconds for the tables written while the source serves."""
     estate = context.estate
     if new_hosts:
         if len(systems) != 1:
@@ -77,7 +79,7 @@ def discover_systems(context: Context, systems: list[str],
             raise InvalidInput([Problem(estate.display, None, "--system",
                                         f"'{systems[0]}' is not a system id",
                                         f"an id matches {SYSTEM_ID_PATTERN}, e.g. rsj-sbcx")])
-        return [discover_new_system(context, systems[0], new_hosts, progress)]
+        return [discover_new_system(context, systems[0], new_hosts, progress, watch_s)]
     if not estate.systems:
         raise InvalidInput([], "the estate has no system manifest yet: discover a new system "
                                "with --system ID --host ADDRESS --user USER --key FILE")
@@ -86,12 +88,12 @@ def discover_systems(context: Context, systems: list[str],
         raise InvalidInput([Problem(estate.display, None, "--system", f"no manifest for "
                                     f"system '{s}'", "for a new system give --host ADDRESS "
                                     "--user USER --key FILE") for s in unknown])
-    return [discover_existing_system(context, sid, progress)
+    return [discover_existing_system(context, sid, progress, watch_s)
             for sid in (systems or list(estate.systems))]
 
 
-def discover_existing_system(context: Context, system_id: str,
-                             progress: Progress) -> DiscoveryOutcome:
+def discover_existing_system(context: Context, system_id: str, progress: Progress,
+                             watch_s: int = probes.WATCH_S) -> DiscoveryOutcome:
     estate = context.estate
     system = estate.systems[system_id]
     key = ssh_key_file(estate, system.source.ssh.key)
@@ -101,7 +103,7 @@ def discover_existing_system(context: Context, system_id: str,
                 for h in system.source.hosts}
     started = time.monotonic()
     addresses = [login.address for login in logins.values()]
-    hosts = {name: discover_one(context, login, declared[name], progress, addresses)
+    hosts = {name: discover_one(context, login, declared[name], progress, addresses, watch_s)
              for name, login in logins.items()}
     observed = {name: result["observed"] for name, result in hosts.items()}
     instance_of = {host: instance.name for instance in (system.target.instances
@@ -120,7 +122,7 @@ def discover_existing_system(context: Context, system_id: str,
 
 
 def discover_new_system(context: Context, system_id: str, new_hosts: list[Login],
-                        progress: Progress) -> DiscoveryOutcome:
+                        progress: Progress, watch_s: int = probes.WATCH_S) -> DiscoveryOutcome:
     estate = context.estate
     if system_id in estate.systems:
         raise InvalidInput([estate.documents[system_id].problem(
@@ -137,7 +139,7 @@ def discover_new_system(context: Context, system_id: str, new_hosts: list[Login]
     logins: dict[str, Login] = {}
     for number, new in enumerate(new_hosts, 1):
         login = replace(new, key_file=new.key_file.absolute())
-        result = discover_one(context, login, [], progress, addresses)
+        result = discover_one(context, login, [], progress, addresses, watch_s)
         name = host_name(result, hosts, f"host{number}")
         hosts[name], logins[name] = result, login
     observed = {name: result["observed"] for name, result in hosts.items()}
@@ -170,7 +172,8 @@ def host_name(result: dict, taken: dict[str, Any], fallback: str) -> str:
 
 
 def discover_one(context: Context, login: Login, declared_paths: list[str],
-                 progress: Progress, system_addresses: list[str]) -> dict[str, Any]:
+                 progress: Progress, system_addresses: list[str],
+                 watch_s: int = probes.WATCH_S) -> dict[str, Any]:
     """One host: connect (host key checked: an unknown or changed key stops everything),
     run the probes; a host that cannot be reached is recorded, not fatal to the others."""
     started = time.monotonic()
@@ -183,7 +186,7 @@ def discover_one(context: Context, login: Login, declared_paths: list[str],
                 "timings_s": {}, "duration_s": round(time.monotonic() - started, 3)}
     with session:
         result = discover_host(session, login.address, declared_paths, progress,
-                               system_addresses)
+                               system_addresses, watch_s)
     result["duration_s"] = round(time.monotonic() - started, 3)
     return result
 

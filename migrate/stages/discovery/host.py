@@ -27,7 +27,8 @@ def is_application_unit(unit: str | None) -> bool:
 
 def discover_host(session: SourceSession, address: str, declared_paths: Iterable[str] = (),
                   progress: Progress = lambda _line: None,
-                  system_addresses: Iterable[str] = ()) -> dict[str, Any]:
+                  system_addresses: Iterable[str] = (),
+                  watch_s: int = probes.WATCH_S) -> dict[str, Any]:
     """What is on the host: ``{"observed": {...}, "probe_errors": [...], "timings_s": {...}}``."""
     observed: dict[str, Any] = {}
     errors: list[dict[str, str]] = []
@@ -55,7 +56,7 @@ def discover_host(session: SourceSession, address: str, declared_paths: Iterable
     app_dirs = sorted({*application_directories(units), *web_roots})
     run("data_directories",
         lambda: probes.probe_data_directories(session, [*app_dirs, *declared_paths]))
-    run("postgresql", lambda: probes.probe_postgresql(session))
+    run("postgresql", lambda: probes.probe_postgresql(session, watch_s))
     run("cron", lambda: probes.probe_cron(session))
     run("web_access", lambda: probes.probe_web_access(session))
     named = sorted({address, *system_addresses})

@@ -182,10 +182,11 @@ def psql_script(sections: list[tuple[str, str | None, str]]) -> str:
     return "\n".join(lines)
 
 
-def probe_postgresql(session: SourceSession) -> dict | None:
-    """Databases (size, owner, roles granted on it and on its tables), roles and settings;
-    None when no PostgreSQL server runs here. Two psql runs, whatever the number of
-    databases: the cluster, then every database's tables."""
+def probe_postgresql(session: SourceSession, watch_s: int = WATCH_S) -> dict | None:
+    """Databases (size, owner, roles granted on it and on its tables, the tables written
+    during ``watch_s`` seconds: none watched when 0), roles and settings; None when no
+    PostgreSQL server runs here. Two psql runs, whatever the number of databases: the
+    cluster, then every database's tables."""
     present = session.run("command -v psql >/dev/null && getent passwd postgres >/dev/null")
     if not present.ok:
         return None
@@ -204,25 +205,29 @@ def probe_postgresql(session: SourceSession) -> dict | None:
     if mine:
         objects = _psql_sections(session, [*((f"objects {i}", d["name"], OBJECT_ROLES_SQL)
                                              for i, d in enumerate(mine)),
-                                           *watched_writes_sections(mine)], "tables")
+                                           *watched_writes_sections(mine, watch_s)], "tables")
         for index, database in enumerate(mine):
             database.update(_object_roles(objects.get(f"objects {index}", [])))
-            database.update(_written_tables(objects, index))
+            database.update(_written_tables(objects, index, watch_s))
     return {"engine": "postgresql", "version": settings.get("server_version"),
             "settings": settings, "databases": databases, "roles": roles}
 
 
-def watched_writes_sections(databases: list[dict]) -> list[tuple[str, str | None, str]]:
-    """Every database's write counters, then WATCH_S seconds of nothing, then again."""
+def watched_writes_sections(databases: list[dict], watch_s: int = WATCH_S
+                            ) -> list[tuple[str, str | None, str]]:
+    """Every database's write counters, then ``watch_s`` seconds of nothing, then again;
+    nothing when ``watch_s`` is 0."""
+    if watch_s <= 0:
+        return []
     return [*((f"writes before {i}", d["name"], WRITES_SQL) for i, d in enumerate(databases)),
-            ("watch", None, f"SELECT pg_sleep({WATCH_S})"),
+            ("watch", None, f"SELECT pg_sleep({int(watch_s)})"),
             *((f"writes after {i}", d["name"], WRITES_SQL) for i, d in enumerate(databases))]
 
 
-def _written_tables(sections: dict[str, list[list[str]]], index: int) -> dict:
+def _written_tables(sections: dict[str, list[list[str]]], index: int, watch_s: int) -> dict:
     if f"writes after {index}" not in sections:
         return {}
-    return {"watched_s": WATCH_S,
+    return {"watched_s": watch_s,
             "written_while_watched": parsers.written_tables(
                 sections.get(f"writes before {index}", []), sections[f"writes after {index}"])}
 
