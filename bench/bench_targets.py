@@ -2,7 +2,7 @@
 test cloud on this host), time per stage side by side, with the ratio openstack/sandbox per
 stage and for the whole run; then a second run on each side, which must change nothing.
 
-The estate is tests/testcloud/run_estate (mzj-shjz at level 2, wjw-fybj at level 3), each
+The estate is tests/testcloud/run_estate (mzj-tcjz at level 2, wjw-tcbj at level 3), each
 side from a fresh copy. OpenStack side: as the copy stands (`cloud.target: openstack`,
 `sandbox.surroundings: true`), with an operator key and a stack passphrase of its own, and
 host routes to the department networks kept while it runs (`RouteKeeper`). Sandbox side:

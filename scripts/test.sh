@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test, in the order that keeps CI inside its time (`make test` runs this after `setup`
 # and `host`):
-#   1. the OpenStack test cloud starts coming up in the background (niced; on a cold machine
-#      its image build and services take about 20 minutes, warm about 10 seconds),
+#   1. the OpenStack test cloud starts coming up in the background (not niced: its services
+#      and qemu guests inherit the priority, and its tests run beside the main ones; on a
+#      cold machine its image build and services take about 20 minutes, warm about 7),
 #   2. meanwhile the rest is built (sandbox images, engine, provider: `make images engine
 #      provider lint`), then every other test starts (the main pytest: tests/conftest.py
 #      leaves tests/testcloud out unless MIGRATE_TESTCLOUD_TESTS=1),
@@ -30,15 +31,16 @@ fi
 logs=$(mktemp -d -t migrate-test.XXXXXX)
 log="$logs/testcloud-up.log"
 cloud_was_running=0
-if "$PY" -m migrate.testcloud status 2>/dev/null | grep -q '"machine": "running"'; then
+if "$PY" -m migrate.rehearsal.testcloud status 2>/dev/null | grep -q '"machine": "running"'; then
   cloud_was_running=1
 fi
 started=$(date +%s)
-nice -n 10 "$PY" -m migrate.testcloud up >"$log" 2>&1 &
+"$PY" -m migrate.rehearsal.testcloud up >"$log" 2>&1 &
 cloud_pid=$!
 main_pid=""
 tc_pid=""
-trap 'kill $cloud_pid $main_pid $tc_pid 2>/dev/null' INT TERM
+# the pytest processes are children of the background parts (pipelines)
+trap 'kill "$cloud_pid" 2>/dev/null; for p in $main_pid $tc_pid; do pkill -P "$p"; done' INT TERM
 
 # part NAME LOG COMMAND...: runs COMMAND with every output line prefixed "[NAME] " and kept,
 # unprefixed, in LOG; its exit status is COMMAND's (pipefail).
@@ -52,7 +54,7 @@ main_status=1
 main_started=""
 if make images engine provider lint; then
   main_started=$(date +%s)
-  echo "== [main] pytest $* (every test but tests/testcloud) started; log $logs/main.log"
+  echo "== [main] pytest${*:+ $*} (every test but tests/testcloud) started; log $logs/main.log"
   part main "$logs/main.log" "$PY" -m pytest "$@" &
   main_pid=$!
 fi
@@ -60,7 +62,7 @@ fi
 wait "$cloud_pid"
 cloud_status=$?
 cloud_ready=$(date +%s)
-echo "== test cloud: ready $(( cloud_ready - started )) s after the start (it came up in the" \
+echo "== test cloud: up finished $(( cloud_ready - started )) s after the start (in the" \
      "background; exit $cloud_status; its own timings: $log)"
 
 tc_status=1
@@ -88,7 +90,7 @@ if [ -n "$tc_pid" ]; then
 fi
 
 if [ "$cloud_was_running" -eq 0 ] && [ "${MIGRATE_TESTCLOUD_KEEP:-0}" != "1" ]; then
-  "$PY" -m migrate.testcloud down >/dev/null || echo "test.sh: removing the test cloud failed" >&2
+  "$PY" -m migrate.rehearsal.testcloud down >/dev/null || echo "test.sh: removing the test cloud failed" >&2
 fi
 
 echo "== summary (logs in $logs)"
@@ -98,7 +100,7 @@ if [ -n "$main_started" ]; then
 else
   echo "== [main] not run: 'make images engine provider lint' failed"
 fi
-echo "== test cloud: up exit $cloud_status, ready $(( cloud_ready - started )) s after the start"
+echo "== test cloud: up exit $cloud_status, finished $(( cloud_ready - started )) s after the start"
 if [ -n "$tc_started" ]; then
   echo "== [testcloud] tests/testcloud: exit $tc_status, $(( tc_ended - tc_started )) s," \
        "started $(( tc_started - ${main_started:-$tc_started} )) s after the main tests"

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ESTATE = ROOT / "examples" / "estate"
 NO_SKIP_ENV = ("CI", "MIGRATE_NO_SKIP")
 # The all-in-one OpenStack takes minutes to come up (about 20 cold): its tests run in a pytest
-# of their own (MIGRATE_TESTCLOUD_TESTS=1) after the others, while scripts/test.sh (make test)
-# brings the cloud up in the background during the others.
+# of their own (MIGRATE_TESTCLOUD_TESTS=1), which scripts/test.sh (make test) starts beside
+# the others' as soon as the cloud it brings up in the background is ready.
 collect_ignore = [] if os.environ.get("MIGRATE_TESTCLOUD_TESTS") == "1" else ["testcloud"]
 
 

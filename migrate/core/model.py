@@ -150,6 +150,29 @@ MirrorUrl = Annotated[
     WithJsonSchema({"type": "string", "pattern": "^https?://",
                     "description": "http:// or https:// URL of a Debian archive."}),
 ]
+# A sandbox machine's name: systemd-nspawn names the host side of its network vb-NAME, and a
+# Linux interface name has at most 15 characters (rehearsal.sandbox.layout.MACHINE_NAME_MAX).
+MACHINE_NAME_PATTERN = r"^[a-z](?:[a-z0-9-]{0,10}[a-z0-9])?$"
+DEFAULT_PLATFORM_MACHINE = "exchange"
+
+
+def _check_machine_name(value: str) -> str:
+    if not re.fullmatch(MACHINE_NAME_PATTERN, value):
+        raise PydanticCustomError(
+            "machine_name",
+            "not a sandbox machine name: 1 to 12 lowercase letters, digits and '-', starting"
+            " with a letter and not ending with '-' (the machine's network interface is"
+            " vb-NAME, at most 15 characters)",
+        )
+    return value
+
+
+MachineName = Annotated[
+    str,
+    AfterValidator(_check_machine_name),
+    WithJsonSchema({"type": "string", "pattern": MACHINE_NAME_PATTERN,
+                    "description": "Sandbox machine name: 1-12 lowercase letters, digits, '-'."}),
+]
 HttpsUrl = Annotated[
     str,
     AfterValidator(_check_https_url),
@@ -238,19 +261,20 @@ class OpenStackSettings(Strict):
         default=True,
         description="Whether instances reach nova's metadata service (169.254.169.254, tcp"
         " 80) for their metadata and cloud-init user data: each gets an egress rule to it."
-        " false when the cloud gives its instances config drives only (nova's"
-        " force_config_drive) and no metadata service: no rule.",
+        " false when the cloud serves no metadata to its instances: no rule, and each"
+        " instance asks for a config drive instead.",
     )
     dns_servers: list[IPv4] = Field(
         default_factory=list,
-        description="The cloud's DNS resolvers, as its DHCP or images give them to instances:"
-        " each instance gets egress rules to each of them on udp and tcp 53. Empty (the"
-        " default): the cloud has no DNS for its instances, no rule.",
+        description="The cloud's DNS resolvers: each department subnet's DHCP hands them to"
+        " its instances, and each instance gets egress rules to each of them on udp and tcp"
+        " 53. Empty (the default): the subnets keep the cloud's own DHCP settings, no rule.",
     )
     ntp_servers: list[IPv4] = Field(
         default_factory=list,
-        description="The cloud's time servers: each instance gets an egress rule to each of"
-        " them on udp 123. Empty (the default): no rule.",
+        description="The cloud's time servers: cloud-init gives them to each instance's NTP"
+        " client at first boot, and each instance gets an egress rule to each of them on udp"
+        " 123. Empty (the default): no rule, the image's own time settings.",
     )
     floating_network: Text | None = Field(
         default=None,
@@ -328,6 +352,13 @@ class SandboxSettings(Strict):
     allowed_networks: list[CIDR] = Field(
         default_factory=list,
         description="Other LOCAL networks a rehearsal may reach (routed via a local bridge).",
+    )
+    platform_machine: MachineName = Field(
+        default=DEFAULT_PLATFORM_MACHINE,
+        description="Name of the exchange platform's machine in the rehearsal. Machine names "
+        "are the host's, like its bridges: estates rehearsed side by side on one host need "
+        "platform names of their own, and exchange networks, source networks and system ids "
+        "of their own (legacy machines are named SYSTEM-HOST, bridges after their networks).",
     )
 
 
@@ -459,7 +490,9 @@ class Database(Strict):
         description="Tables the application writes as it serves, even to answer a read"
         " (caches, sessions, job queues; e.g. MediaWiki's objectcache and l10n_cache): moved"
         " with the rest, but left out of the comparisons made once the target serves (the"
-        " cutover's evidence, verification). `table` means `public.table`.",
+        " cutover's evidence, verification). `table` means `public.table`, PostgreSQL's"
+        " default schema: a table of another schema is `schema.table` (`migrate discover`"
+        " proposes the tables it sees written, schema-qualified).",
     )
 
 

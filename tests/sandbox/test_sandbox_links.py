@@ -17,6 +17,7 @@ from migrate.rehearsal.sandbox import network
 
 LAB_BRIDGE, LAB_NET = "mgt-lab0", "10.249.7.0/24"
 TUNNEL, TUNNEL_NET = "mgt-tun0", "10.249.8.0/24"  # a tunnel: what a VPN would be
+SANDBOX_PRIORITIES = (network.LINK_PRIORITY, network.RULE_PRIORITY, network.LINKED_DEVICE_STOP)
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -24,7 +25,14 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def rules() -> list[dict]:
-    return json.loads(ip("-j", "rule", "show").stdout)
+    """The host's rules but those of other sandboxes: another estate's sandbox may be up
+    meanwhile (scripts/test.sh runs tests/testcloud's beside these tests), its rules naming
+    its own devices (iif) and allowed networks (to), never this test's."""
+    return [rule for rule in json.loads(ip("-j", "rule", "show").stdout)
+            if rule.get("priority") not in SANDBOX_PRIORITIES
+            or rule.get("iif") in (LAB_BRIDGE, TUNNEL)
+            or rule.get("dst") in (LAB_NET.split("/")[0], TUNNEL_NET.split("/")[0])
+            or not (rule.get("iif") or rule.get("dst"))]
 
 
 def forwarding(device: str) -> str:

@@ -61,3 +61,33 @@ def test_foreign_interfaces_are_not_ours() -> None:
 def test_short_name_respects_any_limit() -> None:
     for limit in range(6, 16):
         assert len(short_name("x" * 40, limit)) <= limit
+
+
+def test_every_platform_name_the_model_accepts_is_its_own_machine_name() -> None:
+    """sandbox.platform_machine is used as it is: the model accepts only names the machine
+    layer keeps unchanged (no hash suffix), and refuses what it would have to shorten."""
+    from migrate.core.model import MACHINE_NAME_PATTERN
+
+    for name in ("exchange", "tc-exchange", "x", "city2-xchg12"):
+        assert re.fullmatch(MACHINE_NAME_PATTERN, name) and machine_name(name) == name
+    for name in ("exchange-city2", "Exchange", "x-", "-x", "ex_change", "交换平台"):
+        assert not re.fullmatch(MACHINE_NAME_PATTERN, name), name
+
+
+def test_a_machine_name_another_sandbox_runs_is_refused_before_its_veth_is_touched(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sandbox roots, one machine name: the second start would delete the running
+    machine's veth (vb-NAME, the host's) as a stale one; it is refused instead."""
+    from migrate.core.errors import StageFailed
+    from migrate.rehearsal.sandbox import machines
+
+    processes = {
+        101: ["/usr/bin/systemd-nspawn", "--quiet", "-M", "exchange", "--boot"],
+        102: ["/usr/bin/python3", "-M", "tc-exchange"],  # not a machine
+    }
+    monkeypatch.setattr(machines, "all_pids", lambda: list(processes))
+    monkeypatch.setattr(machines, "cmdline", processes.get)
+    machines._refuse_name_in_use("tc-exchange")
+    with pytest.raises(StageFailed, match=r"exchange is in use .* pid 101") as refused:
+        machines._refuse_name_in_use("exchange")
+    assert "sandbox.platform_machine" in refused.value.hint

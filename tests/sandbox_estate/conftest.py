@@ -55,12 +55,14 @@ def edit(path: Path, old: str, new: str) -> None:
 def host_snapshot(root: Path, estate: Estate | None = None) -> dict:
     """What sandbox up may change on the host and sandbox down must restore.
 
-    Other engineers' tests may run machines on this host meanwhile, so with ``estate``
-    project devices (``mg-``/``vb-``), nspawn processes and cgroups are compared for this
-    estate's and this root's only; every other interface is compared as a whole. Without
-    ``estate`` (quick refusal tests) every interface counts.
+    Other engineers' tests, and another estate's sandbox (scripts/test.sh runs tests/testcloud
+    beside these tests), may run machines on this host meanwhile, so with ``estate`` project
+    devices (``mg-``/``vb-``), the sandbox's rules, nspawn processes and cgroups are compared
+    for this estate's and this root's only; every other interface and rule is compared as a
+    whole. Without ``estate`` (quick refusal tests) every interface and rule counts.
     """
     devices, cgroup_keys = _estate_names(root, estate)
+    networks = _estate_networks(estate)
     mine = ("mg-", "vb-") if estate is not None else ()
     links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True,
                                       check=True).stdout)
@@ -76,8 +78,7 @@ def host_snapshot(root: Path, estate: Estate | None = None) -> dict:
                         if not link["ifname"].startswith(mine)
                         or link["ifname"] in devices),
         "rules": sorted(json.dumps(rule, sort_keys=True) for rule in rules
-                        if not str(rule.get("iif", "")).startswith(mine)
-                        or rule.get("iif") in devices),
+                        if _concerns(rule, estate is not None, devices, networks)),
         "nspawn": sorted(_nspawn_pids(str(root))),
         "mounts": mounts,
         "records": records,
@@ -88,12 +89,34 @@ def host_snapshot(root: Path, estate: Estate | None = None) -> dict:
     }
 
 
+SANDBOX_PRIORITIES = (network.LINK_PRIORITY, network.RULE_PRIORITY, network.LINKED_DEVICE_STOP)
+
+
+def _concerns(rule: dict, estate_only: bool, devices: set[str], networks: set[str]) -> bool:
+    """Whether a rule is compared: every rule without an estate; with one, the sandbox's
+    rules (its priorities) only when they name this estate's devices or allowed networks (or
+    neither), every other rule whatever it names."""
+    if not estate_only:
+        return True
+    iif, dst = rule.get("iif"), rule.get("dst")
+    if rule.get("priority") in SANDBOX_PRIORITIES:
+        return (iif in devices or f"{dst}/{rule.get('dstlen')}" in networks
+                or not (iif or dst))
+    return not str(iif or "").startswith(("mg-", "vb-")) or iif in devices
+
+
+def _estate_networks(estate: Estate | None) -> set[str]:
+    return set(estate.settings.sandbox.allowed_networks) if estate is not None else set()
+
+
 def _estate_names(root: Path, estate: Estate | None) -> tuple[set[str], set[str]]:
     """This estate's bridge and veth devices, and its machines' cgroup names."""
     if estate is None:
         return set(), set()
     plan = plan_sandbox(estate)
     devices = {b.device for b in plan.bridges} | {veth_name(m.name) for m in plan.machines}
+    if estate.settings.sandbox.allowed_networks:  # the local devices its links go through
+        devices |= set(network.plan_links(estate.settings.sandbox.allowed_networks).devices)
     keys = {f"{m.machine}-"
             f"{hashlib.sha256(str(machine_dir(m.name, root)).encode()).hexdigest()[:8]}"
             for m in plan.machines}

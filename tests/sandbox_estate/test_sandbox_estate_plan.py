@@ -16,7 +16,10 @@ from migrate.rehearsal.sandbox.estate_plan import (
     plan_sandbox,
 )
 from migrate.rehearsal.sandbox.estate_secrets import needed_secrets
+from migrate.rehearsal.sandbox.layout import veth_name
 from tests.sandbox_estate.conftest import edit
+
+TESTCLOUD_RUN_ESTATE = Path(__file__).resolve().parents[1] / "testcloud" / "run_estate"
 
 
 def test_example_estate_plan(estate: Path) -> None:
@@ -75,3 +78,77 @@ def test_secret_kinds(estate: Path) -> None:
     kinds = {n.name: n.kind for n in needed_secrets(open_estate(estate))}
     assert kinds["ssh-rsj"] == "ssh-key"
     assert kinds["db-sbcx"] == "token" and kinds["exchange-rsj-sbcx"] == "token"
+
+
+def test_the_platform_machine_is_exchange_unless_the_estate_names_it(estate: Path) -> None:
+    assert plan_sandbox(open_estate(estate)).platform.machine == "exchange"
+    edit(estate / "migrate.yaml", "  allowed_networks: []\n",
+         "  allowed_networks: []\n  platform_machine: city2-xchg\n")
+    plan = plan_sandbox(open_estate(estate))
+    assert (plan.platform.name, plan.platform.machine, plan.platform.host) == (
+        "city2-xchg", "city2-xchg", "city2-xchg")
+    assert [m.role for m in plan.machines if m.machine == "exchange"] == []
+    assert naming_problems(plan) == []
+
+
+def test_a_platform_named_like_a_legacy_machine_is_a_problem(estate: Path) -> None:
+    loaded = open_estate(estate)
+    legacy = next(m for m in plan_sandbox(loaded).legacy if len(m.name) <= 12)
+    edit(estate / "migrate.yaml", "  allowed_networks: []\n",
+         f"  allowed_networks: []\n  platform_machine: {legacy.name}\n")
+    problems = naming_problems(plan_sandbox(open_estate(estate)))
+    assert problems == [f"two machines are named {legacy.name!r} (sandbox.platform_machine"
+                        " names the exchange platform's)"]
+
+
+def host_names(plan) -> dict[str, set[str]]:
+    """What a sandbox plan makes that is the host's, not its sandbox root's: machine names
+    (and their veths), bridge devices, and the networks on them."""
+    return {"machines": {m.machine for m in plan.machines},
+            "devices": ({b.device for b in plan.bridges}
+                        | {veth_name(m.name) for m in plan.machines}),
+            "addresses": {m.ip for m in plan.machines} | {b.gateway_ip for b in plan.bridges}}
+
+
+def test_the_test_cloud_run_estate_shares_nothing_of_the_host_with_the_example(
+        estate: Path) -> None:
+    """scripts/test.sh runs tests/testcloud beside the other tests: the run estate's sandbox
+    (around the test cloud) and the example estate's (and its copies') are up at once."""
+    example, run = plan_sandbox(open_estate(estate)), plan_sandbox(
+        open_estate(TESTCLOUD_RUN_ESTATE))
+    ours, theirs = host_names(example), host_names(run)
+    assert {kind: ours[kind] & theirs[kind] for kind in ours} == {
+        kind: set() for kind in ours}
+    overlapping = [(a.cidr, b.cidr) for a in example.bridges for b in run.bridges
+                   if ipaddress.IPv4Network(a.cidr).overlaps(ipaddress.IPv4Network(b.cidr))]
+    assert overlapping == []
+    assert run.platform.machine != example.platform.machine == "exchange"
+
+
+def test_two_estates_with_other_names_and_networks_share_nothing_of_the_host(
+        estate: Path) -> None:
+    """The way to rehearse two estates side by side: the second with a platform name,
+    networks (exchange, ops, sources) and system ids of its own. And the check fails when it
+    should: the same estate twice shares everything."""
+    first = plan_sandbox(open_estate(estate))
+    assert host_names(first) == host_names(plan_sandbox(open_estate(estate)))
+    settings = estate / "migrate.yaml"
+    text = settings.read_text(encoding="utf-8")
+    settings.write_text(text.replace("10.40.0.", "10.41.0.").replace(
+        "10.30.0.", "10.31.0.").replace(
+        "  allowed_networks: []\n", "  allowed_networks: []\n  platform_machine: city2-xchg\n"),
+        encoding="utf-8")
+    ids = [m.stem for m in (estate / "systems").glob("*.yaml")]
+    for manifest in (estate / "systems").glob("*.yaml"):
+        body = manifest.read_text(encoding="utf-8")
+        for sid in ids:
+            body = body.replace(sid, f"c2{sid}")
+        manifest.write_text(body.replace("address: 192.168.", "address: 172.18."),
+                            encoding="utf-8")
+    second = plan_sandbox(open_estate(estate))
+    assert len(second.machines) == len(first.machines)
+    ours, theirs = host_names(first), host_names(second)
+    assert {kind: ours[kind] & theirs[kind] for kind in ours} == {
+        kind: set() for kind in ours}
+    assert [(a.cidr, b.cidr) for a in first.bridges for b in second.bridges
+            if ipaddress.IPv4Network(a.cidr).overlaps(ipaddress.IPv4Network(b.cidr))] == []

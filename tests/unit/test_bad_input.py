@@ -246,3 +246,14 @@ def test_migrating_system_without_exchange_section(run_cli, estate):
     run = run_cli("validate", estate)
     assert run.code == 0, "an exchange section is only needed by systems that migrate"
     rejected(run_cli, estate, "wjw-fybj.yaml:1: exchange: required: every system that moves")
+
+
+def test_platform_machine_that_is_no_machine_name(run_cli, estate):
+    for bad in ("Exchange", "exchange-platform", "-x", "x-", "ex change"):
+        edit(estate / "migrate.yaml", "  allowed_networks: []\n",
+             f"  allowed_networks: []\n  platform_machine: {bad!r}\n")
+        err = rejected(run_cli, estate, where(estate, "migrate.yaml", "platform_machine",
+                                              "sandbox.platform_machine"),
+                       "not a sandbox machine name", f"got {bad!r}")
+        assert "Traceback" not in err
+        edit(estate / "migrate.yaml", f"  platform_machine: {bad!r}\n", "")

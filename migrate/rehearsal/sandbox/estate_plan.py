@@ -11,12 +11,15 @@ from dataclasses import asdict, dataclass
 
 from migrate.core.errors import InvalidInput, Problem
 from migrate.core.loader import Estate
+from migrate.core.model import DEFAULT_PLATFORM_MACHINE
 from migrate.core.state import secret_name
 from migrate.rehearsal.sandbox.layout import machine_name
 from migrate.rehearsal.sandbox.network import bridge_name
 
 LEGACY, EXCHANGE, OPS = "legacy", "exchange", "ops"
-PLATFORM_MACHINE = "exchange"
+# The platform machine's name unless sandbox.platform_machine names another: machine names are
+# the host's, so estates rehearsed side by side each need their own (and networks of their own).
+PLATFORM_MACHINE = DEFAULT_PLATFORM_MACHINE
 PLATFORM_HOST_NUMBER = 10  # the platform sits at .10 of exchange.network
 EXCHANGE_GATEWAY_NUMBER = 1
 OPS_GATEWAY_NUMBER = 1
@@ -128,7 +131,8 @@ def plan_sandbox(estate: Estate) -> SandboxPlan:
         legacy_bridges, legacy_machines = _plan_legacy(estate)
         bridges += legacy_bridges
         machines += legacy_machines
-    platform_bridge, platform = _plan_platform(exchange_net)
+    platform_bridge, platform = _plan_platform(exchange_net,
+                                               estate.settings.sandbox.platform_machine)
     bridges.append(platform_bridge)
     machines.append(platform)
     # the ops network is the sandbox cloud's own; around another cloud it is that cloud's
@@ -142,13 +146,14 @@ def plan_sandbox(estate: Estate) -> SandboxPlan:
                        tuple(dict.fromkeys(probe)))
 
 
-def _plan_platform(exchange_net: ipaddress.IPv4Network) -> tuple[BridgePlan, MachinePlan]:
+def _plan_platform(exchange_net: ipaddress.IPv4Network,
+                   name: str) -> tuple[BridgePlan, MachinePlan]:
     prefix = exchange_net.prefixlen
     gateway = exchange_net.network_address + EXCHANGE_GATEWAY_NUMBER
     address = exchange_net.network_address + PLATFORM_HOST_NUMBER
     bridge = BridgePlan(network_label("x", exchange_net), str(exchange_net),
                         f"{gateway}/{prefix}", EXCHANGE)
-    platform = MachinePlan(PLATFORM_MACHINE, EXCHANGE, None, PLATFORM_MACHINE,
+    platform = MachinePlan(name, EXCHANGE, None, name,
                            f"{address}/{prefix}", bridge.network, str(gateway), "cloud")
     return bridge, platform
 
@@ -175,7 +180,8 @@ def _plan_legacy(estate: Estate) -> tuple[list[BridgePlan], list[MachinePlan]]:
 
 
 def naming_problems(plan: SandboxPlan) -> list[str]:
-    """Machines or bridges whose short names collide (the layer would refuse midway)."""
+    """Machines or bridges whose short names collide (the layer would refuse midway), and
+    machines of the same name (the platform named like a legacy machine)."""
     problems = []
     for kind, names in (("machine", [(m.name, m.machine) for m in plan.machines]),
                         ("bridge", [(b.network, b.device) for b in plan.bridges])):
@@ -183,6 +189,9 @@ def naming_problems(plan: SandboxPlan) -> list[str]:
         for long, short in names:
             if short in seen and seen[short] != long:
                 problems.append(f"{kind} names {seen[short]!r} and {long!r} both become {short!r}")
+            elif short in seen and kind == "machine":
+                problems.append(f"two machines are named {long!r} (sandbox.platform_machine"
+                                " names the exchange platform's)")
             seen.setdefault(short, long)
     return problems
 

@@ -266,6 +266,7 @@ def _start_locked(name: str, record: Mapping[str, Any], root: Root) -> int:
             f"machine {record['name']}: bridge {bridge} does not exist",
             hint="create the machine's network (network.ensure_bridge) before starting it",
         )
+    _refuse_name_in_use(name)
     _remove_stale_veth(name)
     command = nspawn_command(record, upper_dir(name, root))
     groups = _fresh_cgroups(name, root)
@@ -370,6 +371,21 @@ def _wait_for_pid(name: str, root: Root, timeout: float = 10.0) -> int:
         f"machine {machine_name(name)} did not start:\n{console_tail(name, root)}",
         hint="the lines above are systemd-nspawn's output",
     )
+
+
+def _refuse_name_in_use(name: str) -> None:
+    """Machine names are the host's, not the sandbox root's: nspawn names the machine's veth
+    vb-NAME. A machine of this name that runs (not ours: ours is down) belongs to another
+    sandbox root, another estate's rehearsal; starting ours would take its veth away."""
+    machine = machine_name(name)
+    for pid in all_pids():
+        argv = cmdline(pid)
+        if argv and argv[0].endswith("systemd-nspawn") and _arg_after(argv, "-M") == machine:
+            raise StageFailed(
+                f"machine name {machine} is in use on this host: another sandbox's machine"
+                f" runs under it (systemd-nspawn pid {pid})",
+                hint="machine names are the host's: give the estate system ids and a"
+                " sandbox.platform_machine of its own, or take the other sandbox down first")
 
 
 def _remove_stale_veth(name: str) -> None:

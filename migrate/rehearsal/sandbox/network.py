@@ -18,15 +18,18 @@ what arrives there reaches only project bridges and allowed networks.
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import hashlib
 import ipaddress
 import json
 import re
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from migrate.core.errors import GuardRefused, StageFailed
 from migrate.rehearsal.sandbox.host import tool
@@ -41,6 +44,37 @@ LINK_PRIORITY = 4200  # to an allowed network: the host's routes to it, never th
 LINKED_DEVICE_STOP = 4202  # from a linked device: nothing else
 
 _SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# Two sandboxes may be up at once (estates with networks of their own, e.g. scripts/test.sh's
+# two pytest processes), sharing ROUTE_TABLE and the rules: whatever changes them holds this
+# lock, so that removing the host's last project bridge (which flushes the table) never runs
+# between another sandbox's bridge being made and its routes being added.
+NETWORK_LOCK = Path("/run/lock/migrate-sandbox-network.lock")
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+@contextmanager
+def _network_lock() -> Iterator[None]:
+    try:
+        NETWORK_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(NETWORK_LOCK, "a")  # noqa: SIM115 (held across the yield)
+    except OSError as error:
+        raise StageFailed(f"cannot open {NETWORK_LOCK}: {error.strerror}",
+                          hint="the sandbox manages bridges and rules as root") from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _serialised(function: Callable[_P, _T]) -> Callable[_P, _T]:
+    """``function`` run under the host-wide network lock (not re-entrant: the functions so
+    wrapped never call each other)."""
+    @functools.wraps(function)
+    def locked(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        with _network_lock():
+            return function(*args, **kwargs)
+    return locked
 
 
 def short_name(name: str, limit: int) -> str:
@@ -130,6 +164,7 @@ def find_bridge(network: str) -> Bridge | None:
     return next((b for b in list_bridges() if b.name == device), None)
 
 
+@_serialised
 def ensure_bridge(network: str, gateway_cidr: str) -> str:
     """Create (or keep) the bridge of ``network`` carrying ``gateway_cidr``; its name."""
     gateway = _parse_gateway(gateway_cidr)
@@ -155,6 +190,7 @@ def ensure_bridge(network: str, gateway_cidr: str) -> str:
     return device
 
 
+@_serialised
 def remove_bridge(network: str, force: bool = False) -> None:
     """Delete the bridge of ``network`` and its forwarding rule; fine if already gone.
 
@@ -302,6 +338,7 @@ def plan_links(allowed: Iterable[str]) -> Links:
     return Links(tuple(str(n) for n in networks), tuple(devices))
 
 
+@_serialised
 def link_networks(links: Links) -> None:
     """Route between the project bridges and the planned links' networks (idempotent)."""
     if not links.networks:
@@ -320,6 +357,7 @@ def link_networks(links: Links) -> None:
         Path(f"/proc/sys/net/ipv4/conf/{device}/forwarding").write_text("1\n")
 
 
+@_serialised
 def unlink_networks(links: Links) -> None:
     """Undo ``link_networks``: forwarding off first, then the rules; fine if gone."""
     for device in links.devices:
