@@ -456,6 +456,9 @@ REPLAN = click.option("--replan", is_flag=True,
                            "refusing when it no longer matches the reviewed plan.json.")
 
 
+PREVIEW_OF = {"provision": "preview", "destroy": "preview_destroy"}
+
+
 def run_stack_command(estate: Path, operation: str, systems: tuple[str, ...], output: str,
                       question: str | None = None, yes: bool = False,
                       wave: int | None = None, diff: bool = False,
@@ -469,9 +472,9 @@ def run_stack_command(estate: Path, operation: str, systems: tuple[str, ...], ou
     say_plan(context, current=operation == "preview")
     chosen = list(scope_of(context, systems, wave))
     if asked:
-        if operation == "provision" and not yes and sys.stdin.isatty():  # it will ask
-            print_stack_diff(pipeline.run_stacks(context, "preview", chosen, stage_progress),
-                             err)
+        if not yes and sys.stdin.isatty():  # it will ask: what would change, first
+            print_stack_diff(pipeline.run_stacks(context, PREVIEW_OF[operation], chosen,
+                                                 stage_progress), err)
         confirm_or_refuse(asked, yes)
     outcome = pipeline.run_stacks(context, operation, chosen, stage_progress)
     print_stack_results(outcome, output, diff)
@@ -515,7 +518,8 @@ def provision(estate: Path, systems: tuple[str, ...], wave: int | None, yes: boo
 @OUTPUT
 def destroy(estate: Path, systems: tuple[str, ...], wave: int | None, yes: bool,
             output: str) -> None:
-    """Delete what provisioning created (systems first, then networks no system uses)."""
+    """Delete what provisioning created (systems first, then networks no system uses); on a
+    terminal, lists the resources it would delete before it asks."""
     run_stack_command(estate, "destroy", systems, output,
                       "Destroy the cloud resources of {scope}?", yes, wave)
 

@@ -304,9 +304,9 @@ class ProvisionOutcome:
 
 def run_stacks(context: Context, operation: str, system_ids: list[str] | None = None,
                progress: Callable[[str], None] | None = None) -> ProvisionOutcome:
-    """preview, preflight (``check_cloud``), provision (up) or destroy the stacks of the
-    chosen systems (all by default), to the command's plan (the stack programs read its
-    plan.json)."""
+    """preview, preflight (``check_cloud``), provision (up), destroy or preview_destroy (what
+    destroy would delete) the stacks of the chosen systems (all by default), to the command's
+    plan (the stack programs read its plan.json)."""
     started = time.monotonic()
     estate, outcome = context.estate, context.planned
     settings = provision_settings(context, outcome.path.resolve())
@@ -320,10 +320,10 @@ def run_stacks(context: Context, operation: str, system_ids: list[str] | None = 
             results = provisioner.preflight(networks, systems)
         elif operation == "provision":
             results = provisioner.up(networks, systems)
-        elif operation == "destroy":
+        elif operation in ("destroy", "preview_destroy"):
             chosen = {t.key for t in systems}
             keep = {s["network"] for s in outcome.plan["systems"] if s["id"] not in chosen}
-            results = provisioner.destroy(networks, systems, keep)
+            results = provisioner.destroy(networks, systems, keep, operation)
         else:
             raise ValueError(operation)
     except StageFailed as error:
@@ -331,7 +331,7 @@ def run_stacks(context: Context, operation: str, system_ids: list[str] | None = 
                        details={"error": error.message},
                        duration_s=time.monotonic() - started)
         raise
-    if operation not in ("preview", "preflight"):  # those change nothing
+    if operation not in ("preview", "preflight", "preview_destroy"):  # those change nothing
         for result in results:
             system = result.stack.removeprefix("sys-") if result.stack.startswith("sys-") \
                 else None

@@ -310,6 +310,9 @@ class Provisioner:
         if operation == "preview":
             preview = stack.preview(on_event=tracker, diff=False)
             return dict(preview.change_summary or {}), {}
+        if operation == "preview_destroy":
+            preview = stack.preview_destroy(on_event=tracker)
+            return dict(preview.change_summary or {}), {}
         if operation in ("up", "destroy"):
             return self._run_with_event_log(stack.name, operation, tracker)
         raise ValueError(operation)
@@ -398,12 +401,14 @@ class Provisioner:
         self.preflight(networks, systems)  # every stack checked before the first one changes
         return self.run_all(networks, "up") + self.run_all(systems, "up")
 
-    def destroy(self, networks: list, systems: list, keep_networks_used_by: set[str]
-                ) -> list[StackResult]:
+    def destroy(self, networks: list, systems: list, keep_networks_used_by: set[str],
+                operation: str = "destroy") -> list[StackResult]:
+        """The systems' stacks, then the networks no other system uses; ``preview_destroy``
+        shows what that would delete, changing nothing."""
         existing = self.existing_stacks()
-        results = self.run_all([s for s in systems if s.name in existing], "destroy")
+        results = self.run_all([s for s in systems if s.name in existing], operation)
         unused = [n for n in networks if n.name in existing and n.key not in keep_networks_used_by]
-        return results + self.run_all(unused, "destroy")
+        return results + self.run_all(unused, operation)
 
     def _network_of(self, target: StackTarget) -> str:
         plan = stackplan.read_plan(self.settings.plan_path)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from migrate.orchestrate import pipeline
+from migrate.stages.provision import stack_outputs
 from tests.conftest import edit
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
@@ -64,6 +66,14 @@ def test_provision_is_idempotent_previews_edits_and_destroys(provisioned, run_cl
     assert preview.code == 0, preview.stderr
     changes = stacks(preview)[f"sys-{SYSTEM}"]["changes"]
     assert changes.get("update", 0) + changes.get("replace", 0) + changes.get("create", 0) >= 1
+
+    # what destroy would delete, asked of the real engine, changing nothing
+    context = pipeline.open_context(estate)
+    would = pipeline.run_stacks(context, "preview_destroy", [SYSTEM])
+    assert {r.stack: {step["op"] for step in r.resources} for r in would.results} == {
+        "net-rsj-egov_extranet": {"delete"}, f"sys-{SYSTEM}": {"delete"}}
+    assert len(next(r for r in would.results if r.stack == f"sys-{SYSTEM}").resources) >= 4
+    assert stack_outputs(context.state_dir, "sandbox", f"sys-{SYSTEM}")["instances"]
 
     gone = run_cli("destroy", estate, "--system", SYSTEM, "--yes", "--output", "json")
     assert gone.code == 0, gone.stderr

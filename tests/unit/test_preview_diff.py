@@ -110,3 +110,19 @@ def test_the_tracker_reads_the_automation_api_s_events_the_same_way():
                             diagnostic_event=None))
     assert tracker.resources == [{"op": "update", "type": INSTANCE, "name": "app",
                                   "properties": ["flavor_name"]}]
+
+
+def test_destroy_shows_what_it_would_delete_before_it_asks(monkeypatch, run_cli, estate):
+    asked = fake_stacks(monkeypatch)
+    monkeypatch.setattr(sys, "stdin", TerminalInput("n\n"))
+    result = run_cli("destroy", estate)
+    assert result.code == 1
+    assert asked == ["preview_destroy"]  # answered no: nothing deleted
+    listed, question = result.stderr.index("wjw-fybj-db"), result.stderr.index("Destroy ")
+    assert listed < question
+
+
+def test_destroy_with_yes_asks_nothing_and_previews_nothing(monkeypatch, run_cli, estate):
+    asked = fake_stacks(monkeypatch)
+    assert run_cli("destroy", estate, "--yes").code == 0
+    assert asked == ["destroy"]
