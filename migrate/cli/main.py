@@ -743,9 +743,13 @@ def run_command(estate: Path, systems: tuple[str, ...], wave: int | None, yes: b
     from migrate.orchestrate import run as runs
 
     context = pipeline.open_context(estate, apply=True, replan=replan)
-    confirm_or_refuse(f"Move {scope_text(systems, wave)} to the "
-                      f"{context.estate.settings.cloud.target} cloud (provision, transfer, "
-                      f"cut over)? {POSTGRESQL_RESTART}", yes)
+    question = (f"Move {scope_text(systems, wave)} to the "
+                f"{context.estate.settings.cloud.target} cloud (provision, transfer, "
+                f"cut over)? {POSTGRESQL_RESTART}")
+    if not sys.stdin.isatty():  # refused without --yes before anything is written
+        confirm_or_refuse(question, yes)
+    context.planned  # noqa: B018 - a changed estate is refused (PlanChanged) before the question
+    confirm_or_refuse(question, yes)
     with display_for(err) as display:  # live table on a terminal, stage lines otherwise
         outcome = runs.run_estate(context, str(estate), wave, list(systems) or None,
                                   display, workers)

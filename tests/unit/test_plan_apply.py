@@ -9,7 +9,9 @@ orchestration, the planning, runbooks, report and journal."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -337,3 +339,20 @@ def test_a_plan_with_a_package_mirror_validates_too(tmp_path):
                for s in plan["systems"] for r in s["security_rules"])
     shipped = json.loads((schema.SCHEMA_DIR / "plan.schema.json").read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator(shipped).validate(plan)
+
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+def test_run_on_a_terminal_names_the_change_before_it_asks(estate, run_cli, stages,
+                                                           monkeypatch):
+    assert run_cli("plan", estate).code == 0
+    edit(estate / "systems" / f"{SYSTEM}.yaml", "    - {from: exchange, to: web, port: 8080}\n",
+         "    - {from: exchange, to: web, port: 8080}\n    - {from: ops, to: web, port: 8443}\n")
+    monkeypatch.setattr(sys, "stdin", Terminal(""))  # would answer nothing: never asked
+    result = run_cli("run", estate, "--system", SYSTEM)
+    assert result.code == 2, result.stderr
+    assert "rule added: web ingress tcp/8443 from ops" in result.stderr
+    assert "Move " not in result.stderr and stages == []
