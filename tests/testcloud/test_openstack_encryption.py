@@ -165,7 +165,7 @@ def test_the_guest_boots_from_and_mounts_its_encrypted_volumes(level3: Applied,
     its first-boot script formats and mounts the data volumes, which it sees as plain
     disks."""
     stack = f"sys-{SYSTEM}"
-    target = pipeline.target_of(level3.estate)
+    target = pipeline.context_of(level3.estate).target
     outputs = level3.results[-1].outputs["instances"]
     for instance in level3.system["instances"]:
         keys = target.learn_host_keys(level3.estate, stack, instance["name"],
