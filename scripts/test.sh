@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every test, in the order that keeps CI inside its time (`make test` runs this after `setup`
 # and `host`):
-#   1. the OpenStack test cloud starts coming up in the background (not niced: its services
-#      and qemu guests inherit the priority, and its tests run beside the main ones; on a
-#      cold machine its image build and services take about 20 minutes, warm about 7),
+#   1. the OpenStack test cloud starts coming up in the background, niced (its services and
+#      qemu guests inherit it: beside the main tests they get the CPU those leave; not niced,
+#      its two emulated guests took most of both cores and the main tests slowed to a
+#      crawl); on a cold machine its image build and services take about 20 minutes, warm 7,
 #   2. meanwhile the rest is built (sandbox images, engine, provider: `make images engine
 #      provider lint`), then every other test starts (the main pytest: tests/conftest.py
 #      leaves tests/testcloud out unless MIGRATE_TESTCLOUD_TESTS=1),
@@ -35,7 +36,7 @@ if "$PY" -m migrate.rehearsal.testcloud status 2>/dev/null | grep -q '"machine":
   cloud_was_running=1
 fi
 started=$(date +%s)
-"$PY" -m migrate.rehearsal.testcloud up >"$log" 2>&1 &
+nice -n 10 "$PY" -m migrate.rehearsal.testcloud up >"$log" 2>&1 &
 cloud_pid=$!
 main_pid=""
 tc_pid=""
