@@ -25,8 +25,8 @@ from migrate.adapters.exchange import ExchangeClient
 from migrate.rehearsal.exchange import pki
 
 REPO = Path(__file__).resolve().parents[2]
-SERVER_PY = REPO / "migrate" / "exchange" / "server.py"
-CLIENT_PY = REPO / "migrate" / "exchange" / "client.py"
+SERVER_PY = REPO / "migrate" / "rehearsal" / "exchange" / "server.py"
+CLIENT_PY = REPO / "migrate" / "adapters" / "exchange.py"
 START_TIMEOUT = 15.0
 
 

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-EXCHANGE_DIR = Path(__file__).resolve().parents[2] / "migrate" / "exchange"
+PACKAGE = Path(__file__).resolve().parents[2] / "migrate"
+# each script as it is copied onto a machine, and where the package keeps it
+SCRIPTS = {"server.py": PACKAGE / "rehearsal" / "exchange" / "server.py",
+           "client.py": PACKAGE / "adapters" / "exchange.py"}
 BARE_PYTHON = [sys.executable, "-I", "-S"]
 
 
@@ -43,7 +46,7 @@ def top_level_imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("name", ["server.py", "client.py"])
 def test_only_the_standard_library_is_imported(name: str) -> None:
-    imports = top_level_imports(EXCHANGE_DIR / name)
+    imports = top_level_imports(SCRIPTS[name])
     assert imports, "the AST walk found no imports at all"
     assert imports <= set(sys.stdlib_module_names), imports - set(sys.stdlib_module_names)
 
@@ -52,8 +55,8 @@ def test_only_the_standard_library_is_imported(name: str) -> None:
 def copies(tmp_path: Path) -> Path:
     folder = tmp_path / "target-machine"
     folder.mkdir()
-    for name in ("server.py", "client.py"):
-        shutil.copy(EXCHANGE_DIR / name, folder / name)
+    for name, source in SCRIPTS.items():
+        shutil.copy(source, folder / name)
     return folder
 
 
