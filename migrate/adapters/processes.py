@@ -9,9 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from migrate.core.resources import TOOL_DIRS as TOOL_DIRS
-from migrate.core.resources import find_tool as find_tool
-
 
 def pid_alive(pid: int) -> bool:
     if pid <= 0:

@@ -28,7 +28,6 @@ import yaml
 from migrate.adapters import engine
 from migrate.adapters.processes import pid_alive
 from migrate.core import stackplan
-from migrate.core.credentials import PASSPHRASE_ENV as PASSPHRASE_ENV
 from migrate.core.credentials import ensure_passphrase_file
 from migrate.core.errors import EnvironmentNotReady, StageFailed
 from migrate.targets.base import ProvisionSettings

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from migrate.adapters import engine
+from migrate.core import credentials
 from migrate.core.errors import InvalidInput, StageFailed
 from migrate.core.journal import entry_hash
 from migrate.core.state import journal_for, state_dir
@@ -47,7 +48,7 @@ pulumi.export("token", pulumi.Output.secret({TOKEN!r}))
 @pytest.fixture
 def opened(estate: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv(provision.BACKEND_ENV, raising=False)
-    monkeypatch.delenv(provision.PASSPHRASE_ENV, raising=False)
+    monkeypatch.delenv(credentials.PASSPHRASE_ENV, raising=False)
     return pipeline.open_estate(estate)
 
 
@@ -70,7 +71,7 @@ def stack(opened, tmp_path: Path, request: pytest.FixtureRequest,
     engine.prepare_state_dir(state)
     if getattr(request, "param", "plain") == "gzip":
         monkeypatch.setenv("PULUMI_SELF_MANAGED_STATE_GZIP", "true")
-    env = engine.engine_env(state, provision.ensure_passphrase_file(state, create=True),
+    env = engine.engine_env(state, credentials.ensure_passphrase_file(state, create=True),
                             engine=built)
     options = auto.LocalWorkspaceOptions(
         work_dir=str(program), pulumi_home=env["PULUMI_HOME"], env_vars=env,

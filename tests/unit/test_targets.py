@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from migrate.core import credentials
 from migrate.core.errors import EnvironmentNotReady, GuardRefused, InvalidInput, StageFailed
 from migrate.orchestrate import pipeline
-from migrate.stages import provision
 from migrate.targets import GROUP, load_target, rehearses, surroundings_of, target_of
 from migrate.targets.base import CitySurroundings
 from migrate.targets.contract import Instance, read_instance, read_instances
@@ -344,7 +344,7 @@ def on_openstack(estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     passphrase = tmp_path / "passphrase"
     passphrase.write_text("a test passphrase\n")
     passphrase.chmod(0o600)
-    monkeypatch.setenv(provision.PASSPHRASE_ENV, str(passphrase))
+    monkeypatch.setenv(credentials.PASSPHRASE_ENV, str(passphrase))
     for name in [n for n in os.environ if n.startswith("OS_")]:
         monkeypatch.delenv(name)
     return estate

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from migrate.adapters.processes import find_tool as find_tool
 from migrate.core.errors import EnvironmentNotReady
+from migrate.core.resources import find_tool as find_tool
 
 # Tool -> Debian package that ships it.
 REQUIRED_TOOLS: dict[str, str] = {

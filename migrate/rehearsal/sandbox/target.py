@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from migrate.core.credentials import ensure_passphrase_file
 from migrate.core.loader import Estate
 from migrate.core.state import state_dir
 from migrate.rehearsal.sandbox import estate as sandbox_estate
 from migrate.rehearsal.sandbox import estate_plan, host, images, network
-from migrate.stages.provision import ProvisionSettings, ensure_passphrase_file
-from migrate.targets.base import Progress, Surroundings, Target
+from migrate.targets.base import Progress, ProvisionSettings, Surroundings, Target
 
 
 class SandboxTarget(Target):
