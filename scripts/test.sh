@@ -5,13 +5,16 @@
 #      qemu guests inherit it: beside the main tests they get the CPU those leave; not niced,
 #      its two emulated guests took most of both cores and the main tests slowed to a
 #      crawl); on a cold machine its image build and services take about 20 minutes, warm 7,
-#   2. meanwhile the rest is built (sandbox images, engine, provider: `make images engine
-#      provider lint`), then every other test starts (the main pytest: tests/conftest.py
-#      leaves tests/testcloud out unless MIGRATE_TESTCLOUD_TESTS=1),
-#   3. as soon as the cloud is ready (and the build done), the test cloud's own tests
-#      (tests/testcloud) start against it in a second pytest, beside the main one; their
-#      sandboxes use networks, system ids and a platform machine name no other test uses.
-# Each pytest's lines are prefixed ([main], [testcloud]) and kept in a log file of its own;
+#      the OpenStack plugin is built beside it, niced too (`make provider`, about 7 minutes
+#      cold): only the cloud tests need it,
+#   2. meanwhile the sandbox images, the engine and lint run side by side (`make -j3 images
+#      engine lint`), then every other test starts (the main pytest, `-m "not cloud"`;
+#      tests/conftest.py leaves tests/testcloud out unless MIGRATE_TESTCLOUD_TESTS=1),
+#   3. as soon as the cloud and the plugin are ready, the cloud tests (`-m cloud`: the test
+#      cloud's own, tests/testcloud, and those that need the built plugin) start in a second
+#      pytest, beside the main one; their sandboxes use networks, system ids and a platform
+#      machine name no other test uses.
+# Each pytest's lines are prefixed ([main], [cloud]) and kept in a log file of its own;
 # both durations and exit statuses are printed at the end, and the script fails if either
 # fails. A cloud this script brought up is removed again at the end (its cached images stay).
 # MIGRATE_TESTCLOUD=0 leaves the test cloud out (developers without the time for it); under CI
@@ -38,10 +41,12 @@ fi
 started=$(date +%s)
 nice -n 10 "$PY" -m migrate.rehearsal.testcloud up >"$log" 2>&1 &
 cloud_pid=$!
+nice -n 10 make provider >"$logs/provider.log" 2>&1 &
+provider_pid=$!
 main_pid=""
 tc_pid=""
 # the pytest processes are children of the background parts (pipelines)
-trap 'kill "$cloud_pid" 2>/dev/null; for p in $main_pid $tc_pid; do pkill -P "$p"; done' INT TERM
+trap 'kill "$cloud_pid" "$provider_pid" 2>/dev/null; for p in $main_pid $tc_pid; do pkill -P "$p"; done' INT TERM
 
 # part NAME LOG COMMAND...: runs COMMAND with every output line prefixed "[NAME] " and kept,
 # unprefixed, in LOG; its exit status is COMMAND's (pipefail).
@@ -53,10 +58,10 @@ part() {
 
 main_status=1
 main_started=""
-if make images engine provider lint; then
+if make -j3 --output-sync=target images engine lint; then
   main_started=$(date +%s)
-  echo "== [main] pytest${*:+ $*} (every test but tests/testcloud) started; log $logs/main.log"
-  part main "$logs/main.log" "$PY" -m pytest "$@" &
+  echo "== [main] pytest -m 'not cloud'${*:+ $*} started; log $logs/main.log"
+  part main "$logs/main.log" "$PY" -m pytest -m "not cloud" "$@" &
   main_pid=$!
 fi
 
@@ -66,16 +71,24 @@ cloud_ready=$(date +%s)
 echo "== test cloud: up finished $(( cloud_ready - started )) s after the start (in the" \
      "background; exit $cloud_status; its own timings: $log)"
 
+wait "$provider_pid"
+provider_status=$?
+provider_ready=$(date +%s)
+echo "== provider: built $(( provider_ready - started )) s after the start (exit" \
+     "$provider_status; $logs/provider.log)"
+
 tc_status=1
 tc_started=""
 if [ "$cloud_status" -ne 0 ]; then
   tail -n 40 "$log" >&2
+elif [ "$provider_status" -ne 0 ]; then
+  tail -n 40 "$logs/provider.log" >&2
 elif [ -n "$main_started" ]; then
   tc_started=$(date +%s)
-  echo "== [testcloud] pytest tests/testcloud started beside the main tests; log" \
-       "$logs/testcloud.log"
-  MIGRATE_TESTCLOUD_TESTS=1 part testcloud "$logs/testcloud.log" \
-    "$PY" -m pytest -p no:cacheprovider tests/testcloud &
+  echo "== [cloud] pytest -m cloud (tests/testcloud and the plugin's tests) started beside" \
+       "the main tests; log $logs/cloud.log"
+  MIGRATE_TESTCLOUD_TESTS=1 part cloud "$logs/cloud.log" \
+    "$PY" -m pytest -p no:cacheprovider -m cloud &
   tc_pid=$!
 fi
 
@@ -96,16 +109,17 @@ fi
 
 echo "== summary (logs in $logs)"
 if [ -n "$main_started" ]; then
-  echo "== [main] every test but tests/testcloud: exit $main_status," \
+  echo "== [main] every test but the cloud tests: exit $main_status," \
        "$(( main_ended - main_started )) s"
 else
-  echo "== [main] not run: 'make images engine provider lint' failed"
+  echo "== [main] not run: 'make images engine lint' failed"
 fi
 echo "== test cloud: up exit $cloud_status, finished $(( cloud_ready - started )) s after the start"
+echo "== provider: exit $provider_status, built $(( provider_ready - started )) s after the start"
 if [ -n "$tc_started" ]; then
-  echo "== [testcloud] tests/testcloud: exit $tc_status, $(( tc_ended - tc_started )) s," \
+  echo "== [cloud] the cloud tests: exit $tc_status, $(( tc_ended - tc_started )) s," \
        "started $(( tc_started - ${main_started:-$tc_started} )) s after the main tests"
 else
-  echo "== [testcloud] tests/testcloud: not run (the build or the test cloud failed)"
+  echo "== [cloud] the cloud tests: not run (the build, the plugin or the test cloud failed)"
 fi
 [ "$main_status" -eq 0 ] && [ "$tc_status" -eq 0 ]

@@ -17,6 +17,15 @@ NO_SKIP_ENV = ("CI", "MIGRATE_NO_SKIP")
 # of their own (MIGRATE_TESTCLOUD_TESTS=1), which scripts/test.sh (make test) starts beside
 # the others' as soon as the cloud it brings up in the background is ready.
 collect_ignore = [] if os.environ.get("MIGRATE_TESTCLOUD_TESTS") == "1" else ["testcloud"]
+TESTCLOUD = ROOT / "tests" / "testcloud"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The test cloud's tests are ``cloud`` tests (with those that need the built plugin):
+    scripts/test.sh runs them in its second pytest, ``-m cloud``."""
+    for item in items:
+        if item.path.is_relative_to(TESTCLOUD):
+            item.add_marker(pytest.mark.cloud)
 
 
 def skips_fail() -> bool:

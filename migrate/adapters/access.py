@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import shlex
+import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,13 @@ from migrate.targets.context import Context
 
 CONNECT_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 300.0
+# A target's key checked before a stage's first play: a host slower than this is left to the
+# play, as one that does not answer is.
+PINNED_KEY_TIMEOUT = 3.0
+# known_hosts key types -> the host key algorithms that negotiate them
+KEY_ALGORITHMS = {
+    "ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256"),
+}
 
 
 def open_estate_for_sources(path: str | Path) -> Estate:
@@ -87,8 +95,7 @@ def require_estate_known_hosts(estate: Estate) -> Path:
 def guard_address(context: Context, address: str) -> None:
     """Refuse (GuardRefused) an address the estate's cloud target must not reach (on the
     sandbox: one that is not on this host)."""
-    context.surroundings.guard_address(address,
-                                       context.estate.settings.sandbox.allowed_networks)
+    context.guard_address(address)
 
 
 def guard_addresses(context: Context, addresses: Iterable[str]) -> None:
@@ -131,6 +138,65 @@ def host_key_lines(path: Path, name: str) -> list[str]:
         return []
     return [f"{name} {' '.join(line.split()[1:3])}" for line in path.read_text().splitlines()
             if is_key_line(line) and names_host(line.split()[0], name)]
+
+
+# ---- the key a host offers -------------------------------------------------------------
+
+
+def fingerprint_of(key_base64: str) -> str:
+    """OpenSSH's SHA256 fingerprint of a public key blob (``ssh-keygen -l`` prints it)."""
+    digest = hashlib.sha256(base64.b64decode(key_base64)).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def offered_host_key(address: str, port: int = 22, preferred: Iterable[str] = (),
+                     timeout: float = CONNECT_TIMEOUT) -> paramiko.PKey:
+    """The host key ``address`` offers in a key exchange (no login), preferring the key
+    types in ``preferred`` (those recorded for it); StageFailed when it does not answer or
+    speaks no SSH within ``timeout``. The caller guarded the address."""
+    try:
+        sock = socket.create_connection((address, port), timeout=timeout)
+    except OSError as error:
+        raise StageFailed(f"cannot reach {address}:{port}: {error}",
+                          hint="is the host up and sshd listening?") from None
+    transport = paramiko.Transport(sock)
+    try:
+        options = transport.get_security_options()
+        first = [a for t in preferred for a in KEY_ALGORITHMS.get(t, (t,))
+                 if a in options.key_types]
+        options.key_types = tuple(dict.fromkeys([*first, *options.key_types]))
+        transport.start_client(timeout=timeout)
+        return transport.get_remote_server_key()
+    except (paramiko.SSHException, OSError, EOFError) as error:
+        raise StageFailed(f"no SSH key exchange with {address}:{port}: {error}",
+                          hint="is it an SSH server?") from None
+    finally:
+        transport.close()
+
+
+@dataclass(frozen=True)
+class KeyMismatch:
+    """A host that offered another key than the one pinned for it ("TYPE SHA256:...")."""
+
+    address: str
+    pinned: str
+    offered: str
+
+
+def pinned_key_mismatch(address: str, pinned: str, port: int = 22,
+                        timeout: float = PINNED_KEY_TIMEOUT) -> KeyMismatch | None:
+    """Whether ``address`` offers the key ``pinned`` ("TYPE BASE64 [comment]"): None when it
+    does, or when it does not answer within ``timeout`` (whoever connects next finds it
+    unreachable); else both keys' fingerprints."""
+    key_type, key_base64 = pinned.split()[:2]
+    try:
+        offered = offered_host_key(address, port, [key_type], timeout)
+    except StageFailed:
+        return None
+    if (offered.get_name(), offered.get_base64()) == (key_type, key_base64):
+        return None
+    return KeyMismatch(address, f"{key_type} {fingerprint_of(key_base64)}",
+                       f"{offered.get_name()} {fingerprint_of(offered.get_base64())}")
 
 
 # ---- a checked SSH session ------------------------------------------------------------

@@ -344,12 +344,16 @@ def keep_artifacts(source: Path, destination: Path, secrets: list[str]) -> Path:
         os.chmod(target, 0o600)
     forms = {form for s in secrets for form in secret_forms(s)}
     leaked = [p for p in destination.rglob("*") if p.is_file()
-              and any(f in p.read_text(encoding="utf-8", errors="replace") for f in forms)]
+              and _holds_any(p.read_text(encoding="utf-8", errors="replace"), forms)]
     if leaked:  # pragma: no cover - redact above makes this unreachable unless it regresses
         for path in leaked:
             path.unlink()
         raise StageFailed("a secret survived scrubbing of the artifacts; they were removed")
     return destination
+
+
+def _holds_any(text: str, forms: set[str]) -> bool:
+    return any(form in text for form in forms)
 
 
 def end_control_masters(control: Path) -> None:

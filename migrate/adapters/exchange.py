@@ -106,6 +106,10 @@ class SecretFileError(EnvironmentNotReady):
     """A secret file is missing, empty or readable by group/others."""
 
 
+class CABundleError(EnvironmentNotReady):
+    """The CA bundle to verify the platform with cannot be read or holds no certificate."""
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -142,6 +146,8 @@ def read_secret_file(path: str) -> str:
             value = handle.read().strip()
     except OSError as exc:
         raise SecretFileError(f"cannot read secret file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SecretFileError(f"secret file {path} is not UTF-8 text") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SecretFileError(
             f"secret file {path} is accessible by group or others (mode {stat.S_IMODE(mode):o})",
@@ -172,6 +178,23 @@ class RoundTrip:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def verifying_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """A TLS context that verifies against ``ca_bundle`` (None: the system's CAs);
+    CABundleError naming the file when it cannot be read or holds no certificate."""
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except ssl.SSLError as exc:  # read, but no PEM certificate in it
+        raise CABundleError(
+            f"CA bundle {ca_bundle} holds no certificate ({exc.reason})",
+            hint="it must hold the PEM certificate of the CA that signed the platform",
+        ) from None
+    except OSError as exc:
+        raise CABundleError(
+            f"cannot read CA bundle {ca_bundle}: {exc.strerror}",
+            hint="put the PEM certificate of the CA that signed the platform there",
+        ) from None
 
 
 class _ResolvedHTTPSConnection(http.client.HTTPSConnection):
@@ -222,7 +245,7 @@ class ExchangeClient:
         self._host = parts.hostname
         self._port = parts.port or 443
         self._base_path = parts.path.rstrip("/")
-        self._context = ssl.create_default_context(cafile=ca_bundle)
+        self._context = verifying_context(ca_bundle)
         self._app_key = app_key
         self._app_secret = app_secret
         self._admin_token = admin_token

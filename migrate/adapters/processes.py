@@ -7,7 +7,6 @@ start are."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 
 def pid_alive(pid: int) -> bool:
@@ -26,11 +25,31 @@ def all_pids() -> list[int]:
     return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
 
 
+def proc_file(pid: int, name: str) -> bytes | None:
+    """The bytes of /proc/PID/NAME; None when the process is gone or it is not ours to read.
+
+    Plain file descriptors, not pathlib: scans of every process on the host (machines are
+    found by them, many times a second while they boot) spent half their time in pathlib.
+    """
+    try:
+        descriptor = os.open(f"/proc/{pid}/{name}", os.O_RDONLY)
+    except OSError:
+        return None
+    chunks = []
+    try:
+        while chunk := os.read(descriptor, 65536):
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(descriptor)
+    return b"".join(chunks)
+
+
 def cmdline(pid: int) -> list[str]:
     """The process's arguments; none when it is gone (or a kernel thread)."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+    raw = proc_file(pid, "cmdline")
+    if raw is None:
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
@@ -38,9 +57,8 @@ def cmdline(pid: int) -> list[str]:
 def environ_value(pid: int, name: str) -> str | None:
     """The value of ``name`` in the process's environment as it started; None when it has
     none, is gone, or is not ours to read."""
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
+    raw = proc_file(pid, "environ")
+    if raw is None:
         return None
     prefix = name.encode() + b"="
     for entry in raw.split(b"\0"):

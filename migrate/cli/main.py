@@ -29,7 +29,6 @@ from migrate.core.errors import (
     EnvironmentNotReady,
     InvalidInput,
     MigrateError,
-    PlanChanged,
     Problem,
 )
 from migrate.core.extras import extra_providing, missing_extra, require_extra
@@ -75,27 +74,42 @@ AS_OF = click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None,
 
 
 JSON_SCHEMA_VERSION = 1  # of every --output json document; raised when a shape changes
+# the documents whose systems' failures took the shape of the command's own error (#21),
+# their error documents too (a command that stops before its results): one version each
+FAILURES_SCHEMA_VERSION = 2
+FAILURES_SCHEMA_COMMANDS = frozenset({"transfer", "check", "cutover", "rollback",
+                                      "decommission", "verify", "run", "status"})
 
 
 @dataclass
 class Session:
     """What the error boundary must know of the command that ran: -v count, start time, and
-    whether its JSON document is out (an error after it must not print a second one)."""
+    whether its JSON document is out (an error after it must not print a second one), and
+    the schema_version of the command's documents, its error documents included."""
 
     verbosity: int = 0
     started: float = field(default_factory=time.monotonic)
     emitted: bool = False
+    schema_version: int = JSON_SCHEMA_VERSION
 
-    def reset(self) -> None:
+    def reset(self, args: list[str] | None = None) -> None:
         self.verbosity, self.started, self.emitted = 0, time.monotonic(), False
+        self.schema_version = schema_version_of(args or [])
 
 
 SESSION = Session()
 
 
+def schema_version_of(args: list[str]) -> int:
+    """The schema_version of every document the command these arguments name prints."""
+    words = named_command(args).split()[1:]
+    return FAILURES_SCHEMA_VERSION if words and words[0] in FAILURES_SCHEMA_COMMANDS \
+        else JSON_SCHEMA_VERSION
+
+
 def emit_json(document: Any) -> None:
     if isinstance(document, dict):
-        document = {"schema_version": JSON_SCHEMA_VERSION, **document}
+        document = {"schema_version": SESSION.schema_version, **document}
     click.echo(json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True))
     SESSION.emitted = True
 
@@ -1172,9 +1186,7 @@ def evidence_export(estate: Path, archive: Path, as_of: Any, as_json: bool) -> N
 
 
 def error_fields(error: MigrateError) -> dict:
-    changes = {"changes": error.changes} if isinstance(error, PlanChanged) else {}
-    return {"type": type(error).__name__, "message": error.message, "hint": error.hint,
-            "exit_code": error.exit_code, **changes}
+    return error.as_dict()  # the shape a system's failure in the results has too
 
 
 def error_document(error: MigrateError) -> dict:
@@ -1328,7 +1340,7 @@ def run_with_boundary(args: list[str], output: str) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    SESSION.reset()
+    SESSION.reset(args)
     code = run_with_boundary(args, "json" if wants_json(args) else "table")
     if SESSION.verbosity:
         err.print(f"done in {time.monotonic() - SESSION.started:.1f} s (exit {code})",

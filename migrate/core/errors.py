@@ -23,6 +23,19 @@ class MigrateError(Exception):
         self.message = message
         self.hint = hint
 
+    def as_dict(self) -> dict:
+        """The error in JSON (``error_record``)."""
+        return error_record(type(self).__name__, self.message, self.hint, self.exit_code)
+
+
+def error_record(kind: str | None, message: str, hint: str | None,
+                 exit_code: int | None) -> dict:
+    """The one JSON shape of an error: a command's own (``error`` of its document) and one
+    system's failure inside its results alike; the problems it names (file, line, path:
+    ``Problem.as_dict``) go beside it as ``problems``. None where it is not known (a failure
+    read back from the journal has its message only)."""
+    return {"type": kind, "message": message, "hint": hint, "exit_code": exit_code}
+
 
 class EnvironmentNotReady(MigrateError):
     """A tool, privilege or service the command needs is missing (not root, no nspawn...)."""
@@ -51,6 +64,9 @@ class PlanChanged(GuardRefused):
         super().__init__(message, hint)
         self.changes = list(changes)
 
+    def as_dict(self) -> dict:
+        return {**super().as_dict(), "changes": self.changes}
+
 
 class HostKeyUnknown(GuardRefused):
     """A source host offered an SSH host key that no known_hosts entry names."""
@@ -58,6 +74,13 @@ class HostKeyUnknown(GuardRefused):
 
 class HostKeyChanged(GuardRefused):
     """A source host offered an SSH host key that differs from the one recorded for it."""
+
+
+class TargetHostKeyChanged(StageFailed):
+    """A target offered another SSH host key than the one its provisioning state pinned,
+    found as a stage began (before its first play): the stage failed, and is recorded so
+    (exit 4, as when ssh inside the play refuses the key), where a source's changed key is
+    refused before any stage (HostKeyChanged, 2)."""
 
 
 @dataclass(frozen=True)
@@ -73,12 +96,25 @@ class StageFailure:
     hint: str | None
     exit_code: int
     duration_s: float = 0.0
+    problems: tuple[Problem, ...] = ()  # an InvalidInput's, each where it is
 
     @classmethod
     def caught(cls, error: MigrateError, stage: str, system: str | None = None,
                duration_s: float = 0.0) -> StageFailure:
+        problems = tuple(error.problems) if isinstance(error, InvalidInput) else ()
         return cls(system, stage, type(error).__name__, error.message, error.hint,
-                   error.exit_code, round(duration_s, 3))
+                   error.exit_code, round(duration_s, 3), problems)
+
+    def error_dict(self) -> dict:
+        """Its error in JSON, as the command's own error is (``error_record``)."""
+        return error_record(self.kind, self.message, self.hint, self.exit_code)
+
+    def as_dict(self) -> dict:
+        """The failed system's object in a command's results: the error and its problems as
+        in a command's own error document."""
+        return {"system": self.system, "stage": self.stage, "result": "failed",
+                "error": self.error_dict(), "problems": [p.as_dict() for p in self.problems],
+                "duration_s": self.duration_s}
 
     def error(self, message: str | None = None) -> StageFailed:
         """The command's error for this failure alone: its hint and exit code kept."""

@@ -29,6 +29,14 @@ class Extra:
         return f"pip install '{DISTRIBUTION}[{self.name}]'"
 
 
+SSH = Extra(
+    "ssh",
+    "SSH to source hosts, host keys checked",
+    {"paramiko": "paramiko"},
+    commands=("trust", "discover"),
+)
+# register needs nothing more than the base install (the exchange platform's client is the
+# standard library's http.client and ssl)
 MOVE = Extra(
     "move",
     "moving systems",
@@ -42,16 +50,16 @@ MOVE = Extra(
         "ansible_runner": "ansible-runner",
         "pytest": "pytest",
         "testinfra": "pytest-testinfra",
-        "paramiko": "paramiko",
     },
+    includes=("ssh",),
     commands=("preview", "provision", "destroy", "transfer", "check", "cutover", "rollback",
-              "decommission", "register", "verify", "run", "trust", "discover"),
+              "decommission", "verify", "run"),
 )
 # the sandbox's own commands need nothing more than the base install (systemd-nspawn,
 # debootstrap: Debian's); moving systems on it needs the move extra
 REHEARSAL = Extra("rehearsal", "rehearsing moves on the sandbox", includes=("move",))
 ALL = Extra("all", "everything above", includes=("move", "rehearsal"))
-EXTRAS = {extra.name: extra for extra in (MOVE, REHEARSAL, ALL)}
+EXTRAS = {extra.name: extra for extra in (SSH, MOVE, REHEARSAL, ALL)}
 
 
 def extra_providing(module: str) -> Extra | None:
@@ -81,22 +89,35 @@ def not_installed(extra: Extra) -> str | None:
     return None
 
 
+def with_included(extra: Extra) -> list[Extra]:
+    """``extra`` and the extras it installs too, each once."""
+    found = [extra]
+    for name in extra.includes:
+        found += [e for e in with_included(EXTRAS[name]) if e not in found]
+    return found
+
+
 def require_extra(command: str, command_path: str) -> None:
-    """Refuse ``command`` before it does anything when the extra it needs is not installed."""
+    """Refuse ``command`` before it does anything when the extra it needs (or one that extra
+    includes) is not installed; the error names the extra the command needs."""
     extra = extra_of_command(command)
     if extra is None:
         return
-    module = not_installed(extra)
-    if module is not None:
-        raise not_installed_error(command_path, module, extra)
+    for part in with_included(extra):
+        module = not_installed(part)
+        if module is not None:
+            raise not_installed_error(command_path, module, extra)
 
 
 def missing_extra(error: ModuleNotFoundError, command: str) -> EnvironmentNotReady | None:
     """The error ``command`` gives when a module an extra provides is not installed; None
-    for any other missing module (a broken install or a bug, not a missing extra)."""
-    extra = extra_providing(error.name or "")
-    if extra is None:
+    for any other missing module (a broken install or a bug, not a missing extra). The
+    extra named is the command's when it includes the module's (move for paramiko)."""
+    provider = extra_providing(error.name or "")
+    if provider is None:
         return None
+    needed = extra_of_command(command.rsplit(" ", 1)[-1])
+    extra = needed if needed is not None and provider in with_included(needed) else provider
     return not_installed_error(command, error.name or "", extra)
 
 

@@ -130,7 +130,7 @@ TreePath = Annotated[
     WithJsonSchema({"type": "string", "pattern": "^/" + PLAIN_TEXT_PATTERN[1:],
                     "description": "Absolute path copied as it is: not `/`, a whole system tree"
                     " (/etc, /usr, /var, /home, /lib*...), /proc, /sys, /dev, /run, /boot, an"
-                    " ssh folder, account files, nor /var/lib/postgresql."}),
+                    " ssh folder, account files, nor /var/lib/postgresql or /var/lib/mysql."}),
 ]
 
 
@@ -218,7 +218,7 @@ UpdateCycle = Literal[
 ItemType = Literal[
     "string", "text", "integer", "number", "decimal", "boolean", "date", "datetime", "binary"
 ]
-DatabaseEngine = Literal["postgresql"]
+DatabaseEngine = Literal["postgresql", "mariadb"]
 Protocol = Literal["tcp", "udp"]
 
 
@@ -475,12 +475,17 @@ class FileTree(Strict):
 
 class Database(Strict):
     host: LocalName
-    engine: DatabaseEngine
+    engine: DatabaseEngine = Field(
+        description="`postgresql`, or `mariadb` (Debian's mariadb-server, MySQL's dialect):"
+        " a MariaDB database moves by a consistent dump (mariadb-dump --single-transaction)"
+        " whatever its size, with its application user's password hash and grants.",
+    )
     name: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
     size_gb: Gigabytes
     password: SecretRef
     user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] | None = Field(
-        default=None, description="Role the application logs in as; defaults to the db name."
+        default=None, description="Role (MariaDB: user) the application logs in as; defaults"
+        " to the db name.",
     )
     daily_change_gb: Gigabytes | None = Field(
         default=None, description="Data written per day; defaults to 1% of size_gb."
@@ -492,7 +497,8 @@ class Database(Strict):
         " with the rest, but left out of the comparisons made once the target serves (the"
         " cutover's evidence, verification). `table` means `public.table`, PostgreSQL's"
         " default schema: a table of another schema is `schema.table` (`migrate discover`"
-        " proposes the tables it sees written, schema-qualified).",
+        " proposes the tables it sees written, schema-qualified). On MariaDB, whose schema is"
+        " the database, `table` means `NAME.table`.",
     )
 
 

@@ -33,7 +33,7 @@ ACCESS_FILES = ("/etc/ssh", "/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gs
 SSH_FOLDER = ".ssh"
 HOME_FOLDER = re.compile(r"^/home/[^/]+$")
 # Databases move through the database copy; their files under the server never as a tree.
-DATABASE_DATA_TREES = ("/var/lib/postgresql",)
+DATABASE_DATA_TREES = ("/var/lib/postgresql", "/var/lib/mysql")
 
 
 def text_problem(value: str) -> str | None:

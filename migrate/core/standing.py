@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from migrate.core.errors import error_record
+
 SUCCESS = ("ok", "changed", "unchanged")
 CHECK_MODE = ("check", "check_failed")  # dry runs (--check): they moved nothing
 PROGRESS = ("planned", "provisioned", "transferred", "cut_over", "verified", "rolled_back")
@@ -67,6 +69,12 @@ def _later_or_same(stage: str, failed: str) -> bool:
     if stage in FORWARD and failed in FORWARD:
         return FORWARD.index(stage) > FORWARD.index(failed)
     return False
+
+
+def journaled_error(message: str) -> dict:
+    """A standing failure's error in the one JSON shape of an error (``error_record``): the
+    journal keeps its message only, so its type, hint and exit code are null."""
+    return error_record(None, message, None, None)
 
 
 def standing_failure(entries: Iterable[dict], system_id: str) -> dict | None:

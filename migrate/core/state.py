@@ -79,6 +79,9 @@ def read_secret_file(path: Path, label: str) -> str:
         raise EnvironmentNotReady(f"secret {label} cannot be read from {path}: "
                                   f"{error.strerror}",
                                   hint="the file must be readable by this user") from None
+    except UnicodeDecodeError:
+        raise EnvironmentNotReady(f"secret {label} in {path} is not UTF-8 text",
+                                  hint="write the secret into the file as text") from None
     if not value:
         raise EnvironmentNotReady(f"secret {label} is empty ({path})",
                                   hint="write the secret into the file")

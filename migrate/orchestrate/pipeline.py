@@ -394,9 +394,10 @@ def write_report(context: Context, as_of: date, out_dir: Path | None = None
 
 def platform_client(context: Context, system_id: str) -> Any:
     """A client signed with the system's app key and secret, verifying the platform's TLS
-    against the estate's CA bundle (in the sandbox: connecting to the platform machine)."""
-    from migrate.adapters.access import guard_address
-    from migrate.adapters.exchange import ExchangeClient
+    against the estate's CA bundle (in the sandbox: connecting to the platform machine);
+    both files read now (the client connects on its first request): InvalidInput naming
+    exchange.ca_bundle of migrate.yaml when the bundle cannot be used."""
+    from migrate.adapters.exchange import CABundleError, ExchangeClient  # the stdlib's only
 
     estate = context.estate
     system = estate.systems[system_id]
@@ -404,13 +405,18 @@ def platform_client(context: Context, system_id: str) -> Any:
         raise InvalidInput([estate.documents[system_id].problem(
             ("exchange",), "no exchange section: nothing to register")])
     connect_address = context.surroundings.platform_address(estate)
-    guard_address(context, connect_address
-                  or urllib.parse.urlsplit(estate.settings.exchange.url).hostname or "")
-    return ExchangeClient(estate.settings.exchange.url,
-                          ca_bundle=str(estate.root / estate.settings.exchange.ca_bundle),
-                          app_key=system.exchange.app_key,
-                          app_secret=read_secret(estate, system.exchange.app_secret),
-                          connect_address=connect_address)
+    context.guard_address(connect_address
+                          or urllib.parse.urlsplit(estate.settings.exchange.url).hostname or "")
+    try:
+        return ExchangeClient(estate.settings.exchange.url,
+                              ca_bundle=str(estate.root / estate.settings.exchange.ca_bundle),
+                              app_key=system.exchange.app_key,
+                              app_secret=read_secret(estate, system.exchange.app_secret),
+                              connect_address=connect_address)
+    except CABundleError as error:
+        raise InvalidInput([estate.settings_doc.problem(
+            ("exchange", "ca_bundle"), error.message, error.hint)],
+            "the exchange platform's CA bundle (exchange.ca_bundle) cannot be used") from None
 
 
 def register_systems(context: Context, system_ids: list[str] | None = None,
@@ -426,11 +432,13 @@ def register_systems(context: Context, system_ids: list[str] | None = None,
     estate, plan = context.estate, context.plan
     chosen = system_ids or [s["id"] for s in plan["systems"]]
     journal = context.journal
+    # every system's files read before the platform is changed for any
+    clients = {system_id: platform_client(context, system_id) for system_id in chosen}
     results = []
     for system_id in chosen:
         started = time.monotonic()
         planned = select_system(plan, system_id)
-        with platform_client(context, system_id) as client:
+        with clients[system_id] as client:
             where = side or ("target" if progress_flags(journal.entries(), system_id)["cut_over"]
                              else "source")
             result = register_catalogue(estate.systems[system_id], planned, client, where)
@@ -463,14 +471,16 @@ def verify_systems(context: Context, system_ids: list[str] | None = None,
 
 
 def verification_result(result: dict) -> dict:
-    """A verification's result; when checks failed, its document as it is, carrying the
-    failure a stage that raised would have (verify_system returns it instead)."""
+    """A verification's result; when checks failed, its document with its error in the shape
+    of a stage that raised (``StageFailure.as_dict``), carrying that failure (verify_system
+    returns it instead)."""
     if result.get("result") != "failed":
         return result
     failure = StageFailure(result["system"], "verify", StageFailed.__name__, result["error"],
                            result.get("hint"), StageFailed.exit_code,
                            result.get("duration_s", 0.0))
-    return FailedResult(failure, result)
+    checks = {k: v for k, v in result.items() if k != "hint"}
+    return FailedResult(failure, {**checks, **failure.as_dict()})
 
 
 def _cutover_then_verify(context: Context, system_id: str, targets: dict,
@@ -666,9 +676,7 @@ class FailedResult(dict):
 
 
 def failure_document(failure: StageFailure) -> dict:
-    return {"system": failure.system, "result": "failed", "error": failure.message,
-            "hint": failure.hint, "exit_code": failure.exit_code,
-            "duration_s": failure.duration_s}
+    return failure.as_dict()
 
 
 def for_each_system(system_ids: list[str], work: Callable[[str], dict],

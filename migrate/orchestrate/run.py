@@ -37,6 +37,7 @@ from migrate.core.errors import (
     MigrateError,
     StageFailed,
     StageFailure,
+    error_record,
 )
 from migrate.core.state import estate_inputs
 from migrate.orchestrate import pipeline, status
@@ -110,8 +111,11 @@ class SystemRun:
         return f"failed at {self.failed_stage}" + (f", {rolled}" if rolled else "")
 
     def as_dict(self) -> dict:
+        failure = self.failure
         return {"system": self.system, "wave": self.wave, "outcome": self.outcome(),
-                "failed_stage": self.failed_stage, "error": self.error,
+                "failed_stage": self.failed_stage,
+                "error": failure.error_dict() if failure else None,
+                "problems": [p.as_dict() for p in failure.problems] if failure else [],
                 "rolled_back": self.rolled_back, "resumed_from": self.resumed_from,
                 "position": self.position, "waits_for": self.waits_for,
                 "stages": [s.as_dict() for s in self.stages]}
@@ -126,7 +130,8 @@ class RunOutcome:
     warnings: list[str] = field(default_factory=list)
     files: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
-    error: str | None = None  # what stopped the whole run, if anything did
+    error: str | None = None  # what stopped the whole run, if anything did (the journal's)
+    stopped_by: dict | None = None  # the same in JSON (errors.error_record)
 
     @property
     def failed(self) -> list[SystemRun]:
@@ -164,7 +169,7 @@ class RunOutcome:
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "ok": self.ok, "seconds": round(self.seconds, 3),
-                "changed_nothing": self.changed_nothing(), "error": self.error,
+                "changed_nothing": self.changed_nothing(), "error": self.stopped_by,
                 "failed": [s.system for s in self.failed],
                 "blocked": {s.system: s.waits_for for s in self.blocked},
                 "waves": self.waves, "stages": [s.as_dict() for s in self.stages],
@@ -552,10 +557,11 @@ class Runner:
             outcome.files = {"runbooks": [str(p) for p in runbooks],
                              "report": [str(p) for p in report_files]}
         except MigrateError as error:
-            outcome.error = error.message
+            outcome.error, outcome.stopped_by = error.message, error.as_dict()
             raise
         except BaseException as error:  # interrupted, or a bug: say so in the journal
             outcome.error = f"{type(error).__name__}: {error}"
+            outcome.stopped_by = error_record(type(error).__name__, outcome.error, None, None)
             raise
         finally:
             outcome.seconds = time.monotonic() - started

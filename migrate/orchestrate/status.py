@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from migrate.core.standing import PROGRESS, progress_flags, standing_failure
+from migrate.core.standing import PROGRESS, journaled_error, progress_flags, standing_failure
 from migrate.targets.context import Context
 
 POSITION_TEXT = {"planned": "planned", "provisioned": "provisioned",
@@ -68,7 +68,18 @@ class SystemStatus:
         return where
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "text": self.text(), "done": self.done}
+        return {**asdict(self), "failure": failure_dict(self.failure), "text": self.text(),
+                "done": self.done}
+
+
+def failure_dict(failure: dict | None) -> dict | None:
+    """A standing failure in JSON: stage, time, rollback, and its error in the one shape of
+    an error (errors.error_record); the journal keeps the message only, so its type, hint
+    and exit code are null."""
+    if failure is None:
+        return None
+    rest = {k: v for k, v in failure.items() if k != "error"}
+    return {**rest, "error": journaled_error(failure["error"]), "problems": []}
 
 
 def system_states(systems: Iterable[tuple[str, str, str, str]], plan: dict,
@@ -178,5 +189,5 @@ def minute_of(timestamp: str | None) -> str:
 def status_rows(document: dict[str, Any]) -> list[tuple[str, ...]]:
     return [(s["id"], s["disposition"], "" if s["wave"] is None else str(s["wave"]), s["text"],
              resources_text(s["stacks"]), minute_of(s["last_at"]),
-             (s["failure"] or {}).get("error", ""))
+             s["failure"]["error"]["message"] if s["failure"] else "")
             for s in document["systems"]]

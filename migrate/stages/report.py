@@ -37,10 +37,10 @@ from migrate.core.census_report import Table
 from migrate.core.journal import Verification, entries_until, verification_summary
 from migrate.core.loader import Estate
 from migrate.core.plan import plan_digest
-from migrate.core.standing import SUCCESS, progress_flags, standing_failure
+from migrate.core.standing import SUCCESS, journaled_error, progress_flags, standing_failure
 from migrate.core.terms import DISPOSITION_ZH, PROGRESS_ZH, SHARE_ZH, stage_title, utc_and_cst
 
-REPORT_SCHEMA_VERSION = 2
+REPORT_SCHEMA_VERSION = 3  # 3: a system's failure.error is an error object (#21), was a string
 PROGRESS = ("planned", "not_started", "provisioned", "transferred", "cut_over", "verified",
             "rolled_back", "failed", "decommissioned")
 SHARE_TYPES = ("unconditional", "conditional", "none")
@@ -69,7 +69,8 @@ def system_status(entries: list[dict], system_id: str) -> dict:
     mine = [e for e in entries if e.get("system") == system_id]
     return {**flags, "failed": failure is not None,
             "failure": None if failure is None else {
-                "stage": failure["stage"], "error": failure["error"], "at": failure["at"]},
+                "stage": failure["stage"], "error": journaled_error(failure["error"]),
+                "problems": [], "at": failure["at"]},
             "not_started": not mine,
             "decommissioned": retired_in_journal(entries, system_id),
             "rollback": last_rollback(mine) if flags["rolled_back"] else None}
@@ -252,7 +253,7 @@ def _mark(flag: bool) -> str:
 def _failure_text(system: dict) -> str:
     failure = system.get("failure")
     if failure:
-        return f"{stage_title(failure['stage'])}：{failure['error']}"
+        return f"{stage_title(failure['stage'])}：{failure['error']['message']}"
     rollback = system.get("rollback") or {}
     return f"回退原因：{rollback.get('reason') or '未说明'}"
 

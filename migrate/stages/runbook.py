@@ -66,6 +66,7 @@ STAGE_TITLES = {
     "rollback": "回退 Rollback",
     "decommission_source": "源端下线 Decommission the source",
 }
+STAGES_WITHOUT_PLAYS = ("verify",)  # their runs keep a result.json only
 SUCCESS = ("ok", "changed", "unchanged")
 NOT_RECORDED = "not recorded"
 NO_REASON = "未说明 none given (run before rollback took --reason)"
@@ -368,11 +369,14 @@ def _with_digest(text: str, path: Path) -> str:
 
 
 def _run_artifacts(outputs: dict, stage: str) -> list[str]:
-    """What migrate.stages.move keeps of a run: the play's artifacts and the run's result."""
+    """What a stage keeps of its run: the run's result, and for a play (migrate.stages.move)
+    the play's scrubbed artifacts. A verification runs no play: its checks are in its
+    result (migrate.stages.verify), there is no artifacts folder to expect."""
     run_id = outputs.get("run_id")
     if not isinstance(run_id, str):
         return []
-    return [f"runs/{run_id}/artifacts/{stage}", f"runs/{run_id}/result.json"]
+    plays = [] if stage in STAGES_WITHOUT_PLAYS else [f"runs/{run_id}/artifacts/{stage}"]
+    return [*plays, f"runs/{run_id}/result.json"]
 
 
 CHECK_RESULTS = {"passed": "pass 通过", "failed": "FAIL 未通过", "error": "FAIL 未通过",

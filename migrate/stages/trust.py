@@ -13,23 +13,19 @@ passes the sandbox guard first.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
-import socket
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import paramiko
-
 from migrate.adapters.access import (
-    CONNECT_TIMEOUT,
+    fingerprint_of,
     guard_address,
     is_key_line,
     known_hosts_name,
     names_host,
+    offered_host_key,
     require_estate_known_hosts,
 )
 from migrate.core.errors import HostKeyChanged, HostKeyUnknown, InvalidInput, Problem, StageFailed
@@ -37,10 +33,6 @@ from migrate.core.loader import Estate
 from migrate.targets.context import Context
 
 NEW, SAME, CHANGED = "new", "same", "changed"
-# known_hosts key types -> the host key algorithms that negotiate them
-ALGORITHMS = {
-    "ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256"),
-}
 
 
 @dataclass(frozen=True)
@@ -116,12 +108,6 @@ class TrustOutcome:
 # ---- fingerprints and known_hosts lines (pure) ----------------------------------------
 
 
-def fingerprint_of(key_base64: str) -> str:
-    """OpenSSH's SHA256 fingerprint of a public key blob (``ssh-keygen -l`` prints it)."""
-    digest = hashlib.sha256(base64.b64decode(key_base64)).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
 def normalise_fingerprint(text: str) -> str:
     text = text.strip()
     return text if text.startswith("SHA256:") else f"SHA256:{text}"
@@ -188,24 +174,7 @@ def trust_targets(estate: Estate, systems: Iterable[str] = (),
 def fetch_host_key(address: str, port: int = 22, preferred: Iterable[str] = ()) -> KnownKey:
     """The host key ``address`` offers in a key exchange (no login), preferring the key
     types in ``preferred`` (those recorded for it). The caller guarded the address."""
-    try:
-        sock = socket.create_connection((address, port), timeout=CONNECT_TIMEOUT)
-    except OSError as error:
-        raise StageFailed(f"cannot reach {address}:{port}: {error}",
-                          hint="is the host up and sshd listening?") from None
-    transport = paramiko.Transport(sock)
-    try:
-        options = transport.get_security_options()
-        first = [a for t in preferred for a in ALGORITHMS.get(t, (t,))
-                 if a in options.key_types]
-        options.key_types = tuple(dict.fromkeys([*first, *options.key_types]))
-        transport.start_client(timeout=CONNECT_TIMEOUT)
-        key = transport.get_remote_server_key()
-    except (paramiko.SSHException, OSError, EOFError) as error:
-        raise StageFailed(f"no SSH key exchange with {address}:{port}: {error}",
-                          hint="is it an SSH server?") from None
-    finally:
-        transport.close()
+    key = offered_host_key(address, port, preferred)
     return KnownKey(key.get_name(), key.get_base64())
 
 

@@ -77,6 +77,11 @@ class Context:
     def surroundings(self) -> Surroundings:
         return self._once("surroundings", lambda: surroundings_of(self.estate))
 
+    def guard_address(self, address: str) -> None:
+        """Refuse (GuardRefused) an address the estate's cloud target must not reach (on the
+        sandbox: one that is not on this host)."""
+        self.surroundings.guard_address(address, self.estate.settings.sandbox.allowed_networks)
+
     def reopen_journal(self) -> Journal:
         """The journal opened again, redacting the secrets as they are now: after the
         rehearsal's surroundings made new ones, which the journal opened before cannot know."""

@@ -19,7 +19,7 @@ import pytest
 from migrate.adapters.engine import provider
 from migrate.adapters.engine.version import OPENSTACK_PROVIDER_VERSION
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cloud]  # the built OpenStack plugin
 
 # The SDK modules stacks/openstack uses (networking, compute, blockstorage, images) and those
 # the next parts of the OpenStack work will (object storage for artifacts, identity).

@@ -14,7 +14,7 @@ import pytest
 from migrate.core.errors import EnvironmentNotReady
 from migrate.rehearsal.sandbox import images, mirror
 from migrate.rehearsal.sandbox.host import find_tool, require_host
-from tests.foreign import server, world
+from tests.foreign import server, tomcat, world
 
 
 @pytest.fixture(scope="session")
@@ -67,4 +67,16 @@ def foreign_server(foreign_host: Path, foreign_net: world.Net, foreign_mirror: m
     (/var/cache/migrate/foreign), so later sessions boot the prepared server."""
     with server.department_wiki(foreign_net, foreign_mirror, foreign_root,
                                 foreign_access) as built:
+        yield built
+
+
+@pytest.fixture(scope="session")
+def tomcat_server(foreign_host: Path, foreign_net: world.Net, foreign_mirror: mirror.Mirror,
+                  foreign_root: Path, foreign_access: world.Access
+                  ) -> Iterator[tomcat.TomcatServer]:
+    """A department's Java application at 192.168.177.11: a WAR on Debian's tomcat10 with
+    MariaDB, set up by hand (tests/foreign/tomcat.py); answering over HTTP with data from its
+    database. Built once per recipe and kept, as the wiki is."""
+    with tomcat.department_tomcat(foreign_net, foreign_mirror, foreign_root,
+                                  foreign_access) as built:
         yield built

@@ -9,42 +9,26 @@ own access log, uploads in /var/lib/mediawiki/images, a notice page and a seal i
 access logs also hold three months of use by the department's staff (rotated logs, written
 each session relative to its date), so discovery sees a system in use.
 
-Building takes about a minute, so the finished overlay (the machine's upper directory) is
-kept under /var/cache/migrate/foreign/<digest of the recipe and the image>/ with the
-passwords it was built with (0600); every session boots the server with it as a read-only
-layer between the image and an upper dir of its own. The host reaches it with the
-session's own ssh key (in authorized_keys) and the machine's real host key (made for it on
-every boot, recorded in the session's known_hosts).
+Building takes about a minute, so the finished overlay is kept under
+/var/cache/migrate/foreign/ with the passwords it was built with, and every session boots
+the server from it (tests/foreign/builder.py: the same for every foreign server).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import errno
-import fcntl
-import hashlib
-import json
-import os
 import random
-import secrets
-import shutil
-import subprocess
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from migrate.rehearsal.sandbox import images, machines, mirror, network
-from migrate.rehearsal.sandbox.layout import upper_dir
-from tests.foreign import world
+from migrate.rehearsal.sandbox import mirror
+from tests.foreign import builder, world
+from tests.foreign.builder import get
 
-RECIPE_VERSION = 1
-CACHE = Path("/var/cache/migrate/foreign")
+RECIPE_VERSION = 1  # kept under /var/cache/migrate/foreign/ (RECIPE.name)
 NAME = "t-wiki"  # the machine (veth vb-t-wiki)
 HOSTNAME = "wiki01"
 HOST = 10  # 192.168.177.10
@@ -63,16 +47,9 @@ HISTORY_MONTHS = 3  # whole months of use in the rotated logs
 
 
 @dataclass(frozen=True)
-class ForeignServer:
-    name: str  # sandbox machine name
+class ForeignServer(builder.KeptServer):  # at 192.168.177.10
     hostname: str
-    address: str  # 192.168.177.10
-    root: Path  # sandbox root the machine lives under
-    access: world.Access
     db_password_file: Path  # on the host, 0600: the role's password, as an estate keeps it
-    setup_s: float  # from nothing to answering over HTTP
-    prepared: bool  # True: booted from the kept overlay (warm), False: built now (cold)
-    phases: dict[str, float]  # seconds per step of the setup
     database: str = DATABASE
     role: str = ROLE
     page: str = PAGE
@@ -86,9 +63,6 @@ class ForeignServer:
 
     def page_url(self, title: str | None = None) -> str:
         return self.url("/index.php?title=" + urllib.parse.quote(title or self.page))
-
-    def ssh(self, command: str, stdin: str | None = None) -> str:
-        return self.access.check(self.address, command, stdin)
 
 
 # ---- the recipe ------------------------------------------------------------------------
@@ -181,11 +155,11 @@ apt-get clean
 """
 
 
-def recipe_digest(image: Path, address: str, mirror_url: str) -> str:
-    recipe = {"version": RECIPE_VERSION, "image": image.name, "address": address,
-              "hostname": HOSTNAME, "packages": PACKAGES, "mirror": mirror_url,
-              "script": setup_script(address)}
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+RECIPE = builder.Recipe(
+    name="foreign", version=RECIPE_VERSION, machine=NAME, hostname=HOSTNAME, host=HOST,
+    packages=PACKAGES, script=setup_script, answering=lambda address: wait_answering(address),
+    secrets=(("dbpass", "db_password"), ("adminpass", "admin_password")),
+    in_use=lambda access, address: _in_use(access, address))
 
 
 # ---- the fixture -----------------------------------------------------------------------
@@ -194,165 +168,25 @@ def recipe_digest(image: Path, address: str, mirror_url: str) -> str:
 @contextmanager
 def department_wiki(net: world.Net, package_mirror: mirror.Mirror, root: Path,
                     access: world.Access) -> Iterator[ForeignServer]:
-    """The wiki server, answering; destroyed (by its name) afterwards.
-
-    Cold, the machine is built on the bare image, shut down, and its upper dir becomes the
-    kept overlay. Either way the server then boots with the kept overlay as a read-only
-    layer under an empty upper dir of its own (a new host key, the session's ssh key), so
-    nothing is copied and a session never changes what the next one boots."""
-    image = images.ensure_image("legacy")
-    _, public_key = world.operator_key(access.key.parent)
-    bare = world.machine_spec(NAME, net, HOST, str(image), public_key, hostname=HOSTNAME)
-    cache = CACHE / recipe_digest(image, bare.ip, package_mirror.url)
-    spec = dataclasses.replace(bare, layers=(str(cache / "upper"),))
-    clock = _Clock()
-    with world.machine(spec, root), _kept_overlay(cache) as lock:
-        prepared = (cache / "upper").is_dir()
-        if prepared:
-            facts = json.loads((cache / "facts.json").read_text())
-        else:
-            facts = {"db_password": secrets.token_urlsafe(18),
-                     "admin_password": secrets.token_urlsafe(18)}
-            _boot(bare, root, access, package_mirror.url)
-            clock.lap("boot the bare image")
-            _build(bare, access, facts)
-            wait_answering(bare.ip)
-            clock.lap("install and configure")
-            _keep(bare, root, cache, facts)
-            clock.lap("keep the overlay")
-        fcntl.flock(lock, fcntl.LOCK_SH)  # in use: not removed while this machine runs
-        _boot(spec, root, access, package_mirror.url)
-        clock.lap("boot")
-        wait_answering(spec.ip)
-        write_usage_history(access, spec.ip, datetime.now(UTC))
-        visit(spec.ip)
-        clock.lap("answering")
+    """The wiki server, answering, with its history of use; destroyed (by its name)
+    afterwards. Built once and kept (tests/foreign/builder.py)."""
+    with builder.kept_server(RECIPE, net, package_mirror, root, access) as booted:
         yield ForeignServer(
-            name=NAME, hostname=HOSTNAME, address=spec.ip, root=root, access=access,
-            db_password_file=_password_file(access.key.parent, facts["db_password"]),
-            setup_s=clock.total(), prepared=prepared, phases=clock.laps)
+            **booted.shared(), hostname=HOSTNAME,
+            db_password_file=builder.password_file(access.key.parent, DATABASE,
+                                                   booted.facts["db_password"]))
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.started = self.last = time.monotonic()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        now = time.monotonic()
-        self.laps[name] = round(now - self.last, 1)
-        self.last = now
-
-    def total(self) -> float:
-        return time.monotonic() - self.started
-
-
-def _boot(spec: machines.MachineSpec, root: Path, access: world.Access, url: str) -> None:
-    world.boot(spec, root, access.known_hosts, url)
-    state = world.settle(access, spec.ip)
-    assert state == "running", f"{spec.machine} did not boot cleanly: {state}"
-
-
-def _build(spec: machines.MachineSpec, access: world.Access, facts: dict[str, str]) -> None:
-    for name, key in (("dbpass", "db_password"), ("adminpass", "admin_password")):
-        access.check(spec.ip, f"install -d -m 0700 /root/setup && umask 077 &&"
-                              f" cat > /root/setup/{name}", stdin=facts[key] + "\n")
-    access.check(spec.ip, "bash -s", stdin=setup_script(spec.ip))
-
-
-def _keep(spec: machines.MachineSpec, root: Path, cache: Path, facts: dict[str, str]) -> None:
-    """Shut the built machine down cleanly and keep its upper dir (moved, not copied)."""
-    machines.stop_machine(spec.name, root)
-    building = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir(parents=True, mode=0o700)
-    _move_tree(upper_dir(spec.name, root), building / "upper")
-    facts_file = building / "facts.json"
-    facts_file.write_text(json.dumps(facts) + "\n")
-    os.chmod(facts_file, 0o600)
-    os.rename(building, cache)
-    _forget_other_recipes(cache)
-
-
-def _move_tree(source: Path, target: Path) -> None:
-    """Move an overlay upper dir exactly: owners, modes, xattrs, whiteouts (device nodes)."""
-    try:
-        os.rename(source, target)
-    except OSError as error:
-        if error.errno != errno.EXDEV:
-            raise
-        subprocess.run(["cp", "-a", str(source), str(target)], check=True)
-        shutil.rmtree(source)
-
-
-def _forget_other_recipes(kept: Path) -> None:
-    """Overlays of older recipes (or images) are never used again: remove them, unless
-    a session is using one."""
-    for other in kept.parent.iterdir():
-        if other == kept or other.name.startswith(".") or not other.is_dir():
-            continue
-        with open(other.with_name(f".{other.name}.lock"), "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            shutil.rmtree(other)
-            other.with_name(f".{other.name}.lock").unlink()
-
-
-@contextmanager
-def _kept_overlay(cache: Path) -> Iterator[int]:
-    """The kept overlay's lock, held exclusively (to build it) until the caller shares it."""
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(cache.parent, 0o700)
-    with open(cache.with_name(f".{cache.name}.lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield handle.fileno()
-
-
-def _password_file(folder: Path, password: str) -> Path:
-    path = folder / f"db-{DATABASE}"
-    path.write_text(password + "\n")
-    os.chmod(path, 0o600)
-    return path
-
-
-# ---- HTTP from the host ----------------------------------------------------------------
-
-
-def get(url: str, timeout: float = 10.0) -> tuple[int, str]:
-    """Status and body of a GET from the host (the address checked by the guard first)."""
-    network.assert_local_address(urllib.parse.urlsplit(url).hostname or "")
-    request = urllib.request.Request(url, headers={"User-Agent": "migrate-tests"})
-    opener = urllib.request.build_opener(_NoRedirect)
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return response.status, response.read().decode(errors="replace")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
+def _in_use(access: world.Access, address: str) -> None:
+    write_usage_history(access, address, datetime.now(UTC))
+    visit(address)
 
 
 def wait_answering(address: str, timeout: float = READY_TIMEOUT) -> None:
     """Until the notice page comes back with its text (read from the database)."""
-    url = f"http://{address}/index.php?title={urllib.parse.quote(PAGE)}"
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            status, body = get(url)
-        except OSError as error:
-            last = str(error)
-        else:
-            if status == 200 and MARKER in body:
-                return
-            last = f"HTTP {status}"
-        time.sleep(0.5)
-    raise AssertionError(f"the wiki at {address} did not answer with its page: {last}")
+    builder.wait_for(f"http://{address}/index.php?title={urllib.parse.quote(PAGE)}",
+                     lambda status, body: status == 200 and MARKER in body, timeout,
+                     f"the wiki at {address} did not answer with its page")
 
 
 def history_start(today: datetime, months: int = HISTORY_MONTHS) -> datetime:

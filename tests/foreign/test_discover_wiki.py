@@ -74,6 +74,8 @@ def test_discovery_drafts_a_valid_manifest_for_the_wiki(
     assert any(s["file"] == foreign_server.config for s in outcome["secrets"])
     (instance,) = draft["target"]["instances"]
     assert "mediawiki" in instance["packages"], instance["packages"]  # owns the web root
+    # php-fpm behind nginx's unix socket, and the PostgreSQL module PHP loads
+    assert {"php8.2-fpm", "php8.2-pgsql"} <= set(instance["packages"]), instance["packages"]
     assert {"host": foreign_server.hostname, "path": foreign_server.config} in \
         draft["workload"]["configuration"]
     assert {"host": foreign_server.hostname, "file": foreign_server.config,

@@ -94,8 +94,8 @@ def hostile_estate(estate: Path, monkeypatch: pytest.MonkeyPatch, connections: l
 def assert_refused(results: list[dict]) -> None:
     (result,) = results
     assert result["result"] == "failed", result
-    assert "refusing to connect" in result["error"], result
-    assert result["exit_code"] == GuardRefused.exit_code
+    assert "refusing to connect" in result["error"]["message"], result
+    assert result["error"]["exit_code"] == GuardRefused.exit_code
 
 
 @pytest.mark.parametrize("stage", ["check_prerequisites", "transfer", "cutover", "rollback"])

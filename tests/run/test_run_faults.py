@@ -139,7 +139,7 @@ def test_a_wave_with_a_changed_host_key_and_a_stopped_target(running_estate, run
     assert systems[COMPLETES]["outcome"] == "done", systems[COMPLETES]
     wrong, stopped = systems[WRONG_KEY], systems[STOPPED]
     assert wrong["failed_stage"] == "transfer" and wrong["rolled_back"] is None, wrong
-    assert "host key" in wrong["error"].lower(), wrong["error"]
+    assert "host key" in wrong["error"]["message"].lower(), wrong["error"]
     assert stopped["failed_stage"] == "transfer" and stopped["rolled_back"] is None, stopped
     for sid in (WRONG_KEY, STOPPED):
         assert source_health(estate, sid) == 200, sid  # the source never stopped serving
@@ -156,7 +156,7 @@ def test_a_wave_with_a_changed_host_key_and_a_stopped_target(running_estate, run
     systems = by_system(second)
     assert again.code == 4, again.stderr
     assert second["failed"] == [WRONG_KEY], second["failed"]  # a changed key is never trusted
-    assert "host key" in systems[WRONG_KEY]["error"].lower()
+    assert "host key" in systems[WRONG_KEY]["error"]["message"].lower()
     assert systems[STOPPED]["outcome"] == "done", systems[STOPPED]  # its machine restarted
     assert systems[COMPLETES]["outcome"] == "nothing to do: no changes", systems[COMPLETES]
     assert source_health(estate, WRONG_KEY) == 200
@@ -208,7 +208,8 @@ def test_the_platform_stopped_during_verification_rolls_back(running_estate, run
     (system,) = summary["systems"]
     assert system["failed_stage"] in ("verify", "cutover"), system
     assert system["rolled_back"] is True, system
-    assert "rolled back" in system["error"] and "exchange" in system["error"], system["error"]
+    error = system["error"]["message"]
+    assert "rolled back" in error and "exchange" in error, error
     assert source_health(estate, COMPLETES) == 200
     web = on_target(estate, COMPLETES, "web", "systemctl is-active fybj-web; true")
     assert web.stdout.strip() == "inactive", web.stdout
@@ -285,8 +286,9 @@ def test_a_rollback_that_fails_is_reported_and_named(running_estate, run_cli):
     assert summary["failed"] == [COMPLETES], summary
     assert system["failed_stage"] == "rollback" and system["rolled_back"] is False, system
     assert system["outcome"] == "failed at rollback, NOT rolled back", system
-    assert "the rollback failed too" in system["error"], system["error"]
-    assert "fybj-web" in system["error"], system["error"]  # which service would not start
+    error = system["error"]["message"]
+    assert "the rollback failed too" in error, error
+    assert "fybj-web" in error, error  # which service would not start
     assert [e["result"] for e in events.ended(estate, "verify", COMPLETES, since)] == ["failed"]
     rollbacks = events.ended(estate, "rollback", COMPLETES, since)
     assert [e["result"] for e in rollbacks] == ["failed"], rollbacks
@@ -339,7 +341,8 @@ def test_the_platform_down_during_register_fails_that_stage(running_estate, run_
     assert code == 4, run.stderr
     (system,) = summary["systems"]
     assert system["failed_stage"] == "register" and system["rolled_back"] is None, system
-    assert "cannot reach exchange platform" in system["error"], system["error"]
+    error = system["error"]["message"]
+    assert "cannot reach exchange platform" in error, error
     stages = {s["stage"]: s["result"] for s in system["stages"]}
     assert stages["transfer"] == "changed" and stages["register"] == "failed", stages
     assert "cutover" not in stages, stages  # the run stopped this system at register

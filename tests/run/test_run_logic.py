@@ -197,7 +197,7 @@ def test_one_failing_system_does_not_stop_its_wave(estate, run_cli, fakes):
                                   "mzj-shjz": ["rsj-sbcx"]}  # what depends on it waits
     systems = {s["system"]: s for s in summary["systems"]}
     assert systems["sjj-tyrz"]["outcome"] == "failed at cutover, rolled back"
-    assert systems["sjj-tyrz"]["error"] == "cutover broke"
+    assert systems["sjj-tyrz"]["error"]["message"] == "cutover broke"
     assert systems["scj-qyxy"]["outcome"] == systems["wjw-fybj"]["outcome"] == "done"
     assert systems["rsj-sbcx"]["outcome"] == \
         "not started: depends on sjj-tyrz, not moved yet"
@@ -317,7 +317,7 @@ def test_a_cutover_never_verified_is_verified_and_rolled_back_when_that_fails(
     assert stages_of(fakes, "scj-qyxy") == ["preview", "register", "verify"]
     wjw = next(s for s in summary["systems"] if s["system"] == "wjw-fybj")
     assert wjw["outcome"] == "failed at verify, rolled back"
-    assert "rolled back: the source stays authoritative" in wjw["error"]
+    assert "rolled back: the source stays authoritative" in wjw["error"]["message"]
     status = json.loads(run_cli("status", estate, "--output", "json").stdout)
     stands = {s["id"]: s["text"] for s in status["systems"]}
     assert stands["wjw-fybj"] == "failed at verify, rolled back"

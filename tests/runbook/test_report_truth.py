@@ -54,7 +54,13 @@ def test_failures_and_rollbacks_are_in_every_rendering(example, story):
     assert "通过 passed" in markdown and "signed" in markdown
     document = json.loads(json.dumps(report))
     failed = next(s for s in document["systems"] if s["id"] == TRANSFER_FAILED)
-    assert failed["failed"] and failed["failure"]["error"] == "rsync exited 23"
+    assert failed["failed"] and failed["failure"]["stage"] == "transfer_files"
+    # the error in the shape of every error in JSON (README, "Exit codes"), as migrate status
+    # gives it: the journal keeps the message only
+    assert failed["failure"]["error"] == {"type": None, "message": "rsync exited 23",
+                                          "hint": None, "exit_code": None}
+    assert failed["failure"]["problems"] == []
+    assert document["schema_version"] == 3  # the error was a string in 2
 
 
 def test_a_report_from_a_tampered_journal_says_so_and_exits_4(run_cli, estate):

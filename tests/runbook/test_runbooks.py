@@ -180,3 +180,33 @@ def test_verification_checks_are_listed_with_result_and_time():
                     ["host::service_active[web]", "pass 通过", "0.4 s"]]
     assert _check_rows([{"name": "health", "ok": True, "detail": "200"}]) == [
         ["health", "pass 通过", "200"]]
+
+
+def test_a_verification_s_kept_run_is_linked_not_reported_missing(tmp_path, example):
+    """A verification keeps its run folder as verify_system writes it (result.json,
+    junit.xml, no artifacts/ folder: it runs no play); its evidence links the result and
+    reports nothing missing, and the bundle cites what is there."""
+    from migrate.core.journal import Journal
+    from migrate.stages.runbook import cited_artifacts
+
+    estate, plan = example
+    state = tmp_path / "state"
+    journal = Journal(state, estate.settings.estate)
+    run_id = f"20261120T030000Z-{TRANSFER_SHAPED}-verify-0a1b2c"
+    run_dir = state / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    for name in ("result.json", "junit.xml", "context.json", "pytest.log"):
+        (run_dir / name).write_text("{}\n" if name.endswith(".json") else "<testsuites/>\n")
+    journal.append("verify", system=TRANSFER_SHAPED, result="ok", duration_s=9.5, outputs={
+        "run_id": run_id, "passed": True, "counts": {"passed": 1},
+        "checks": {"host::service_active[web]": {"result": "passed", "time_s": 0.4}}})
+
+    out = tmp_path / "runbooks"
+    write_evidence_runbooks(estate, plan, journal, out, systems=[TRANSFER_SHAPED],
+                            formats=["md"])
+    text = (out / "evidence" / f"{TRANSFER_SHAPED}.md").read_text(encoding="utf-8")
+    verify = next(part for part in text.split("\n## ")[1:]
+                  if part.startswith(STAGE_TITLES["verify"]))
+    assert "recorded but not found" not in verify, verify
+    assert re.search(rf"\[runs/{run_id}/result\.json · sha256:[0-9a-f]{{64}}\]\(", verify), verify
+    assert cited_artifacts(journal.entries()) == [f"runs/{run_id}/result.json"]

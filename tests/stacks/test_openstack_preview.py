@@ -26,6 +26,7 @@ from tests.conftest import EXAMPLE_ESTATE
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.cloud,  # the built OpenStack plugin
     # pulumi_openstack warns at import about its own deprecated aliases; none is used here.
     pytest.mark.filterwarnings(r"ignore:openstack\..* has been deprecated:DeprecationWarning"),
 ]

@@ -68,3 +68,58 @@ def test_the_target_probe_sums_what_lands_on_each_filesystem(tmp_path: Path) -> 
     assert problem.startswith(f"{fs['mount']} has ")
     assert f"for {tmp_path}/not/yet/there (data x 1.5 + 0 bytes margin)" in problem
     assert isinstance(short["pg_majors"], list)
+
+
+FAKE_MARIADB = """#!/bin/sh
+# a MariaDB client that records how it was called and answers as a server holding "o'k"
+printf '%s\\n' "ARGS $*" "PWD ${MYSQL_PWD:-}" >> "$LOG"
+sql="$(cat)"
+printf 'SQL %s\\n' "$sql" >> "$LOG"
+case "$sql" in
+    *VERSION*) echo 10.11.6-MariaDB ;;
+    *"'o\\\\'k'"*) printf 'here\\n4096\\n' ;;
+    *schemata*) printf 'missing\\n0\\n' ;;
+esac
+case "$*" in *"--user bad"*) echo "Access denied for user 'bad'@'localhost'" >&2; exit 1 ;; esac
+"""
+
+
+def test_the_source_probe_reads_mariadb_with_names_quoted_and_passwords_in_the_environment(
+        tmp_path: Path) -> None:
+    client = tmp_path / "bin" / "mariadb"
+    client.parent.mkdir()
+    client.write_text(FAKE_MARIADB)
+    client.chmod(0o755)
+    log = tmp_path / "calls.log"
+    spec = {"where": "db1 (192.0.2.3)", "trees": [], "configuration": [], "rewrites": [],
+            "databases": [{"name": "o'k", "user": "shopapp", "engine": "mariadb"},
+                          {"name": "gone", "user": "bad", "engine": "mariadb"}]}
+    done = subprocess.run(
+        [sys.executable, "-c", (FILES / "probe_source.py").read_text(), json.dumps(spec)],
+        input="s3cret-one\ns3cret-two\n", capture_output=True, text=True, check=True,
+        timeout=60, env={**os.environ, "PATH": f"{client.parent}:{os.environ['PATH']}",
+                         "LOG": str(log)})
+    found = json.loads(done.stdout)
+    assert found["needs"] == ["/var/lib/mysql=4096"]
+    assert found["pg_major"] == 0  # no PostgreSQL database: PostgreSQL is not asked
+    assert found["problems"] == [
+        "database gone on db1 (192.0.2.3) cannot be read: it does not exist",
+        "database gone on db1 (192.0.2.3) refused user bad with the manifest's password: "
+        "Access denied for user 'bad'@'localhost'; the application could not log in either: "
+        "fix the password secret before moving"]
+    calls = log.read_text()
+    assert "schema_name = 'o\\'k'" in calls  # a literal, its quote escaped
+    assert "PWD s3cret-one" in calls and "PWD s3cret-two" in calls
+    assert not [line for line in calls.splitlines()
+                if line.startswith("ARGS") and "s3cret" in line]
+
+
+def test_the_source_probe_names_a_host_without_mariadb(tmp_path: Path) -> None:
+    spec = {"where": "db1 (192.0.2.3)", "trees": [], "configuration": [], "rewrites": [],
+            "databases": [{"name": "shop", "user": "shopapp", "engine": "mariadb"}]}
+    done = subprocess.run(
+        [sys.executable, "-c", (FILES / "probe_source.py").read_text(), json.dumps(spec)],
+        input="pw\n", capture_output=True, text=True, check=True, timeout=60,
+        env={**os.environ, "PATH": str(tmp_path)})
+    assert json.loads(done.stdout)["problems"] == [
+        "MariaDB on db1 (192.0.2.3) does not answer: mariadb is not installed"]

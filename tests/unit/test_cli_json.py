@@ -12,8 +12,10 @@ import pytest
 from migrate.core.errors import StageFailure
 from migrate.orchestrate import pipeline
 
-FAILED = {"system": "scj-qyxy", "result": "failed", "error": "host key changed",
-          "hint": "check the host", "exit_code": 4, "duration_s": 0.5}
+FAILED = {"system": "scj-qyxy", "stage": "transfer", "result": "failed",
+          "error": {"type": "HostKeyChanged", "message": "host key changed",
+                    "hint": "check the host", "exit_code": 4},
+          "problems": [], "duration_s": 0.5}
 
 
 def failing_results(*_args, **_kwargs) -> list[dict]:
@@ -32,9 +34,10 @@ def test_a_partly_failed_stage_gives_one_json_document(estate, run_cli, monkeypa
     assert result.code == 4, result.stderr
     document = json.loads(result.stdout)  # one document: a second one would not parse
     assert [s["result"] for s in document["systems"]] == ["ok", "failed"]
-    assert document["systems"][1] == FAILED  # a failed system's object, as it always was
+    assert document["systems"][1] == FAILED  # its error in the shape of the command's own
     assert "scj-qyxy: host key changed" in document["error"]["message"]
     assert document["error"]["exit_code"] == 4
+    assert document["schema_version"] == 2
 
 
 def test_a_stage_that_passes_gives_its_document_without_error(estate, run_cli, monkeypatch):
@@ -44,10 +47,10 @@ def test_a_stage_that_passes_gives_its_document_without_error(estate, run_cli, m
     assert "error" not in json.loads(result.stdout)
 
 
-def only_document(result) -> dict:
+def only_document(result, schema_version: int = 1) -> dict:
     """The one JSON document on stdout (a second one would not parse)."""
     document = json.loads(result.stdout)
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == schema_version
     return document
 
 
@@ -56,7 +59,7 @@ def test_validate_lists_the_systems_as_objects_like_census_plan_and_status(estat
     for command in ("validate", "census", "plan", "status"):
         result = run_cli(command, estate, "-o", "json")
         assert result.code == 0, result.stderr
-        systems = only_document(result)["systems"]
+        systems = only_document(result, 2 if command == "status" else 1)["systems"]
         assert isinstance(systems, list), command
         ids[command] = {s["id"] for s in systems}
     assert len(ids["validate"]) == 10
@@ -94,7 +97,7 @@ def test_a_missing_argument_is_json_too(run_cli, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     result = run_cli("status", "-ojson")
     assert result.code == 2
-    assert "ESTATE" in only_document(result)["error"]["message"]
+    assert "ESTATE" in only_document(result, 2)["error"]["message"]  # status's version
 
 
 def test_an_unexpected_failure_is_json_with_exit_1(run_cli, estate, monkeypatch):
@@ -105,7 +108,7 @@ def test_an_unexpected_failure_is_json_with_exit_1(run_cli, estate, monkeypatch)
     monkeypatch.setattr(pipeline, "open_estate", broken)
     result = run_cli("status", estate, "--output=json")
     assert result.code == 1
-    assert "RuntimeError: a bug" in only_document(result)["error"]["message"]
+    assert "RuntimeError: a bug" in only_document(result, 2)["error"]["message"]
 
 
 def test_an_error_after_the_document_does_not_print_a_second_one(run_cli, estate, monkeypatch):
@@ -114,14 +117,14 @@ def test_an_error_after_the_document_does_not_print_a_second_one(run_cli, estate
 
     emit = cli.emit_json
 
-    def emit_then_fail(document):
-        emit(document)
+    def emit_then_fail(document, *version):
+        emit(document, *version)
         raise StageFailed("failed after printing", "a hint")
 
     monkeypatch.setattr(cli, "emit_json", emit_then_fail)
     result = run_cli("status", estate, "-o", "json")
     assert result.code == 4
-    assert "systems" in only_document(result)
+    assert "systems" in only_document(result, 2)
     assert "failed after printing" in result.stderr
 
 
@@ -134,8 +137,8 @@ def test_an_abort_at_the_prompt_is_json_and_the_question_stays_off_stdout(run_cl
     monkeypatch.setattr(sys, "stdin", TerminalInput("n\n"))
     result = run_cli("cutover", estate, "--system", "wjw-fybj", "-o", "json")
     assert result.code == 1
-    assert only_document(result)["error"] == {"type": "Aborted", "message": "aborted",
-                                              "hint": None, "exit_code": 1}
+    assert only_document(result, 2)["error"] == {"type": "Aborted", "message": "aborted",
+                                                 "hint": None, "exit_code": 1}
     assert "Cut over wjw-fybj?" in result.stderr
 
 
@@ -184,7 +187,7 @@ def test_the_rollback_question_stays_off_stdout(run_cli, estate, monkeypatch):
     monkeypatch.setattr(sys, "stdin", TerminalInput("n\n"))
     result = run_cli("rollback", estate, "--system", "wjw-fybj", "-o", "json")
     assert result.code == 1
-    assert only_document(result)["error"]["type"] == "Aborted"
+    assert only_document(result, 2)["error"]["type"] == "Aborted"
     assert "Roll back wjw-fybj?" in result.stderr
 
 
@@ -216,3 +219,77 @@ def test_audit_key_and_checkpoint_answer_in_json(run_cli, estate, tmp_path):
     checkpoint = only_document(result)["checkpoint"]
     assert checkpoint["head_hash"] == verified["last_hash"]
     assert json.loads(handed.read_text(encoding="utf-8")) == checkpoint
+
+
+# ---- one shape for an error: the command's own and a system's failure in its results (#21)
+
+ERROR_KEYS = {"type", "message", "hint", "exit_code"}
+
+
+def command_error_document(run_cli, estate) -> dict:
+    """A command's own error document (an invalid estate): ``error`` and ``problems``."""
+    (estate / "systems" / "wjw-fybj.yaml").write_text("schema_version: 1\nid: wjw-fybj\n")
+    return only_document(run_cli("census", estate, "-o", "json"))
+
+
+def test_a_system_s_failure_has_the_shape_of_the_command_s_own_error(estate, run_cli,
+                                                                     monkeypatch):
+    monkeypatch.setattr(pipeline, "move", failing_results)
+    moved = run_cli("transfer", estate, "--system", "wjw-fybj", "--system", "scj-qyxy",
+                    "--yes", "-o", "json")
+    document = only_document(moved, 2)
+    failed = document["systems"][1]
+    own = command_error_document(run_cli, estate)
+    assert set(own["error"]) == set(failed["error"]) == set(document["error"]) == ERROR_KEYS
+    assert {"error", "problems"} <= set(failed) and isinstance(failed["problems"], list)
+    assert {"error", "problems"} <= set(own) and own["problems"][0].keys() == {
+        "file", "line", "path", "message", "hint"}
+    assert (failed["error"]["type"], failed["error"]["exit_code"]) == ("HostKeyChanged", 4)
+    assert "hint" not in failed and "exit_code" not in failed  # only inside its error
+
+
+def test_a_system_s_invalid_input_carries_its_problems_as_a_command_s_error_does() -> None:
+    from migrate.core.errors import InvalidInput, Problem
+
+    problem = Problem("systems/wjw-fybj.yaml", 7, "data.files[0].path", "no such folder",
+                      "give an absolute path")
+
+    def invalid(_system_id: str) -> dict:
+        raise InvalidInput([problem], "1 problem in wjw-fybj")
+
+    (result,) = pipeline.for_each_system(["wjw-fybj"], invalid, stage="transfer")
+    assert set(result["error"]) == ERROR_KEYS
+    assert result["error"]["type"] == "InvalidInput" and result["error"]["exit_code"] == 2
+    assert result["problems"] == [problem.as_dict()]
+
+
+def test_run_and_status_give_a_system_s_failure_the_error_s_shape(estate, run_cli):
+    from migrate.core.errors import StageFailed, StageFailure
+    from migrate.orchestrate import run as runs
+
+    failure = StageFailure("wjw-fybj", "transfer", "StageFailed", "rsync exited 23",
+                           "see the play's log", StageFailed.exit_code, 2.0)
+    system = runs.SystemRun("wjw-fybj", 1)
+    runs.record_failure(system, failure)
+    summary = runs.RunOutcome("r1", systems=[system]).as_dict()["systems"][0]
+    assert summary["error"] == failure.error_dict() and set(summary["error"]) == ERROR_KEYS
+    assert summary["failed_stage"] == "transfer" and summary["problems"] == []
+
+    context = pipeline.open_context(estate)
+    context.journal.append("transfer", system="wjw-fybj", result="failed",
+                           outputs={"error": "rsync exited 23"})
+    document = only_document(run_cli("status", estate, "-o", "json"), 2)
+    stands = next(s for s in document["systems"] if s["id"] == "wjw-fybj")["failure"]
+    assert stands["stage"] == "transfer" and stands["problems"] == []
+    assert stands["error"] == {"type": None, "message": "rsync exited 23", "hint": None,
+                               "exit_code": None}  # the journal keeps the message only
+    table = run_cli("status", estate)
+    assert "rsync exited 23" in table.stdout
+
+
+def test_a_run_document_is_schema_version_2(estate, run_cli, monkeypatch):
+    from migrate.orchestrate import run as runs
+
+    monkeypatch.setattr(runs, "run_estate", lambda *_args, **_kwargs: runs.RunOutcome("r1"))
+    document = only_document(run_cli("run", estate, "--yes", "-o", "json"), 2)
+    assert document["run_id"] == "r1" and document["error"] is None

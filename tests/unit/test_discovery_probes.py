@@ -69,10 +69,11 @@ def test_a_host_is_discovered_probe_by_probe_and_failures_are_recorded() -> None
     assert [e["probe"] for e in result["probe_errors"]] == ["postgresql"]
     assert "connection refused" in result["probe_errors"][0]["message"]
     assert set(result["timings_s"]) == {"os", "hardware", "packages", "listening",
-                                        "running_units", "units",
-                                        "web_roots", "data_directories", "postgresql", "cron",
-                                        "web_access", "address_mentions", "secrets",
-                                        "package_owners"}
+                                        "running_units", "unix_sockets", "units",
+                                        "web_roots", "data_directories", "postgresql",
+                                        "mariadb", "timers", "runtime_modules", "tomcat",
+                                        "cron", "web_access", "address_mentions",
+                                        "database_references", "secrets", "package_owners"}
     assert seen["web_roots"] == ["/var/lib/mediawiki"]
     du = next(c for c in session.commands if "du -s -k" in c)
     assert "/var/lib/mediawiki" in du

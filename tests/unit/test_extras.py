@@ -23,7 +23,7 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["
 NOT_FOR_USERS = {"dev"}
 # the planner's and the auditor's: what the base install runs
 BASE_COMMANDS = {"validate", "census", "plan", "schema", "init", "status", "runbook", "report",
-                 "audit", "evidence"}
+                 "audit", "evidence", "register"}
 
 
 def canonical(name: str) -> str:
@@ -77,6 +77,7 @@ def test_a_module_is_found_by_its_name_its_submodules_and_its_namespace():
     assert extra_providing("google").name == "move"  # google.protobuf's namespace missing
     assert extra_providing("pulumix") is None
     assert extra_providing("yaml") is None  # the base install's
+    assert extra_providing("paramiko").name == "ssh"  # the small extra move includes
 
 
 def test_every_command_is_of_the_base_install_or_names_its_extra():
@@ -104,6 +105,21 @@ def test_a_command_refuses_before_doing_anything_when_its_extra_is_missing(
         assert "pip install 'migrate[move]'" in result.stderr
         assert not (estate / ".migrate").exists()  # no journal, no state: nothing was done
     assert run_cli("provision", "--help").code == 0  # the help is still there
+    for command in ("trust", "discover"):  # they need the ssh extra only
+        result = run_cli(command, estate)
+        assert result.code == 3, (command, result)
+        assert f"'migrate {command}' needs the 'ssh' extra" in result.stderr
+        assert "pip install 'migrate[ssh]'" in result.stderr
+
+
+def test_trust_and_discover_need_only_paramiko_and_register_nothing_of_an_extra(
+        monkeypatch, run_cli, estate):
+    for module in EXTRAS["move"].modules:  # every module of move but its ssh extra's
+        monkeypatch.setitem(sys.modules, module, None)
+    for command in ("trust", "discover", "register"):
+        result = run_cli(command, estate, "--system", "wjw-fybj")
+        assert result.code in (2, 3), (command, result)  # the example estate's own gaps
+        assert "extra" not in result.stderr and "pip install" not in result.stderr, result
 
 
 def a_command_missing(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
@@ -115,18 +131,28 @@ def a_command_missing(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
                         click.Command("needs-it", callback=needs_it, params=params))
 
 
+@pytest.mark.parametrize(("module", "extra"), [("ansible_runner", "move"),
+                                                ("paramiko", "ssh")])
 def test_a_command_whose_extra_is_missing_exits_3_naming_the_command_module_and_fix(
-        monkeypatch, run_cli):
-    a_command_missing(monkeypatch, "paramiko")
+        monkeypatch, run_cli, module, extra):
+    a_command_missing(monkeypatch, module)
     result = run_cli("needs-it", "estate")
     assert result.code == 3
-    assert "'migrate needs-it' needs the 'move' extra of migrate" in result.stderr
-    assert "no module 'paramiko'" in result.stderr
-    assert "pip install 'migrate[move]'" in result.stderr
+    assert f"'migrate needs-it' needs the '{extra}' extra of migrate" in result.stderr
+    assert f"no module '{module}'" in result.stderr
+    assert f"pip install 'migrate[{extra}]'" in result.stderr
 
     document = json.loads(run_cli("needs-it", "estate", "-o", "json").stdout)["error"]
     assert (document["type"], document["exit_code"]) == ("EnvironmentNotReady", 3)
-    assert "pip install 'migrate[move]'" in document["hint"]
+    assert f"pip install 'migrate[{extra}]'" in document["hint"]
+
+
+def test_a_moving_command_missing_paramiko_names_its_own_extra() -> None:
+    from migrate.core.extras import missing_extra
+
+    error = ModuleNotFoundError("No module named 'paramiko'", name="paramiko")
+    assert "needs the 'move' extra" in missing_extra(error, "migrate transfer").message
+    assert "needs the 'ssh' extra" in missing_extra(error, "migrate trust").message
 
 
 def test_a_missing_module_that_no_extra_provides_stays_an_unexpected_failure(
@@ -139,9 +165,9 @@ def test_a_missing_module_that_no_extra_provides_stays_an_unexpected_failure(
 
 
 def test_a_plugged_command_whose_extra_is_missing_is_listed_and_refused(monkeypatch, run_cli):
-    plugged = EntryPoint("plugged", "paramiko:command", cli_main.COMMANDS_GROUP)
+    plugged = EntryPoint("plugged", "pulumi:command", cli_main.COMMANDS_GROUP)
     monkeypatch.setattr(cli_main, "plugged_commands", lambda: {"plugged": plugged})
-    monkeypatch.setitem(sys.modules, "paramiko", None)  # its import fails: not installed
+    monkeypatch.setitem(sys.modules, "pulumi", None)  # its import fails: not installed
 
     listed = run_cli("--help")
     assert listed.code == 0
@@ -188,3 +214,31 @@ def test_the_base_install_s_commands_import_no_module_of_an_extra(estate, tmp_pa
     codes = json.loads(done.stdout.rsplit("CODES", 1)[-1])
     assert codes == {" ".join(args): 0 for args in commands}, done.stderr[-3000:]
 
+
+
+LOADED_AFTER = """
+import json
+import sys
+from migrate.cli.main import main
+
+try:
+    main(ARGS)
+except SystemExit:
+    pass
+print("LOADED", json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+MOVING_TOOLS = {"ansible", "ansible_runner", "pulumi", "pulumi_openstack", "testinfra",
+                "pytest", "grpc"}
+
+
+@pytest.mark.parametrize("command", ["trust", "discover", "register"])
+def test_register_trust_and_discover_import_no_moving_tool(estate, command):
+    """Run as a user runs them (every extra installed here): what they import is what they
+    need, not Ansible, Pulumi or testinfra."""
+    script = LOADED_AFTER.replace("ARGS", repr([command, str(estate), "--system", "wjw-fybj"]))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False)
+    loaded = set(json.loads(done.stdout.rsplit("LOADED", 1)[-1]))
+    assert "click" in loaded and "migrate" in loaded, done.stderr[-2000:]  # it ran
+    assert not loaded & MOVING_TOOLS, (loaded & MOVING_TOOLS, done.stderr[-2000:])
+    assert ("paramiko" in loaded) is (command != "register")

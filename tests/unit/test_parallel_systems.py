@@ -42,8 +42,8 @@ def test_a_failing_system_does_not_stop_the_others() -> None:
 
     results = for_each_system(["a", "b", "c"], work, parallel=3, stage="transfer")
     assert [r["result"] for r in results] == ["ok", "failed", "ok"]
-    assert results[1]["error"] == "transfer_files failed on web1"
-    assert results[1]["hint"] == "look at web1"
+    assert results[1]["error"]["message"] == "transfer_files failed on web1"
+    assert results[1]["error"]["hint"] == "look at web1"
 
 
 def test_a_lone_failure_keeps_its_exit_code_and_hint() -> None:

@@ -227,7 +227,7 @@ def test_sessions_pass_the_guard_before_connecting(estate: Path,
 
     monkeypatch.setattr(load_surroundings("sandbox"), "guard_address", refuse)
     monkeypatch.setattr(paramiko.SSHClient, "connect", never)
-    monkeypatch.setattr(trust.socket, "create_connection", never)
+    monkeypatch.setattr(access.socket, "create_connection", never)
     loaded = open_estate(estate)
     login = access.Login("203.0.113.5", "root", Path("/nonexistent"))
     with pytest.raises(GuardRefused, match=r"203\.0\.113\.5"):

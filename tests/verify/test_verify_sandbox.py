@@ -375,7 +375,7 @@ def cutover_rolls_back(world: Moved, *expected: str) -> str:
     results = move(context_of(world.estate), "cutover", [SYSTEM])
     TIMINGS.setdefault("cutover + verify + rollback", time.monotonic() - started)
     assert results[0]["result"] == "failed", results
-    message = results[0]["error"]
+    message = results[0]["error"]["message"]
     assert any(e in message for e in expected) and "rolled back" in message, message
     assert service_state(world, "source") == "active enabled"
     assert service_state(world, "target") == "inactive disabled"

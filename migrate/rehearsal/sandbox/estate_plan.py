@@ -14,14 +14,13 @@ from migrate.core.loader import Estate
 from migrate.core.model import DEFAULT_PLATFORM_MACHINE
 from migrate.core.state import secret_name
 from migrate.rehearsal.sandbox.layout import machine_name
-from migrate.rehearsal.sandbox.network import bridge_name
+from migrate.rehearsal.sandbox.network import EXCHANGE_GATEWAY_NUMBER, bridge_name
 
 LEGACY, EXCHANGE, OPS = "legacy", "exchange", "ops"
 # The platform machine's name unless sandbox.platform_machine names another: machine names are
 # the host's, so estates rehearsed side by side each need their own (and networks of their own).
 PLATFORM_MACHINE = DEFAULT_PLATFORM_MACHINE
 PLATFORM_HOST_NUMBER = 10  # the platform sits at .10 of exchange.network
-EXCHANGE_GATEWAY_NUMBER = 1
 OPS_GATEWAY_NUMBER = 1
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from migrate.adapters.processes import all_pids, cmdline
+from migrate.adapters.processes import all_pids, cmdline, environ_value
 from migrate.core.errors import StageFailed
 from migrate.rehearsal.sandbox import cgroups, hostkeys, images, network
 from migrate.rehearsal.sandbox.host import require_host, tool
@@ -410,8 +410,10 @@ def wait_ssh_ready(name: str, timeout: float = 30.0, root: Root = None) -> float
     network.assert_local_address(address)
     started = time.monotonic()
     deadline = started + timeout
+    process = None
     while time.monotonic() < deadline:
-        if find_machine_pid(name, root) is None:
+        process = _current_process(process, name, root)
+        if process is None:
             raise StageFailed(
                 f"machine {record['machine']} stopped before ssh was ready:\n"
                 + console_tail(name, root),
@@ -480,13 +482,13 @@ def _stop_process(name: str, root: Root, process: MachineProcess, timeout: float
     # gets systemd's own poweroff signal.
     polite = signal.SIGTERM if process.is_nspawn else signal.SIGRTMIN + 3
     _signal(process.pid, polite)
-    if _wait_gone(name, root, timeout):
+    if _wait_gone(name, root, timeout, process):
         return
     if process.is_nspawn:
         for child in _children(process.pid):
             _signal(child, signal.SIGKILL)  # the container's init: ends its namespace
     _signal(process.pid, signal.SIGKILL)
-    if not _wait_gone(name, root, 10.0):
+    if not _wait_gone(name, root, 10.0, process):
         raise StageFailed(f"machine {machine_name(name)} (pid {process.pid}) does not stop")
 
 
@@ -503,13 +505,15 @@ def _signal(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
-def _wait_gone(name: str, root: Root, timeout: float) -> bool:
+def _wait_gone(name: str, root: Root, timeout: float, process: MachineProcess) -> bool:
     deadline = time.monotonic() + timeout
+    seen: MachineProcess | None = process
     while time.monotonic() < deadline:
-        if find_machine_pid(name, root) is None:
+        seen = _current_process(seen, name, root)
+        if seen is None:
             return True
         time.sleep(0.05)
-    return find_machine_pid(name, root) is None
+    return _current_process(seen, name, root) is None
 
 
 def _wait_veth_gone(name: str, timeout: float = 5.0) -> None:
@@ -550,26 +554,48 @@ def find_machine_pid(name: str, root: Root = None) -> int | None:
 def find_machine_process(name: str, root: Root = None) -> MachineProcess | None:
     machine = machine_name(name)
     overlay_suffix = f":{upper_dir(name, root)}:/"
-    machine_id = _machine_id(name, root)
     nspawns: dict[int, int] = {}
-    inits: list[int] = []
+    others: list[int] = []
     for pid in all_pids():
         argv = cmdline(pid)
         if not argv:
             continue  # gone, a zombie or a kernel thread
         if argv[0].endswith("systemd-nspawn"):
-            if _arg_after(argv, "-M") == machine and any(
-                a.startswith("--overlay=") and a.endswith(overlay_suffix) for a in argv
-            ):
+            if _is_machine_nspawn(argv, machine, overlay_suffix):
                 nspawns[pid] = _parent_pid(pid)
-        elif machine_id and _container_uuid(pid) == machine_id:
-            inits.append(pid)
+        else:
+            others.append(pid)
     # nspawn's own helper children share its command line; the top one is the machine.
     tops = [pid for pid, parent in nspawns.items() if parent not in nspawns]
     if tops:
         return MachineProcess(min(tops), is_nspawn=True)
+    # Environments are read only when no nspawn runs it: one more file per process.
+    machine_id = _machine_id(name, root)
+    inits = [pid for pid in others if machine_id and _container_uuid(pid) == machine_id]
     orphans = [pid for pid in inits if _parent_pid(pid) not in nspawns]
     return MachineProcess(min(orphans), is_nspawn=False) if orphans else None
+
+
+def _is_machine_nspawn(argv: list[str], machine: str, overlay_suffix: str) -> bool:
+    return _arg_after(argv, "-M") == machine and any(
+        a.startswith("--overlay=") and a.endswith(overlay_suffix) for a in argv)
+
+
+def _current_process(seen: MachineProcess | None, name: str,
+                     root: Root) -> MachineProcess | None:
+    """The machine's process now: ``seen`` while that pid still is it (one look at the pid,
+    not a scan of /proc: pollers ask many times a second), else a fresh search."""
+    if seen is not None and _still_machine_process(seen, name, root):
+        return seen
+    return find_machine_process(name, root)
+
+
+def _still_machine_process(process: MachineProcess, name: str, root: Root) -> bool:
+    if process.is_nspawn:
+        return _is_machine_nspawn(cmdline(process.pid), machine_name(name),
+                                  f":{upper_dir(name, root)}:/")
+    machine_id = _machine_id(name, root)
+    return bool(machine_id) and _container_uuid(process.pid) == machine_id
 
 
 def _machine_id(name: str, root: Root) -> str | None:
@@ -578,17 +604,13 @@ def _machine_id(name: str, root: Root) -> str | None:
 
 
 def _container_uuid(pid: int) -> str | None:
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
+    value = environ_value(pid, "container_uuid")
+    if value is None:
         return None
-    for entry in environ.split(b"\0"):
-        if entry.startswith(b"container_uuid="):
-            try:
-                return uuid.UUID(entry.split(b"=", 1)[1].decode()).hex
-            except ValueError:
-                return None
-    return None
+    try:
+        return uuid.UUID(value).hex
+    except ValueError:
+        return None
 
 
 

@@ -36,6 +36,7 @@ from migrate.rehearsal.sandbox.host import tool
 
 BRIDGE_PREFIX = "mg-"
 IFNAMSIZ = 15  # usable characters of a Linux interface name
+EXCHANGE_GATEWAY_NUMBER = 1  # the sandbox's gateway on the exchange network: its .1
 # Routing table and rule priority reserved for traffic arriving on project bridges.
 ROUTE_TABLE = 4201
 RULE_PRIORITY = 4201

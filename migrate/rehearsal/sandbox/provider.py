@@ -66,8 +66,8 @@ from pulumi.dynamic import (
 
 from migrate.core.errors import InvalidInput, Problem, StageFailed
 from migrate.rehearsal.sandbox import hostkeys, layout, machines, network
-from migrate.rehearsal.sandbox.estate_plan import EXCHANGE_GATEWAY_NUMBER
 from migrate.rehearsal.sandbox.host import tool
+from migrate.rehearsal.sandbox.network import EXCHANGE_GATEWAY_NUMBER
 
 SANDBOX_IMAGE = "cloud"  # every plan image boots the sandbox's cloud image
 SSH_READY_TIMEOUT = 60.0

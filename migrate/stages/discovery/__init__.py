@@ -2,9 +2,11 @@
 is there, as *observed* data kept apart from the manifests' intent.
 
 For each system it writes ``<state>/discovery/<id>.json`` (schema version 1): per host what
-the probes found (OS, packages, listening services and units, data directories, PostgreSQL
-databases and roles, cron jobs, use from the access logs, configuration naming the host's
-address, where secrets sit), and, for a system with a manifest, what the manifest misses or
+the probes found (OS, packages, listening services and units, the units behind the web
+servers' unix sockets, data directories, PostgreSQL databases and roles, MariaDB databases,
+users and grants, timers, the modules runtimes load, Tomcat's hand-deployed applications,
+cron jobs, use from the access logs, configuration naming the host's address or a database
+server, where secrets sit), and, for a system with a manifest, what the manifest misses or
 says differently; for a new system a draft manifest ``<id>.draft.yaml`` that validates.
 Secrets are never read: their place is recorded with a proposed secret:// name.
 """

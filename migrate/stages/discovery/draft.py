@@ -24,7 +24,12 @@ from typing import Any
 from migrate.core import safety
 from migrate.core.errors import Problem
 from migrate.core.loader import Estate, parse_yaml, validate_document
-from migrate.core.model import DEBIAN_PACKAGE_PATTERN, NAME_PATTERN, UNIT_PATTERN, SystemManifest
+from migrate.core.model import (
+    DEBIAN_PACKAGE_PATTERN,
+    NAME_PATTERN,
+    UNIT_PATTERN,
+    SystemManifest,
+)
 from migrate.core.plan import POSTGRESQL_PORT
 from migrate.core.safety import within
 from migrate.core.validate import check_estate
@@ -35,6 +40,11 @@ MIN_DATA_KB = 1024  # smaller directories are listed as observed, not proposed
 GB = 1024 * 1024 * 1024
 KB_PER_GB = 1024 * 1024
 DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+MARIADB_PORT = 3306
+ENGINE_PORTS = {"postgresql": POSTGRESQL_PORT, "mariadb": MARIADB_PORT}
+# MariaDB's own accounts (Debian's root, the sys schema's definer, ...): never the application's
+MARIADB_SYSTEM_USERS = ("root", "mysql", "mariadb.sys", "debian-sys-maint", "mysql.sys",
+                        "mysql.session", "mysql.infoschema", "")
 TODO = "TODO(discover): "
 Path_ = tuple[str | int, ...]
 
@@ -139,7 +149,8 @@ def _roles(observed: dict) -> list[str]:
     if any(is_application_unit(e.get("unit")) and not e["loopback"]
            for e in observed.get("listening") or []):
         roles.append("web")
-    if any(not d["system"] for d in (observed.get("postgresql") or {}).get("databases", [])):
+    if any(not d["system"] for engine in ENGINE_PORTS
+           for d in (observed.get(engine) or {}).get("databases", [])):
         roles.append("db")
     return roles
 
@@ -185,18 +196,79 @@ def _workload(draft: Draft, system_id: str, hosts: list[DraftHost],
         services += _services(draft, host, len(services))
         files += _files(draft, host, len(files))
         databases += _databases(draft, system_id, host, len(databases))
+        databases += _mariadb_databases(draft, host, len(databases))
     workload = {"services": services, "files": files, "databases": databases}
     chosen = _safe_rewrites(draft, [r for r in rewrites if r["kind"] == "application"
                                     and not r["file"].startswith(DATABASE_SETTINGS)])
+    configuration = _configuration(draft, chosen, [entry for host in hosts
+                                                   for entry in hand_made(draft, host)])
+    if configuration:
+        workload["configuration"] = configuration
     if chosen:
-        workload["configuration"] = _configuration(draft, chosen)
         workload["rewrites"] = _rewrites(draft, chosen)
     return workload
 
 
-# The database server's own settings: the move sets them on the target (listening address,
+# The database servers' own settings: the move sets them on the target (listening address,
 # admitted instances), so they are proposed as rewrites but not copied.
-DATABASE_SETTINGS = ("/etc/postgresql/",)
+DATABASE_SETTINGS = ("/etc/postgresql/", "/etc/mysql/")
+SYSTEMD_LOCAL = "/etc/systemd/system/"
+
+
+def hand_made(draft: Draft, host: DraftHost) -> list[tuple[str, str, str]]:
+    """(host, path, what it is) of what someone put on the host by hand for the application,
+    each to copy as it is: Tomcat's deployed applications, context files and libraries no
+    package brought, the application units' drop-ins, the host's own timers (timer, the
+    enabling link, the service and its program when no package owns them)."""
+    seen = host.observed
+    found: list[tuple[str, str]] = []
+    tomcat = seen.get("tomcat") or {}
+    wars = {w.removesuffix(".war") for w in tomcat.get("webapps", []) if w.endswith(".war")}
+    found += [(w, _webapp_note(w)) for w in tomcat.get("webapps", [])
+              if w.rstrip("/") not in wars]  # an expanded WAR is Tomcat's own copy
+    found += [(c, "Tomcat context file (the application's resources and settings)")
+              for c in tomcat.get("contexts", [])]
+    found += [(lib, "put into Tomcat's lib by hand") for lib in tomcat.get("libraries", [])]
+    for unit in seen.get("units") or []:
+        found += [(d, f"drop-in of {unit['unit']}") for d in unit.get("drop_ins", [])
+                  if d.startswith(SYSTEMD_LOCAL)]
+    owners = seen.get("package_owners") or {}
+    for timer in seen.get("timers") or []:
+        if timer.get("local"):
+            found += _timer_files(timer, owners)
+    kept = []
+    for path, what in found:
+        reason = safety.path_problem(path) or safety.tree_problem(path)
+        if reason is not None:
+            draft.leave_out(host.name, what, path, reason)
+        else:
+            kept.append((host.name, path, what))
+    return kept
+
+
+def _webapp_note(path: str) -> str:
+    if path.rstrip("/").endswith("/webapps/ROOT"):
+        return ("Tomcat's ROOT application: Debian's tomcat makes its own on install; keep "
+                "this entry only if the application replaced it")
+    return "deployed into Tomcat by hand"
+
+
+def _timer_files(timer: dict, owners: dict[str, list[str]]) -> list[tuple[str, str]]:
+    name, schedule = timer["timer"], timer.get("schedule") or "?"
+    what = f"timer {name} ({schedule})"
+    found = [(timer["fragment"], what)] if timer.get("fragment") else []
+    if timer.get("enabled") == "enabled":
+        found += [(f"{SYSTEMD_LOCAL}{target}.wants/{name}", f"enables {name}")
+                  for target in timer.get("wanted_by", [])]
+    for service in timer.get("services", []):
+        fragment = service.get("fragment")
+        if fragment and fragment not in owners:
+            found.append((fragment, f"the service {name} starts"))
+        for command in service.get("exec_start", []):
+            program = str(command).split()[0] if str(command).strip() else ""
+            if program.startswith("/") and program not in owners:
+                found.append((program, f"run by {service['unit']} ({name})"))
+    return found
 
 
 def _safe_rewrites(draft: Draft, rewrites: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -213,12 +285,18 @@ def _safe_rewrites(draft: Draft, rewrites: list[dict[str, Any]]) -> list[dict[st
     return safe
 
 
-def _configuration(draft: Draft, rewrites: list[dict[str, Any]]) -> list[dict]:
+def _configuration(draft: Draft, rewrites: list[dict[str, Any]],
+                   made: list[tuple[str, str, str]]) -> list[dict]:
+    """The files naming a source address, then what was put there by hand (each once)."""
     entries = sorted({(r["host"], r["file"]) for r in rewrites})
     for index, (_host, path) in enumerate(entries):
         draft.todo(("workload", "configuration", index),
                    f"{path} names a source address; add the application's other code and "
                    "settings (folders end with /)")
+    for host, path, what in made:
+        if (host, path) not in entries:
+            draft.observed(("workload", "configuration", len(entries)), what)
+            entries.append((host, path))
     return [{"host": host, "path": path} for host, path in entries]
 
 
@@ -241,9 +319,22 @@ def _plain_packages(draft: Draft, host: str, packages: list[str]) -> list[str]:
 
 def packages_of(observed: dict) -> list[str]:
     """The packages that own what the host's application runs and reads (its units and
-    programs, web roots, configuration naming an address)."""
+    programs, web roots, configuration naming an address) and the modules its runtimes load
+    (PHP's, apache's, the jars in Tomcat's lib)."""
     owners = observed.get("package_owners") or {}
-    return sorted({package for packages in owners.values() for package in packages})
+    modules = observed.get("runtime_modules") or []
+    return sorted({*(package for packages in owners.values() for package in packages),
+                   *(package for module in modules for package in module["packages"])})
+
+
+def _packages_note(observed: dict) -> str:
+    note = ("owners of its units, programs, web roots and settings, and of the modules its "
+            "runtimes load")
+    behind = sorted({f"{s['unit']} serves {s['socket']}" for s in observed.get("unix_sockets")
+                     or [] if s.get("unit")})
+    if behind:
+        note += f"; {', '.join(behind)} for the web server (no TCP port: moves by its package)"
+    return note
 
 
 def _services(draft: Draft, host: DraftHost, start: int) -> list[dict]:
@@ -310,7 +401,61 @@ def _safe_trees(draft: Draft, host: str, directories: list[dict]) -> list[dict]:
 
 def database_directories(observed: dict) -> list[str]:
     settings = (observed.get("postgresql") or {}).get("settings", {})
-    return [d for d in ("/var/lib/postgresql", settings.get("data_directory")) if d]
+    mariadb = (observed.get("mariadb") or {}).get("settings", {})
+    return [d for d in ("/var/lib/postgresql", settings.get("data_directory"), "/var/lib/mysql",
+                        mariadb.get("datadir")) if d]
+
+
+def _mariadb_databases(draft: Draft, host: DraftHost, start: int) -> list[dict]:
+    """MariaDB's (or MySQL's) databases, with the user granted on each and where the
+    application's configuration names the server."""
+    server = host.observed.get("mariadb") or {}
+    databases = []
+    for database in server.get("databases", []):
+        if database["system"]:
+            continue
+        if not DB_NAME.match(database["name"]):
+            draft.leave_out(host.name, "MariaDB database", database["name"],
+                            "not a plain name (lower-case letters, digits, _)")
+            continue
+        loc = ("workload", "databases", start + len(databases))
+        entry = {"host": host.name, "engine": "mariadb", "name": database["name"],
+                 "size_gb": gigabytes(math.ceil(database["size_bytes"] / 1024)),
+                 "password": secret_ref("db", database["name"])}
+        grants = [g for g in database.get("grants", [])
+                  if g["user"] not in MARIADB_SYSTEM_USERS and DB_NAME.match(g["user"])]
+        if grants:
+            entry["user"] = grants[0]["user"]
+            draft.observed((*loc, "user"), _grant_note(grants, host))
+        databases.append(entry)
+        draft.observed((*loc, "size_gb"), _size_note(database, host))
+        draft.todo((*loc, "password"), f"the application user's password, in the secrets "
+                   f"folder, file db-{database['name']}")
+    return databases
+
+
+def _grant_note(grants: list[dict], host: DraftHost) -> str:
+    shown = "; ".join(f"{safety.shown(g['user'])}@{safety.shown(g['host'])}: "
+                      f"{', '.join(g['privileges'])}" for g in grants)
+    note = f"granted {shown}"
+    if any(g["host"] == host.address for g in grants):
+        note += (f"; a grant names the source's address {host.address}: on the target it "
+                 "must name the application instance's")
+    return note
+
+
+def _size_note(database: dict, host: DraftHost) -> str:
+    note = f"{database['size_bytes']} bytes in {database.get('tables', '?')} tables"
+    other = database.get("non_innodb_tables", 0)
+    if other:
+        note += f", {other} not InnoDB (a dump is consistent for InnoDB tables only)"
+    named = sorted({f"{r['file']}:{r['line']} as {r['host']}"
+                    f"{':' + str(r['port']) if r.get('port') else ''}"
+                    for r in host.observed.get("database_references") or []
+                    if r.get("database") == database["name"]})
+    if named:
+        note += f"; named in {', '.join(named)}"
+    return note
 
 
 def _databases(draft: Draft, system_id: str, host: DraftHost, start: int) -> list[dict]:
@@ -386,8 +531,7 @@ def _target(draft: Draft, estate: Estate, hosts: list[DraftHost], workload: dict
         packages = _plain_packages(draft, host.name, packages_of(host.observed))
         if packages:
             instance["packages"] = packages
-            draft.observed((*loc, "packages"), "owners of its units, programs, web roots and "
-                           "settings; add what the application loads (e.g. PHP modules)")
+            draft.observed((*loc, "packages"), _packages_note(host.observed))
         instances.append(instance)
         draft.observed((*loc, "vcpu"), f"{hardware.get('cpus', '?')} CPUs on the source")
         draft.observed((*loc, "memory_gb"), f"{hardware.get('mem_kb', '?')} KiB on the source")
@@ -397,19 +541,19 @@ def _target(draft: Draft, estate: Estate, hosts: list[DraftHost], workload: dict
     for index in range(len(flows)):
         draft.todo(("target", "flows", index), "who reaches this port (exchange, ops, another "
                    "instance; internet only in zone internet)")
-    for web, database in database_flows(workload):
+    for web, database, port in database_flows(workload):
         draft.observed(("target", "flows", len(flows)), f"{database} holds a database, {web} "
                        "the services")
-        flows.append({"from": web, "to": database, "port": POSTGRESQL_PORT})
+        flows.append({"from": web, "to": database, "port": port})
     return {"zone": zone, "instances": instances, "flows": flows}
 
 
-def database_flows(workload: dict) -> list[tuple[str, str]]:
-    """(service host, database host) pairs on different hosts: the application reaches its
-    database across the network (PostgreSQL then listens beyond loopback on the target)."""
+def database_flows(workload: dict) -> list[tuple[str, str, int]]:
+    """(service host, database host, port) on different hosts: the application reaches its
+    database across the network (the server then listens beyond loopback on the target)."""
     web = sorted({s["host"] for s in workload["services"]})
-    databases = sorted({d["host"] for d in workload["databases"]})
-    return [(w, d) for w in web for d in databases if w != d]
+    databases = sorted({(d["host"], ENGINE_PORTS[d["engine"]]) for d in workload["databases"]})
+    return [(w, d, port) for w in web for d, port in databases if w != d]
 
 
 # ---- YAML with comments -----------------------------------------------------------------------

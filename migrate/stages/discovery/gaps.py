@@ -95,21 +95,44 @@ def file_gaps(system: SystemManifest, host: str, seen: dict) -> list[dict]:
     return found
 
 
+SERVER_NAMES = {"postgresql": "PostgreSQL", "mariadb": "MariaDB"}
+
+
 def database_gaps(system: SystemManifest, host: str, seen: dict) -> list[dict]:
-    server = seen.get("postgresql")
-    declared = {d.name: d for d in system.workload.databases if d.host == host}
-    if server is None:
-        return [finding("declared_database_missing", host,
-                        f"database {name} is declared, but no PostgreSQL server was found",
-                        database=name) for name in sorted(declared)]
+    """Each engine's databases on the host against those declared with that engine."""
+    found = []
+    for engine, server_name in SERVER_NAMES.items():
+        declared = {d.name: d for d in system.workload.databases
+                    if d.host == host and d.engine == engine}
+        server = seen.get(engine)
+        if server is None:
+            found += [finding("declared_database_missing", host,
+                              f"database {name} is declared, but no {server_name} server was "
+                              "found", database=name) for name in sorted(declared)]
+        else:
+            found += _server_gaps(host, engine, server, declared)
+    return found
+
+
+def _owner_of(database: dict) -> str:
+    """Who owns a database: PostgreSQL's owner, MariaDB's first grantee."""
+    if "owner" in database:
+        return database["owner"]
+    grants = database.get("grants") or [{"user": "?"}]
+    return grants[0]["user"]
+
+
+def _server_gaps(host: str, engine: str, server: dict, declared: dict[str, Any]) -> list[dict]:
     present = {d["name"]: d for d in server.get("databases", []) if not d["system"]}
     found = []
     for name, database in sorted(present.items()):
         if name not in declared:
+            owner = _owner_of(database)
             found.append(finding("undeclared_database", host,
-                                 f"database {name} (owner {database['owner']}, "
-                                 f"{database['size_bytes']} bytes) is not in workload.databases",
-                                 database=name, owner=database["owner"]))
+                                 f"{SERVER_NAMES[engine]} database {safety.shown(name)} (owner "
+                                 f"{safety.shown(owner)}, {database['size_bytes']} bytes) is "
+                                 "not in workload.databases",
+                                 database=name, owner=owner, engine=engine))
             continue
         found += written_table_gaps(host, name, declared[name].volatile_tables, database)
         observed_gb = database["size_bytes"] / (1024 ** 3)

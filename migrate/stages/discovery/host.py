@@ -16,7 +16,7 @@ INFRASTRUCTURE_UNITS = ("ssh.service", "sshd.service", "systemd-resolved.service
                         "chronyd.service", "chrony.service", "ntp.service", "cron.service",
                         "exim4.service", "postfix.service", "rpcbind.service",
                         "systemd-networkd.service", "rsyslog.service")
-DATABASE_UNIT_PREFIXES = ("postgresql",)
+DATABASE_UNIT_PREFIXES = ("postgresql", "mariadb", "mysql")
 Progress = Callable[[str], None]
 
 
@@ -50,21 +50,37 @@ def discover_host(session: SourceSession, address: str, declared_paths: Iterable
     run("packages", lambda: probes.probe_packages(session))
     listening = run("listening", lambda: probes.probe_listening(session)) or []
     run("running_units", lambda: probes.probe_running_units(session))
+    sockets = run("unix_sockets", lambda: probes.probe_unix_sockets(session)) or []
     units = run("units", lambda: probes.probe_units(
-        session, [e["unit"] for e in listening if is_application_unit(e.get("unit"))])) or []
+        session, [*(e["unit"] for e in listening if is_application_unit(e.get("unit"))),
+                  *(s["unit"] for s in sockets if is_application_unit(s.get("unit")))])) or []
     web_roots = run("web_roots", lambda: probes.probe_web_roots(session)) or []
     app_dirs = sorted({*application_directories(units), *web_roots})
     run("data_directories",
         lambda: probes.probe_data_directories(session, [*app_dirs, *declared_paths]))
     run("postgresql", lambda: probes.probe_postgresql(session, watch_s))
+    run("mariadb", lambda: probes.probe_mariadb(session))
+    timers = run("timers", lambda: probes.probe_timers(session)) or []
+    run("runtime_modules", lambda: probes.probe_runtime_modules(session))
+    tomcat = run("tomcat", lambda: probes.probe_tomcat(session)) or {}
+    read_dirs = sorted({*app_dirs, *(w.rstrip("/") for w in tomcat.get("webapps", [])
+                                     if w.endswith("/"))})
     run("cron", lambda: probes.probe_cron(session))
     run("web_access", lambda: probes.probe_web_access(session))
     named = sorted({address, *system_addresses})
-    run("address_mentions", lambda: probes.probe_address_mentions(session, named, app_dirs))
-    run("secrets", lambda: probes.probe_secrets(session, app_dirs))
+    run("address_mentions", lambda: probes.probe_address_mentions(session, named, read_dirs))
+    run("database_references", lambda: probes.probe_database_references(session, read_dirs))
+    run("secrets", lambda: probes.probe_secrets(session, read_dirs))
     run("package_owners", lambda: probes.probe_package_owners(
-        session, software_paths(units, web_roots, observed.get("address_mentions") or [])))
+        session, software_paths([*units, *timer_services(timers)], web_roots,
+                                observed.get("address_mentions") or [])))
     return {"observed": observed, "probe_errors": errors, "timings_s": timings}
+
+
+def timer_services(timers: list[dict]) -> list[dict]:
+    """The services the host's own timers (not a package's) trigger."""
+    return [service for timer in timers if timer.get("local")
+            for service in timer.get("services", [])]
 
 
 def software_paths(units: list[dict], web_roots: list[str], mentions: list[dict]) -> list[str]:

@@ -208,6 +208,7 @@ def parse_systemctl_show(text: str) -> list[dict[str, object]]:
             "environment_files": files,
             "active": values.get("ActiveState"),
             "enabled": values.get("UnitFileState"),
+            "drop_ins": values.get("DropInPaths", "").split(),
         })
     return units
 
@@ -448,3 +449,166 @@ def secret_key_of(text: str) -> str | None:
     line does not assign one."""
     match = _ASSIGNED_KEY.match(text)
     return match[1] if match else None
+
+
+# ---- unix sockets: services a web server reaches without a TCP port ---------------------
+
+_SOCKET_REFERENCE = re.compile(
+    r"(?:\b(?:fastcgi|uwsgi|scgi|grpc)_pass\s+unix:|\bserver\s+unix:|http://unix:"
+    r"|\bproxy:unix:)(/[^\s;|:\"']+)", re.IGNORECASE)
+
+
+def parse_socket_references(text: str) -> list[str]:
+    """Web server configuration (``nginx -T``, apache's files) -> the unix sockets it passes
+    requests to: nginx ``fastcgi_pass unix:/run/php/php8.2-fpm.sock``, ``uwsgi_pass``,
+    ``proxy_pass http://unix:/path:``, upstream ``server unix:``, apache
+    ``proxy:unix:/path|fcgi://...``; comments left out, sorted."""
+    sockets = set()
+    for line in text.splitlines():
+        for match in _SOCKET_REFERENCE.finditer(line.split("#", 1)[0]):
+            sockets.add(match[1])
+    return sorted(sockets)
+
+
+def parse_ss_unix(text: str) -> dict[str, list[int]]:
+    """``ss -H -lxp`` -> listening socket path -> the pids behind it (abstract and unnamed
+    sockets left out)."""
+    found: dict[str, list[int]] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 5 or fields[1] != "LISTEN" or not fields[4].startswith("/"):
+            continue
+        pids = sorted({int(pid) for _name, pid in _SS_USER.findall(line)})
+        found[fields[4]] = sorted({*found.get(fields[4], []), *pids})
+    return found
+
+
+# ---- modules a runtime loads ------------------------------------------------------------
+
+# Where runtimes read the modules they load: PHP's enabled ini files per SAPI, apache's
+# enabled modules, the jars in a Tomcat's own lib folder (CATALINA_BASE's: the package's
+# CATALINA_HOME lib comes with it). Each is resolved (a symlink names the
+# module's own file) and the packages owning the resolved file are what the target installs.
+MODULE_GLOBS = ("/etc/php/*/*/conf.d/*.ini", "/etc/apache2/mods-enabled/*.load",
+                "/var/lib/tomcat*/lib/*.jar", "/opt/tomcat*/lib/*.jar")
+
+
+def runtime_of(path: str) -> str:
+    """The runtime a module file belongs to: ``php8.2-fpm``, ``apache2``, ``tomcat10``."""
+    parts = path.strip("/").split("/")
+    if parts[:2] == ["etc", "php"] and len(parts) > 3:
+        return f"php{parts[2]}-{parts[3]}"
+    if parts[:2] == ["etc", "apache2"]:
+        return "apache2"
+    return next((p for p in parts if p.startswith("tomcat")), "other")
+
+
+def parse_module_links(text: str) -> list[dict[str, str]]:
+    """Lines ``FILE<TAB>RESOLVED`` -> ``[{"runtime", "file", "resolved"}]`` by file."""
+    found = []
+    for line in text.splitlines():
+        file, _, resolved = line.partition("\t")
+        if file.startswith("/") and resolved.startswith("/"):
+            found.append({"runtime": runtime_of(file), "file": file, "resolved": resolved})
+    return sorted(found, key=lambda m: m["file"])
+
+
+# ---- systemd: timers, drop-ins ------------------------------------------------------------
+
+
+def parse_unit_list(text: str, suffix: str) -> list[str]:
+    """``systemctl list-units --no-legend --plain`` (or list-unit-files) -> the unit names
+    ending in ``suffix``."""
+    return sorted({line.split()[0] for line in text.splitlines()
+                   if line.split() and line.split()[0].endswith(suffix)})
+
+
+def parse_timers(text: str) -> list[dict[str, object]]:
+    """``systemctl show -p Id -p Triggers -p FragmentPath -p UnitFileState -p TimersCalendar
+    -p TimersMonotonic TIMER...`` -> ``[{"timer", "triggers", "fragment", "enabled",
+    "schedule"}]``; the schedule as systemd prints it (``OnCalendar=*-*-* 02:30:00``)."""
+    timers = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        values: dict[str, str] = {}
+        for line in block.splitlines():
+            key, _, value = line.partition("=")
+            values.setdefault(key, value)
+        if not values.get("Id", "").endswith(".timer"):
+            continue
+        schedule = [s for s in (_timer_spec(values.get("TimersCalendar", "")),
+                                _timer_spec(values.get("TimersMonotonic", ""))) if s]
+        timers.append({"timer": values["Id"], "triggers": values.get("Triggers", "").split(),
+                       "fragment": values.get("FragmentPath") or None,
+                       "enabled": values.get("UnitFileState") or None,
+                       "wanted_by": values.get("WantedBy", "").split(),
+                       "schedule": "; ".join(schedule)})
+    return timers
+
+
+def _timer_spec(value: str) -> str:
+    """``{ OnCalendar=*-*-* 02:30:00 ; next_elapse=... }`` -> ``OnCalendar=*-*-* 02:30:00``."""
+    return "; ".join(part.split(";")[0].strip(" {}")
+                     for part in value.split("}") if part.strip(" {}"))
+
+
+# ---- Tomcat -------------------------------------------------------------------------------
+
+
+def parse_listing(text: str) -> list[str]:
+    """One absolute path a line -> the paths, sorted (others left out)."""
+    return sorted({line for line in text.splitlines() if line.startswith("/")})
+
+
+# ---- MariaDB / MySQL ------------------------------------------------------------------------
+
+_MYSQL_ESCAPES = {"n": "\n", "t": "\t", "0": "\0", "\\": "\\"}
+
+
+def parse_mysql_batch(text: str) -> list[list[str]]:
+    """``mariadb --batch --skip-column-names`` output -> rows of strings (the client escapes
+    tab, newline, NUL and backslash in values; they are unescaped here)."""
+    rows = []
+    for line in text.splitlines():
+        if line:
+            rows.append([re.sub(r"\\(.)", lambda m: _MYSQL_ESCAPES.get(m[1], m[0]), value)
+                         for value in line.split("\t")])
+    return rows
+
+
+_GRANTEE = re.compile(r"^'((?:[^']|'')*)'@'((?:[^']|'')*)'$")
+
+
+def parse_grantee(text: str) -> tuple[str, str] | None:
+    """``'xmsb'@'192.168.1.5'`` (information_schema's GRANTEE) -> ("xmsb", "192.168.1.5")."""
+    match = _GRANTEE.match(text)
+    return (match[1].replace("''", "'"), match[2].replace("''", "'")) if match else None
+
+
+# ---- where configuration names a database server -----------------------------------------
+
+_DATABASE_URL = re.compile(
+    r"\bjdbc:(mariadb|mysql|postgresql)://\[?([A-Za-z0-9_.:-]+?)\]?(?::(\d{1,5}))?"
+    r"/([A-Za-z0-9_$-]*)", re.IGNORECASE)
+_HOST_SETTING = re.compile(
+    r"""(?ix)(?:\$wgDBserver|\bDB_HOST\b|\bdb_?host\b|\bdatabase_?host\b|['"]host['"]\s*=>)
+    ['"]?\s*[=:,]?\s*(?:=>)?\s*['"]?([A-Za-z0-9_.-]+)""")
+
+
+def parse_database_references(hits: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Configuration lines (grep hits) naming a database server -> ``{"file", "line",
+    "engine", "host", "port", "database"}``: JDBC URLs, and settings such as PHP's
+    ``$wgDBserver``, ``DB_HOST`` or ``'host' =>`` (engine and port unknown there: None)."""
+    found = []
+    for hit in hits:
+        text = str(hit["text"])
+        urls = list(_DATABASE_URL.finditer(text))
+        for url in urls:
+            found.append({"file": hit["file"], "line": hit["line"],
+                          "engine": "mariadb" if url[1].lower() == "mysql" else url[1].lower(),
+                          "host": url[2], "port": int(url[3]) if url[3] else None,
+                          "database": url[4] or None})
+        setting = None if urls else _HOST_SETTING.search(text)
+        if setting:
+            found.append({"file": hit["file"], "line": hit["line"], "engine": None,
+                          "host": setting[1], "port": None, "database": None})
+    return found

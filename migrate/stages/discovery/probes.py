@@ -24,7 +24,7 @@ CONFIG_EXCLUDED_DIRS = ("ssl", "ssh", "alternatives", "apparmor.d", "ca-certific
                         "X11", "fonts")
 CONFIG_EXCLUDED_FILES = ("shadow*", "gshadow*", "*.dpkg-*", "ld.so.cache")
 ACCESS_LOG_GLOBS = ("/var/log/nginx/*access*.log*", "/var/log/apache2/*access*.log*",
-                    "/var/log/httpd/*access*log*")
+                    "/var/log/httpd/*access*log*", "/var/log/tomcat*/localhost_access_log*")
 CRON_FILES = "/etc/crontab /etc/cron.d/* /var/spool/cron/crontabs/*"
 GREP_LIMIT = 500
 
@@ -62,17 +62,135 @@ def probe_packages(session: SourceSession) -> list[dict]:
 def probe_listening(session: SourceSession) -> list[dict]:
     """Listening TCP sockets with the systemd unit of the process behind each."""
     entries = parsers.parse_ss(_checked(session, session.as_root("ss -H -ltnp"), "ss -ltnp"))
-    pids = sorted({pid for entry in entries for pid in entry["pids"]})  # type: ignore[attr-defined]
-    units: dict[int, str | None] = {}
-    if pids:
-        loop = ("for p in " + " ".join(map(str, pids)) + "; do "
-                "printf '%s\\t%s\\n' \"$p\" \"$(grep -m1 '^0::' /proc/$p/cgroup "
-                "|| head -n1 /proc/$p/cgroup)\"; done")
-        units = parsers.parse_pid_units(session.run(session.as_root(loop)).stdout)
+    units = units_of_pids(session, [pid for entry in entries
+                                    for pid in entry["pids"]])  # type: ignore[attr-defined]
     for entry in entries:
         found = [units.get(pid) for pid in entry["pids"]]  # type: ignore[attr-defined]
         entry["unit"] = next((u for u in found if u), None)
     return entries
+
+
+def units_of_pids(session: SourceSession, pids: Iterable[int]) -> dict[int, str | None]:
+    """The systemd unit of each process (from its cgroup; None for a session's)."""
+    wanted = sorted(set(pids))
+    if not wanted:
+        return {}
+    loop = ("for p in " + " ".join(map(str, wanted)) + "; do "
+            "printf '%s\\t%s\\n' \"$p\" \"$(grep -m1 '^0::' /proc/$p/cgroup "
+            "|| head -n1 /proc/$p/cgroup)\"; done")
+    return parsers.parse_pid_units(session.run(session.as_root(loop)).stdout)
+
+
+WEB_CONFIG = ("{ nginx -T 2>/dev/null; grep -rhiE '^[[:space:]]*(DocumentRoot|SetHandler|"
+              "ProxyPass(Match)?)[[:space:]]' /etc/apache2/sites-enabled /etc/apache2/conf-enabled"
+              " /etc/apache2/apache2.conf /etc/httpd/conf /etc/httpd/conf.d 2>/dev/null; } || true")
+
+
+def probe_unix_sockets(session: SourceSession) -> list[dict]:
+    """The unix sockets the web servers pass requests to (php-fpm's, a gunicorn's) and the
+    unit listening on each: a service with no TCP port that must move with the site."""
+    sockets = parsers.parse_socket_references(session.run(session.as_root(WEB_CONFIG)).stdout)
+    if not sockets:
+        return []
+    listening = parsers.parse_ss_unix(_checked(session, session.as_root("ss -H -lxp"),
+                                               "ss -lxp"))
+    units = units_of_pids(session, [pid for path in sockets
+                                    for pid in listening.get(path, [])])
+    found = []
+    for path in sockets:
+        owners = [units.get(pid) for pid in listening.get(path, [])]
+        found.append({"socket": path, "listening": path in listening,
+                      "unit": next((u for u in owners if u), None)})
+    return found
+
+
+def probe_runtime_modules(session: SourceSession) -> list[dict]:
+    """The modules PHP, apache and Tomcat load here (parsers.MODULE_GLOBS), each resolved to
+    its own file, with the packages owning that file (none: put there by hand)."""
+    command = ("for f in " + " ".join(parsers.MODULE_GLOBS) + "; do [ -e \"$f\" ] && "
+               "printf '%s\\t%s\\n' \"$f\" \"$(readlink -f -- \"$f\")\"; done; true")
+    modules = parsers.parse_module_links(_checked(session, command, "runtime modules"))
+    owners = probe_package_owners(session, [m["resolved"] for m in modules])
+    # Debian writes PHP's mods-available/*.ini on install (no package owns them): the
+    # shared object their extension= line loads is the package's
+    inis = [m["resolved"] for m in modules
+            if m["resolved"].endswith(".ini") and m["resolved"] not in owners]
+    loads = php_extension_files(session, inis)
+    owners.update(probe_package_owners(session, loads.values()))
+    return [{**m, **({"loads": loads[m["resolved"]]} if m["resolved"] in loads else {}),
+             "packages": owners.get(m["resolved"]) or owners.get(loads.get(m["resolved"], ""),
+                                                               [])}
+            for m in modules]
+
+
+PHP_EXTENSION_LINE = (r"s/^[[:space:]]*(zend_)?extension[[:space:]]*=[[:space:]]*\"?"
+                      r"([^\";[:space:]]+).*/\2/p")
+
+
+def php_extension_files(session: SourceSession, inis: list[str]) -> dict[str, str]:
+    """PHP ini file -> the shared object its ``extension=`` (or ``zend_extension=``) line
+    loads: an absolute path, or a name looked up in PHP's extension folders."""
+    if not inis:
+        return {}
+    command = ("for f in " + " ".join(shlex.quote(i) for i in sorted(set(inis))) + "; do "
+               f"e=$(sed -n -E {shlex.quote(PHP_EXTENSION_LINE)} \"$f\" | head -n 1); "
+               "[ -n \"$e\" ] || continue; case $e in /*) p=$e ;; "
+               "*) p=$(ls -1d /usr/lib/php/*/\"${e%.so}.so\" 2>/dev/null | head -n 1) ;; esac; "
+               "[ -n \"$p\" ] && printf '%s\\t%s\\n' \"$f\" \"$p\"; done; true")
+    found = parsers.parse_module_links(session.run(command).stdout)
+    return {m["file"]: m["resolved"] for m in found}
+
+
+TIMER_PROPERTIES = ("Id", "Triggers", "FragmentPath", "UnitFileState", "TimersCalendar",
+                    "TimersMonotonic", "WantedBy")
+
+
+def probe_timers(session: SourceSession) -> list[dict]:
+    """Every systemd timer, the service it triggers (its command, user, files) and whether
+    a package brought it (``local``: no package owns the timer's file)."""
+    listed = _checked(session, "systemctl list-units --type=timer --all --no-legend --plain",
+                      "systemctl list-units --type=timer")
+    names = parsers.parse_unit_list(listed, ".timer")
+    if not names:
+        return []
+    command = ("systemctl show " + " ".join(f"-p {p}" for p in TIMER_PROPERTIES) + " -- "
+               + " ".join(shlex.quote(n) for n in names))
+    timers = parsers.parse_timers(_checked(session, command, "systemctl show (timers)"))
+    services = {u["unit"]: u for u in probe_units(
+        session, [s for t in timers for s in t["triggers"]])}  # type: ignore[attr-defined]
+    owners = probe_package_owners(session, [str(t["fragment"]) for t in timers
+                                            if t["fragment"]])
+    for timer in timers:
+        timer["local"] = not owners.get(str(timer["fragment"]))
+        timer["services"] = [services[s] for s in timer["triggers"]  # type: ignore[attr-defined]
+                             if s in services]
+    return timers
+
+
+TOMCAT_BASES = ("/var/lib/tomcat*", "/opt/tomcat*", "/usr/local/tomcat*", "/srv/tomcat*")
+TOMCAT_CONTEXTS = "/etc/tomcat*/Catalina/*/*.xml"
+
+
+def probe_tomcat(session: SourceSession) -> dict | None:
+    """Tomcat's deployed applications (``webapps``), context files and ``lib`` entries that no
+    package brought: what someone put there by hand. None when there is no Tomcat."""
+    bases = parsers.parse_listing(session.run(
+        "for d in " + " ".join(TOMCAT_BASES) + "; do [ -d \"$d/webapps\" ] && echo \"$d\";"
+        " done; true").stdout)
+    if not bases:
+        return None
+    command = session.as_root(
+        "for f in " + " ".join(f"{shlex.quote(b)}/webapps/* {shlex.quote(b)}/lib/*"
+                               for b in bases)
+        + f" {TOMCAT_CONTEXTS}; do if [ -d \"$f\" ] && [ ! -L \"$f\" ]; then echo \"$f/\";"
+        " elif [ -e \"$f\" ] || [ -L \"$f\" ]; then echo \"$f\"; fi; done; true")
+    entries = parsers.parse_listing(_checked(session, command, "tomcat"))
+    owned = probe_package_owners(session, [e.rstrip("/") for e in entries])
+    local = [e for e in entries if e.rstrip("/") not in owned]
+    return {"bases": bases,
+            "webapps": [e for e in local if "/webapps/" in e],
+            "libraries": [e for e in local if any(e.startswith(f"{b}/lib/") for b in bases)],
+            "contexts": [e for e in local if e.startswith("/etc/")]}
 
 
 def probe_package_owners(session: SourceSession, paths: Iterable[str]) -> dict[str, list[str]]:
@@ -97,7 +215,8 @@ def probe_units(session: SourceSession, units: Iterable[str]) -> list[dict]:
     if not names:
         return []
     properties = ("Id", "Description", "WorkingDirectory", "ExecStart", "User",
-                  "FragmentPath", "EnvironmentFiles", "ActiveState", "UnitFileState")
+                  "FragmentPath", "EnvironmentFiles", "ActiveState", "UnitFileState",
+                  "DropInPaths")
     command = ("systemctl show " + " ".join(f"-p {p}" for p in properties) + " -- "
                + " ".join(shlex.quote(n) for n in names))
     return parsers.parse_systemctl_show(_checked(session, command, "systemctl show"))
@@ -247,6 +366,81 @@ def _psql_sections(session: SourceSession, sections: list[tuple[str, str | None,
             for tag, body in parsers.split_sections(text).items()}
 
 
+# ---- MariaDB / MySQL ---------------------------------------------------------------------
+
+MYSQL_SETTINGS_SQL = ("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('version', 'datadir', "
+                      "'port', 'bind_address', 'log_bin', 'binlog_format', 'server_id', "
+                      "'gtid_strict_mode', 'gtid_mode', 'socket')")
+MYSQL_DATABASES_SQL = (
+    "SELECT s.schema_name, COALESCE(SUM(t.data_length + t.index_length), 0), "
+    "s.default_character_set_name, COUNT(t.table_name), "
+    "COALESCE(SUM(t.engine IS NOT NULL AND t.engine <> 'InnoDB'), 0) "
+    "FROM information_schema.schemata s LEFT JOIN information_schema.tables t "
+    "ON t.table_schema = s.schema_name AND t.table_type = 'BASE TABLE' "
+    "GROUP BY s.schema_name, s.default_character_set_name ORDER BY 1")
+# the password hashes are never selected: users move with them, discovery only names them
+MYSQL_USERS_SQL = "SELECT User, Host, plugin FROM mysql.user ORDER BY 1, 2"
+MYSQL_GRANTS_SQL = ("SELECT grantee, table_schema, privilege_type "
+                    "FROM information_schema.schema_privileges ORDER BY 1, 2, 3")
+MYSQL_GLOBAL_GRANTS_SQL = ("SELECT grantee, privilege_type FROM information_schema.user_privileges"
+                           " ORDER BY 1, 2")
+MYSQL_SYSTEM_DATABASES = ("information_schema", "mysql", "performance_schema", "sys")
+MYSQL_CLIENTS = ("mariadb", "mysql")
+
+
+def mysql_command(session: SourceSession, script: str) -> str:
+    """One run of the server's client as root (the unix socket's own authentication, as
+    Debian sets MariaDB up), ``script`` on its stdin; tab-separated rows, no headers."""
+    client = ("$(command -v mariadb || command -v mysql) --batch --skip-column-names "
+              "--default-character-set=utf8mb4")
+    return session.as_root(f"cd / && {client} <<'{SCRIPT_END}'\n{script}\n{SCRIPT_END}")
+
+
+def probe_mariadb(session: SourceSession) -> dict | None:
+    """MariaDB's (or MySQL's) databases with sizes, table counts and how many tables are not
+    InnoDB (a dump is consistent only for InnoDB's), users (never their password hashes),
+    who is granted what on each database, and settings; None when no server runs here."""
+    present = session.run("command -v mariadb >/dev/null || command -v mysql >/dev/null")
+    if not present.ok:
+        return None
+    queries = [("settings", MYSQL_SETTINGS_SQL), ("databases", MYSQL_DATABASES_SQL),
+               ("users", MYSQL_USERS_SQL), ("grants", MYSQL_GRANTS_SQL),
+               ("global", MYSQL_GLOBAL_GRANTS_SQL)]
+    script = "\n".join(f"SELECT '### {tag}';\n{sql};" for tag, sql in queries)
+    text = _checked(session, mysql_command(session, script), "mariadb")
+    sections = {tag: parsers.parse_mysql_batch(body)
+                for tag, body in parsers.split_sections(text).items()}
+    settings = {row[0]: row[1] for row in sections.get("settings", []) if len(row) == 2}
+    grants = _mysql_grants(sections.get("grants", []))
+    databases = [{"name": name, "size_bytes": int(size), "encoding": charset,
+                  "tables": int(tables), "non_innodb_tables": int(other),
+                  "system": name in MYSQL_SYSTEM_DATABASES, "grants": grants.get(name, [])}
+                 for name, size, charset, tables, other in sections.get("databases", [])]
+    users = [{"user": user, "host": host, "plugin": plugin,
+              "global_privileges": _global_privileges(sections.get("global", []), user, host)}
+             for user, host, plugin in sections.get("users", [])]
+    return {"engine": "mariadb", "version": settings.get("version"), "settings": settings,
+            "databases": databases, "users": users}
+
+
+def _mysql_grants(rows: list[list[str]]) -> dict[str, list[dict]]:
+    """schema_privileges rows -> database -> ``[{"user", "host", "privileges"}]``."""
+    found: dict[str, dict[tuple[str, str], list[str]]] = {}
+    for grantee, schema, privilege in (r for r in rows if len(r) == 3):
+        account = parsers.parse_grantee(grantee)
+        if account is not None:
+            found.setdefault(schema, {}).setdefault(account, []).append(privilege)
+    return {schema: [{"user": user, "host": host, "privileges": sorted(privileges)}
+                     for (user, host), privileges in sorted(accounts.items())]
+            for schema, accounts in found.items()}
+
+
+def _global_privileges(rows: list[list[str]], user: str, host: str) -> list[str]:
+    return sorted({privilege for grantee, privilege in (r for r in rows if len(r) == 2)
+                   if parsers.parse_grantee(grantee) == (user, host)
+                   and privilege != "USAGE"})
+
+
 # ---- cron, access logs, configuration ---------------------------------------------------------
 
 
@@ -308,15 +502,37 @@ def _grep_raw(session: SourceSession, pattern_args: str, roots: Iterable[str]) -
     return parsers.parse_grep_lines(result.stdout)
 
 
+DATABASE_REFERENCE_PATTERNS = (r"jdbc:(mariadb|mysql|postgresql)://",
+                               r"(\$wgDBserver|DB_HOST|db_?host|database_?host)[\"']?[[:space:]]*[=:,]",
+                               r"[\"']host[\"'][[:space:]]*=>")
+
+
+def probe_database_references(session: SourceSession, directories: Iterable[str]) -> list[dict]:
+    """Configuration naming a database server: JDBC URLs (engine, host, port, database) and
+    host settings (PHP's ``$wgDBserver``, ``DB_HOST``, ``'host' =>``), values of secrets cut
+    on the host first."""
+    pattern = "-E -i " + " ".join(f"-e {shlex.quote(p)}" for p in DATABASE_REFERENCE_PATTERNS)
+    return parsers.parse_database_references(
+        _grep_raw(session, pattern, [*CONFIG_ROOTS, *directories]))
+
+
 SECRET_PATTERN = (r"^[[:space:]]*[^#;[:space:]][^=:]*(password|passwd|pwd|secret|token|"
                   r"api_?key)[^=:]*[=:][[:space:]]*[^[:space:]]")
 DSN_PATTERN = r"://[^/:@[:space:]]+:[^@[:space:]/]+@"
+# XML: an attribute starting its line (Tomcat's Resource ``password="..."``), a setting named
+# like a secret (``<Parameter name="jdbc.password" value="..."/>``); a quoted value only, so
+# that ``passwd: files`` (nsswitch) or a shell's ``passwd=$(getent ...)`` are not taken
+XML_SECRET_PATTERNS = (r"^[[:space:]]*(password|passwd|pwd|secret|token|api_?key)[A-Za-z_.-]*"
+                       r"[[:space:]]*=[[:space:]]*[\"']",
+                       r"name=[\"'][^\"']*(password|passwd|pwd|secret|token|api_?key)[^\"']*"
+                       r"[\"'][[:space:]]+value=")
 
 
 def probe_secrets(session: SourceSession, directories: Iterable[str]) -> list[dict]:
     """Where configuration holds a secret (file, line, key); the values are cut on the
     host and never read."""
-    pattern = f"-E -i -e {shlex.quote(SECRET_PATTERN)} -e {shlex.quote(DSN_PATTERN)}"
+    pattern = " ".join(["-E -i", *(f"-e {shlex.quote(p)}" for p in
+                                   (SECRET_PATTERN, DSN_PATTERN, *XML_SECRET_PATTERNS))])
     found = []
     for hit in _grep(session, pattern, [*CONFIG_ROOTS, *directories]):
         key = parsers.secret_key_of(str(hit["text"]))

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from migrate.adapters import access
 from migrate.adapters import ansible as runner
 from migrate.adapters import inventory as inv
 from migrate.core import state
-from migrate.core.errors import MigrateError, StageFailed
+from migrate.core.errors import MigrateError, StageFailed, TargetHostKeyChanged
 from migrate.core.journal import digest_bytes, digest_file
 from migrate.stages.move.secret_files import (
     database_password_files,
@@ -62,8 +63,13 @@ class Session:
     progress: Progress | None
     inputs: dict[str, Any]
     check: bool = False
+    targets: Mapping[str, inv.Target] = field(default_factory=dict)
+    target_keys_checked: bool = False
 
     def play(self, stage: str, result: StageResult) -> runner.PlayResult:
+        if not self.target_keys_checked:
+            check_target_host_keys(self)
+            self.target_keys_checked = True
         done = runner.run_play(stage, self.inventory, self.run_dir, self.secrets,
                                extravars=self.extravars, progress=self.progress,
                                check=self.check)
@@ -97,7 +103,30 @@ def open_session(context: Context, system_id: str, targets: Mapping[str, Any], s
         "replication": replication,
         "package_mirror": package_mirror_url(context, system)})
     return Session(context, plan, system_id, run_id, run_dir, inventory, extravars, secrets,
-                   progress, inputs, check)
+                   progress, inputs, check, inv.as_targets(targets))
+
+
+def check_target_host_keys(session: Session) -> None:
+    """Each target offers the host key its provisioning state pinned (a bare key exchange),
+    before the stage's first play: TargetHostKeyChanged (the stage failed: exit 4, as when
+    the play meets the key), naming both fingerprints, otherwise. ssh inside a play refuses
+    such a key too, but with pipelining it may end before Ansible has sent anything, in
+    words that do not say host key. A target that does not answer is left to the play,
+    which reports it unreachable."""
+    changed = []
+    for name, target in sorted(session.targets.items()):
+        mismatch = access.pinned_key_mismatch(target.address, target.host_key)
+        if mismatch is not None:
+            changed.append(f"{inv.target_host_name(session.system_id, name)} "
+                           f"({mismatch.address}) offered {mismatch.offered}, its provisioning "
+                           f"state pinned {mismatch.pinned}")
+    if changed:
+        raise TargetHostKeyChanged(
+            f"host key of {len(changed)} target(s) CHANGED: {'; '.join(changed)}",
+            hint="nothing was run on the system's hosts; a machine rebuilt or tampered with "
+                 "offers a new key, and so does a man in the middle. Compare the key on the "
+                 "machine's console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub); "
+                 "migrate trusts no target key but the one provisioning recorded")
 
 
 def package_mirror_url(context: Context, system: Mapping[str, Any]) -> str | None:

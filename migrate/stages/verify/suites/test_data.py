@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from migrate.core.resources import folder
+
 # The same manifest as the transfer_files play records (playbooks/roles/transfer_files).
 MANIFEST_SCRIPT = r"""
 set -euo pipefail
@@ -80,6 +82,19 @@ SUMS_SCRIPT = (
     '| runuser -u postgres -- psql -XAt -F " " -v ON_ERROR_STOP=1 -d "$1"\n')
 
 
+# MariaDB's evidence was recorded by the playbooks' move_mariadb.sh: the target is measured
+# by that very script (its ``sums`` mode), sent as the command's text.
+MARIADB_SCRIPT = folder("playbooks") / "files" / "move_mariadb.sh"
+
+
+def sums_command(database: dict) -> str:
+    """The command that prints the database's per-table sums on its target."""
+    if database["engine"] == "mariadb":
+        return ("bash -c " + shlex.quote(MARIADB_SCRIPT.read_text()) + " move_mariadb.sh sums "
+                + shlex.quote(database["name"]))
+    return "bash -c " + shlex.quote(SUMS_SCRIPT) + " sums " + shlex.quote(database["name"])
+
+
 def table_sums(text: str) -> dict[str, dict[str, Any]]:
     """Parsed as the cutover parses its evidence (move.comparison.parse_table_sums): the name is
     everything before the last two fields, a table name may hold spaces."""
@@ -92,16 +107,15 @@ def table_sums(text: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+CLIENTS = {"postgresql": "psql -d", "mariadb": "mariadb"}
+
+
 def test_database_equals_evidence(database: dict, hosts: Any, check: Any) -> None:
-    if database["engine"] != "postgresql":
-        pytest.skip(f"no checksum query for {database['engine']} (the playbooks move "
-                    "PostgreSQL only)")
     expected = database["tables"]
     if not expected:
         pytest.fail(f"no recorded checksums of database {database['name']}: run transfer and "
                     "cutover first (their evidence is what is compared)", pytrace=False)
-    command = "bash -c " + shlex.quote(SUMS_SCRIPT) + " sums " + shlex.quote(database["name"])
-    done = hosts[database["host"]].run(command)
+    done = hosts[database["host"]].run(sums_command(database))
     found = table_sums(done.stdout) if done.rc == 0 else {}
     differences = []
     volatile = set(database.get("volatile_tables") or [])  # written by serving: not compared
@@ -123,5 +137,5 @@ def test_database_equals_evidence(database: dict, hosts: Any, check: Any) -> Non
                           f"{database['evidence_stage']}",
                  found="; ".join(differences) or f"{len(found)} equal tables",
                  host=database["host"],
-                 look_at=f"psql -d {database['name']} on the target; the cutover's journal "
-                         "entry (outputs.databases)")
+                 look_at=f"{CLIENTS.get(database['engine'], 'psql -d')} {database['name']} on "
+                         "the target; the cutover's journal entry (outputs.databases)")

@@ -1,11 +1,12 @@
 """probe_source.py SPEC: what check_prerequisites needs of one source host, in one round trip.
 
 SPEC is JSON: {"where": "web1 (192.0.2.1)", "trees": [path...], "configuration": [path...],
-"rewrites": [path...], "databases": [{"name", "user"}...]}. Standard input holds each
-database's password, one line each, in SPEC's order (never an argument: arguments are seen
-by every user of the host). Prints one JSON object: the host's clock, every problem found
-(all of them, not the first), the bytes that move from each place ("PATH=BYTES") and the
-PostgreSQL major version. Changes nothing.
+"rewrites": [path...], "databases": [{"name", "user", "engine"}...]}. Standard input holds
+each database's password, one line each, in SPEC's order (never an argument: arguments are
+seen by every user of the host). Prints one JSON object: the host's clock, every problem
+found (all of them, not the first), the bytes that move from each place ("PATH=BYTES") and
+the PostgreSQL major version (0 without PostgreSQL databases). A database of engine
+"mariadb" is read with Debian's mariadb client as root (unix socket). Changes nothing.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ POSTGRES = ["runuser", "-u", "postgres", "--", "psql", "-XAt", "-v", "ON_ERROR_S
 
 
 def run(argv: list[str], stdin: str = "", env: dict | None = None) -> tuple[int, str, str]:
-    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env,
-                          check=False)
+    try:
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env,
+                              check=False)
+    except FileNotFoundError:
+        return 127, "", f"{argv[0]} is not installed"
     return done.returncode, done.stdout.strip(), done.stderr.strip()
 
 
@@ -96,6 +100,54 @@ def check_logins(databases: list[dict], passwords: list[str], where: str,
                 f"either: fix the password secret before moving")
 
 
+MARIADB = ["mariadb", "--batch", "--skip-column-names", "--raw"]
+
+
+def sql_literal(text: str) -> str:
+    """``text`` as a MariaDB string literal (the default sql_mode: backslash escapes)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def mariadb_answers(where: str, problems: list[str]) -> bool:
+    rc, out, err = run(MARIADB, "SELECT VERSION();")
+    if rc != 0 or not out:
+        problems.append(f"MariaDB on {where} does not answer: {err or out}")
+        return False
+    return True
+
+
+def mariadb_sizes(databases: list[dict], where: str, problems: list[str]) -> list[str]:
+    needs = []
+    for database in databases:
+        name = sql_literal(database["name"])
+        rc, out, err = run(MARIADB, "SELECT IF(COUNT(*) = 0, 'missing', 'here') FROM"
+                                    f" information_schema.schemata WHERE schema_name = {name};"
+                                    " SELECT COALESCE(SUM(data_length + index_length), 0) FROM"
+                                    f" information_schema.tables WHERE table_schema = {name};")
+        lines = out.splitlines()
+        if rc != 0 or lines[:1] != ["here"] or len(lines) != 2 or not lines[1].isdigit():
+            problems.append(f"database {database['name']} on {where} cannot be read: "
+                            f"{err or ('it does not exist' if lines[:1] == ['missing'] else out)}")
+            continue
+        needs.append(f"/var/lib/mysql={lines[1]}")
+    return needs
+
+
+def check_mariadb_logins(databases: list[dict], passwords: list[str], where: str,
+                         problems: list[str]) -> None:
+    """Each application user logs in with the manifest's password (MYSQL_PWD: the client's
+    environment, never its arguments)."""
+    for database, password in zip(databases, passwords, strict=True):
+        rc, _, err = run(["mariadb", "--no-defaults", "--batch", "--user", database["user"],
+                          "--database", database["name"], "--execute", "SELECT 1"],
+                         env={**os.environ, "MYSQL_PWD": password})
+        if rc != 0:
+            problems.append(
+                f"database {database['name']} on {where} refused user {database['user']} "
+                f"with the manifest's password: {err}; the application could not log in "
+                f"either: fix the password secret before moving")
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     databases = spec["databases"]
@@ -107,12 +159,21 @@ def main() -> None:
     clock = int(time.time())
     needs = tree_sizes(spec["trees"], where, problems)
     check_configuration(spec["configuration"], spec["rewrites"], where, problems)
+    postgresql = [(d, p) for d, p in zip(databases, passwords, strict=True)
+                  if d.get("engine", "postgresql") == "postgresql"]
+    mariadb = [(d, p) for d, p in zip(databases, passwords, strict=True)
+               if d.get("engine") == "mariadb"]
     major = 0
-    if databases:
+    if postgresql:
         major = postgres_major(where, problems)
         if major:
-            needs += database_sizes(databases, where, problems)
-            check_logins(databases, passwords, where, problems)
+            needs += database_sizes([d for d, _ in postgresql], where, problems)
+            check_logins([d for d, _ in postgresql], [p for _, p in postgresql], where,
+                         problems)
+    if mariadb and mariadb_answers(where, problems):
+        needs += mariadb_sizes([d for d, _ in mariadb], where, problems)
+        check_mariadb_logins([d for d, _ in mariadb], [p for _, p in mariadb], where,
+                             problems)
     print(json.dumps({"clock": clock, "problems": problems, "needs": needs,
                       "pg_major": major}))
 

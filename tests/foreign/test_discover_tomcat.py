@@ -1,0 +1,161 @@
+"""Discovery on the third-party Java application (Tomcat and MariaDB, tests/foreign/
+tomcat.py): the draft manifest validates and holds what a user would otherwise hunt for by
+hand, so that completing it takes minutes: the tomcat10 service and its port, the uploads
+folder as files, the context file, the WAR and the driver link as configuration, the MariaDB
+database with its size and user, the JDBC URL's host as a rewrite, the packages. No secret
+of the server ends up in what discovery writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from migrate.core.safety import within
+from migrate.rehearsal.sandbox import hostkeys
+from migrate.rehearsal.sandbox.layout import upper_dir
+from migrate.stages import trust
+from tests.foreign import tomcat
+from tests.foreign.tomcat import TomcatServer
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
+
+SYSTEM = "fgw-xmsb"
+MIGRATE_YAML = """schema_version: 1
+estate: 发改委项目申报系统迁移上云
+cloud:
+  target: sandbox
+  protection_level: 3
+  zones:
+    egov_extranet: {cidr: 10.177.0.0/16}
+  images: {debian-12: debian-12-hardened}
+  flavors:
+    - {name: c2m4, vcpu: 2, memory_gb: 4}
+exchange:
+  url: https://exchange.example.gov.cn
+  ca_bundle: certs/exchange-ca.pem
+sandbox:
+  seed_legacy: false
+  allowed_networks: [192.168.177.0/25]
+sources:
+  known_hosts: known_hosts
+"""
+# what a user still writes by hand: names, the approval, the census, health, sizes per day...
+MOST_PLACEHOLDERS = 30
+
+
+@pytest.fixture(scope="module")
+def discovered(tomcat_server: TomcatServer, tmp_path_factory: pytest.TempPathFactory,
+               run_cli_module) -> dict:
+    estate = tmp_path_factory.mktemp("tomcat-discovery") / "estate"
+    (estate / "systems").mkdir(parents=True)
+    (estate / "migrate.yaml").write_text(MIGRATE_YAML, encoding="utf-8")
+    key = hostkeys.host_public_key(upper_dir(tomcat_server.name, tomcat_server.root))
+    result = run_cli_module("trust", estate, "--host", tomcat_server.address,
+                            "--accept", trust.fingerprint_of(key.split()[1]), "--yes")
+    assert result.code == 0, result.stderr
+    started = time.monotonic()
+    result = run_cli_module("discover", estate, "--system", SYSTEM, "--host",
+                            tomcat_server.address, "--key", tomcat_server.access.key,
+                            "--watch", "0", "--output", "json")
+    seconds = time.monotonic() - started
+    assert result.code == 0, result.stderr
+    outcome = json.loads(result.stdout)["systems"][0]
+    print(f"\nmigrate discover on the Tomcat server: {seconds:.1f} s")
+    draft = yaml.safe_load(Path(outcome["draft"]).read_text(encoding="utf-8"))
+    return {"estate": estate, "outcome": outcome, "draft": draft}
+
+
+@pytest.fixture(scope="module")
+def run_cli_module():
+    """The CLI in-process for a module fixture (run_cli is per test)."""
+    from migrate.cli.main import main
+    from tests.conftest import CliResult
+
+    def run(*args: object) -> CliResult:
+        import contextlib
+        import io
+
+        out, err = io.StringIO(), io.StringIO()
+        code = -1
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main([str(a) for a in args])
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else 1
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CI", "true")
+        yield run
+
+
+def test_the_draft_validates_with_the_service_files_and_database(
+        discovered: dict, tomcat_server: TomcatServer):
+    outcome, draft = discovered["outcome"], discovered["draft"]
+    assert outcome["draft_valid"] is True, outcome["draft_problems"]
+    assert draft["source"]["hosts"] == [{"name": tomcat_server.hostname,
+                                         "address": tomcat_server.address,
+                                         "roles": ["web", "db"]}]
+    assert [(s["unit"], s["port"]) for s in draft["workload"]["services"]] == [
+        ("tomcat10.service", tomcat_server.port)]  # not mariadb: it moves as a database
+    assert any(within(tomcat_server.uploads, f["path"]) for f in draft["workload"]["files"])
+    assert not any(f["path"].startswith("/var/lib/mysql") for f in draft["workload"]["files"])
+    [database] = draft["workload"]["databases"]
+    assert (database["engine"], database["name"], database["user"]) == (
+        "mariadb", tomcat_server.database, tomcat_server.user)
+    assert database["size_gb"] > 0 and database["password"] == "secret://db-xmsb"
+
+
+def test_the_draft_copies_what_was_deployed_by_hand_and_rewrites_the_jdbc_host(
+        discovered: dict, tomcat_server: TomcatServer):
+    outcome, draft = discovered["outcome"], discovered["draft"]
+    host = tomcat_server.hostname
+    configuration = [(c["host"], c["path"]) for c in draft["workload"]["configuration"]]
+    for path in (tomcat_server.context_file, tomcat_server.war, tomcat.DRIVER_LINK,
+                 tomcat.DROP_IN, tomcat.TIMER, tomcat.CLEANUP,
+                 "/etc/systemd/system/xmsb-cleanup.service",
+                 "/etc/systemd/system/timers.target.wants/xmsb-cleanup.timer"):
+        assert (host, path) in configuration, configuration
+    (instance,) = draft["target"]["instances"]
+    assert draft["workload"]["rewrites"] == [
+        {"host": host, "file": tomcat_server.context_file, "old": tomcat_server.address,
+         "new": "${" + instance["name"] + "}"}]
+    proposed = {(r["file"], r["old"]) for r in outcome["rewrites"]}
+    assert ("/etc/mysql/mariadb.conf.d/60-xmsb.cnf", tomcat_server.address) in proposed
+    assert {"tomcat10", "libmariadb-java"} <= set(instance["packages"]), instance["packages"]
+    found = {(s["file"], s["key"]) for s in outcome["secrets"]}
+    assert (tomcat_server.context_file, "password") in found, found
+    assert not any(s["file"] in ("/etc/nsswitch.conf", "/etc/pam.d/common-password")
+                   for s in outcome["secrets"]), found
+
+
+def test_the_draft_says_where_the_database_is_named_and_who_may_log_in(
+        discovered: dict, tomcat_server: TomcatServer):
+    text = Path(discovered["outcome"]["draft"]).read_text(encoding="utf-8")
+    size = next(line for line in text.splitlines() if "size_gb" in line and "tables" in line)
+    assert (f"named in {tomcat_server.context_file}:5 as {tomcat_server.address}:3306"
+            in size), size
+    user = next(line for line in text.splitlines() if 'user: "xmsb"' in line)
+    assert f"a grant names the source's address {tomcat_server.address}" in user
+    seen = json.loads(Path(discovered["outcome"]["path"]).read_text())["hosts"][0]["observed"]
+    mariadb = {d["name"]: d for d in seen["mariadb"]["databases"]}
+    assert mariadb["xmsb"]["tables"] == 2 and mariadb["xmsb"]["non_innodb_tables"] == 0
+
+
+def test_nothing_written_holds_the_password_and_the_user_completes_it(
+        discovered: dict, tomcat_server: TomcatServer, run_cli_module):
+    estate, outcome = discovered["estate"], discovered["outcome"]
+    written = "\n".join(p.read_text(errors="replace") for p in (estate / ".migrate").rglob("*")
+                        if p.is_file())
+    assert tomcat_server.db_password_file.read_text().strip() not in written
+    placeholders = json.loads(Path(outcome["path"]).read_text())["draft"]["placeholders"]
+    print(f"\n{len(placeholders)} placeholders: {[p['path'] for p in placeholders]}")
+    assert len(placeholders) <= MOST_PLACEHOLDERS
+    shutil.copy(outcome["draft"], estate / "systems" / f"{SYSTEM}.yaml")
+    result = run_cli_module("validate", estate)
+    assert result.code == 0, result.stderr

@@ -1,0 +1,251 @@
+"""A department server on MariaDB (tests/foreign/mariadb_server.py: Debian's mariadb-server,
+a database ``shop`` and its user ``shopapp``, a service reading it) moved into the sandbox
+cloud with ``migrate run``, driven only by its manifest (``engine: mariadb``): mariadb-server
+installed on the target from the cloud's mirror, the user copied with its password hash and
+grants, the database by a consistent dump, per-table rows and checksums compared.
+
+One test, three runs: the first has a row altered on the target right before verification
+(after the cutover's own comparison passed), so verification fails and the system is rolled
+back to the source, which serves again; the second completes the move (the source's service
+writes a row when it stops, so the freeze's final copy has rows to bring over) with every
+table equal on both sides and the application's user logging in on the target with its
+original password; the third changes nothing. Teardown rolls the source back, destroys the
+target and takes the sandbox down, also when a check fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from migrate.orchestrate import pipeline
+from migrate.rehearsal.sandbox import hostkeys, mirror
+from migrate.rehearsal.sandbox.estate import existing_estate_id, operator_key_path
+from migrate.rehearsal.sandbox.estate_record import read_record
+from migrate.stages import trust
+from tests.foreign import estate as wiki_estate
+from tests.foreign import mariadb_server, world
+from tests.foreign.mariadb_server import ShopServer
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
+
+SYSTEM = "swj-shop"
+SCRIPT = Path(__file__).parents[2] / "playbooks" / "files" / "move_mariadb.sh"
+
+MANIFEST = """schema_version: 1
+id: {system}
+name: 区商务局门店登记
+department: {{code: swj, name: 区商务局}}
+function: 辖区门店与商品登记（MariaDB）
+classification: non_classified
+protection_level: 2
+census:
+  usage_scope: department
+  usage_frequency:
+    monthly_active_users: 30
+    last_used: {today}
+  approval: {{department: 区商务局, date: 2018-05-01, document: 区商〔2018〕12号}}
+  funding: fiscal
+  network: egov_extranet
+  maintenance: {{vendor: 局信息科, last_update: 2026-05-01, active: true}}
+source:
+  ssh: {{user: root, key: secret://ssh-{system}}}
+  hosts:
+    - {{name: shop01, address: {address}, roles: [web, db]}}
+workload:
+  services:
+    - {{name: shop-web, host: shop01, unit: shop-web.service, port: 8080, health: /health}}
+  databases:
+    - {{host: shop01, engine: mariadb, name: shop, size_gb: 0.01, user: shopapp,
+       password: secret://db-shop}}
+  configuration:
+    - {{host: shop01, path: /srv/shop/}}
+    - {{host: shop01, path: /etc/shop/}}
+target:
+  zone: egov_extranet
+  instances:
+    - {{name: shop, replaces: [shop01], vcpu: 2, memory_gb: 4, disk_gb: 40, image: debian-12,
+       packages: [mariadb-server]}}
+  flows:
+    - {{from: ops, to: shop, port: 8080}}
+    - {{from: exchange, to: shop, port: 8080}}
+exchange:
+  app_key: {system}
+  app_secret: secret://exchange-{system}
+  resources:                      # its item count, read from the database (the same answer
+    - code: 3/150/011/0001        # wherever it runs: verification compares them)
+      name: 区商务局登记商品数
+      summary: 辖区门店登记的商品数量
+      format: service_api
+      share_type: conditional
+      share_condition: 仅限政务部门办理相关业务时查阅
+      open_type: none
+      update_cycle: daily
+      interface: {{service: shop-web, path: /health}}
+      items:
+        - {{name: 商品数, type: integer}}
+cutover:
+  max_downtime_minutes: 30
+"""
+
+
+def write_shop_estate(folder: Path, server: ShopServer) -> Path:
+    """The foreign tests' estate settings (tests/foreign/estate.py) with this system's
+    manifest; the ssh key, the user's password and the platform secret in ``secrets/``."""
+    today = date.today().isoformat()
+    (folder / "systems").mkdir(parents=True)
+    (folder / "migrate.yaml").write_text(wiki_estate.MIGRATE_YAML.format(
+        source_network=wiki_estate.SOURCE_NETWORK, today=today), encoding="utf-8")
+    (folder / "systems" / f"{SYSTEM}.yaml").write_text(
+        MANIFEST.format(system=SYSTEM, address=server.address, today=today), encoding="utf-8")
+    vault = folder / "secrets"
+    vault.mkdir(mode=0o700)
+    wiki_estate._secret(vault / f"ssh-{SYSTEM}", server.access.key.read_text())
+    wiki_estate._secret(vault / "db-shop", server.password_file.read_text())
+    wiki_estate._secret(vault / f"exchange-{SYSTEM}", secrets.token_urlsafe(24) + "\n")
+    return folder
+
+
+@pytest.fixture
+def shop_server(foreign_host: Path, foreign_net: world.Net, foreign_mirror: mirror.Mirror,
+                foreign_root: Path, foreign_access: world.Access) -> Iterator[ShopServer]:
+    with mariadb_server.shop_registry(foreign_net, foreign_mirror, foreign_root,
+                                      foreign_access) as built:
+        yield built
+
+
+@pytest.fixture
+def moving(shop_server: ShopServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+           run_cli) -> Iterator[Path]:
+    """The estate; afterwards the source is given its service back, the target destroyed,
+    the sandbox taken down and its mirror's cache removed (by the mirror's own name)."""
+    from migrate.adapters.engine import find_engine
+
+    if find_engine() is None:
+        pytest.skip("the Pulumi engine is not built: run 'make engine'")
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("MIGRATE_SANDBOX_ROOT", str(tmp_path / "sandbox-root"))
+    estate = write_shop_estate(tmp_path / "estate", shop_server)
+    try:
+        yield estate
+    finally:
+        estate_id = existing_estate_id(pipeline.open_estate(estate))
+        record = read_record(estate_id) if estate_id else None
+        if (estate / ".migrate" / "plan.json").exists():
+            run_cli("rollback", estate, "--system", SYSTEM)
+            run_cli("destroy", estate, "--yes")
+        run_cli("sandbox", "down", estate)
+        if record and record.mirror:
+            shutil.rmtree(mirror.mirror_dir(record.mirror), ignore_errors=True)
+
+
+def target_access(estate: Path, folder: Path) -> tuple[world.Access, str]:
+    """ssh to the target as the sandbox's operator, its provisioned host key checked."""
+    loaded = pipeline.open_estate(estate)
+    (found,) = pipeline.provisioned_targets(pipeline.context_of(loaded), SYSTEM).values()
+    known = folder / "target_known_hosts"
+    known.write_text(f"{found['address']} {found['host_key']}\n")
+    return world.Access(operator_key_path(loaded), known), found["address"]
+
+
+def sums(run) -> dict[str, str]:
+    """Per-table ``rows checksum`` of shop, by the playbooks' own script."""
+    text = run("bash -s sums shop", SCRIPT.read_text())
+    return dict(line.split(" ", 1) for line in text.splitlines())
+
+
+def journal(estate: Path) -> list[dict]:
+    path = estate / ".migrate" / "journal.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+SHOW_USER = ("mariadb -N -B -r -e \"SHOW CREATE USER 'shopapp'@'localhost';"
+             " SHOW GRANTS FOR 'shopapp'@'localhost'\"")
+# As the application logs in, the password on stdin (MYSQL_PWD: never an argument).
+AS_THE_APP = ("read -r MYSQL_PWD && export MYSQL_PWD && mariadb --no-defaults -N -B -u shopapp"
+              " shop -e 'SELECT CURRENT_USER(), COUNT(*) FROM items'")
+ALTER_ROW = "mariadb shop -e 'UPDATE items SET price = price + 1 WHERE id = 7'"
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.strip().encode()).hexdigest()
+
+
+def test_a_mariadb_system_moves_rolls_back_and_moves_again_with_migrate_run(
+        moving: Path, shop_server: ShopServer, run_cli, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    estate, server = moving, shop_server
+    line = hostkeys.known_hosts_line(server.name, server.address, server.root)
+    assert run_cli("trust", estate, "--accept", trust.fingerprint_of(line.split()[2])).code == 0
+    source_sums = sums(server.ssh)
+    assert source_sums["shop.items"].startswith(f"{mariadb_server.ITEMS} ")
+    assert set(source_sums) == {"shop.items", "shop.orders", "shop.events"}
+
+    # 1. A row altered on the target once the cutover compared both sides: verification
+    # fails and the system is rolled back, the source serving again.
+    import migrate.stages.verify.run
+
+    real = migrate.stages.verify.run.verify_system
+
+    def altered_then_verified(*args, **kwargs):
+        access, address = target_access(estate, tmp_path)
+        access.check(address, ALTER_ROW)
+        return real(*args, **kwargs)
+
+    started = time.monotonic()
+    with monkeypatch.context() as patched:  # only this run (the fixture's settings stay)
+        patched.setattr(migrate.stages.verify.run, "verify_system", altered_then_verified)
+        failed = run_cli("run", estate, "--yes", "--output", "json")
+    first_s = time.monotonic() - started
+    assert failed.code == 4, failed.stdout + failed.stderr
+    (system,) = json.loads(failed.stdout)["systems"]
+    assert system["rolled_back"] is True, system
+    assert "data::database_equals_evidence[shop@" in system["error"]["message"], system
+    cutover = next(e for e in reversed(journal(estate)) if e["stage"] == "cutover")
+    compared = cutover["outputs"]["databases"]["shop"]
+    assert compared["equal"] and compared["differing"] == [], compared
+    assert compared["tables"]["shop.items"]["rows"] == mariadb_server.ITEMS
+    assert ("rollback", "ok") in [(e["stage"], e["result"]) for e in journal(estate)]
+    assert server.ssh("systemctl is-active shop-web").strip() == "active"
+    assert mariadb_server.health(server.address)[0] == 200
+    target, address = target_access(estate, tmp_path)
+    assert target.run(address, "systemctl is-active shop-web").stdout.strip() == "inactive"
+
+    # 2. The move: the freeze's stop writes a row on the source after the copy, which the
+    # final copy brings over; every table equal on both sides, the user's hash and grants.
+    events_before = int(server.ssh("mariadb -N -B shop -e 'SELECT COUNT(*) FROM events'"))
+    started = time.monotonic()
+    moved = run_cli("run", estate, "--yes", "--output", "json")
+    second_s = time.monotonic() - started
+    assert moved.code == 0, moved.stdout + moved.stderr
+    after = sums(server.ssh)
+    assert int(after["shop.events"].split()[0]) == events_before + 1  # the freeze's stop
+    assert sums(lambda command, stdin: target.check(address, command, stdin)) == after
+    assert digest(target.check(address, SHOW_USER)) == digest(server.ssh(SHOW_USER))
+    password = server.password_file.read_text()
+    assert target.check(address, AS_THE_APP, password).split() == \
+        ["shopapp@localhost", str(mariadb_server.ITEMS)]
+    status, body = mariadb_server.health(address)
+    assert (status, body.strip()) == (200, f"items {mariadb_server.ITEMS}")
+    assert server.ssh("systemctl is-active shop-web; true").strip() == "inactive"
+
+    # 3. Nothing left to do.
+    started = time.monotonic()
+    again = run_cli("run", estate, "--yes", "--output", "json")
+    third_s = time.monotonic() - started
+    assert again.code == 0, again.stdout + again.stderr
+    assert json.loads(again.stdout)["changed_nothing"]
+    assert sums(lambda command, stdin: target.check(address, command, stdin)) == after
+    with capsys.disabled():
+        print(f"\nMariaDB move: server ready in {server.setup_s:.1f} s "
+              f"({'kept overlay' if server.prepared else 'built'}: {server.phases}); "
+              f"runs {first_s:.1f} s (rolled back), {second_s:.1f} s, {third_s:.1f} s "
+              "(no change)")
