@@ -49,11 +49,15 @@ tc_pid=""
 trap 'kill "$cloud_pid" "$provider_pid" 2>/dev/null; for p in $main_pid $tc_pid; do pkill -P "$p"; done' INT TERM
 
 # part NAME LOG COMMAND...: runs COMMAND with every output line prefixed "[NAME] " and kept,
-# unprefixed, in LOG; its exit status is COMMAND's (pipefail).
+# unprefixed, in LOG; its exit status is COMMAND's (pipefail); the time it ended in LOG.end
+# (the script waits for the parts one after the other).
 part() {
-  local name=$1 file=$2
+  local name=$1 file=$2 status
   shift 2
   "$@" 2>&1 | tee "$file" | sed -u "s/^/[$name] /"
+  status=$?
+  date +%s > "$file.end"
+  return "$status"
 }
 
 main_status=1
@@ -95,12 +99,12 @@ fi
 if [ -n "$main_pid" ]; then
   wait "$main_pid"
   main_status=$?
-  main_ended=$(date +%s)
+  main_ended=$(cat "$logs/main.log.end" 2>/dev/null || date +%s)
 fi
 if [ -n "$tc_pid" ]; then
   wait "$tc_pid"
   tc_status=$?
-  tc_ended=$(date +%s)
+  tc_ended=$(cat "$logs/cloud.log.end" 2>/dev/null || date +%s)
 fi
 
 if [ "$cloud_was_running" -eq 0 ] && [ "${MIGRATE_TESTCLOUD_KEEP:-0}" != "1" ]; then

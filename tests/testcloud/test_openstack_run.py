@@ -124,7 +124,7 @@ def first_run(estate: Path, run_cli) -> None:
     assert systems[LEVEL_TWO]["outcome"] == "done", systems[LEVEL_TWO]
     failed = systems[LEVEL_THREE]
     assert failed["rolled_back"] is True, failed
-    assert "reverse_probe_reaches_system" in failed["error"], failed["error"]
+    assert "reverse_probe_reaches_system" in failed["error"]["message"], failed["error"]
     assert [e["result"] for e in events.ended(estate, "verify", LEVEL_THREE, 0)] == ["failed"]
     assert [e["result"] for e in events.ended(estate, "cutover", LEVEL_THREE, 0)] == ["ok"]
     assert source_health(estate, LEVEL_THREE) == 200
