@@ -19,6 +19,33 @@ from pathlib import Path
 SYSTEM = "wjw-wiki"
 SOURCE_NETWORK = "192.168.177.0/25"
 
+# The settings a discovery test starts from: an estate named TITLE with no manifest yet.
+DISCOVERY_YAML = """schema_version: 1
+estate: {title}
+cloud:
+  target: sandbox
+  protection_level: 3
+  zones:
+    egov_extranet: {{cidr: 10.177.0.0/16}}
+  images: {{debian-12: debian-12-hardened}}
+  flavors:
+    - {{name: c2m4, vcpu: 2, memory_gb: 4}}
+exchange:
+  url: https://exchange.example.gov.cn
+  ca_bundle: certs/exchange-ca.pem
+sandbox:
+  seed_legacy: false
+  allowed_networks: [192.168.177.0/25]
+sources:
+  known_hosts: known_hosts
+"""
+
+
+def discovery_settings(title: str) -> str:
+    """migrate.yaml of an estate that discovery is about to draft the first system of."""
+    return DISCOVERY_YAML.format(title=title)
+
+
 MIGRATE_YAML = """schema_version: 1
 estate: 市卫生健康委员会知识库迁移上云
 cloud:

@@ -20,30 +20,13 @@ from migrate.rehearsal.sandbox import hostkeys
 from migrate.rehearsal.sandbox.layout import upper_dir
 from migrate.stages import trust
 from tests.foreign import tomcat
+from tests.foreign.estate import discovery_settings
 from tests.foreign.tomcat import TomcatServer
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 SYSTEM = "fgw-xmsb"
-MIGRATE_YAML = """schema_version: 1
-estate: 发改委项目申报系统迁移上云
-cloud:
-  target: sandbox
-  protection_level: 3
-  zones:
-    egov_extranet: {cidr: 10.177.0.0/16}
-  images: {debian-12: debian-12-hardened}
-  flavors:
-    - {name: c2m4, vcpu: 2, memory_gb: 4}
-exchange:
-  url: https://exchange.example.gov.cn
-  ca_bundle: certs/exchange-ca.pem
-sandbox:
-  seed_legacy: false
-  allowed_networks: [192.168.177.0/25]
-sources:
-  known_hosts: known_hosts
-"""
+MIGRATE_YAML = discovery_settings("发改委项目申报系统迁移上云")
 # what a user still writes by hand: names, the approval, the census, health, sizes per day...
 MOST_PLACEHOLDERS = 30
 

@@ -15,30 +15,13 @@ import yaml
 from migrate.rehearsal.sandbox import hostkeys
 from migrate.rehearsal.sandbox.layout import upper_dir
 from migrate.stages import trust
+from tests.foreign.estate import discovery_settings
 from tests.foreign.server import ForeignServer
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 SYSTEM = "wjw-wiki"
-MIGRATE_YAML = """schema_version: 1
-estate: 卫健委知识库迁移上云
-cloud:
-  target: sandbox
-  protection_level: 3
-  zones:
-    egov_extranet: {cidr: 10.177.0.0/16}
-  images: {debian-12: debian-12-hardened}
-  flavors:
-    - {name: c2m4, vcpu: 2, memory_gb: 4}
-exchange:
-  url: https://exchange.example.gov.cn
-  ca_bundle: certs/exchange-ca.pem
-sandbox:
-  seed_legacy: false
-  allowed_networks: [192.168.177.0/25]
-sources:
-  known_hosts: known_hosts
-"""
+MIGRATE_YAML = discovery_settings("卫健委知识库迁移上云")
 
 
 def test_discovery_drafts_a_valid_manifest_for_the_wiki(
