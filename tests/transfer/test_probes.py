@@ -123,3 +123,60 @@ def test_the_source_probe_names_a_host_without_mariadb(tmp_path: Path) -> None:
         env={**os.environ, "PATH": str(tmp_path)})
     assert json.loads(done.stdout)["problems"] == [
         "MariaDB on db1 (192.0.2.3) does not answer: mariadb is not installed"]
+
+
+def test_the_source_probe_reports_the_mariadb_servers_major_and_minor(tmp_path: Path) -> None:
+    client = tmp_path / "bin" / "mariadb"
+    client.parent.mkdir()
+    client.write_text(FAKE_MARIADB)
+    client.chmod(0o755)
+    spec = {"where": "db1 (192.0.2.3)", "trees": [], "configuration": [], "rewrites": [],
+            "databases": [{"name": "o'k", "user": "shopapp", "engine": "mariadb"}]}
+    done = subprocess.run(
+        [sys.executable, "-c", (FILES / "probe_source.py").read_text(), json.dumps(spec)],
+        input="pw\n", capture_output=True, text=True, check=True, timeout=60,
+        env={**os.environ, "PATH": f"{client.parent}:{os.environ['PATH']}",
+             "LOG": str(tmp_path / "calls.log")})
+    found = json.loads(done.stdout)
+    assert found["mariadb_version"] == [10, 11]  # "10.11.6-MariaDB", not 10.1 nor 10.6
+    assert found["problems"] == []
+    assert probe("probe_source.py", {"where": "web1", "trees": [], "configuration": [],
+                                     "rewrites": [], "databases": []})["mariadb_version"] == []
+
+
+def fake_server(folder: Path, answer: str) -> dict:
+    """An environment whose PATH holds a mariadbd answering --version with ``answer``."""
+    server = folder / "mariadbd"
+    folder.mkdir(exist_ok=True)
+    server.write_text(f"#!/bin/sh\necho '{answer}'\n")
+    server.chmod(0o755)
+    return {**os.environ, "PATH": f"{folder}:{os.environ['PATH']}"}
+
+
+def target_probe(spec: dict, env: dict) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", (FILES / "probe_target.py").read_text(), json.dumps(spec)],
+        capture_output=True, text=True, check=True, timeout=60, env=env)
+    return json.loads(done.stdout)
+
+
+def test_the_target_probe_refuses_a_mariadb_older_than_the_sources(tmp_path: Path) -> None:
+    env = fake_server(tmp_path / "bin", "/usr/sbin/mariadbd  Ver 10.6.18-MariaDB-0ubuntu0 "
+                                        "for debian-linux-gnu on x86_64 (Ubuntu 22.04)")
+    spec = {"where": "app-vm", "factor": 1, "margin": 0, "needs": []}
+    older = target_probe({**spec, "mariadb_need": [10, 11]}, env)
+    assert older["mariadb_version"] == [10, 6]
+    assert older["problems"] == [
+        "app-vm has MariaDB 10.6, the source runs 10.11 (a dump of a newer server may use "
+        "what an older one lacks)"]
+    assert target_probe({**spec, "mariadb_need": [10, 6]}, env)["problems"] == []
+    assert target_probe({**spec, "mariadb_need": [10, 5]}, env)["problems"] == []
+    # no MariaDB database moving here: the server is not asked
+    assert target_probe({**spec, "mariadb_need": []}, env)["mariadb_version"] == []
+
+
+def test_the_target_probe_accepts_a_newer_mariadb_major(tmp_path: Path) -> None:
+    env = fake_server(tmp_path / "bin", "mariadbd  Ver 11.4.2-MariaDB for Linux on x86_64")
+    found = target_probe({"where": "app-vm", "factor": 1, "margin": 0, "needs": [],
+                          "mariadb_need": [10, 11]}, env)
+    assert found["mariadb_version"] == [11, 4] and found["problems"] == []

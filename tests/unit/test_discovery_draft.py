@@ -12,7 +12,13 @@ import yaml
 from migrate.core.model import SystemManifest
 from migrate.orchestrate.pipeline import open_estate
 from migrate.stages.discovery import gaps
-from migrate.stages.discovery.draft import DraftHost, build_draft, render, validate_draft
+from migrate.stages.discovery.draft import (
+    DraftHost,
+    build_draft,
+    packages_of,
+    render,
+    validate_draft,
+)
 
 OBSERVED = {
     "os": {"id": "debian", "version_id": "12", "pretty_name": "Debian GNU/Linux 12 (bookworm)"},
@@ -191,6 +197,15 @@ def test_addresses_are_found_as_whole_addresses_only() -> None:
     assert gaps.addresses_in("gw 192.168.1.1, db 192.168.1.10", known) == ["192.168.1.1",
                                                                           "192.168.1.10"]
     assert gaps.addresses_in("net 192.168.1.100/24", known) == []
+
+
+def test_packages_every_debian_system_has_are_not_proposed() -> None:
+    observed = {**OBSERVED, "packages": [
+        {"name": "dash", "version": "0.5.12-2", "arch": "amd64", "base_system": True},
+        {"name": "tomcat10", "version": "10.1.34-0", "arch": "all", "base_system": False}],
+        "package_owners": {"/bin/sh": ["dash"], "/usr/libexec/tomcat10/tomcat-start.sh":
+                           ["tomcat10"]}}
+    assert packages_of(observed) == ["tomcat10"]
 
 
 def test_the_draft_carries_packages_configuration_and_rewrites(estate: Path,

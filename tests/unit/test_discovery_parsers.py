@@ -16,12 +16,13 @@ ID=debian
 HOME_URL="https://www.debian.org/"
 '''
 
-DPKG = ("ii \tadduser\t3.134\tall\n"
-        "ii \tlibc6:amd64\t2.36-9+deb12u9\tamd64\n"
-        "rc \told-package\t1.0-1\tamd64\n"
-        "hi \tnginx-light\t1.22.1-9+deb12u1\tamd64\n"
-        "ii \tpostgresql-15\t15.10-0+deb12u1\tamd64\n"
-        "un \tnever-installed\t\t\n")
+DPKG = ("ii \tadduser\t3.134\tall\t\timportant\n"
+        "ii \tdash\t0.5.12-2\tamd64\tyes\trequired\n"
+        "ii \tlibc6:amd64\t2.36-9+deb12u9\tamd64\t\trequired\n"
+        "rc \told-package\t1.0-1\tamd64\t\toptional\n"
+        "hi \tnginx-light\t1.22.1-9+deb12u1\tamd64\t\toptional\n"
+        "ii \tpostgresql-15\t15.10-0+deb12u1\tamd64\t\toptional\n"
+        "un \tnever-installed\t\t\t\t\n")
 
 SS = '''LISTEN 0      4096         0.0.0.0:8080       0.0.0.0:*    users:(("python3",pid=412,fd=3))
 LISTEN 0      200        127.0.0.1:5432       0.0.0.0:*    users:(("postgres",pid=388,fd=6))
@@ -91,8 +92,16 @@ def test_os_release_keeps_identity_fields_unquoted() -> None:
 
 def test_dpkg_lists_installed_and_held_packages_only_without_arch_suffix() -> None:
     packages = parsers.parse_dpkg(DPKG)
-    assert [p["name"] for p in packages] == ["adduser", "libc6", "nginx-light", "postgresql-15"]
-    assert packages[1] == {"name": "libc6", "version": "2.36-9+deb12u9", "arch": "amd64"}
+    assert [p["name"] for p in packages] == ["adduser", "dash", "libc6", "nginx-light",
+                                             "postgresql-15"]
+    assert packages[2] == {"name": "libc6", "version": "2.36-9+deb12u9", "arch": "amd64",
+                           "base_system": True}
+
+
+def test_dpkg_marks_essential_and_required_packages_as_on_every_debian_system() -> None:
+    base = {p["name"]: p["base_system"] for p in parsers.parse_dpkg(DPKG)}
+    assert base == {"adduser": False, "dash": True, "libc6": True, "nginx-light": False,
+                    "postgresql-15": False}
 
 
 def test_ss_merges_ipv4_and_ipv6_and_marks_loopback() -> None:

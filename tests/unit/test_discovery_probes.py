@@ -13,7 +13,7 @@ ANSWERS = {
     "cat /etc/os-release": 'ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12"\n',
     "uname -r": "6.1.0-28-amd64\n",
     "echo hostname": "hostname wiki1\ncpus 2\nmem_kb 4028712\nroot_kb 100\nroot_used_kb 50\n",
-    "dpkg-query -W": "ii \tnginx-light\t1.22.1-9\tamd64\n",
+    "dpkg-query -W": "ii \tnginx-light\t1.22.1-9\tamd64\t\toptional\n",
     "ss -H -ltnp": ('LISTEN 0 511 0.0.0.0:80 0.0.0.0:* users:(("nginx",pid=402,fd=6))\n'
                     'LISTEN 0 5 0.0.0.0:8080 0.0.0.0:* users:(("python3",pid=412,fd=3))\n'),
     "for p in 402 412": ("402\t0::/system.slice/nginx.service\n"
@@ -33,13 +33,17 @@ ANSWERS = {
 class ScriptedSession(SourceSession):
     """Answers commands from ANSWERS by substring; records every command it was given."""
 
-    def __init__(self, user: str = "root", psql: list[str] | None = None) -> None:
+    def __init__(self, user: str = "root", psql: list[str] | None = None,
+                 postgresql_runs: bool = True) -> None:
         super().__init__(Login("192.168.178.10", user, None), client=None)  # type: ignore[arg-type]
         self.commands: list[str] = []
         self.psql = psql
+        self.postgresql_runs = postgresql_runs
 
     def run(self, command: str, timeout: float = 0) -> CommandResult:
         self.commands.append(command)
+        if command == probes.POSTGRESQL_SERVER_RUNNING and not self.postgresql_runs:
+            return CommandResult(1, "", "")
         if "psql -X" in command:
             if self.psql is None:
                 return CommandResult(1, "", "psql: error: connection refused")
@@ -81,6 +85,16 @@ def test_a_host_is_discovered_probe_by_probe_and_failures_are_recorded() -> None
     assert "/srv/wiki/uploads" in du and "/srv/wiki" in du  # declared and working dirs
     grep = [c for c in session.commands if "grep -rIns" in c]
     assert all("/srv/wiki" in c and "/etc" in c for c in grep)
+
+
+def test_psql_without_a_running_server_is_no_postgresql_and_no_probe_error() -> None:
+    session = ScriptedSession(postgresql_runs=False)  # psql connecting would be refused
+    result = discover_host(session, "192.168.178.10", [])
+    assert result["observed"]["postgresql"] is None
+    assert result["probe_errors"] == []
+    assert not any("psql -X" in c for c in session.commands)
+    assert result["observed"]["packages"] == [{"name": "nginx-light", "version": "1.22.1-9",
+                                               "arch": "amd64", "base_system": False}]
 
 
 def test_a_sudo_login_runs_root_probes_through_sudo_and_psql_as_postgres() -> None:

@@ -320,11 +320,18 @@ def _plain_packages(draft: Draft, host: str, packages: list[str]) -> list[str]:
 def packages_of(observed: dict) -> list[str]:
     """The packages that own what the host's application runs and reads (its units and
     programs, web roots, configuration naming an address) and the modules its runtimes load
-    (PHP's, apache's, the jars in Tomcat's lib)."""
+    (PHP's, apache's, the jars in Tomcat's lib); not those every Debian system has."""
     owners = observed.get("package_owners") or {}
     modules = observed.get("runtime_modules") or []
-    return sorted({*(package for packages in owners.values() for package in packages),
-                   *(package for module in modules for package in module["packages"])})
+    found = {*(package for packages in owners.values() for package in packages),
+             *(package for module in modules for package in module["packages"])}
+    return sorted(found - base_system_packages(observed))
+
+
+def base_system_packages(observed: dict) -> set[str]:
+    """The host's packages that dpkg says every Debian system has (Essential: yes or
+    Priority: required, such as dash behind a unit's /bin/sh): the target has them too."""
+    return {p["name"] for p in observed.get("packages") or [] if p.get("base_system")}
 
 
 def _packages_note(observed: dict) -> str:

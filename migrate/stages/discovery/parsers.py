@@ -71,18 +71,21 @@ def parse_hardware(text: str) -> dict[str, object]:
 
 # ---- dpkg-query -------------------------------------------------------------------------
 
-DPKG_FORMAT = r"${db:Status-Abbrev}\t${binary:Package}\t${Version}\t${Architecture}\n"
+DPKG_FORMAT = (r"${db:Status-Abbrev}\t${binary:Package}\t${Version}\t${Architecture}"
+               r"\t${Essential}\t${Priority}\n")
 
 
-def parse_dpkg(text: str) -> list[dict[str, str]]:
-    """``dpkg-query -W -f=DPKG_FORMAT`` -> installed packages (status ``ii``/``hi``), sorted."""
+def parse_dpkg(text: str) -> list[dict[str, object]]:
+    """``dpkg-query -W -f=DPKG_FORMAT`` -> installed packages (status ``ii``/``hi``), sorted;
+    ``base_system`` when every Debian system has it (Essential: yes or Priority: required)."""
     packages = []
     for line in text.splitlines():
         parts = line.split("\t")
-        if len(parts) != 4 or parts[0][:2] not in ("ii", "hi"):
+        if len(parts) != 6 or parts[0][:2] not in ("ii", "hi"):
             continue
         name = parts[1].split(":")[0] if parts[1].endswith(f":{parts[3]}") else parts[1]
-        packages.append({"name": name, "version": parts[2], "arch": parts[3]})
+        packages.append({"name": name, "version": parts[2], "arch": parts[3],
+                         "base_system": parts[4] == "yes" or parts[5] == "required"})
     return sorted(packages, key=lambda p: p["name"])
 
 

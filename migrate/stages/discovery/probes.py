@@ -281,6 +281,9 @@ WATCH_S = 10
 
 
 SCRIPT_END = "MIGRATE_SQL_END"
+# A client (or a server package whose unit is disabled) without a running server is not an
+# error: such a host has no PostgreSQL databases. The server's processes are all "postgres".
+POSTGRESQL_SERVER_RUNNING = "grep -qsx postgres /proc/[0-9]*/comm"
 
 
 def psql_command(session: SourceSession, script: str) -> str:
@@ -304,10 +307,10 @@ def psql_script(sections: list[tuple[str, str | None, str]]) -> str:
 def probe_postgresql(session: SourceSession, watch_s: int = WATCH_S) -> dict | None:
     """Databases (size, owner, roles granted on it and on its tables, the tables written
     during ``watch_s`` seconds: none watched when 0), roles and settings; None when no
-    PostgreSQL server runs here. Two psql runs, whatever the number of databases: the
-    cluster, then every database's tables."""
+    PostgreSQL server runs here (psql installed or not). Two psql runs, whatever the number
+    of databases: the cluster, then every database's tables."""
     present = session.run("command -v psql >/dev/null && getent passwd postgres >/dev/null")
-    if not present.ok:
+    if not present.ok or not session.run(POSTGRESQL_SERVER_RUNNING).ok:
         return None
     cluster = _psql_sections(session, [("settings", None, SETTINGS_SQL),
                                        ("roles", None, ROLES_SQL),

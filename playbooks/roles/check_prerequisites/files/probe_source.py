@@ -5,14 +5,16 @@ SPEC is JSON: {"where": "web1 (192.0.2.1)", "trees": [path...], "configuration":
 each database's password, one line each, in SPEC's order (never an argument: arguments are
 seen by every user of the host). Prints one JSON object: the host's clock, every problem
 found (all of them, not the first), the bytes that move from each place ("PATH=BYTES") and
-the PostgreSQL major version (0 without PostgreSQL databases). A database of engine
-"mariadb" is read with Debian's mariadb client as root (unix socket). Changes nothing.
+the PostgreSQL major version (0 without PostgreSQL databases) and the MariaDB server's
+[major, minor] ([] without MariaDB databases). A database of engine "mariadb" is read with
+Debian's mariadb client as root (unix socket). Changes nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -108,12 +110,22 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def mariadb_answers(where: str, problems: list[str]) -> bool:
+def major_minor(text: str) -> list[int]:
+    """[major, minor] of the first MAJOR.MINOR.PATCH in ``text`` ("10.11.6-MariaDB"), or []."""
+    found = re.search(r"\b(\d+)\.(\d+)\.\d+", text)
+    return [int(found[1]), int(found[2])] if found else []
+
+
+def mariadb_version(where: str, problems: list[str]) -> list[int]:
+    """The server's [major, minor]; [] (and a problem) when it does not answer with one."""
     rc, out, err = run(MARIADB, "SELECT VERSION();")
     if rc != 0 or not out:
         problems.append(f"MariaDB on {where} does not answer: {err or out}")
-        return False
-    return True
+        return []
+    version = major_minor(out)
+    if not version:
+        problems.append(f"MariaDB on {where} answers version {out!r}, not MAJOR.MINOR.PATCH")
+    return version
 
 
 def mariadb_sizes(databases: list[dict], where: str, problems: list[str]) -> list[str]:
@@ -170,12 +182,13 @@ def main() -> None:
             needs += database_sizes([d for d, _ in postgresql], where, problems)
             check_logins([d for d, _ in postgresql], [p for _, p in postgresql], where,
                          problems)
-    if mariadb and mariadb_answers(where, problems):
+    version = mariadb_version(where, problems) if mariadb else []
+    if version:
         needs += mariadb_sizes([d for d, _ in mariadb], where, problems)
         check_mariadb_logins([d for d, _ in mariadb], [p for _, p in mariadb], where,
                              problems)
     print(json.dumps({"clock": clock, "problems": problems, "needs": needs,
-                      "pg_major": major}))
+                      "pg_major": major, "mariadb_version": version}))
 
 
 if __name__ == "__main__":

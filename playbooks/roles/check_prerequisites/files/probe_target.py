@@ -1,17 +1,23 @@
 """probe_target.py SPEC: what check_prerequisites needs of one target instance, in one round trip.
 
-SPEC is JSON: {"factor": F, "margin": BYTES, "needs": ["PATH=BYTES"...]}. The data moving to
-each PATH lands on the filesystem that holds PATH (or its nearest existing parent: a data
-volume may be mounted there); per filesystem the free bytes must be at least F x the bytes
-landing on it + BYTES. Prints one JSON object: the host's clock, the installed PostgreSQL
-major versions, each filesystem's free and needed bytes, and every problem found. Changes
-nothing.
+SPEC is JSON: {"where": NAME, "factor": F, "margin": BYTES, "needs": ["PATH=BYTES"...],
+"mariadb_need": [MAJOR, MINOR] or []}. The data moving to each PATH lands on the filesystem
+that holds PATH (or its nearest existing parent: a data volume may be mounted there); per
+filesystem the free bytes must be at least F x the bytes landing on it + BYTES. The installed
+MariaDB server must be at least the newest source's (a dump of a newer server may use what an
+older one lacks); one not installed yet is not compared (prepare_target installs it from
+the instance's packages and checks only that it is there). Prints one JSON object: the
+host's clock, the installed PostgreSQL major versions and MariaDB [major, minor] ([]
+without), each filesystem's free and needed bytes, and every problem found. Changes nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 import time
 
@@ -58,13 +64,41 @@ def postgres_majors() -> list[int]:
                   if n.isdigit() and os.path.isdir(f"/usr/lib/postgresql/{n}"))
 
 
+def mariadb_version() -> list[int]:
+    """[major, minor] of the installed MariaDB server binary (mysqld before 10.5), or []: it
+    need not run yet, its --version answers without a data folder."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin"])
+    for name in ("mariadbd", "mysqld"):
+        binary = shutil.which(name, path=search)
+        if binary is None:
+            continue
+        done = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                              check=False)
+        found = re.search(r"\bVer (\d+)\.(\d+)\.\d+", done.stdout)
+        if done.returncode == 0 and found:
+            return [int(found[1]), int(found[2])]
+    return []
+
+
+def mariadb_problems(where: str, need: list[int], have: list[int]) -> list[str]:
+    if not need or not have or have >= need:
+        return []
+    return [f"{where} has MariaDB {'.'.join(map(str, have))}, the source runs "
+            f"{'.'.join(map(str, need))} (a dump of a newer server may use what an older "
+            "one lacks)"]
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     clock = int(time.time())
     filesystems, problems = free_space(spec["needs"], float(spec["factor"]),
                                        int(spec["margin"]))
+    need = spec.get("mariadb_need") or []
+    have = mariadb_version() if need else []
+    problems += mariadb_problems(spec.get("where", "the target"), need, have)
     print(json.dumps({"clock": clock, "pg_majors": postgres_majors(),
-                      "filesystems": filesystems, "problems": problems}))
+                      "mariadb_version": have, "filesystems": filesystems,
+                      "problems": problems}))
 
 
 if __name__ == "__main__":
