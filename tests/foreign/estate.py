@@ -13,8 +13,12 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+
+import pytest
 
 SYSTEM = "wjw-wiki"
 SOURCE_NETWORK = "192.168.177.0/25"
@@ -148,3 +152,33 @@ def write_wiki_estate(folder: Path, *, address: str, ssh_key: Path, db_password:
 def _secret(path: Path, text: str) -> None:
     path.write_text(text)
     os.chmod(path, 0o600)
+
+
+def require_engine() -> None:
+    """Moving needs the built Pulumi engine (a skip, which fails under CI, says how)."""
+    from migrate.adapters.engine import find_engine
+
+    if find_engine() is None:
+        pytest.skip("the Pulumi engine is not built: run 'make engine'")
+
+
+@contextmanager
+def taken_down_after(estate: Path, system: str, run_cli: Callable) -> Iterator[Path]:
+    """The estate; afterwards the source is given its service back, the targets destroyed,
+    the sandbox taken down and its mirror's cache removed (by the mirror's own name)."""
+    from migrate.orchestrate import pipeline
+    from migrate.rehearsal.sandbox import mirror
+    from migrate.rehearsal.sandbox.estate import existing_estate_id
+    from migrate.rehearsal.sandbox.estate_record import read_record
+
+    try:
+        yield estate
+    finally:
+        estate_id = existing_estate_id(pipeline.open_estate(estate))
+        record = read_record(estate_id) if estate_id else None
+        if (estate / ".migrate" / "plan.json").exists():
+            run_cli("rollback", estate, "--system", system)
+            run_cli("destroy", estate, "--yes")
+        run_cli("sandbox", "down", estate)
+        if record and record.mirror:
+            shutil.rmtree(mirror.mirror_dir(record.mirror), ignore_errors=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -28,12 +27,12 @@ import pytest
 
 from migrate.orchestrate import pipeline
 from migrate.rehearsal.sandbox import hostkeys, mirror
-from migrate.rehearsal.sandbox.estate import existing_estate_id, operator_key_path
-from migrate.rehearsal.sandbox.estate_record import read_record
+from migrate.rehearsal.sandbox.estate import operator_key_path
 from migrate.stages import trust
 from tests.foreign import estate as wiki_estate
 from tests.foreign import mariadb_server, world
 from tests.foreign.mariadb_server import ShopServer
+from tests.run.events import journal
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
@@ -125,26 +124,12 @@ def shop_server(foreign_host: Path, foreign_net: world.Net, foreign_mirror: mirr
 @pytest.fixture
 def moving(shop_server: ShopServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
            run_cli) -> Iterator[Path]:
-    """The estate; afterwards the source is given its service back, the target destroyed,
-    the sandbox taken down and its mirror's cache removed (by the mirror's own name)."""
-    from migrate.adapters.engine import find_engine
-
-    if find_engine() is None:
-        pytest.skip("the Pulumi engine is not built: run 'make engine'")
+    wiki_estate.require_engine()
     monkeypatch.setenv("CI", "true")
     monkeypatch.setenv("MIGRATE_SANDBOX_ROOT", str(tmp_path / "sandbox-root"))
-    estate = write_shop_estate(tmp_path / "estate", shop_server)
-    try:
+    with wiki_estate.taken_down_after(write_shop_estate(tmp_path / "estate", shop_server),
+                                      SYSTEM, run_cli) as estate:
         yield estate
-    finally:
-        estate_id = existing_estate_id(pipeline.open_estate(estate))
-        record = read_record(estate_id) if estate_id else None
-        if (estate / ".migrate" / "plan.json").exists():
-            run_cli("rollback", estate, "--system", SYSTEM)
-            run_cli("destroy", estate, "--yes")
-        run_cli("sandbox", "down", estate)
-        if record and record.mirror:
-            shutil.rmtree(mirror.mirror_dir(record.mirror), ignore_errors=True)
 
 
 def target_access(estate: Path, folder: Path) -> tuple[world.Access, str]:
@@ -160,11 +145,6 @@ def sums(run) -> dict[str, str]:
     """Per-table ``rows checksum`` of shop, by the playbooks' own script."""
     text = run("bash -s sums shop", SCRIPT.read_text())
     return dict(line.split(" ", 1) for line in text.splitlines())
-
-
-def journal(estate: Path) -> list[dict]:
-    path = estate / ".migrate" / "journal.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 SHOW_USER = ("mariadb -N -B -r -e \"SHOW CREATE USER 'shopapp'@'localhost';"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -31,13 +30,13 @@ from pathlib import Path
 import pytest
 
 from migrate.orchestrate import pipeline
-from migrate.rehearsal.sandbox import hostkeys, mirror
-from migrate.rehearsal.sandbox.estate import existing_estate_id, operator_key_path
-from migrate.rehearsal.sandbox.estate_record import read_record
+from migrate.rehearsal.sandbox import hostkeys
+from migrate.rehearsal.sandbox.estate import operator_key_path
 from migrate.stages import trust
 from tests.foreign import world
-from tests.foreign.estate import SYSTEM, write_wiki_estate
+from tests.foreign.estate import SYSTEM, require_engine, taken_down_after, write_wiki_estate
 from tests.foreign.server import ForeignServer
+from tests.run.events import journal
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
@@ -98,10 +97,7 @@ def manifest_for_the_cloud(estate: Path, address: str) -> None:
 @pytest.fixture
 def wiki_estate(foreign_server: ForeignServer, tmp_path: Path,
                 monkeypatch: pytest.MonkeyPatch) -> Path:
-    from migrate.adapters.engine import find_engine
-
-    if find_engine() is None:
-        pytest.skip("the Pulumi engine is not built: run 'make engine'")
+    require_engine()
     monkeypatch.setenv("CI", "true")
     monkeypatch.setenv("MIGRATE_SANDBOX_ROOT", str(tmp_path / "sandbox-root"))
     estate = write_wiki_estate(
@@ -114,34 +110,12 @@ def wiki_estate(foreign_server: ForeignServer, tmp_path: Path,
 
 @pytest.fixture
 def moving(wiki_estate: Path, foreign_server: ForeignServer, run_cli) -> Iterator[Path]:
-    """The estate; afterwards the source is given its service back, the targets destroyed,
-    the sandbox taken down and its mirror's cache removed (by the mirror's own name)."""
-    try:
-        yield wiki_estate
-    finally:
-        mirror_name = _mirror_name(wiki_estate)
-        if (wiki_estate / ".migrate" / "plan.json").exists():
-            run_cli("rollback", wiki_estate, "--system", SYSTEM)
-            run_cli("destroy", wiki_estate, "--yes")
-        run_cli("sandbox", "down", wiki_estate)
-        if mirror_name:
-            shutil.rmtree(mirror.mirror_dir(mirror_name), ignore_errors=True)
-
-
-def _mirror_name(estate: Path) -> str | None:
-    estate_id = existing_estate_id(pipeline.open_estate(estate))
-    record = read_record(estate_id) if estate_id else None
-    return record.mirror if record else None
+    with taken_down_after(wiki_estate, SYSTEM, run_cli) as estate:
+        yield estate
 
 
 def digest(text: str) -> str:
     return hashlib.sha256(text.strip().encode()).hexdigest()
-
-
-def journal(estate: Path) -> list[dict]:
-    path = estate / ".migrate" / "journal.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] \
-        if path.exists() else []
 
 
 def raw_page(base: str, title: str) -> str:
