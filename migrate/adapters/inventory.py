@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,6 +119,7 @@ def write_inventory(context: Context, plan: Mapping[str, Any], system_id: str,
                 "migrate_run_dir": str(run_dir),
                 "address_map": {h["address"]: found[h["moves_to"]].address
                                 for h in system["source_hosts"]},
+                "account_hosts": account_hosts(system),
             },
             "children": {
                 "source": {"hosts": _source_hosts(estate, system, manifest.source, found)},
@@ -227,9 +229,28 @@ def _target_hosts(system: dict, targets: Mapping[str, Target], operator_key: Pat
             "replaces": list(instance["replaces"]),
             "postgresql_listen": postgresql_listen(system, name),
             "packages": list(instance.get("packages", [])),
+            "timers": timers_of(c["path"] for c in instance.get("configuration", [])),
             **_workload_of(system, instance=name),
         }
     return hosts
+
+
+def account_hosts(system: dict) -> list[list[str]]:
+    """[source host's address, planned address of the instance that replaces it] of every
+    source host: a database account whose host part is a source host's address (the
+    application logs in over that address) is made for the new address on the target."""
+    planned = {i["name"]: i["address"] for i in system["instances"]}
+    return [[h["address"], planned[h["moves_to"]]] for h in system["source_hosts"]]
+
+
+TIMER_FILE = re.compile(r"^/etc/systemd/system/(?P<unit>[A-Za-z0-9_][A-Za-z0-9@._-]*\.timer)$")
+
+
+def timers_of(paths: Iterable[str]) -> list[str]:
+    """The timer units among copied configuration paths (their unit files in
+    /etc/systemd/system): they move with the services, stopped on the source at the freeze
+    and started on the target with the services."""
+    return sorted({m["unit"] for m in map(TIMER_FILE.match, paths) if m})
 
 
 def postgresql_listen(system: dict, instance: str) -> str:
@@ -258,9 +279,11 @@ def _software_from(system: dict, source_host: str) -> dict:
     """The configuration paths and rewrites of one source host (the plan keeps them per
     instance, ``new`` already rendered to the planned addresses)."""
     instance = next(i for i in system["instances"] if source_host in i["replaces"])
+    configuration = [c["path"] for c in instance.get("configuration", [])
+                     if c["host"] == source_host]
     return {
-        "configuration": [c["path"] for c in instance.get("configuration", [])
-                          if c["host"] == source_host],
+        "configuration": configuration,
+        "timers": timers_of(configuration),
         "rewrites": [{"file": r["file"], "old": r["old"], "new": r["new"]}
                      for r in instance.get("rewrites", []) if r["host"] == source_host],
     }

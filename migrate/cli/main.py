@@ -79,6 +79,9 @@ JSON_SCHEMA_VERSION = 1  # of every --output json document; raised when a shape 
 FAILURES_SCHEMA_VERSION = 2
 FAILURES_SCHEMA_COMMANDS = frozenset({"transfer", "check", "cutover", "rollback",
                                       "decommission", "verify", "run", "status"})
+# report prints report.json's own version (migrate.stages.report.REPORT_SCHEMA_VERSION, not
+# imported here: a light install's CLI does not load the report stage); its errors too
+REPORT_SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -103,8 +106,9 @@ SESSION = Session()
 def schema_version_of(args: list[str]) -> int:
     """The schema_version of every document the command these arguments name prints."""
     words = named_command(args).split()[1:]
-    return FAILURES_SCHEMA_VERSION if words and words[0] in FAILURES_SCHEMA_COMMANDS \
-        else JSON_SCHEMA_VERSION
+    if words and words[0] in FAILURES_SCHEMA_COMMANDS:
+        return FAILURES_SCHEMA_VERSION
+    return REPORT_SCHEMA_VERSION if words[:1] == ["report"] else JSON_SCHEMA_VERSION
 
 
 def emit_json(document: Any) -> None:
@@ -1281,7 +1285,7 @@ def named_command(args: list[str]) -> str:
     """The command the arguments name ('migrate audit verify'), options and their values
     left out, for messages."""
     names, command = ["migrate"], cli
-    for word in (arg for arg in args if not arg.startswith("-")):
+    for word in command_words(args):
         if not isinstance(command, click.Group):
             break
         try:
@@ -1292,6 +1296,20 @@ def named_command(args: list[str]) -> str:
             break
         names.append(word)
     return " ".join(names)
+
+
+def command_words(args: list[str]) -> list[str]:
+    """The words that are not options nor --output's value (``migrate -o json transfer`` is
+    a usage error that still names transfer)."""
+    words, after_output = [], False
+    for arg in args:
+        if not after_output and not arg.startswith("-"):
+            words.append(arg)
+        after_output = arg in OUTPUT_FORMAT_NAMES
+    return words
+
+
+OUTPUT_FORMAT_NAMES = ("-o", "--output")
 
 
 def extra_not_installed(error: Exception, args: list[str]) -> EnvironmentNotReady | None:

@@ -1,8 +1,8 @@
 """Credentials `migrate` makes itself, whatever the cloud: SSH client key pairs (the operator's,
 the per-system migration keys), the SCRAM-SHA-256 verifiers PostgreSQL stores instead of a
-password, and the file that holds the passphrase of the stacks' secrets (made only for a
-rehearsal, else the operator's; never readable by others). Neither the stages, the targets
-nor the rehearsal own these; all use them from here.
+password (and MariaDB's mysql_native_password hashes), and the file that holds the passphrase
+of the stacks' secrets (made only for a rehearsal, else the operator's; never readable by
+others). Neither the stages, the targets nor the rehearsal own these; all use them from here.
 """
 
 from __future__ import annotations
@@ -77,6 +77,13 @@ def scram_verifier(password: str, salt: bytes, iterations: int = SCRAM_ITERATION
     b64 = base64.b64encode
     return (f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}$"
             f"{b64(stored_key).decode()}:{b64(server_key).decode()}")
+
+
+def mariadb_native_hash(password: str) -> str:
+    """The hash MariaDB's mysql_native_password stores for ``password`` (``*`` and the hex of
+    SHA1(SHA1(password))), so the SQL that creates the account never holds the password."""
+    inner = hashlib.sha1(password.encode("utf-8")).digest()
+    return "*" + hashlib.sha1(inner).hexdigest().upper()
 
 
 # ---------------------------------------------------------------- the stacks' passphrase

@@ -478,7 +478,10 @@ class Database(Strict):
     engine: DatabaseEngine = Field(
         description="`postgresql`, or `mariadb` (Debian's mariadb-server, MySQL's dialect):"
         " a MariaDB database moves by a consistent dump (mariadb-dump --single-transaction)"
-        " whatever its size, with its application user's password hash and grants.",
+        " up to the plan's dump_restore_max_gb, above it by `binlog_replication` (the target"
+        " a replica of the source from the dump's GTID position until the cutover: the"
+        " source needs log_bin, binlog_format ROW and a non-zero server_id), with its"
+        " application user's password hash and grants.",
     )
     name: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
     size_gb: Gigabytes
@@ -562,8 +565,13 @@ class Instance(Strict):
 class Flow(Strict):
     model_config = ConfigDict(populate_by_name=True)
 
-    from_: LocalName = Field(alias="from")
-    to: LocalName
+    from_: LocalName = Field(
+        alias="from", description="Where the traffic comes from: an instance of this system "
+        "or a peer: `ops`, `exchange`, `internet`.")
+    to: LocalName = Field(description=(
+        "Where it goes: an instance of this system or a peer. A flow from an instance to "
+        "itself plans a port its own application reaches on its address (e.g. MariaDB's 3306 "
+        "bound to it): verification finds it listening as planned."))
     port: Port
     protocol: Protocol = "tcp"
 

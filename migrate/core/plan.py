@@ -75,7 +75,6 @@ def build_plan(
         planned["wave"] = waves[sid]
         planned["depends_on"] = sorted(edges[sid])
         systems.append(planned)
-        warnings += dump_warnings(estate.systems[sid], assumptions)
         if planned["estimates"]["cutover_minutes"] > planned["max_downtime_minutes"]:
             warnings.append(
                 f"{sid}: estimated cutover {planned['estimates']['cutover_minutes']} min exceeds "
@@ -467,6 +466,9 @@ def _peer(estate: Estate, system: SystemManifest, instances: list[dict], name: s
 
 
 POSTGRESQL_PORT = 5432
+MARIADB_PORT = 3306
+# The source port a target replicating a database connects to, by method.
+REPLICATION_PORTS = {"logical_replication": POSTGRESQL_PORT, "binlog_replication": MARIADB_PORT}
 # the sandbox cloud's package mirror (migrate.rehearsal.sandbox.mirror.PORT)
 SANDBOX_MIRROR_PORT = 3142
 
@@ -551,9 +553,9 @@ def plan_rules(estate: Estate, system: SystemManifest, instances: list[dict],
     for instance in instances:
         rules += cloud_service_rules(estate, instance["name"])
     for db in databases:
-        if db["method"] == "logical_replication":
+        if db["method"] in REPLICATION_PORTS:
             rules.append({"instance": db["instance"], "direction": "egress", "protocol": "tcp",
-                          "port": POSTGRESQL_PORT,
+                          "port": REPLICATION_PORTS[db["method"]],
                           "peer": {"kind": "source_host", "host": db["host"],
                                    "cidr": f"{hosts[db['host']]}/32"},
                           "origin": "migration", "temporary": True})
@@ -588,27 +590,21 @@ def plan_data(system: SystemManifest, by_host: dict[str, str], a: Assumptions) -
 
 
 def database_method(database: Database, a: Assumptions) -> str:
-    """``final_dump`` up to dump_restore_max_gb, else ``logical_replication``; a MariaDB
-    database is always dumped (its replication, binlog/GTID, is not implemented: the plan
-    warns about a large one, ``dump_warnings``)."""
-    if database.engine == "mariadb" or database.size_gb <= a.dump_restore_max_gb:
+    """``final_dump`` up to dump_restore_max_gb, else kept in step by replication until the
+    cutover: PostgreSQL's ``logical_replication``, MariaDB's ``binlog_replication`` (its
+    binlog read by the target as a replica, from the GTID position of a consistent dump)."""
+    if database.size_gb <= a.dump_restore_max_gb:
         return "final_dump"
-    return "logical_replication"
+    return REPLICATION_METHODS[database.engine]
+
+
+# How each engine keeps a database larger than dump_restore_max_gb in step until the cutover.
+REPLICATION_METHODS = {"postgresql": "logical_replication", "mariadb": "binlog_replication"}
 
 
 def default_schema(database: Database) -> str:
     """The schema of an unqualified table name: PostgreSQL's ``public``, MariaDB's database."""
     return database.name if database.engine == "mariadb" else "public"
-
-
-def dump_warnings(system: SystemManifest, a: Assumptions) -> list[str]:
-    """One warning per database dumped at the cutover although larger than
-    dump_restore_max_gb (MariaDB: no replication yet), since the downtime holds its dump."""
-    return [f"{system.id}: database {d.name} ({d.engine}, {d.size_gb:g} GB) is moved by a "
-            f"final dump during the cutover: above {a.dump_restore_max_gb:g} GB it would be "
-            f"kept in step by replication, which migrate does not do for {d.engine} yet"
-            for d in system.workload.databases
-            if d.size_gb > a.dump_restore_max_gb and database_method(d, a) == "final_dump"]
 
 
 def _transfer_seconds(gigabytes: float, bandwidth_mbps: float) -> float:

@@ -196,7 +196,7 @@ class Database(Strict):
     size_gb: Size
     daily_change_gb: Size
     instance: str
-    method: Literal["final_dump", "logical_replication"]
+    method: Literal["final_dump", "logical_replication", "binlog_replication"]
     volatile_tables: list[str]
 
 

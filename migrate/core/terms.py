@@ -79,7 +79,8 @@ DIRECTION_ZH = {"ingress": "入方向", "egress": "出方向"}
 RULE_ORIGIN_ZH = {"management": "运维管理", "migration": "迁移（临时）",
                   "interconnection": "系统互联", "metadata": "云平台元数据服务",
                   "dns": "域名解析", "ntp": "时间同步", "packages": "软件包镜像源"}
-COPY_METHOD_ZH = {"final_dump": "切换时导出导入", "logical_replication": "逻辑复制"}
+COPY_METHOD_ZH = {"final_dump": "切换时导出导入", "logical_replication": "逻辑复制",
+                  "binlog_replication": "主从复制（binlog）"}
 HOLDS_ZH = {"files": "文件", "databases": "数据库", "boot": "系统盘"}
 CLOUD_TARGET_ZH = {"sandbox": "本地演练环境", "openstack": "电子政务云（OpenStack）"}
 

@@ -290,8 +290,6 @@ def check_target(estate: Estate, system: SystemManifest) -> list[Problem]:
                 f"port {flow.port} opened to 'internet' in zone '{target.zone}'",
                 "only zone 'internet' may take traffic from the Internet; put the front end "
                 "in zone internet or remove the flow"))
-        if flow.from_ == flow.to:
-            problems.append(doc.problem(loc, "a flow from an instance to itself is not needed"))
     return problems
 
 

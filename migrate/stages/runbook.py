@@ -163,6 +163,8 @@ def system_data(system: dict) -> dict:
         "total_gb": f"{data['total_gb']:g}",
         "replicated": [d["name"] for d in data["databases"]
                        if d["method"] == "logical_replication"],
+        "binlog_replicated": [d["name"] for d in data["databases"]
+                              if d["method"] == "binlog_replication"],
     }
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.foreign import world
+
 SYSTEM = "wjw-wiki"
 SOURCE_NETWORK = "192.168.177.0/25"
 
@@ -160,6 +162,29 @@ def require_engine() -> None:
 
     if find_engine() is None:
         pytest.skip("the Pulumi engine is not built: run 'make engine'")
+
+
+MARIADB_SCRIPT = Path(__file__).parents[2] / "playbooks" / "files" / "move_mariadb.sh"
+
+
+def target_access(estate: Path, system: str, folder: Path) -> tuple[world.Access, str]:
+    """ssh to the system's one target as the sandbox's operator, its provisioned host key
+    checked (a known_hosts file written into ``folder``), and the target's address."""
+    from migrate.orchestrate import pipeline
+    from migrate.rehearsal.sandbox.estate import operator_key_path
+
+    loaded = pipeline.open_estate(estate)
+    (found,) = pipeline.provisioned_targets(pipeline.context_of(loaded), system).values()
+    known = folder / "target_known_hosts"
+    known.write_text(f"{found['address']} {found['host_key']}\n")
+    return world.Access(operator_key_path(loaded), known), found["address"]
+
+
+def mariadb_sums(run: Callable[[str, str], str], database: str) -> dict[str, str]:
+    """Per-table ``rows checksum`` of a MariaDB database, by the playbooks' own script
+    (``run(command, stdin)`` on the host that holds it)."""
+    text = run(f"bash -s sums {database}", MARIADB_SCRIPT.read_text())
+    return dict(line.split(" ", 1) for line in text.splitlines())
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 """A department server on MariaDB nobody here wrote: 区商务局的门店登记 (a shop registry).
 
 Debian bookworm's ``mariadb-server`` installed through the package mirror, configured the
-way its administrator once did: a database ``shop`` (utf8mb4) with its tables, a user
+way its administrator once did: the binlog on (ROW, a server_id, listening on every address:
+``SERVER_SETTINGS``), a database ``shop`` (utf8mb4) with its tables, a user
 ``shopapp``@``localhost`` with a password and every right on ``shop``, and a small service
 ``shop-web`` (python3, port 8080) that logs in as that user: its ``/health`` answers 200 only
 when a query of the database succeeds, and when it stops it writes the stop into ``shop.events``
@@ -23,7 +24,7 @@ from pathlib import Path
 from migrate.rehearsal.sandbox import mirror
 from tests.foreign import builder, world
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: the binlog (ROW), a server_id and networking, for replication
 NAME = "t-shopdb"  # the machine (veth vb-t-shopdb)
 HOSTNAME = "shop01"
 HOST = 20  # 192.168.177.20
@@ -90,6 +91,16 @@ CREATE VIEW expensive AS SELECT id, name FROM items WHERE price > 1000;
 """
 
 
+# As its administrator set it up for the department's backups (a binlog to replay since the
+# last dump), which is what a replica follows too.
+SERVER_SETTINGS = f"""[mariadbd]
+log_bin = mariadb-bin
+binlog_format = ROW
+server_id = {HOST}
+bind_address = 0.0.0.0
+"""
+
+
 @dataclass(frozen=True)
 class ShopServer(builder.KeptServer):  # at 192.168.177.20
     password_file: Path  # on the host, 0600: shopapp's password, as an estate keeps it
@@ -105,7 +116,10 @@ def setup_script() -> str:
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends {' '.join(PACKAGES)}
-systemctl enable --now mariadb
+cat > /etc/mysql/mariadb.conf.d/60-shop.cnf <<'CNF'
+{SERVER_SETTINGS}CNF
+systemctl enable mariadb
+systemctl restart mariadb
 PASS="$(cat /root/setup/dbpass)"
 mariadb <<SQL
 {SCHEMA}

@@ -2,14 +2,18 @@
 tomcat.py): the draft manifest validates and holds what a user would otherwise hunt for by
 hand, so that completing it takes minutes: the tomcat10 service and its port, the uploads
 folder as files, the context file, the WAR and the driver link as configuration, the MariaDB
-database with its size and user, the JDBC URL's host as a rewrite, the packages. No secret
-of the server ends up in what discovery writes."""
+database with its size and user, the JDBC URL's host as a rewrite, the packages, and the
+table the application wrote while discovery watched (files uploaded meanwhile) proposed as
+volatile_tables. No secret of the server ends up in what discovery writes."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,6 +33,42 @@ SYSTEM = "fgw-xmsb"
 MIGRATE_YAML = discovery_settings("发改委项目申报系统迁移上云")
 # what a user still writes by hand: names, the approval, the census, health, sizes per day...
 MOST_PLACEHOLDERS = 30
+# discovery watches the databases this long (its default is 10 s) while files are uploaded
+WATCH_S, UPLOAD_EVERY_S = 3, 0.5
+
+
+@contextmanager
+def uploading(server: TomcatServer) -> Iterator[list[str]]:
+    """Someone uploading a file every UPLOAD_EVERY_S seconds through the application (which
+    records each in its attachments table) from the first stored one (Tomcat compiles the
+    page on its first request) until the block ends; the names stored, removed afterwards."""
+    stored: list[str] = []
+    first, done = threading.Event(), threading.Event()
+
+    def upload() -> None:
+        while not done.is_set():
+            name = f"watched-{len(stored)}.txt"
+            try:
+                status, _ = tomcat.post(
+                    server.url(f"/upload.jsp?project=XM2026-002&name={name}"),
+                    b"while discovery watches")
+            except OSError:  # not answering yet: tried again
+                status = 0
+            if status == 200:
+                stored.append(name)
+                first.set()
+            done.wait(UPLOAD_EVERY_S)
+
+    uploader = threading.Thread(target=upload, daemon=True)
+    uploader.start()
+    try:
+        assert first.wait(60), "the application stored no upload"
+        yield stored
+    finally:
+        done.set()
+        uploader.join()
+        server.ssh(f"rm -f {server.uploads}/watched-*.txt")
+        server.sql("DELETE FROM attachments WHERE file_name LIKE 'watched-%'")
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +82,10 @@ def discovered(tomcat_server: TomcatServer, tmp_path_factory: pytest.TempPathFac
                             "--accept", trust.fingerprint_of(key.split()[1]), "--yes")
     assert result.code == 0, result.stderr
     started = time.monotonic()
-    result = run_cli_module("discover", estate, "--system", SYSTEM, "--host",
-                            tomcat_server.address, "--key", tomcat_server.access.key,
-                            "--watch", "0", "--output", "json")
+    with uploading(tomcat_server):
+        result = run_cli_module("discover", estate, "--system", SYSTEM, "--host",
+                                tomcat_server.address, "--key", tomcat_server.access.key,
+                                "--watch", str(WATCH_S), "--output", "json")
     seconds = time.monotonic() - started
     assert result.code == 0, result.stderr
     outcome = json.loads(result.stdout)["systems"][0]
@@ -132,6 +173,27 @@ def test_the_draft_says_where_the_database_is_named_and_who_may_log_in(
     assert seen["postgresql"] is None and document["probe_errors"] == [], document["probe_errors"]
     mariadb = {d["name"]: d for d in seen["mariadb"]["databases"]}
     assert mariadb["xmsb"]["tables"] == 2 and mariadb["xmsb"]["non_innodb_tables"] == 0
+
+
+def test_the_draft_proposes_the_table_written_while_discovery_watched(
+        discovered: dict, tomcat_server: TomcatServer):
+    outcome, draft = discovered["outcome"], discovered["draft"]
+    host = json.loads(Path(outcome["path"]).read_text())["hosts"][0]
+    seen = host["observed"]
+    print(f"\nthe MariaDB probe with its {WATCH_S} s watch: {host['timings_s']['mariadb']} s")
+    xmsb = next(d for d in seen["mariadb"]["databases"] if d["name"] == tomcat_server.database)
+    assert xmsb["watched_s"] == WATCH_S
+    [written] = xmsb["written_while_watched"]  # projects is only read
+    assert written["table"] == "xmsb.attachments", xmsb["written_while_watched"]
+    assert written["rows_after"] > written["rows_before"]
+    text = Path(outcome["draft"]).read_text(encoding="utf-8")
+    line = next(t for t in text.splitlines() if "volatile_tables" in t)
+    assert line.endswith(f'volatile_tables: []  # proposal: written during a {WATCH_S} s watch '
+                         'while the application served: ["xmsb.attachments"]; copy here those '
+                         "it writes to answer reads (caches, sessions), not those its users "
+                         "write"), line
+    assert outcome["draft_valid"] is True, outcome["draft_problems"]
+    assert draft["workload"]["databases"][0]["volatile_tables"] == []
 
 
 def test_nothing_written_holds_the_password_and_the_user_completes_it(

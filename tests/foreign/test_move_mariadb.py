@@ -2,15 +2,20 @@
 a database ``shop`` and its user ``shopapp``, a service reading it) moved into the sandbox
 cloud with ``migrate run``, driven only by its manifest (``engine: mariadb``): mariadb-server
 installed on the target from the cloud's mirror, the user copied with its password hash and
-grants, the database by a consistent dump, per-table rows and checksums compared.
+grants, the database (declared 3 GB: above dump_restore_max_gb) kept in step by binlog
+replication: the target a replica of the source from a consistent dump's GTID position during
+the transfer (a row written on the source then reaches it), which the cutover catches up and
+ends (no replica on the target, no replication account on the source), per-table rows and
+checksums compared.
 
 One test, three runs: the first has a row altered on the target right before verification
 (after the cutover's own comparison passed), so verification fails and the system is rolled
 back to the source, which serves again; the second completes the move (the source's service
-writes a row when it stops, so the freeze's final copy has rows to bring over) with every
+writes a row when it stops, so the cutover's catch-up has a row to wait for) with every
 table equal on both sides and the application's user logging in on the target with its
-original password; the third changes nothing. Teardown rolls the source back, destroys the
-target and takes the sandbox down, also when a check fails.
+original password; the third changes nothing; then the source is decommissioned, the
+checksums its copies remembered removed with the migration access. Teardown rolls the
+source back, destroys the target and takes the sandbox down, also when a check fails.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ from pathlib import Path
 
 import pytest
 
+from migrate.core import state
 from migrate.orchestrate import pipeline
 from migrate.rehearsal.sandbox import hostkeys, mirror
-from migrate.rehearsal.sandbox.estate import operator_key_path
 from migrate.stages import trust
 from tests.foreign import estate as wiki_estate
 from tests.foreign import mariadb_server, world
@@ -37,7 +42,6 @@ from tests.run.events import journal
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 SYSTEM = "swj-shop"
-SCRIPT = Path(__file__).parents[2] / "playbooks" / "files" / "move_mariadb.sh"
 
 MANIFEST = """schema_version: 1
 id: {system}
@@ -63,8 +67,8 @@ workload:
   services:
     - {{name: shop-web, host: shop01, unit: shop-web.service, port: 8080, health: /health}}
   databases:
-    - {{host: shop01, engine: mariadb, name: shop, size_gb: 0.01, user: shopapp,
-       password: secret://db-shop}}
+    - {{host: shop01, engine: mariadb, name: shop, size_gb: 3, user: shopapp,
+       password: secret://db-shop}}         # above dump_restore_max_gb: binlog_replication
   configuration:
     - {{host: shop01, path: /srv/shop/}}
     - {{host: shop01, path: /etc/shop/}}
@@ -133,18 +137,11 @@ def moving(shop_server: ShopServer, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def target_access(estate: Path, folder: Path) -> tuple[world.Access, str]:
-    """ssh to the target as the sandbox's operator, its provisioned host key checked."""
-    loaded = pipeline.open_estate(estate)
-    (found,) = pipeline.provisioned_targets(pipeline.context_of(loaded), SYSTEM).values()
-    known = folder / "target_known_hosts"
-    known.write_text(f"{found['address']} {found['host_key']}\n")
-    return world.Access(operator_key_path(loaded), known), found["address"]
+    return wiki_estate.target_access(estate, SYSTEM, folder)
 
 
 def sums(run) -> dict[str, str]:
-    """Per-table ``rows checksum`` of shop, by the playbooks' own script."""
-    text = run("bash -s sums shop", SCRIPT.read_text())
-    return dict(line.split(" ", 1) for line in text.splitlines())
+    return wiki_estate.mariadb_sums(run, "shop")
 
 
 SHOW_USER = ("mariadb -N -B -r -e \"SHOW CREATE USER 'shopapp'@'localhost';"
@@ -153,6 +150,61 @@ SHOW_USER = ("mariadb -N -B -r -e \"SHOW CREATE USER 'shopapp'@'localhost';"
 AS_THE_APP = ("read -r MYSQL_PWD && export MYSQL_PWD && mariadb --no-defaults -N -B -u shopapp"
               " shop -e 'SELECT CURRENT_USER(), COUNT(*) FROM items'")
 ALTER_ROW = "mariadb shop -e 'UPDATE items SET price = price + 1 WHERE id = 7'"
+REMEMBERED = "/var/lib/migrate/mariadb-sums-shop"  # move_mariadb.sh's sums of the last copy
+
+
+REPLICA = "mariadb -N -B -e 'SHOW SLAVE STATUS'"
+REPLICATION_ACCOUNTS = ("mariadb -N -B -e \"SELECT COUNT(*) FROM mysql.user"
+                        " WHERE user = 'migrate_replicator'\"")
+WRITE_ROW = "mariadb shop -e \"INSERT INTO events (what) VALUES ('written while replicated')\""
+COUNT_EVENTS = "mariadb -N -B shop -e 'SELECT COUNT(*) FROM events'"
+
+
+def replica_then_cutover(estate: Path, server: ShopServer, folder: Path, write: bool,
+                         seen: list[str]):
+    """The cutover, once the target is seen to be a replica of the source: running, and (with
+    ``write``) a row written on the source after the transfer applied there."""
+    from migrate.stages import move
+
+    real = move.cutover
+
+    def cutover(*args, **kwargs):
+        target, address = target_access(estate, folder)
+        status = target.check(address, REPLICA.replace("-N -B", "-B --vertical"))
+        assert "Slave_IO_Running: Yes" in status and "Slave_SQL_Running: Yes" in status, status
+        assert f"Master_Host: {server.address}" in status, status
+        if write:
+            server.ssh(WRITE_ROW)
+            deadline = time.monotonic() + 30
+            while target.check(address, COUNT_EVENTS) != server.ssh(COUNT_EVENTS):
+                assert time.monotonic() < deadline, "the row written on the source never came"
+                time.sleep(0.2)
+        seen.append("replica" + (" in step" if write else ""))
+        return real(*args, **kwargs)
+
+    return cutover
+
+
+def no_replication_left(estate: Path, server: ShopServer, folder: Path) -> None:
+    """After the cutover: the target is no replica, the source has no replication account."""
+    target, address = target_access(estate, folder)
+    assert target.check(address, REPLICA).strip() == ""
+    assert server.ssh(REPLICATION_ACCOUNTS).strip() == "0"
+
+
+def replication_secret_leaks(estate: Path) -> list[str]:
+    """Files of the estate's state (journal, run artifacts, Ansible's job events) holding the
+    replication password or the hash the source stored: none but their own 0600 files."""
+    folder = state.state_dir(pipeline.open_estate(estate))
+    keys = folder / "migration-keys"
+    secrets_made = [p.read_text().strip() for p in (*keys.glob("*.replication"),
+                                                     *keys.glob("*.verifier"))]
+    assert len(secrets_made) == 2, secrets_made  # shop's password and its hash
+    searched = [p for p in folder.rglob("*") if p.is_file() and keys not in p.parents
+                and "sandbox" not in p.parts]
+    assert any("job_events" in p.parts for p in searched)
+    return [str(p) for p in searched for secret in secrets_made
+            if secret in p.read_text(encoding="utf-8", errors="replace")]
 
 
 def digest(text: str) -> str:
@@ -169,8 +221,11 @@ def test_a_mariadb_system_moves_rolls_back_and_moves_again_with_migrate_run(
     assert source_sums["shop.items"].startswith(f"{mariadb_server.ITEMS} ")
     assert set(source_sums) == {"shop.items", "shop.orders", "shop.events"}
 
-    # 1. A row altered on the target once the cutover compared both sides: verification
-    # fails and the system is rolled back, the source serving again.
+    # 1. The target a replica during the transfer (a row written on the source reaches it),
+    # caught up and no replica any more after the cutover; then a row altered on the target
+    # once the cutover compared both sides: verification fails and the system is rolled back,
+    # the source serving again.
+    import migrate.stages.move
     import migrate.stages.verify.run
 
     real = migrate.stages.verify.run.verify_system
@@ -180,9 +235,12 @@ def test_a_mariadb_system_moves_rolls_back_and_moves_again_with_migrate_run(
         access.check(address, ALTER_ROW)
         return real(*args, **kwargs)
 
+    seen: list[str] = []
     started = time.monotonic()
     with monkeypatch.context() as patched:  # only this run (the fixture's settings stay)
         patched.setattr(migrate.stages.verify.run, "verify_system", altered_then_verified)
+        patched.setattr(migrate.stages.move, "cutover",
+                        replica_then_cutover(estate, server, tmp_path, True, seen))
         failed = run_cli("run", estate, "--yes", "--output", "json")
     first_s = time.monotonic() - started
     assert failed.code == 4, failed.stdout + failed.stderr
@@ -193,19 +251,31 @@ def test_a_mariadb_system_moves_rolls_back_and_moves_again_with_migrate_run(
     compared = cutover["outputs"]["databases"]["shop"]
     assert compared["equal"] and compared["differing"] == [], compared
     assert compared["tables"]["shop.items"]["rows"] == mariadb_server.ITEMS
+    assert seen == ["replica in step"]
+    transfer = next(e for e in reversed(journal(estate)) if e["stage"] == "transfer")
+    assert {transfer["outputs"]["databases"]["shop"]["method"],
+            compared["method"]} == {"binlog_replication"}
+    no_replication_left(estate, server, tmp_path)
     assert ("rollback", "ok") in [(e["stage"], e["result"]) for e in journal(estate)]
     assert server.ssh("systemctl is-active shop-web").strip() == "active"
     assert mariadb_server.health(server.address)[0] == 200
     target, address = target_access(estate, tmp_path)
     assert target.run(address, "systemctl is-active shop-web").stdout.strip() == "inactive"
 
-    # 2. The move: the freeze's stop writes a row on the source after the copy, which the
-    # final copy brings over; every table equal on both sides, the user's hash and grants.
+    # 2. The move: the freeze's stop writes a row on the source after the transfer, which the
+    # replica applies before the cutover ends it; every table equal on both sides, the user's
+    # hash and grants.
     events_before = int(server.ssh("mariadb -N -B shop -e 'SELECT COUNT(*) FROM events'"))
     started = time.monotonic()
-    moved = run_cli("run", estate, "--yes", "--output", "json")
+    with monkeypatch.context() as patched:  # a replica again: the transfer seeds it anew
+        patched.setattr(migrate.stages.move, "cutover",
+                        replica_then_cutover(estate, server, tmp_path, False, seen))
+        moved = run_cli("run", estate, "--yes", "--output", "json")
     second_s = time.monotonic() - started
     assert moved.code == 0, moved.stdout + moved.stderr
+    assert seen == ["replica in step", "replica"]
+    no_replication_left(estate, server, tmp_path)
+    assert replication_secret_leaks(estate) == []
     after = sums(server.ssh)
     assert int(after["shop.events"].split()[0]) == events_before + 1  # the freeze's stop
     assert sums(lambda command, stdin: target.check(address, command, stdin)) == after
@@ -224,8 +294,17 @@ def test_a_mariadb_system_moves_rolls_back_and_moves_again_with_migrate_run(
     assert again.code == 0, again.stdout + again.stderr
     assert json.loads(again.stdout)["changed_nothing"]
     assert sums(lambda command, stdin: target.check(address, command, stdin)) == after
+
+    # 4. Decommissioned: what the copies remembered on the source goes with the access.
+    assert server.ssh(f"ls {REMEMBERED}").strip() == REMEMBERED
+    started = time.monotonic()
+    decommissioned = run_cli("decommission", estate, "--yes", "--output", "json")
+    fourth_s = time.monotonic() - started
+    assert decommissioned.code == 0, decommissioned.stdout + decommissioned.stderr
+    left = server.ssh("ls -A /var/lib/migrate").split()
+    assert not [f for f in left if f.startswith(("mariadb-sums-", "cutover-"))], left
     with capsys.disabled():
         print(f"\nMariaDB move: server ready in {server.setup_s:.1f} s "
               f"({'kept overlay' if server.prepared else 'built'}: {server.phases}); "
               f"runs {first_s:.1f} s (rolled back), {second_s:.1f} s, {third_s:.1f} s "
-              "(no change)")
+              f"(no change); decommission {fourth_s:.1f} s")

@@ -4,34 +4,11 @@ word. Run here with its functions and a fake ``mariadb`` client that records wha
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "playbooks/files/move_mariadb.sh"
+from tests.hostile.mariadb_script import run
+
 HOSTILE = "x'; DROP DATABASE mysql; -- \\' `$(touch /tmp/pwned)`"
-
-FAKE_CLIENT = """#!/bin/sh
-cat >> "$LOG"
-echo 1
-"""
-
-
-def functions() -> str:
-    text = SCRIPT.read_text()
-    return text[:text.index('\nmode="${1:-}"')]
-
-
-def run(tmp_path: Path, call: str, *args: str) -> tuple[subprocess.CompletedProcess, str]:
-    client = tmp_path / "bin" / "mariadb"
-    client.parent.mkdir(exist_ok=True)
-    client.write_text(FAKE_CLIENT)
-    client.chmod(0o755)
-    log = tmp_path / "sql.log"
-    log.write_text("")
-    done = subprocess.run(["bash", "-c", functions() + "\n" + call, "test", *args],
-                          capture_output=True, text=True, timeout=30, check=False,
-                          env={"PATH": f"{client.parent}:/usr/bin:/bin", "LOG": str(log)})
-    return done, log.read_text()
 
 
 def test_a_hostile_database_name_is_one_escaped_literal(tmp_path: Path) -> None:

@@ -28,6 +28,17 @@ def state(estate: Path) -> Path:
     return estate / ".migrate"
 
 
+def keep_only(estate: Path, *systems: str) -> Path:
+    """The estate with only these systems' manifests (before its sandbox is up): the sandbox
+    then boots their source hosts alone, the run plans and moves them alone."""
+    manifests = {path.stem: path for path in (estate / "systems").glob("*.yaml")}
+    assert set(systems) <= set(manifests), f"no manifest for {set(systems) - set(manifests)}"
+    for name, path in manifests.items():
+        if name not in systems:
+            path.unlink()
+    return estate
+
+
 def journal(estate: Path) -> list[dict]:
     path = state(estate) / "journal.jsonl"
     if not path.exists():

@@ -2,10 +2,11 @@
 
 A secret file is looked for whole and line by line: a private key leaks one line at a time
 as often as whole (a diff, a log line, a task result shown line by line), so every line of
-16 characters or more of a secret file is a needle of its own. Two kinds of lines are no
-secret and are left out: the armor (``-----BEGIN ... PRIVATE KEY-----``) and a line that two
-or more independent secret files share (the format's fixed first line of every unencrypted
-OpenSSH key, for instance; scanning for it would flag every other key on disk)."""
+16 characters or more of a secret file is a needle of its own. Three kinds of lines are no
+secret and are left out: the armor (``-----BEGIN ... PRIVATE KEY-----``), an OpenSSH key's
+first line (its format header, ``openssh-key-v1`` and the key type: the same in every key of
+a type, so scanning for it would flag every other key on disk, also when the estate holds
+one key only), and a line that two or more independent secret files share."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 MIN_LINE_CHARS = 16
+OPENSSH_HEADER = "b3BlbnNzaC1rZXktdjE"  # base64 of "openssh-key-v1", how its first line starts
 
 
 def needles(values: Iterable[str]) -> list[str]:
@@ -26,7 +28,7 @@ def needles(values: Iterable[str]) -> list[str]:
     for own in lines:
         found.update(dict.fromkeys(sorted(
             line for line in own if len(line) >= MIN_LINE_CHARS
-            and not line.startswith("-----") and shared[line] == 1)))
+            and not line.startswith(("-----", OPENSSH_HEADER)) and shared[line] == 1)))
     return list(found)
 
 

@@ -7,12 +7,17 @@ import json
 
 import pytest
 
+from tests.run import events
+
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 SYSTEM = "wjw-fybj"
 
 
 @pytest.fixture
 def moving_estate(sandbox_estate, run_cli):
+    """The example estate with SYSTEM's manifest alone: 'sandbox up' boots its source hosts,
+    not the other systems'."""
+    events.keep_only(sandbox_estate, SYSTEM)
     try:
         yield sandbox_estate
     finally:

@@ -61,7 +61,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         print(f"skipping the transfer sandbox tests: {error.message}")
         pytest.skip(f"transfer sandbox tests need root and the sandbox tools: {error.message}")
     root = tmp_path_factory.mktemp("sandbox-root")
-    folder = copy_estate(tmp_path_factory.mktemp("transfer") / "estate")
+    folder = copy_estate(tmp_path_factory.mktemp("transfer") / "estate", SYSTEM)
     made: World | None = None
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MIGRATE_SANDBOX_ROOT", str(root))

@@ -23,6 +23,7 @@ from migrate.rehearsal.sandbox.estate import (
 from migrate.rehearsal.sandbox.hostkeys import host_public_key
 from migrate.rehearsal.sandbox.layout import upper_dir
 from migrate.targets.context import Context
+from tests.run import events
 
 EXAMPLE_ESTATE = Path(__file__).resolve().parents[2] / "examples" / "estate"
 SYSTEM = "wjw-fybj"
@@ -57,10 +58,12 @@ class World:
         return plan
 
 
-def copy_estate(target: Path) -> Path:
+def copy_estate(target: Path, *only: str) -> Path:
+    """A copy of the example estate (manifests only); with ``only``, those systems' manifests
+    alone, so its sandbox boots their source hosts and no other system's."""
     shutil.copytree(EXAMPLE_ESTATE, target,
                     ignore=shutil.ignore_patterns(".migrate", "secrets", "certs"))
-    return target
+    return events.keep_only(target, *only) if only else target
 
 
 def bring_up(folder: Path, scale: int, system_id: str = SYSTEM) -> World:

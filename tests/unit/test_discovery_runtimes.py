@@ -13,6 +13,7 @@ import copy
 from datetime import date
 from pathlib import Path
 
+import pytest
 import yaml
 
 from migrate.adapters.access import CommandResult, Login, SourceSession
@@ -213,7 +214,7 @@ def test_tomcat_lists_what_no_package_brought() -> None:
 
 def test_mariadb_databases_sizes_users_and_grants_in_one_client_run() -> None:
     session = Scripted({"--batch --skip-column-names": MARIADB}, user="ops")
-    server = probes.probe_mariadb(session)
+    server = probes.probe_mariadb(session, watch_s=0)
     assert server is not None and server["version"].startswith("10.11")
     databases = {d["name"]: d for d in server["databases"]}
     assert databases["xmsb"] == {"name": "xmsb", "size_bytes": 81920, "encoding": "utf8mb4",
@@ -237,6 +238,75 @@ class NoClient(Scripted):
     def run(self, command: str, timeout: float = 0) -> CommandResult:
         self.commands.append(command)
         return CommandResult(1, "", "")
+
+
+# every table's rows and CHECKSUM TABLE, twice, as the client prints them (escapes and all)
+WATCH = """### before
+rows\txmsb\tattachments\t3
+xmsb.attachments\t1702946345
+rows\txmsb\tprojects\t5
+xmsb.projects\t99
+rows\tx'y\\tz\tlog.2024\t2
+x'y\\tz.log.2024\t70
+### after
+rows\txmsb\tattachments\t4
+xmsb.attachments\t55
+rows\txmsb\tprojects\t5
+xmsb.projects\t99
+rows\tx'y\\tz\tlog.2024\t2
+x'y\\tz.log.2024\t71
+"""
+
+
+def test_mariadb_tables_that_change_while_discovery_watches() -> None:
+    session = Scripted({"CHECKSUM TABLE": WATCH, "--batch --skip-column-names": MARIADB},
+                       user="ops")
+    server = probes.probe_mariadb(session, watch_s=7)
+    assert server is not None
+    databases = {d["name"]: d for d in server["databases"]}
+    assert databases["xmsb"]["watched_s"] == 7
+    assert databases["xmsb"]["written_while_watched"] == [  # projects: read, not written
+        {"table": "xmsb.attachments", "rows_before": 3, "rows_after": 4}]
+    # the same rows, another checksum: updated in place; a dot in a name is no schema's end
+    assert databases["x'y\tz"]["written_while_watched"] == [
+        {"table": "x'y\tz.log.2024", "rows_before": 2, "rows_after": 2}]
+    assert "watched_s" not in databases["mysql"]  # the server's own: not watched
+    [watch] = [c for c in session.commands if "CHECKSUM TABLE" in c]
+    assert watch.startswith("sudo -n sh -c ") and "DO SLEEP(7);" in watch
+    # one fixed command: the server makes the statements, no name it holds is in it
+    assert "xmsb" not in watch and "x'y" not in watch
+    assert probes.mysql_watch_command(session, 7) == watch
+
+
+def test_mariadb_samples_compare_rows_and_checksum() -> None:
+    before = parsers.parse_table_samples(parsers.parse_mysql_batch(
+        "rows\ta\tt\t1\na.t\t10\nrows\ta\tgone\t1\na.gone\t5\nrows\ta\tsame\t0\na.same\t0\n"))
+    after = parsers.parse_table_samples(parsers.parse_mysql_batch(
+        "rows\ta\tt\t1\na.t\t11\nrows\ta\tsame\t0\na.same\t0\nrows\ta\tnew\t0\na.new\tNULL\n"))
+    assert before[("a", "t")] == ("1", "10")
+    assert parsers.changed_tables(before, after) == [
+        {"schema": "a", "table": "a.gone", "rows_before": 1, "rows_after": None},
+        {"schema": "a", "table": "a.new", "rows_before": None, "rows_after": 0},
+        {"schema": "a", "table": "a.t", "rows_before": 1, "rows_after": 1}]
+
+
+def test_a_database_named_like_a_marker_does_not_split_the_samples() -> None:
+    before, after = parsers.parse_watch("### before\nrows\t### after\tt\t1\n### after.t\t9\n"
+                                        "rows\ta\tt\t1\na.t\t5\n### after\n"
+                                        "rows\t### after\tt\t1\n### after.t\t9\n"
+                                        "rows\ta\tt\t2\na.t\t6\n")
+    assert before == {("### after", "t"): ("1", "9"), ("a", "t"): ("1", "5")}
+    assert [t["table"] for t in parsers.changed_tables(before, after)] == ["a.t"]
+    with pytest.raises(probes.ProbeFailed, match="no two samples"):
+        probes.probe_mariadb(Scripted({"CHECKSUM TABLE": "### before\n",
+                                       "--batch --skip-column-names": MARIADB}), watch_s=1)
+
+
+def test_mariadb_is_not_watched_when_told_so() -> None:
+    session = Scripted({"CHECKSUM TABLE": WATCH, "--batch --skip-column-names": MARIADB})
+    server = probes.probe_mariadb(session, watch_s=0)
+    assert server is not None and not any("CHECKSUM TABLE" in c for c in session.commands)
+    assert all("watched_s" not in d for d in server["databases"])
 
 
 def test_configuration_naming_a_database_server() -> None:
@@ -279,7 +349,7 @@ TOMCAT_HOST = {
     "data_directories": [{"path": "/srv/xmsb", "size_kb": 1540},
                          {"path": "/var/lib/mysql", "size_kb": 90000}],
     "postgresql": None,
-    "mariadb": probes.probe_mariadb(Scripted({"--batch": MARIADB})),
+    "mariadb": probes.probe_mariadb(Scripted({"--batch": MARIADB}), watch_s=0),
     "timers": probes.probe_timers(Scripted({"list-units --type=timer": TIMER_LIST,
                                             "-p Triggers": TIMER_SHOW,
                                             "systemctl show": SERVICE_SHOW})),
@@ -351,6 +421,28 @@ def test_mariadb_databases_are_proposed_with_user_size_and_where_they_are_named(
             "the source's address 192.168.177.11") in user
     assert any('x\'y\\tz' in note for note in draft.left_out)  # not a plain name
     assert validate_draft(loaded, path, str(path)) == []
+
+
+def test_the_draft_proposes_the_mariadb_tables_that_changed_while_watched(
+        estate: Path, tmp_path: Path) -> None:
+    seen = {**copy.deepcopy(TOMCAT_HOST), "mariadb": probes.probe_mariadb(
+        Scripted({"CHECKSUM TABLE": WATCH, "--batch": MARIADB}), watch_s=7)}
+    loaded, _draft, path = _tomcat_draft(estate, tmp_path, seen)
+    assert validate_draft(loaded, path, str(path)) == []
+    line = next(t for t in path.read_text().splitlines() if "volatile_tables" in t)
+    assert line.endswith('volatile_tables: []  # proposal: written during a 7 s watch while the '
+                         'application served: ["xmsb.attachments"]; copy here those it writes '
+                         "to answer reads (caches, sessions), not those its users write")
+    data = yaml.safe_load(path.read_text())
+    data["workload"]["databases"][0]["volatile_tables"] = ["attachments"]  # xmsb.attachments
+    system = SystemManifest.model_validate(data, strict=False)
+    assert not [f for f in gaps.database_gaps(system, "fgw-app01", seen)
+                if f["kind"] == "written_while_serving"]
+    data["workload"]["databases"][0]["volatile_tables"] = []
+    system = SystemManifest.model_validate(data, strict=False)
+    [written] = [f for f in gaps.database_gaps(system, "fgw-app01", seen)
+                 if f["kind"] == "written_while_serving"]
+    assert written["tables"] == ["xmsb.attachments"]
 
 
 def test_a_separate_mariadb_host_gets_a_flow_on_3306(estate: Path) -> None:

@@ -52,3 +52,24 @@ def test_other_commands_keep_version_1_for_their_errors(estate, run_cli, args) -
     stopped = run_cli(*args, estate, "-o", "json")
     assert stopped.code == 2, stopped
     assert json.loads(stopped.stdout)["schema_version"] == 1
+
+
+def test_report_answers_in_report_json_s_version_also_when_it_stops(estate, run_cli) -> None:
+    from migrate.stages import report
+
+    assert cli_main.REPORT_SCHEMA_VERSION == report.REPORT_SCHEMA_VERSION
+    break_estate(estate)
+    stopped = run_cli("report", estate, "-o", "json")
+    assert stopped.code == 2, stopped
+    assert json.loads(stopped.stdout)["schema_version"] == report.REPORT_SCHEMA_VERSION
+    usage = run_cli("report", estate, "--no-such-option", "-o", "json")
+    assert json.loads(usage.stdout)["schema_version"] == report.REPORT_SCHEMA_VERSION
+
+
+def test_output_before_the_command_is_a_usage_error_in_that_command_s_version(run_cli) -> None:
+    misplaced = run_cli("-o", "json", "transfer")
+    assert misplaced.code == 2, misplaced
+    document = json.loads(misplaced.stdout)
+    assert document["error"]["type"] == "UsageError"
+    assert document["schema_version"] == cli_main.FAILURES_SCHEMA_VERSION
+    assert cli_main.named_command(["--output", "json", "audit", "verify"]) == "migrate audit verify"

@@ -1,7 +1,8 @@
 """MariaDB databases (``engine: mariadb``) in the manifest, the plan and the comparison: the
-schema accepts the engine, the plan dumps such a database whatever its size (and warns when
-a PostgreSQL one that size would be replicated), gives it a data volume at /var/lib/mysql and
-reads its unqualified volatile tables as tables of the database itself."""
+schema accepts the engine, the plan dumps a small one and keeps a large one in step by binlog
+replication (with a temporary path from the target to the source's port 3306), gives it a
+data volume at /var/lib/mysql and reads its unqualified volatile tables as tables of the
+database itself."""
 
 from __future__ import annotations
 
@@ -54,21 +55,23 @@ def shjz(plan: dict) -> dict:
     return next(s for s in plan["systems"] if s["id"] == "mzj-shjz")
 
 
-def test_a_large_mariadb_database_is_dumped_and_the_plan_says_why(estate) -> None:
-    plan = mariadb_plan(estate)  # 8 GB: PostgreSQL's would be kept in step by replication
+def test_a_large_mariadb_database_is_kept_in_step_by_binlog_replication(estate) -> None:
+    plan = mariadb_plan(estate)  # 8 GB: above dump_restore_max_gb (2 GB)
     (db,) = shjz(plan)["data"]["databases"]
-    assert (db["engine"], db["method"]) == ("mariadb", "final_dump")
-    assert ("mzj-shjz: database shjz (mariadb, 8 GB) is moved by a final dump during the "
-            "cutover: above 2 GB it would be kept in step by replication, which migrate does "
-            "not do for mariadb yet") in plan["warnings"]
-    # no temporary rule to the source's database port: nothing subscribes
-    assert not [r for r in shjz(plan)["security_rules"] if r["port"] in (3306, 5432)]
+    assert (db["engine"], db["method"]) == ("mariadb", "binlog_replication")
+    assert not [w for w in plan["warnings"] if "shjz" in w and "dump" in w]
+    # the target reads the source's binlog: a temporary path to its MariaDB, not PostgreSQL's
+    rules = [r for r in shjz(plan)["security_rules"] if r["port"] in (3306, 5432)]
+    assert [(r["instance"], r["direction"], r["port"], r["peer"]["kind"], r["peer"]["host"],
+             r["origin"], r["temporary"]) for r in rules] == \
+        [(db["instance"], "egress", 3306, "source_host", "app1", "migration", True)]
 
 
 def test_a_small_mariadb_database_is_dumped_without_a_warning(estate) -> None:
-    plan = mariadb_plan(estate, size_gb=1)
+    plan = mariadb_plan(estate, size_gb=2)  # dump_restore_max_gb itself: still a dump
     assert shjz(plan)["data"]["databases"][0]["method"] == "final_dump"
     assert not [w for w in plan["warnings"] if "mariadb" in w]
+    assert not [r for r in shjz(plan)["security_rules"] if r["port"] in (3306, 5432)]
 
 
 def test_a_mariadb_database_gets_its_data_volume_at_var_lib_mysql(estate) -> None:
@@ -107,3 +110,15 @@ def test_mariadb_sums_compare_like_postgresql_s() -> None:
     compared = compare_tables(here, there, {"shop.sessions"})
     assert compared["differing"] == ["shop.items"]
     assert compared["volatile_unmatched"] == ["shop.sessions"]
+
+
+def test_the_plan_runbook_says_what_binlog_replication_needs_of_the_source(
+        estate, tmp_path) -> None:
+    from migrate.stages.runbook import write_plan_runbooks
+
+    plan = mariadb_plan(estate)
+    write_plan_runbooks(pipeline.open_estate(estate), plan, tmp_path / "out", formats=["md"])
+    text = (tmp_path / "out" / "plan" / "mzj-shjz.md").read_text(encoding="utf-8")
+    assert "主从复制（binlog）" in text
+    assert "binlog replication: shjz" in text
+    assert "log_bin ON, binlog_format ROW, a non-zero server_id" in text

@@ -54,6 +54,17 @@ def test_the_lines_every_key_shares_are_no_leak(tmp_path: Path) -> None:
     assert body[0] not in secret_scan.needles(estate_keys)
 
 
+def test_another_key_is_no_leak_of_an_estate_s_only_key(tmp_path: Path) -> None:
+    """An estate of one system holds one ssh key: nothing shares its header line, which every
+    other OpenSSH key on disk (the operator's, a migration key) begins with too."""
+    only_key = openssh_key().strip()
+    other = tmp_path / "operator_ed25519"
+    other.write_text(openssh_key())
+    assert secret_scan.leaks([only_key, secrets.token_urlsafe(24)], [other]) == []
+    other.write_text(f"{secret_line(only_key)}\n")
+    assert secret_scan.leaks([only_key], [other]) == [str(other)]
+
+
 def test_the_run_tests_scan_finds_a_key_line_in_an_estate(estate: Path) -> None:
     """secrets_written, as the run tests call it, on an estate whose run left one line of
     its source access key in an artifact."""

@@ -75,7 +75,7 @@ def moved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moved]:
         pytest.skip(f"needs root and the sandbox tools: {error.message}")
     if find_engine() is None:
         pytest.skip("the Pulumi engine is not built: run 'make engine'")
-    folder = copy_estate(tmp_path_factory.mktemp("verify") / "estate")
+    folder = copy_estate(tmp_path_factory.mktemp("verify") / "estate", SYSTEM)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MIGRATE_SANDBOX_ROOT", str(tmp_path_factory.mktemp("sandbox-root")))
         patch.delenv("MIGRATE_STATE_DIR", raising=False)

@@ -434,6 +434,9 @@ def _mariadb_databases(draft: Draft, host: DraftHost, start: int) -> list[dict]:
         if grants:
             entry["user"] = grants[0]["user"]
             draft.observed((*loc, "user"), _grant_note(grants, host))
+        if "written_while_watched" in database:
+            entry["volatile_tables"] = []
+            _propose_volatile_tables(draft, (*loc, "volatile_tables"), database)
         databases.append(entry)
         draft.observed((*loc, "size_gb"), _size_note(database, host))
         draft.todo((*loc, "password"), f"the application user's password, in the secrets "

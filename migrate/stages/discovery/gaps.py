@@ -16,6 +16,7 @@ from typing import Any
 
 from migrate.core import safety
 from migrate.core.model import SystemManifest
+from migrate.core.plan import default_schema
 from migrate.stages.discovery.draft import MIN_DATA_KB, database_directories, secret_ref, within
 from migrate.stages.discovery.host import is_application_unit
 from migrate.stages.discovery.use import observed_use
@@ -134,7 +135,8 @@ def _server_gaps(host: str, engine: str, server: dict, declared: dict[str, Any])
                                  "not in workload.databases",
                                  database=name, owner=owner, engine=engine))
             continue
-        found += written_table_gaps(host, name, declared[name].volatile_tables, database)
+        found += written_table_gaps(host, name, declared[name].volatile_tables, database,
+                                    default_schema(declared[name]))
         observed_gb = database["size_bytes"] / (1024 ** 3)
         if size_differs(declared[name].size_gb, observed_gb):
             found.append(finding("size_differs", host,
@@ -150,10 +152,11 @@ def _server_gaps(host: str, engine: str, server: dict, declared: dict[str, Any])
 
 
 def written_table_gaps(host: str, name: str, volatile: Iterable[str],
-                       database: dict) -> list[dict]:
+                       database: dict, schema: str = "public") -> list[dict]:
     """Tables written while discovery watched that volatile_tables leaves compared (an
-    unqualified entry means public.NAME, as in the plan)."""
-    named = {t if "." in t else f"public.{t}" for t in volatile}
+    unqualified entry is of ``schema``, as in the plan: PostgreSQL's public, MariaDB's
+    database)."""
+    named = {t if "." in t else f"{schema}.{t}" for t in volatile}
     written = [t["table"] for t in database.get("written_while_watched") or []
                if t["table"] not in named]
     if not written:

@@ -59,7 +59,7 @@ def discover_host(session: SourceSession, address: str, declared_paths: Iterable
     run("data_directories",
         lambda: probes.probe_data_directories(session, [*app_dirs, *declared_paths]))
     run("postgresql", lambda: probes.probe_postgresql(session, watch_s))
-    run("mariadb", lambda: probes.probe_mariadb(session))
+    run("mariadb", lambda: probes.probe_mariadb(session, watch_s))
     timers = run("timers", lambda: probes.probe_timers(session)) or []
     run("runtime_modules", lambda: probes.probe_runtime_modules(session))
     tomcat = run("tomcat", lambda: probes.probe_tomcat(session)) or {}

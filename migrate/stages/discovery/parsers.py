@@ -270,6 +270,51 @@ def written_tables(before: list[list[str]], after: list[list[str]]) -> list[dict
     return sorted(found, key=lambda t: t["table"])
 
 
+def parse_watch(text: str) -> tuple[dict, dict]:
+    """The MariaDB watch's output (both markers in it) -> its two samples, before and after
+    (``parse_table_samples``). Split on lines that are exactly ``### before`` and ``### after``:
+    no row is (each holds a tab), though CHECKSUM TABLE's starts with a database's name,
+    which may start with ``###``."""
+    lines = text.splitlines()
+    start, middle = lines.index("### before") + 1, lines.index("### after")
+    return (parse_table_samples(parse_mysql_batch("\n".join(lines[start:middle]))),
+            parse_table_samples(parse_mysql_batch("\n".join(lines[middle + 1:]))))
+
+
+def parse_table_samples(rows: list[list[str]]) -> dict[tuple[str, str], tuple[str, str]]:
+    """The MariaDB watch's rows -> (schema, table) -> (rows, checksum): each ``rows SCHEMA
+    TABLE COUNT`` row is followed by CHECKSUM TABLE's ``SCHEMA.TABLE CHECKSUM`` (whose name,
+    joined by a dot, is not read: a name may hold one)."""
+    samples: dict[tuple[str, str], tuple[str, str]] = {}
+    current: tuple[str, str] | None = None
+    for row in rows:
+        if len(row) == 4 and row[0] == "rows":
+            current = (row[1], row[2])
+            samples[current] = (row[3], "")
+        elif len(row) == 2 and current is not None:
+            samples[current] = (samples[current][0], row[1])
+            current = None
+    return samples
+
+
+def changed_tables(before: dict[tuple[str, str], tuple[str, str]],
+                   after: dict[tuple[str, str], tuple[str, str]]) -> list[dict]:
+    """Two samples of MariaDB's tables -> those whose rows or checksum differ (also one only
+    in one sample), ``{"schema", "table": "schema.table", "rows_before", "rows_after"}`` by
+    name."""
+    found = []
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key):
+            rows = [_count(sample.get(key)) for sample in (before, after)]
+            found.append({"schema": key[0], "table": f"{key[0]}.{key[1]}",
+                          "rows_before": rows[0], "rows_after": rows[1]})
+    return found
+
+
+def _count(sample: tuple[str, str] | None) -> int | None:
+    return int(sample[0]) if sample and sample[0].isdigit() else None
+
+
 def split_sections(text: str) -> dict[str, str]:
     """Output in sections, each after a ``### TAG`` line -> {tag: its text}."""
     sections: dict[str, list[str]] = {}

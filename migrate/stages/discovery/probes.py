@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable
 
-from migrate.adapters.access import SourceSession
+from migrate.adapters.access import COMMAND_TIMEOUT, SourceSession
 from migrate.core.errors import StageFailed
 from migrate.stages.discovery import parsers
 
@@ -33,8 +33,9 @@ class ProbeFailed(StageFailed):
     """A probe could not read what it looks for (the others still run)."""
 
 
-def _checked(session: SourceSession, command: str, what: str) -> str:
-    result = session.run(command)
+def _checked(session: SourceSession, command: str, what: str,
+             timeout: float = COMMAND_TIMEOUT) -> str:
+    result = session.run(command, timeout=timeout)
     if not result.ok:
         detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         raise ProbeFailed(f"{what}: exit {result.status}: {parsers.redact(detail[0])}")
@@ -389,6 +390,23 @@ MYSQL_GLOBAL_GRANTS_SQL = ("SELECT grantee, privilege_type FROM information_sche
                            " ORDER BY 1, 2")
 MYSQL_SYSTEM_DATABASES = ("information_schema", "mysql", "performance_schema", "sys")
 MYSQL_CLIENTS = ("mariadb", "mysql")
+# MariaDB counts no writes per table (performance_schema is off as Debian installs it): each
+# table's rows and CHECKSUM TABLE are read before and after WATCH_S seconds instead, and the
+# tables that changed are proposed as volatile_tables. The server itself makes the statements
+# from information_schema, a name as a QUOTE() literal and a backtick identifier: no name read
+# from the host is ever part of a command line or of SQL text written here.
+MYSQL_WATCH_STATEMENTS_SQL = (
+    "SELECT CONCAT('SELECT ''rows'', ', QUOTE(table_schema), ', ', QUOTE(table_name), "
+    "', COUNT(*) FROM ', named, '; CHECKSUM TABLE ', named, ';') "
+    "FROM (SELECT table_schema, table_name, CONCAT('`', REPLACE(table_schema, '`', '``'), "
+    "'`.`', REPLACE(table_name, '`', '``'), '`') AS named FROM information_schema.tables "
+    "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ("
+    + ", ".join(f"'{name}'" for name in MYSQL_SYSTEM_DATABASES)
+    + ")) AS t ORDER BY table_schema, table_name")
+# Autocommit reads, each its own snapshot; read-only; the made statements' QUOTE() literals
+# read as MariaDB's default sql_mode reads them (whatever the server's is set to).
+MYSQL_WATCH_SESSION = ("SET SESSION sql_mode = ''; SET SESSION TRANSACTION READ ONLY; "
+                       "SET SESSION lock_wait_timeout = 30;")
 
 
 def mysql_command(session: SourceSession, script: str) -> str:
@@ -399,10 +417,43 @@ def mysql_command(session: SourceSession, script: str) -> str:
     return session.as_root(f"cd / && {client} <<'{SCRIPT_END}'\n{script}\n{SCRIPT_END}")
 
 
-def probe_mariadb(session: SourceSession) -> dict | None:
+def mysql_watch_command(session: SourceSession, watch_s: int) -> str:
+    """Every table's rows and checksum under ``### before``, ``watch_s`` seconds of nothing,
+    then again under ``### after``: one list of statements the server makes, run twice by a
+    second client (the first prints them raw: they are SQL)."""
+    client = ("$(command -v mariadb || command -v mysql) --batch --skip-column-names "
+              "--default-character-set=utf8mb4")
+    twice = (f"printf '%s\\n' {shlex.quote(MYSQL_WATCH_SESSION)} \"SELECT '### before';\" "
+             f"\"$s\" 'DO SLEEP({int(watch_s)});' \"SELECT '### after';\" \"$s\"")
+    return session.as_root(
+        f"cd / && s=$({client} --raw <<'{SCRIPT_END}'\n{MYSQL_WATCH_STATEMENTS_SQL};\n"
+        f"{SCRIPT_END}\n) && {twice} | {client}")
+
+
+def watched_mariadb_tables(session: SourceSession, databases: list[dict],
+                           watch_s: int) -> None:
+    """Each database's tables whose rows or checksum changed during ``watch_s`` seconds, in
+    ``written_while_watched`` with ``watched_s`` (PostgreSQL's shape); nothing when 0."""
+    watched = [d for d in databases if not d["system"]]
+    if watch_s <= 0 or not watched:
+        return
+    text = _checked(session, mysql_watch_command(session, watch_s), "mariadb (watch)",
+                    timeout=COMMAND_TIMEOUT + watch_s)
+    if not {"### before", "### after"} <= set(text.splitlines()):
+        raise ProbeFailed("mariadb (watch): its output holds no two samples")
+    changed = parsers.changed_tables(*parsers.parse_watch(text))
+    for database in watched:
+        database["watched_s"] = watch_s
+        database["written_while_watched"] = [
+            {key: value for key, value in t.items() if key != "schema"}
+            for t in changed if t["schema"] == database["name"]]
+
+
+def probe_mariadb(session: SourceSession, watch_s: int = WATCH_S) -> dict | None:
     """MariaDB's (or MySQL's) databases with sizes, table counts and how many tables are not
     InnoDB (a dump is consistent only for InnoDB's), users (never their password hashes),
-    who is granted what on each database, and settings; None when no server runs here."""
+    who is granted what on each database, the tables that changed while discovery watched
+    ``watch_s`` seconds (none watched when 0), and settings; None when no server runs here."""
     present = session.run("command -v mariadb >/dev/null || command -v mysql >/dev/null")
     if not present.ok:
         return None
@@ -422,6 +473,7 @@ def probe_mariadb(session: SourceSession) -> dict | None:
     users = [{"user": user, "host": host, "plugin": plugin,
               "global_privileges": _global_privileges(sections.get("global", []), user, host)}
              for user, host, plugin in sections.get("users", [])]
+    watched_mariadb_tables(session, databases, watch_s)
     return {"engine": "mariadb", "version": settings.get("version"), "settings": settings,
             "databases": databases, "users": users}
 

@@ -36,16 +36,19 @@ def compare_manifests(session: Session, play: runner.PlayResult, strict: bool) -
 
 
 def compare_databases(session: Session, play: runner.PlayResult) -> dict:
-    """Per-table rows and checksums of both sides: compared table by table, summarized
-    (``raise_for_differing_databases`` turns a difference into the cutover's failure)."""
+    """Per-table rows and checksums of both sides: compared table by table, summarized with
+    the planned method (``raise_for_differing_databases`` turns a difference into the
+    cutover's failure)."""
     sums = play.records.get("database checksums", {})
-    volatile = {d["name"]: set(d.get("volatile_tables", []))
-                for d in inv.system_plan(session.plan, session.system_id)["data"]["databases"]}
+    planned = {d["name"]: d
+               for d in inv.system_plan(session.plan, session.system_id)["data"]["databases"]}
+    volatile = {name: set(d.get("volatile_tables", [])) for name, d in planned.items()}
     summary = {}
     for source, target in host_pairs(session):
         for database, text in (sums.get(source) or {}).items():
             there = (sums.get(target) or {}).get(database, "")
             summary[database] = {"source": source, "target": target,
+                                 "method": planned.get(database, {}).get("method"),
                                  **compare_tables(parse_table_sums(text),
                                                   parse_table_sums(there),
                                                   volatile.get(database, set()))}

@@ -7,12 +7,16 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets as secrets_module
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from migrate.core import state
-from migrate.core.credentials import ensure_client_keypair, scram_verifier
+from migrate.core.credentials import (
+    ensure_client_keypair,
+    mariadb_native_hash,
+    scram_verifier,
+)
 from migrate.core.loader import Estate
 
 MIGRATION_KEYS = "migration-keys"
@@ -53,13 +57,14 @@ def exchange_vars(estate: Estate, system_id: str) -> dict[str, Any]:
 
 def replication_files(state_dir: Path, system: Mapping[str, Any]
                       ) -> dict[str, dict[str, str]]:
-    """For each database kept in step by logical replication: the 0600 files of the password
-    the target subscribes with and its SCRAM verifier (the source stores only that), made
-    once per system and database and kept in the state folder."""
+    """For each database kept in step by replication: the 0600 files of the password the
+    target replicates with and what the source stores of it instead (PostgreSQL's SCRAM
+    verifier, MariaDB's mysql_native_password hash), made once per system and database and
+    kept in the state folder."""
     found = {}
     folder = state_dir / MIGRATION_KEYS
     for database in system["data"]["databases"]:
-        if database["method"] != "logical_replication":
+        if database["method"] not in STORED_FORM:
             continue
         password_file = folder / f"{system['id']}-{database['name']}.replication"
         verifier_file = password_file.with_suffix(".verifier")
@@ -68,10 +73,17 @@ def replication_files(state_dir: Path, system: Mapping[str, Any]
             _write_private(password_file, secrets_module.token_urlsafe(24))
         password = password_file.read_text().strip()
         salt = hashlib.sha256(f"{system['id']}/{database['name']}/{password}".encode()).digest()
-        _write_private(verifier_file, scram_verifier(password, salt[:16]))
+        _write_private(verifier_file, STORED_FORM[database["method"]](password, salt[:16]))
         found[database["name"]] = {"password_file": str(password_file.absolute()),
                                    "verifier_file": str(verifier_file.absolute())}
     return found
+
+
+# What the source stores of a replication password, by method (from the password and a salt).
+STORED_FORM: dict[str, Callable[[str, bytes], str]] = {
+    "logical_replication": scram_verifier,
+    "binlog_replication": lambda password, _salt: mariadb_native_hash(password),
+}
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -24,6 +24,7 @@ from migrate.targets.context import Context
 SENT_LINE = re.compile(
     r"^(?P<item>[<>ch.*]\S{10}) (?P<size>\d+) (?P<sum>[0-9a-f]{32}) (?P<path>.+)$")
 RSYNC_TASK = "Record files transferred"
+ACCOUNTS_MAPPED = "mariadb accounts mapped to their target's address"
 
 
 def transfer(context: Context, system_id: str, targets: Mapping[str, Any],
@@ -34,7 +35,9 @@ def transfer(context: Context, system_id: str, targets: Mapping[str, Any],
 
     def work(result: StageResult) -> None:
         session.play("check_prerequisites", result)
-        session.play("prepare_target", result)
+        prepared = session.play("prepare_target", result)
+        if mapped := accounts_mapped(prepared):  # systems with MariaDB databases
+            result.outputs["mariadb_accounts_mapped"] = mapped
         files = session.play("transfer_files", result)
         result.outputs["files"] = record_sent_files(session, files)
         result.outputs["throughput"] = copy_throughput(files, result.outputs["files"])
@@ -76,3 +79,14 @@ def copy_throughput(play: runner.PlayResult, sent: Mapping[str, Any]) -> dict[st
     rate = sent_bytes / seconds / 2**20 if seconds else None
     return {"bytes": sent_bytes, "seconds": round(seconds, 3) if seconds else None,
             "mib_per_s": round(rate, 2) if rate is not None else None}
+
+
+def accounts_mapped(play: runner.PlayResult) -> dict[str, dict[str, dict[str, str]]]:
+    """Per source host and MariaDB user, each account host (a source host's address) made
+    the target's planned address on the target: ``{host: {user: {old: new}}}``."""
+    found: dict[str, dict[str, dict[str, str]]] = {}
+    for host, by_user in sorted(play.records.get(ACCOUNTS_MAPPED, {}).items()):
+        for user, text in sorted((by_user or {}).items()):
+            pairs = (line.split() for line in (text or "").splitlines())
+            found.setdefault(host, {})[user] = {p[0]: p[1] for p in pairs if len(p) == 2}
+    return found

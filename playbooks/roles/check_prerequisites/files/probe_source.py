@@ -1,13 +1,15 @@
 """probe_source.py SPEC: what check_prerequisites needs of one source host, in one round trip.
 
-SPEC is JSON: {"where": "web1 (192.0.2.1)", "trees": [path...], "configuration": [path...],
-"rewrites": [path...], "databases": [{"name", "user", "engine"}...]}. Standard input holds
-each database's password, one line each, in SPEC's order (never an argument: arguments are
-seen by every user of the host). Prints one JSON object: the host's clock, every problem
-found (all of them, not the first), the bytes that move from each place ("PATH=BYTES") and
-the PostgreSQL major version (0 without PostgreSQL databases) and the MariaDB server's
-[major, minor] ([] without MariaDB databases). A database of engine "mariadb" is read with
-Debian's mariadb client as root (unix socket). Changes nothing.
+SPEC is JSON: {"system": ID, "where": "web1 (192.0.2.1)", "trees": [path...],
+"configuration": [path...], "rewrites": [path...], "databases": [{"name", "user", "engine",
+"method"}...]}. Standard input holds each database's password, one line each, in SPEC's order
+(never an argument: arguments are seen by every user of the host). Prints one JSON object:
+the host's clock, every problem found (all of them, not the first), the bytes that move from
+each place ("PATH=BYTES") and the PostgreSQL major version (0 without PostgreSQL databases)
+and the MariaDB server's [major, minor] ([] without MariaDB databases). A database of engine
+"mariadb" is read with Debian's mariadb client as root (unix socket); one planned
+"binlog_replication" needs the server's binlog (ROW), a server_id and networking. Changes
+nothing.
 """
 
 from __future__ import annotations
@@ -145,19 +147,77 @@ def mariadb_sizes(databases: list[dict], where: str, problems: list[str]) -> lis
     return needs
 
 
+def account_addresses(user: str) -> list[str]:
+    """The IPv4 addresses among the host parts of ``user``'s accounts: an application that
+    names its server's address logs in over TCP from that address, not as localhost."""
+    _, out, _ = run(MARIADB, f"SELECT host FROM mysql.user WHERE user = {sql_literal(user)};")
+    return [h for h in out.splitlines() if re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", h)]
+
+
 def check_mariadb_logins(databases: list[dict], passwords: list[str], where: str,
                          problems: list[str]) -> None:
     """Each application user logs in with the manifest's password (MYSQL_PWD: the client's
-    environment, never its arguments)."""
+    environment, never its arguments), over the unix socket or to an address its accounts
+    name."""
     for database, password in zip(databases, passwords, strict=True):
-        rc, _, err = run(["mariadb", "--no-defaults", "--batch", "--user", database["user"],
-                          "--database", database["name"], "--execute", "SELECT 1"],
-                         env={**os.environ, "MYSQL_PWD": password})
+        login = ["mariadb", "--no-defaults", "--batch", "--connect-timeout=5",
+                 "--user", database["user"], "--database", database["name"],
+                 "--execute", "SELECT 1"]
+        rc, _, err = run(login, env={**os.environ, "MYSQL_PWD": password})
+        for address in account_addresses(database["user"]) if rc != 0 else []:
+            rc, _, _ = run([*login, "--protocol=TCP", "--host", address],
+                           env={**os.environ, "MYSQL_PWD": password})
+            if rc == 0:
+                break
         if rc != 0:
             problems.append(
                 f"database {database['name']} on {where} refused user {database['user']} "
                 f"with the manifest's password: {err}; the application could not log in "
                 f"either: fix the password secret before moving")
+
+
+# What binlog replication needs of the source's MariaDB: (variable, the value it needs).
+BINLOG_SETTINGS = (("log_bin", "ON"), ("binlog_format", "ROW"), ("skip_networking", "OFF"))
+
+
+def binlog_settings() -> tuple[dict[str, str], str]:
+    """The source's binlog settings, server_id, bind_address and version (SHOW GLOBAL
+    VARIABLES, as root over the unix socket), and an error when it does not answer."""
+    names = ", ".join(sql_literal(n) for n in (*(s[0] for s in BINLOG_SETTINGS), "server_id",
+                                               "bind_address", "version"))
+    rc, out, err = run(MARIADB, f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names});")
+    if rc != 0:
+        return {}, err or out
+    return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line), ""
+
+
+def binlog_problems(found: dict[str, str]) -> list[str]:
+    """What the source's MariaDB lacks for binlog replication, each "setting (is VALUE)"."""
+    lacking = [f"{name} {wanted} (is {found.get(name) or 'unset'})"
+               for name, wanted in BINLOG_SETTINGS if found.get(name, "").upper() != wanted]
+    if found.get("server_id", "0") in ("", "0"):
+        lacking.append(f"a non-zero server_id (is {found.get('server_id') or 'unset'})")
+    if found.get("bind_address", "") in ("127.0.0.1", "localhost", "::1"):
+        lacking.append(f"bind_address reachable by the target (is {found['bind_address']})")
+    if "mariadb" not in found.get("version", "").lower():
+        lacking.append(f"MariaDB's GTID (the server is {found.get('version') or 'unknown'})")
+    return lacking
+
+
+def check_binlog(system: str, databases: list[dict], where: str, problems: list[str]) -> None:
+    """A source whose databases are kept in step by binlog replication has the binlog in
+    ROW format, a server_id and networking (MariaDB's GTID comes with the binlog)."""
+    replicated = [d["name"] for d in databases if d.get("method") == "binlog_replication"]
+    if not replicated:
+        return
+    found, error = binlog_settings()
+    lacking = binlog_problems(found) if not error else [f"an answer ({error})"]
+    if lacking:
+        problems.append(
+            f"{system}: MariaDB on {where} cannot be replicated (binlog_replication of "
+            f"{', '.join(replicated)}): it needs {'; '.join(lacking)}. Set them in its "
+            "configuration (/etc/mysql/mariadb.conf.d/) and restart MariaDB in the "
+            "department's maintenance window, then check again")
 
 
 def main() -> None:
@@ -187,6 +247,7 @@ def main() -> None:
         needs += mariadb_sizes([d for d, _ in mariadb], where, problems)
         check_mariadb_logins([d for d, _ in mariadb], [p for _, p in mariadb], where,
                              problems)
+        check_binlog(spec.get("system", ""), [d for d, _ in mariadb], where, problems)
     print(json.dumps({"clock": clock, "problems": problems, "needs": needs,
                       "pg_major": major, "mariadb_version": version}))
 
