@@ -90,6 +90,23 @@ service_user() {  # name
   os role add --project service --user "$1" service
 }
 
+dhcp_missing() {  # NETWORK...: those whose DHCP server (dnsmasq) is not running
+  local name net
+  for name in "$@"; do
+    net=$(os network show "$name" -f value -c id)
+    pgrep -f "dnsmasq.*/var/lib/neutron/dhcp/$net/" >/dev/null || echo "$name"
+  done
+}
+
+wait_dhcp() {  # seconds NETWORK...: every one has its dnsmasq within that time
+  local deadline=$((SECONDS + $1))
+  shift
+  until [ -z "$(dhcp_missing "$@")" ]; do
+    [ "$SECONDS" -ge "$deadline" ] && return 1
+    sleep 2
+  done
+}
+
 case "$PHASE" in
 base)
   # Debian's API defaults (8-16 uwsgi processes each) take minutes and gigabytes here.
@@ -323,6 +340,18 @@ networks)
     os security group create ssh-icmp >/dev/null
     os security group rule create --protocol tcp --dst-port 22 ssh-icmp >/dev/null
     os security group rule create --protocol icmp ssh-icmp >/dev/null
+  fi
+  # neutron-dhcp-agent can wedge at its first start ("greenlet.error: cannot switch to a
+  # different thread" in its privsep helper): no network then ever gets DHCP, and every
+  # guest later times out. Restarting it once clears that.
+  if ! wait_dhcp 90 provider tenant; then
+    log "no dnsmasq for $(dhcp_missing provider tenant | xargs) after 90 s:" \
+      "restarting neutron-dhcp-agent"
+    systemctl restart neutron-dhcp-agent
+    if ! wait_dhcp 120 provider tenant; then
+      echo "neutron-dhcp-agent serves no DHCP on $(dhcp_missing provider tenant | xargs)" >&2
+      exit 1
+    fi
   fi
   ;;
 guest)
