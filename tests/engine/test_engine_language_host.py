@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,3 +136,36 @@ def test_host_reports_a_failed_program(
     (program / "exit_code").write_text(exit_code)
     response = host.Run(run_request(program), timeout=30)
     assert (response.error, response.bail) == (error, bail)
+
+
+# A stand-in for the engine: starts the host in a process group of its own, as the engine
+# starts its plugins, says the host's pid and port, then waits to be killed.
+ENGINE = """\
+import subprocess, sys
+host = subprocess.Popen([sys.argv[1], "127.0.0.1:5002"], stdout=subprocess.PIPE, text=True,
+                        process_group=0)
+print(host.pid, host.stdout.readline().strip(), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_host_ends_when_the_engine_that_started_it_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed engine leaves no language host behind (it would serve for ever)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    install_executable(language_host_launcher(), bin_dir / "pulumi-language-python")
+    install_executable(RECORDING_EXEC, bin_dir / "pulumi-language-python-exec")
+    env = {"PATH": "/usr/bin:/bin", "PULUMI_PYTHON_CMD": sys.executable}
+    with subprocess.Popen([sys.executable, "-c", ENGINE, str(bin_dir / "pulumi-language-python")],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                          text=True) as engine:
+        pid, port = map(int, engine.stdout.readline().split())
+        assert port > 0 and Path(f"/proc/{pid}").exists()
+        engine.kill()
+        engine.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the language host outlived the engine that started it")

@@ -13,9 +13,24 @@ from pathlib import Path
 import pytest
 
 from migrate.adapters.engine import find_engine
+from migrate.adapters.processes import all_pids, cmdline, environ_value
 from tests.conftest import edit
 
 MIGRATE = str(Path(sys.executable).parent / "migrate")
+
+
+def engine_processes(pulumi_home: str) -> list[int]:
+    """The processes of an engine run with this PULUMI_HOME (the engine, its plugins)."""
+    return [pid for pid in all_pids() if environ_value(pid, "PULUMI_HOME") == pulumi_home]
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def as_openstack(estate: Path) -> None:
@@ -63,8 +78,12 @@ def test_a_killed_provision_continues_from_the_state(sandbox_estate, tmp_path, r
             for line in process.stderr:
                 if "sys-rsj-sbcx: create" in line or time.monotonic() > deadline:
                     break
-            os.killpg(process.pid, signal.SIGKILL)  # the CLI, the engine and its plugins
+            os.killpg(process.pid, signal.SIGKILL)  # the CLI and the engine
             process.wait(timeout=30)
+        # the engine's plugins run in process groups of their own: none may outlive it
+        home = str(estate / ".migrate" / "pulumi-home")
+        assert wait_until(lambda: not engine_processes(home), 15), \
+            [cmdline(pid) for pid in engine_processes(home)]
 
         again = run_cli("provision", estate, "--system", "rsj-sbcx", "--yes", "--output", "json")
         assert again.code == 0, again.stderr

@@ -15,6 +15,7 @@ bin directory:
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import signal
@@ -33,6 +34,7 @@ from migrate.adapters.engine.version import PULUMI_VERSION
 # Exit code with which the exec script says "the error was already shown to the user".
 EXIT_AFTER_USER_MESSAGE = 32
 _MAX_MESSAGE_BYTES = 400 * 1024 * 1024
+_PR_SET_PDEATHSIG = 1
 
 
 def exec_arguments(request: language_pb2.RunRequest, engine_address: str) -> list[str]:
@@ -144,11 +146,15 @@ class PythonLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         return run_response_for_exit(code)
 
     def Cancel(self, request, context):
+        self.interrupt_all()
+        return empty_pb2.Empty()
+
+    def interrupt_all(self) -> None:
+        """SIGINT to every program this host runs (the engine's Cancel, or the host's end)."""
         with self._lock:
             children = list(self._children)
         for child in children:
             self._interrupt(child)
-        return empty_pb2.Empty()
 
     @staticmethod
     def _interrupt(child: subprocess.Popen) -> None:
@@ -165,9 +171,8 @@ def serve(engine_address: str, exec_script: Path) -> None:
             ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
         ],
     )
-    language_pb2_grpc.add_LanguageRuntimeServicer_to_server(
-        PythonLanguageHost(engine_address, exec_script), server
-    )
+    host = PythonLanguageHost(engine_address, exec_script)
+    language_pb2_grpc.add_LanguageRuntimeServicer_to_server(host, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(port, flush=True)
@@ -175,6 +180,7 @@ def serve(engine_address: str, exec_script: Path) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
+    host.interrupt_all()
     server.stop(grace=2).wait()
 
 
@@ -191,8 +197,21 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def end_with_the_engine() -> None:
+    """Ask the kernel for SIGTERM when the engine that started this host dies.
+
+    The engine starts its plugins in process groups of their own, so a kill of migrate's
+    group (or of the engine alone) would leave this host serving for ever, its parent
+    init. Exits at once when the engine is already gone."""
+    engine = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != engine:
+        sys.exit("pulumi-language-python: the engine that started it is gone")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    end_with_the_engine()
     serve(args.engine_address, args.exec_script)
 
 
