@@ -27,7 +27,12 @@ from typing import Any
 import ansible_runner
 
 from migrate.adapters.inventory import control_dir
-from migrate.adapters.processes import all_pids, environ_value, pid_alive
+from migrate.adapters.processes import (
+    all_pids,
+    environ_value,
+    parent_death_launcher,
+    pid_alive,
+)
 from migrate.core import resources
 from migrate.core.errors import EnvironmentNotReady, StageFailed
 from migrate.core.journal import redact, secret_forms
@@ -289,14 +294,7 @@ def _launcher(home: Path) -> Path:
     folder = home / LAUNCHER_DIR
     folder.mkdir(mode=0o700, exist_ok=True)
     launcher = folder / "ansible-playbook"
-    launcher.write_text(
-        f"#!{sys.executable}\n"
-        "import ctypes, os, signal, sys\n"
-        "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG\n"
-        f"if str(os.getppid()) != os.environ.get({PLAY_OWNER_ENV!r}):\n"
-        "    sys.exit('the migrate process that started this play is gone')\n"
-        f"os.execv({str(ansible_playbook_path())!r}, "
-        f"[{str(ansible_playbook_path())!r}, *sys.argv[1:]])\n")
+    launcher.write_text(parent_death_launcher(ansible_playbook_path(), PLAY_OWNER_ENV))
     launcher.chmod(0o700)
     return folder
 

@@ -7,6 +7,8 @@ start are."""
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 
 def pid_alive(pid: int) -> bool:
@@ -65,3 +67,24 @@ def environ_value(pid: int, name: str) -> str | None:
         if entry.startswith(prefix):
             return entry[len(prefix):].decode(errors="replace")
     return None
+
+
+def parent_death_launcher(program: Path | str, parent_pid_env: str | None = None) -> str:
+    """The text of an executable that ends with the process starting it, then becomes
+    ``program`` (same pid, same arguments).
+
+    It asks the kernel for SIGTERM at its parent's death (kept across the exec) and exits at
+    once when the parent is already gone: for the plays (ansible-runner starts them in a
+    session of their own) and the engine's plugins (the engine starts them in process groups
+    of their own), which a kill of migrate or of the engine would otherwise leave running.
+    With ``parent_pid_env``, the parent must also be the process that variable names."""
+    parent = (f"os.environ.get({parent_pid_env!r})" if parent_pid_env
+              else "str(parent)")
+    return (
+        f"#!{sys.executable}\n"
+        "import ctypes, os, signal, sys\n"
+        "parent = os.getppid()\n"
+        "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG\n"
+        f"if str(os.getppid()) != {parent}:\n"
+        f"    sys.exit({f'{Path(program).name}: the process that started it is gone'!r})\n"
+        f"os.execv({str(program)!r}, [{str(program)!r}, *sys.argv[1:]])\n")

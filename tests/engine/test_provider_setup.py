@@ -4,8 +4,13 @@ without compiling anything (a shell script stands in for the plugin)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
+import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -119,8 +124,42 @@ def test_prepare_state_dir_links_the_plugin_into_the_engines_plugin_cache(
     prepare_state_dir(state)  # idempotent
     link = state / "pulumi-home" / "plugins" / f"resource-openstack-v{OPENSTACK_PROVIDER_VERSION}"
     assert sorted(p.name for p in link.iterdir()) == [provider.PLUGIN_FILE]
-    assert (link / provider.PLUGIN_FILE).resolve() == plugin.resolve()
+    assert str(plugin) in (link / provider.PLUGIN_FILE).read_text()  # it becomes the plugin
     assert provider.reported_version(link / provider.PLUGIN_FILE) == OPENSTACK_PROVIDER_VERSION
+
+
+# A stand-in for the engine: starts a plugin in a process group of its own, as the engine
+# does, says the pid and what the plugin printed first, then waits to be killed.
+ENGINE = """\
+import subprocess, sys
+plugin = subprocess.Popen([sys.argv[1], "127.0.0.1:5002"], stdout=subprocess.PIPE, text=True,
+                          process_group=0)
+print(plugin.pid, plugin.stdout.readline().strip(), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_plugin_ends_when_the_engine_that_started_it_is_killed(
+    isolated_cache: Path, tmp_path: Path
+) -> None:
+    """A SIGKILLed engine leaves no OpenStack plugin behind (tfbridge's would serve for ever)."""
+    plugin = fake_plugin()
+    build.install_executable("#!/bin/sh\necho 40001\nexec sleep 120\n", plugin)
+    state = tmp_path / "state"
+    prepare_state_dir(state)
+    cached = provider.plugin_dir(state / "pulumi-home") / provider.PLUGIN_FILE
+    with subprocess.Popen([sys.executable, "-c", ENGINE, str(cached)], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as engine:
+        pid, port = map(int, engine.stdout.readline().split())
+        assert port == 40001 and Path(f"/proc/{pid}").exists()
+        engine.kill()
+        engine.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the plugin outlived the engine that started it")
 
 
 def test_pack_then_install_carries_engine_and_plugin_with_a_checked_sha256(

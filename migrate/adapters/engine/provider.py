@@ -16,9 +16,9 @@ Layout under ``provider_root()`` (``<cache>/providers/openstack/v<X>``)::
     build.log                         output of the last build
 
 The engine runs with automatic plugin acquisition off and ``PULUMI_HOME`` under each state
-directory, so ``install_plugin`` (called by ``migrate.adapters.engine.prepare_state_dir``) links the
-plugin into ``$PULUMI_HOME/plugins/resource-openstack-v<X>/``: the engine's plugin cache,
-where it looks up exactly the version the SDK asks for.
+directory, so ``install_plugin`` (called by ``migrate.adapters.engine.prepare_state_dir``) puts a
+launcher of the plugin into ``$PULUMI_HOME/plugins/resource-openstack-v<X>/``: the engine's
+plugin cache, where it looks up exactly the version the SDK asks for.
 
 ``pack``/``install_archive`` carry engine and plugin to a site without Go: one tar.gz made
 on a build machine, its sha256 beside it, unpacked into the cache there after the check.
@@ -50,6 +50,7 @@ from migrate.adapters.engine.version import (
     TF_OPENSTACK_MODULE,
     TF_OPENSTACK_VERSION,
 )
+from migrate.adapters.processes import parent_death_launcher
 from migrate.core import resources
 from migrate.core.errors import EnvironmentNotReady, GuardRefused
 
@@ -340,21 +341,22 @@ def plugin_dir(pulumi_home: Path, version: str = OPENSTACK_PROVIDER_VERSION) -> 
 
 
 def install_plugin(pulumi_home: Path, version: str = OPENSTACK_PROVIDER_VERSION) -> Path | None:
-    """Link the built plugin into ``$PULUMI_HOME``'s plugin cache (a no-op when it is not
-    built). The engine then loads it for SDK version X without acquiring anything."""
+    """Put a launcher of the built plugin into ``$PULUMI_HOME``'s plugin cache (a no-op when
+    it is not built). The engine then loads it for SDK version X without acquiring anything.
+
+    The launcher becomes the plugin, ending with the engine: the engine starts its plugins
+    in process groups of their own, and a killed engine left the plugin serving for ever."""
     plugin = find_provider(version)
     if plugin is None:
         return None
     target_dir = plugin_dir(pulumi_home, version)
     target_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    link = target_dir / PLUGIN_FILE
-    if link.is_symlink() and Path(os.readlink(link)) == plugin:
-        return link
-    partial = target_dir / f"{PLUGIN_FILE}.link"
-    partial.unlink(missing_ok=True)
-    partial.symlink_to(plugin)
-    partial.replace(link)
-    return link
+    launcher = target_dir / PLUGIN_FILE
+    text = parent_death_launcher(plugin)
+    if launcher.is_file() and not launcher.is_symlink() and launcher.read_text() == text:
+        return launcher
+    engine_build.install_executable(text, launcher)
+    return launcher
 
 
 # --- offline installation -----------------------------------------------------------------
