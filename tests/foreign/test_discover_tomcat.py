@@ -180,7 +180,8 @@ def test_the_draft_proposes_the_table_written_while_discovery_watched(
     outcome, draft = discovered["outcome"], discovered["draft"]
     host = json.loads(Path(outcome["path"]).read_text())["hosts"][0]
     seen = host["observed"]
-    print(f"\nthe MariaDB probe with its {WATCH_S} s watch: {host['timings_s']['mariadb']} s")
+    print(f"\nthe MariaDB probe: {host['timings_s']['mariadb']} s, its {WATCH_S} s watch: "
+          f"{host['timings_s']['watch']} s")
     xmsb = next(d for d in seen["mariadb"]["databases"] if d["name"] == tomcat_server.database)
     assert xmsb["watched_s"] == WATCH_S
     [written] = xmsb["written_while_watched"]  # projects is only read

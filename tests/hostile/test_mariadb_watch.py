@@ -1,6 +1,6 @@
-"""Discovery's watch of MariaDB's tables (probes.mysql_watch_command): the statements the
+"""Discovery's watch of MariaDB's tables (probes.mysql_sample_command): the statements the
 server makes from information_schema, whatever the names they hold, reach the second client
-as they are, twice around the sleep, and never the shell. Run here in bash and in sh (sudo's
+as they are, in each of the two samples, and never the shell. Run here in bash and in sh (sudo's
 shell) with a fake ``mariadb`` client that prints hostile statements and records what it gets."""
 
 from __future__ import annotations
@@ -27,15 +27,16 @@ esac
 """
 
 
+@pytest.mark.parametrize("sample", ["before", "after"])
 @pytest.mark.parametrize("shell", ["bash", "sh"])
-def test_the_server_made_statements_reach_the_client_as_they_are(tmp_path: Path,
-                                                                 shell: str) -> None:
+def test_the_server_made_statements_reach_the_client_as_they_are(tmp_path: Path, shell: str,
+                                                                 sample: str) -> None:
     client = tmp_path / "bin" / "mariadb"
     client.parent.mkdir()
     client.write_text(FAKE_CLIENT)
     client.chmod(0o755)
     session = SourceSession(Login("127.0.0.1", "root", None), client=None)  # type: ignore[arg-type]
-    command = probes.mysql_watch_command(session, 2)
+    command = probes.mysql_sample_command(session, sample)
     done = subprocess.run([shell, "-c", command], capture_output=True, text=True, timeout=30,
                           check=False, cwd=tmp_path,
                           env={"PATH": f"{client.parent}:/usr/bin:/bin", "HERE": str(tmp_path),
@@ -44,5 +45,4 @@ def test_the_server_made_statements_reach_the_client_as_they_are(tmp_path: Path,
     assert not (tmp_path / "PWNED").exists() and not Path("/PWNED").exists()
     assert (tmp_path / "generator.sql").read_text() == probes.MYSQL_WATCH_STATEMENTS_SQL + ";\n"
     assert (tmp_path / "watched.sql").read_text() == (
-        f"{probes.MYSQL_WATCH_SESSION}\nSELECT '### before';\n{GENERATED}\nDO SLEEP(2);\n"
-        f"SELECT '### after';\n{GENERATED}\n")
+        f"{probes.MYSQL_WATCH_SESSION}\nSELECT '### {sample}';\n{GENERATED}\n")

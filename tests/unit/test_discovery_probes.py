@@ -3,9 +3,20 @@ host discovery makes of their answers; a failing probe is recorded, the others s
 
 from __future__ import annotations
 
+import re
 import shlex
+import threading
+import time
+from pathlib import Path
 
-from migrate.adapters.access import CommandResult, Login, SourceSession
+import pytest
+
+from migrate.adapters import access
+from migrate.adapters.access import COMMAND_TIMEOUT, CommandResult, Login, SourceSession
+from migrate.core import state
+from migrate.core.errors import StageFailed
+from migrate.orchestrate.pipeline import context_of
+from migrate.stages import discovery
 from migrate.stages.discovery import probes
 from migrate.stages.discovery.host import discover_host
 
@@ -75,7 +86,7 @@ def test_a_host_is_discovered_probe_by_probe_and_failures_are_recorded() -> None
     assert set(result["timings_s"]) == {"os", "hardware", "packages", "listening",
                                         "running_units", "unix_sockets", "units",
                                         "web_roots", "data_directories", "postgresql",
-                                        "mariadb", "timers", "runtime_modules", "tomcat",
+                                        "mariadb", "watch", "timers", "runtime_modules", "tomcat",
                                         "cron", "web_access", "address_mentions",
                                         "database_references", "secrets", "package_owners"}
     assert seen["web_roots"] == ["/var/lib/mediawiki"]
@@ -139,7 +150,7 @@ schema_owner,pg_database_owner
 
 def test_postgresql_in_two_psql_runs_whatever_the_number_of_databases() -> None:
     session = ScriptedSession(psql=[CLUSTER, TABLES])
-    server = probes.probe_postgresql(session)
+    server = probes.probe_postgresql(session, watch_s=0)  # a watch's second sample: a third
     assert server is not None and server["version"].startswith("15.10")
     assert [(r["name"], r["superuser"], r["member_of"]) for r in server["roles"]] == [
         ("postgres", True, []), ("wiki", False, []), ("wiki_ro", False, ["wiki_readers"])]
@@ -178,3 +189,152 @@ def test_a_declared_folder_inside_another_candidate_gets_its_own_size(tmp_path) 
              for d in probes.probe_data_directories(LocalSession(), [str(outer), str(inner)])}
     assert set(found) >= {str(outer), str(inner)}  # one du would print only the outer one
     assert found[str(inner)] >= 256 and found[str(outer)] >= found[str(inner)] + 64
+
+
+# ---- the databases' watch: one window for both engines, whatever its length --------------
+
+# one database in each engine: the answers to every command whose key is in it, in turn
+TWO_ENGINES = {
+    "\\echo '### settings'": "### settings\nserver_version,15.10\n### roles\n"
+                              "### databases\napp,app,8000000,UTF8,,t\n",
+    "### objects 0": "### objects 0\nowner,app\n",
+    "### writes before 0": "### writes before 0\npublic,sessions,5\npublic,users,1\n",
+    "### writes after 0": "### writes after 0\npublic,sessions,9\npublic,users,1\n",
+    "SELECT '### settings'": "### settings\nversion\t10.11.6-MariaDB\n### databases\n"
+                             "shop\t81920\tutf8mb4\t2\t0\n### users\n### grants\n### global\n",
+    "SELECT '### before'": "### before\nrows\tshop\tcarts\t3\nshop.carts\t17\n",
+    "SELECT '### after'": "### after\nrows\tshop\tcarts\t4\nshop.carts\t23\n",
+}
+
+
+class Clocked(SourceSession):
+    """A host on which time passes: a command takes the seconds it sleeps there (pg_sleep,
+    SLEEP) and, as paramiko's read does, fails when it is silent as long as its timeout.
+    Answers TWO_ENGINES; a command holding a key of ``failing`` exits 1. ``slept`` is the
+    seconds slept on the host; ``log`` the commands and, as ``wait N``, the waits here."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, failing: tuple[str, ...] = ()) -> None:
+        super().__init__(Login("192.168.178.10", "root", None), client=None)  # type: ignore[arg-type]
+        self.failing = failing
+        self.slept = 0
+        self.waited = 0.0
+        self.log: list[str] = []
+        monkeypatch.setattr(time, "sleep", self.wait)
+
+    def wait(self, seconds: float) -> None:
+        self.waited += seconds
+        self.log.append(f"wait {seconds:.0f}")
+
+    def run(self, command: str, timeout: float = COMMAND_TIMEOUT) -> CommandResult:
+        self.log.append(command)
+        silent = sum(int(n) for n in re.findall(r"sleep\((\d+)\)", command, re.IGNORECASE))
+        self.slept += silent
+        if silent >= timeout:
+            raise StageFailed(f"{self.login.address}: no answer to a probe in {timeout:.0f} s")
+        if any(key in command for key in self.failing):
+            return CommandResult(1, "", "ERROR:  canceling statement")
+        return CommandResult(0, "".join(answer for key, answer in TWO_ENGINES.items()
+                                        if key in command), "")
+
+    def stream_lines(self, command: str, timeout: float = COMMAND_TIMEOUT):
+        yield from ()
+
+    def position(self, key: str) -> int:
+        return next(n for n, line in enumerate(self.log) if key in line)
+
+
+def test_a_host_with_postgresql_and_mariadb_is_watched_in_one_window(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    session = Clocked(monkeypatch)
+    result = discover_host(session, "192.168.178.10", watch_s=60)
+    assert result["probe_errors"] == []
+    seen = result["observed"]
+    [app] = seen["postgresql"]["databases"]
+    assert app["watched_s"] == 60
+    assert app["written_while_watched"] == [{"table": "public.sessions", "writes": 4}]
+    [shop] = seen["mariadb"]["databases"]
+    assert shop["watched_s"] == 60
+    assert shop["written_while_watched"] == [{"table": "shop.carts", "rows_before": 3,
+                                              "rows_after": 4}]
+    # both first samples, one wait, both second samples: one window, not one per engine
+    assert session.slept + session.waited == pytest.approx(60, abs=1)
+    assert (session.position("### writes before 0") < session.position("SELECT '### before'")
+            < session.position("wait ") < session.position("### writes after 0")
+            < session.position("SELECT '### after'"))
+    assert [line for line in session.log if line.startswith("wait ")] == ["wait 60"]
+    assert "watch" in result["timings_s"]
+
+
+@pytest.mark.parametrize("probe", [probes.probe_postgresql, probes.probe_mariadb])
+def test_a_watch_longer_than_the_read_timeout_is_not_cut(probe,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    watch_s = int(COMMAND_TIMEOUT) + 100  # --watch takes up to 600 s
+    session = Clocked(monkeypatch)
+    server = probe(session, watch_s=watch_s)  # the host stays silent that long: no error
+    assert server is not None
+    [database] = server["databases"]
+    assert database["watched_s"] == watch_s and database["written_while_watched"]
+    assert session.slept + session.waited == pytest.approx(watch_s, abs=1)
+
+
+def test_a_failed_second_sample_keeps_the_probe_and_the_other_engines_watch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    session = Clocked(monkeypatch, failing=("### writes after 0",))
+    result = discover_host(session, "192.168.178.10", watch_s=5)
+    assert [e["probe"] for e in result["probe_errors"]] == ["postgresql"]
+    assert "psql (writes): exit 1" in result["probe_errors"][0]["message"]
+    [app] = result["observed"]["postgresql"]["databases"]
+    assert app["table_owners"] == ["app"] and "written_while_watched" not in app
+    [shop] = result["observed"]["mariadb"]["databases"]
+    assert [t["table"] for t in shop["written_while_watched"]] == ["shop.carts"]
+
+
+def test_no_database_to_watch_is_no_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = ScriptedSession()  # PostgreSQL refuses, MariaDB has no database
+    waited: list[float] = []
+    monkeypatch.setattr(time, "sleep", waited.append)
+    result = discover_host(session, "192.168.178.10", watch_s=60)
+    assert waited == [] and result["timings_s"]["watch"] < 1
+
+
+# ---- several hosts: side by side, in order --------------------------------------------------
+
+
+def test_the_hosts_of_an_estate_are_discovered_side_by_side_in_order(
+        estate: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first host ends only once every other has: one host at a time, it would wait
+    for them alone. Its results still come first, each host's where its manifest names it."""
+    loaded = access.open_estate_for_sources(estate)
+    for system in loaded.systems.values():
+        key = state.secrets_dir(loaded) / state.secret_name(system.source.ssh.key)
+        key.parent.mkdir(parents=True, exist_ok=True)
+        key.write_text("never read: discover_one is replaced\n")
+    addresses = [h.address for s in loaded.systems.values() for h in s.source.hosts]
+    others_done, ended, running, peak = threading.Event(), [], [0], [0]
+    lock = threading.Lock()
+
+    def one(_context, login: Login, *_args) -> dict:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        if login.address == addresses[0]:
+            assert others_done.wait(10), "the other hosts waited for the first"
+        with lock:
+            running[0] -= 1
+            ended.append(login.address)
+            if len(ended) == len(addresses) - 1:
+                others_done.set()
+        return {"observed": {"hardware": {"hostname": f"at-{login.address}"}},
+                "probe_errors": [], "timings_s": {}, "duration_s": 0.0}
+
+    monkeypatch.setattr(discovery, "discover_one", one)
+    outcomes = discovery.discover_systems(context_of(loaded), [])
+    assert ended[-1] == addresses[0] and 1 < peak[0] <= discovery.PARALLEL_HOSTS
+    assert [o.system for o in outcomes] == list(loaded.systems)
+    for outcome in outcomes:
+        hosts = outcome.document["hosts"]
+        assert [h["name"] for h in hosts] == [
+            h.name for h in loaded.systems[outcome.system].source.hosts]
+        assert all(h["observed"]["hardware"]["hostname"] == f"at-{h['address']}"
+                   for h in hosts)

@@ -10,6 +10,7 @@ scripted session (no host), and the draft these make."""
 from __future__ import annotations
 
 import copy
+import time
 from datetime import date
 from pathlib import Path
 
@@ -240,15 +241,24 @@ class NoClient(Scripted):
         return CommandResult(1, "", "")
 
 
-# every table's rows and CHECKSUM TABLE, twice, as the client prints them (escapes and all)
-WATCH = """### before
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The seconds discovery waited for its watch window, none of them spent."""
+    waited: list[float] = []
+    monkeypatch.setattr(time, "sleep", waited.append)
+    return waited
+
+
+# every table's rows and CHECKSUM TABLE, each sample as the client prints it (escapes and all)
+WATCH_BEFORE = """### before
 rows\txmsb\tattachments\t3
 xmsb.attachments\t1702946345
 rows\txmsb\tprojects\t5
 xmsb.projects\t99
 rows\tx'y\\tz\tlog.2024\t2
 x'y\\tz.log.2024\t70
-### after
+"""
+WATCH_AFTER = """### after
 rows\txmsb\tattachments\t4
 xmsb.attachments\t55
 rows\txmsb\tprojects\t5
@@ -256,11 +266,12 @@ xmsb.projects\t99
 rows\tx'y\\tz\tlog.2024\t2
 x'y\\tz.log.2024\t71
 """
+# each answers the client run that prints its marker
+WATCH = {"### before": WATCH_BEFORE, "### after": WATCH_AFTER}
 
 
-def test_mariadb_tables_that_change_while_discovery_watches() -> None:
-    session = Scripted({"CHECKSUM TABLE": WATCH, "--batch --skip-column-names": MARIADB},
-                       user="ops")
+def test_mariadb_tables_that_change_while_discovery_watches(waits: list[float]) -> None:
+    session = Scripted({**WATCH, "--batch --skip-column-names": MARIADB}, user="ops")
     server = probes.probe_mariadb(session, watch_s=7)
     assert server is not None
     databases = {d["name"]: d for d in server["databases"]}
@@ -271,11 +282,15 @@ def test_mariadb_tables_that_change_while_discovery_watches() -> None:
     assert databases["x'y\tz"]["written_while_watched"] == [
         {"table": "x'y\tz.log.2024", "rows_before": 2, "rows_after": 2}]
     assert "watched_s" not in databases["mysql"]  # the server's own: not watched
-    [watch] = [c for c in session.commands if "CHECKSUM TABLE" in c]
-    assert watch.startswith("sudo -n sh -c ") and "DO SLEEP(7);" in watch
-    # one fixed command: the server makes the statements, no name it holds is in it
-    assert "xmsb" not in watch and "x'y" not in watch
-    assert probes.mysql_watch_command(session, 7) == watch
+    # two samples 7 s apart, waited here: no command sleeps on the host
+    assert waits == [pytest.approx(7, abs=1)]
+    samples = [c for c in session.commands if "CHECKSUM TABLE" in c]
+    assert samples == [probes.mysql_sample_command(session, "before"),
+                       probes.mysql_sample_command(session, "after")]
+    for sample in samples:
+        assert sample.startswith("sudo -n sh -c ") and "SLEEP" not in sample
+        # one fixed command: the server makes the statements, no name it holds is in it
+        assert "xmsb" not in sample and "x'y" not in sample
 
 
 def test_mariadb_samples_compare_rows_and_checksum() -> None:
@@ -290,22 +305,24 @@ def test_mariadb_samples_compare_rows_and_checksum() -> None:
         {"schema": "a", "table": "a.t", "rows_before": 1, "rows_after": 1}]
 
 
-def test_a_database_named_like_a_marker_does_not_split_the_samples() -> None:
+def test_a_database_named_like_a_marker_does_not_split_the_samples(waits: list[float]
+                                                                   ) -> None:
     before, after = parsers.parse_watch("### before\nrows\t### after\tt\t1\n### after.t\t9\n"
                                         "rows\ta\tt\t1\na.t\t5\n### after\n"
                                         "rows\t### after\tt\t1\n### after.t\t9\n"
                                         "rows\ta\tt\t2\na.t\t6\n")
     assert before == {("### after", "t"): ("1", "9"), ("a", "t"): ("1", "5")}
     assert [t["table"] for t in parsers.changed_tables(before, after)] == ["a.t"]
-    with pytest.raises(probes.ProbeFailed, match="no two samples"):
+    with pytest.raises(probes.ProbeFailed, match="no after sample"):
         probes.probe_mariadb(Scripted({"CHECKSUM TABLE": "### before\n",
                                        "--batch --skip-column-names": MARIADB}), watch_s=1)
 
 
-def test_mariadb_is_not_watched_when_told_so() -> None:
-    session = Scripted({"CHECKSUM TABLE": WATCH, "--batch --skip-column-names": MARIADB})
+def test_mariadb_is_not_watched_when_told_so(waits: list[float]) -> None:
+    session = Scripted({**WATCH, "--batch --skip-column-names": MARIADB})
     server = probes.probe_mariadb(session, watch_s=0)
     assert server is not None and not any("CHECKSUM TABLE" in c for c in session.commands)
+    assert waits == []
     assert all("watched_s" not in d for d in server["databases"])
 
 
@@ -424,9 +441,9 @@ def test_mariadb_databases_are_proposed_with_user_size_and_where_they_are_named(
 
 
 def test_the_draft_proposes_the_mariadb_tables_that_changed_while_watched(
-        estate: Path, tmp_path: Path) -> None:
+        estate: Path, tmp_path: Path, waits: list[float]) -> None:
     seen = {**copy.deepcopy(TOMCAT_HOST), "mariadb": probes.probe_mariadb(
-        Scripted({"CHECKSUM TABLE": WATCH, "--batch": MARIADB}), watch_s=7)}
+        Scripted({**WATCH, "--batch": MARIADB}), watch_s=7)}
     loaded, _draft, path = _tomcat_draft(estate, tmp_path, seen)
     assert validate_draft(loaded, path, str(path)) == []
     line = next(t for t in path.read_text().splitlines() if "volatile_tables" in t)

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +42,9 @@ from migrate.stages.discovery.use import SCHEMA_VERSION
 from migrate.targets.context import Context
 
 DISCOVERY_DIR = "discovery"
+# Hosts discovered at once: each is one SSH connection that mostly waits (for the host's
+# commands, for its databases' watch window), so more of them than this machine has cores.
+PARALLEL_HOSTS = 8
 
 
 @dataclass
@@ -72,7 +76,9 @@ def discover_systems(context: Context, systems: list[str],
                      watch_s: int = probes.WATCH_S) -> list[DiscoveryOutcome]:
     """Discover the chosen systems (default: every system with a manifest); with
     ``new_hosts``, the one new system named in ``systems``, on those hosts. Each database is
-    watched ``watch_s`` seconds for the tables written while the source serves."""
+    watched ``watch_s`` seconds for the tables written while the source serves. The hosts
+    of all of them are discovered side by side (``discover_hosts``), the outcomes in the
+    systems' order."""
     estate = context.estate
     if new_hosts:
         if len(systems) != 1:
@@ -90,23 +96,65 @@ def discover_systems(context: Context, systems: list[str],
         raise InvalidInput([Problem(estate.display, None, "--system", f"no manifest for "
                                     f"system '{s}'", "for a new system give --host ADDRESS "
                                     "--user USER --key FILE") for s in unknown])
-    return [discover_existing_system(context, sid, progress, watch_s)
-            for sid in (systems or list(estate.systems))]
+    started = time.monotonic()
+    wanted = {sid: host_jobs(context, sid) for sid in (systems or list(estate.systems))}
+    found = iter(discover_hosts(context, [job for jobs in wanted.values()
+                                          for job in jobs.values()], progress, watch_s))
+    return [existing_outcome(context, sid, {name: job.login for name, job in jobs.items()},
+                             {name: next(found) for name in jobs}, started)
+            for sid, jobs in wanted.items()]
 
 
-def discover_existing_system(context: Context, system_id: str, progress: Progress,
-                             watch_s: int = probes.WATCH_S) -> DiscoveryOutcome:
+@dataclass(frozen=True)
+class HostJob:
+    """One host to discover: its login, the paths its manifest declares there, and the
+    addresses of its system's hosts (searched for in its configuration)."""
+
+    login: Login
+    declared_paths: list[str]
+    system_addresses: list[str]
+
+
+def host_jobs(context: Context, system_id: str) -> dict[str, HostJob]:
+    """A system's hosts as its manifest names them, each with what discovering it needs."""
+    system = context.estate.systems[system_id]
+    key = ssh_key_file(context.estate, system.source.ssh.key)
+    addresses = [h.address for h in system.source.hosts]
+    return {h.name: HostJob(Login(h.address, system.source.ssh.user, key,
+                                  system.source.ssh.port),
+                            [f.path for f in system.workload.files if f.host == h.name],
+                            addresses)
+            for h in system.source.hosts}
+
+
+def discover_hosts(context: Context, jobs: list[HostJob], progress: Progress,
+                   watch_s: int = probes.WATCH_S) -> list[dict[str, Any]]:
+    """``discover_one`` for each job, up to PARALLEL_HOSTS at once (the hosts are
+    independent: one connection each, only read), the results in the jobs' order whichever
+    ends first. An error that stops everything (a host key unknown or changed) starts no
+    further host and is raised once those running have ended."""
+    def one(job: HostJob) -> dict[str, Any]:
+        return discover_one(context, job.login, job.declared_paths, progress,
+                            job.system_addresses, watch_s)
+
+    if len(jobs) < 2:  # in this thread: Ctrl-C stops a lone host at once
+        return [one(job) for job in jobs]
+    with ThreadPoolExecutor(min(len(jobs), PARALLEL_HOSTS),
+                            thread_name_prefix="migrate-discover") as pool:
+        futures = [pool.submit(one, job) for job in jobs]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+
+
+def existing_outcome(context: Context, system_id: str, logins: dict[str, Login],
+                     hosts: dict[str, dict], started: float) -> DiscoveryOutcome:
+    """A system with a manifest: what its discovered hosts hold that the manifest misses or
+    says differently, written and journaled."""
     estate = context.estate
     system = estate.systems[system_id]
-    key = ssh_key_file(estate, system.source.ssh.key)
-    logins = {h.name: Login(h.address, system.source.ssh.user, key, system.source.ssh.port)
-              for h in system.source.hosts}
-    declared = {h.name: [f.path for f in system.workload.files if f.host == h.name]
-                for h in system.source.hosts}
-    started = time.monotonic()
-    addresses = [login.address for login in logins.values()]
-    hosts = {name: discover_one(context, login, declared[name], progress, addresses, watch_s)
-             for name, login in logins.items()}
     observed = {name: result["observed"] for name, result in hosts.items()}
     instance_of = {host: instance.name for instance in (system.target.instances
                                                          if system.target else [])
@@ -137,13 +185,14 @@ def discover_new_system(context: Context, system_id: str, new_hosts: list[Login]
                                       hint="give the private key that logs in (--key)")
     started = time.monotonic()
     addresses = [new.address for new in new_hosts]
+    jobs = [HostJob(replace(new, key_file=new.key_file.absolute()), [], addresses)
+            for new in new_hosts]
     hosts: dict[str, dict] = {}
     logins: dict[str, Login] = {}
-    for number, new in enumerate(new_hosts, 1):
-        login = replace(new, key_file=new.key_file.absolute())
-        result = discover_one(context, login, [], progress, addresses, watch_s)
+    for number, (job, result) in enumerate(
+            zip(jobs, discover_hosts(context, jobs, progress, watch_s), strict=True), 1):
         name = host_name(result, hosts, f"host{number}")
-        hosts[name], logins[name] = result, login
+        hosts[name], logins[name] = result, job.login
     observed = {name: result["observed"] for name, result in hosts.items()}
     document = base_document(estate, system_id, hosts, logins, started)
     document["gaps"], document["census_differences"] = [], []

@@ -10,10 +10,11 @@ superuser (``runuser -u postgres`` as root, else ``sudo -n -u postgres``).
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
-from migrate.adapters.access import COMMAND_TIMEOUT, SourceSession
-from migrate.core.errors import StageFailed
+from migrate.adapters.access import SourceSession
+from migrate.core.errors import MigrateError, StageFailed
 from migrate.stages.discovery import parsers
 
 # Where department servers keep application data (children of these are candidates).
@@ -33,9 +34,8 @@ class ProbeFailed(StageFailed):
     """A probe could not read what it looks for (the others still run)."""
 
 
-def _checked(session: SourceSession, command: str, what: str,
-             timeout: float = COMMAND_TIMEOUT) -> str:
-    result = session.run(command, timeout=timeout)
+def _checked(session: SourceSession, command: str, what: str) -> str:
+    result = session.run(command)
     if not result.ok:
         detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         raise ProbeFailed(f"{what}: exit {result.status}: {parsers.redact(detail[0])}")
@@ -281,6 +281,48 @@ WRITES_SQL = ("SELECT schemaname, relname, n_tup_ins + n_tup_upd + n_tup_del "
 WATCH_S = 10
 
 
+class Window:
+    """The one wait of a host's database watches. Each engine takes its first sample and
+    hands ``watching`` what takes its second; ``close`` waits once, until ``watch_s`` seconds
+    after the last first sample, then takes every second sample: PostgreSQL and MariaDB on
+    one host are watched in one window, not one after the other. No command sleeps on the
+    host, so none needs a longer read timeout than COMMAND_TIMEOUT, whatever the window."""
+
+    def __init__(self, watch_s: int) -> None:
+        self.watch_s = watch_s
+        self.pending: dict[str, Callable[[], None]] = {}
+        self.first_sampled = 0.0
+
+    def watching(self, engine: str, second: Callable[[], None]) -> None:
+        self.pending[engine] = second
+        self.first_sampled = time.monotonic()
+
+    def close(self) -> dict[str, MigrateError]:
+        """Wait out the window, then take every second sample: the engines whose second
+        sample failed, with the error (the others' are taken all the same)."""
+        if not self.pending:
+            return {}
+        time.sleep(max(0.0, self.first_sampled + self.watch_s - time.monotonic()))
+        failed: dict[str, MigrateError] = {}
+        for engine, second in self.pending.items():
+            try:
+                second()
+            except MigrateError as error:
+                failed[engine] = error
+        self.pending.clear()
+        return failed
+
+
+def watched_alone(read: Callable[[SourceSession, Window], dict | None],
+                  session: SourceSession, watch_s: int) -> dict | None:
+    """One engine's ``read`` in a window of its own, closed before it returns."""
+    window = Window(watch_s)
+    server = read(session, window)
+    for error in window.close().values():
+        raise error
+    return server
+
+
 SCRIPT_END = "MIGRATE_SQL_END"
 # A client (or a server package whose unit is disabled) without a running server is not an
 # error: such a host has no PostgreSQL databases. The server's processes are all "postgres".
@@ -306,10 +348,16 @@ def psql_script(sections: list[tuple[str, str | None, str]]) -> str:
 
 
 def probe_postgresql(session: SourceSession, watch_s: int = WATCH_S) -> dict | None:
+    """``read_postgresql`` watching ``watch_s`` seconds on its own."""
+    return watched_alone(read_postgresql, session, watch_s)
+
+
+def read_postgresql(session: SourceSession, window: Window) -> dict | None:
     """Databases (size, owner, roles granted on it and on its tables, the tables written
-    during ``watch_s`` seconds: none watched when 0), roles and settings; None when no
-    PostgreSQL server runs here (psql installed or not). Two psql runs, whatever the number
-    of databases: the cluster, then every database's tables."""
+    during the ``window``, whose close takes the second sample: none watched when its
+    watch_s is 0), roles and settings; None when no PostgreSQL server runs here (psql
+    installed or not). Two psql runs, whatever the number of databases: the cluster, then
+    every database's tables with the first sample; a third for the second sample."""
     present = session.run("command -v psql >/dev/null && getent passwd postgres >/dev/null")
     if not present.ok or not session.run(POSTGRESQL_SERVER_RUNNING).ok:
         return None
@@ -326,25 +374,30 @@ def probe_postgresql(session: SourceSession, watch_s: int = WATCH_S) -> dict | N
                  for name, owner, size, encoding, acl, allowed in cluster.get("databases", [])]
     mine = [d for d in databases if not d["system"] and d["accepts_connections"]]
     if mine:
+        watched = window.watch_s > 0
         objects = _psql_sections(session, [*((f"objects {i}", d["name"], OBJECT_ROLES_SQL)
                                              for i, d in enumerate(mine)),
-                                           *watched_writes_sections(mine, watch_s)], "tables")
+                                           *(writes_sections(mine, "before") if watched
+                                             else [])], "tables")
         for index, database in enumerate(mine):
             database.update(_object_roles(objects.get(f"objects {index}", [])))
-            database.update(_written_tables(objects, index, watch_s))
+        if watched:
+            window.watching("postgresql", lambda: _watched_writes(session, mine, objects,
+                                                                  window.watch_s))
     return {"engine": "postgresql", "version": settings.get("server_version"),
             "settings": settings, "databases": databases, "roles": roles}
 
 
-def watched_writes_sections(databases: list[dict], watch_s: int = WATCH_S
-                            ) -> list[tuple[str, str | None, str]]:
-    """Every database's write counters, then ``watch_s`` seconds of nothing, then again;
-    nothing when ``watch_s`` is 0."""
-    if watch_s <= 0:
-        return []
-    return [*((f"writes before {i}", d["name"], WRITES_SQL) for i, d in enumerate(databases)),
-            ("watch", None, f"SELECT pg_sleep({int(watch_s)})"),
-            *((f"writes after {i}", d["name"], WRITES_SQL) for i, d in enumerate(databases))]
+def writes_sections(databases: list[dict], sample: str) -> list[tuple[str, str | None, str]]:
+    """Every database's write counters, as the ``before`` or the ``after`` sample."""
+    return [(f"writes {sample} {i}", d["name"], WRITES_SQL) for i, d in enumerate(databases)]
+
+
+def _watched_writes(session: SourceSession, databases: list[dict],
+                    before: dict[str, list[list[str]]], watch_s: int) -> None:
+    after = _psql_sections(session, writes_sections(databases, "after"), "writes")
+    for index, database in enumerate(databases):
+        database.update(_written_tables({**before, **after}, index, watch_s))
 
 
 def _written_tables(sections: dict[str, list[list[str]]], index: int, watch_s: int) -> dict:
@@ -417,43 +470,59 @@ def mysql_command(session: SourceSession, script: str) -> str:
     return session.as_root(f"cd / && {client} <<'{SCRIPT_END}'\n{script}\n{SCRIPT_END}")
 
 
-def mysql_watch_command(session: SourceSession, watch_s: int) -> str:
-    """Every table's rows and checksum under ``### before``, ``watch_s`` seconds of nothing,
-    then again under ``### after``: one list of statements the server makes, run twice by a
-    second client (the first prints them raw: they are SQL)."""
+def mysql_sample_command(session: SourceSession, sample: str) -> str:
+    """Every table's rows and checksum under ``### before`` (or ``after``, the ``sample``):
+    the list of statements the server makes, run by a second client (the first prints them
+    raw: they are SQL)."""
     client = ("$(command -v mariadb || command -v mysql) --batch --skip-column-names "
               "--default-character-set=utf8mb4")
-    twice = (f"printf '%s\\n' {shlex.quote(MYSQL_WATCH_SESSION)} \"SELECT '### before';\" "
-             f"\"$s\" 'DO SLEEP({int(watch_s)});' \"SELECT '### after';\" \"$s\"")
+    once = (f"printf '%s\\n' {shlex.quote(MYSQL_WATCH_SESSION)} \"SELECT '### {sample}';\" "
+            "\"$s\"")
     return session.as_root(
         f"cd / && s=$({client} --raw <<'{SCRIPT_END}'\n{MYSQL_WATCH_STATEMENTS_SQL};\n"
-        f"{SCRIPT_END}\n) && {twice} | {client}")
+        f"{SCRIPT_END}\n) && {once} | {client}")
+
+
+def _mysql_sample(session: SourceSession, sample: str) -> str:
+    text = _checked(session, mysql_sample_command(session, sample), "mariadb (watch)")
+    if f"### {sample}" not in text.splitlines():
+        raise ProbeFailed(f"mariadb (watch): its output holds no {sample} sample")
+    return text
 
 
 def watched_mariadb_tables(session: SourceSession, databases: list[dict],
-                           watch_s: int) -> None:
-    """Each database's tables whose rows or checksum changed during ``watch_s`` seconds, in
-    ``written_while_watched`` with ``watched_s`` (PostgreSQL's shape); nothing when 0."""
+                           window: Window) -> None:
+    """Each database's tables whose rows or checksum changed during the ``window`` (the
+    first sample now, the second when it closes), in ``written_while_watched`` with
+    ``watched_s`` (PostgreSQL's shape); nothing when its watch_s is 0. The server makes the
+    statements again for the second sample: a table made or dropped meanwhile is changed."""
     watched = [d for d in databases if not d["system"]]
-    if watch_s <= 0 or not watched:
+    if window.watch_s <= 0 or not watched:
         return
-    text = _checked(session, mysql_watch_command(session, watch_s), "mariadb (watch)",
-                    timeout=COMMAND_TIMEOUT + watch_s)
-    if not {"### before", "### after"} <= set(text.splitlines()):
-        raise ProbeFailed("mariadb (watch): its output holds no two samples")
-    changed = parsers.changed_tables(*parsers.parse_watch(text))
-    for database in watched:
-        database["watched_s"] = watch_s
-        database["written_while_watched"] = [
-            {key: value for key, value in t.items() if key != "schema"}
-            for t in changed if t["schema"] == database["name"]]
+    before = _mysql_sample(session, "before")
+
+    def second() -> None:
+        text = f"{before}\n{_mysql_sample(session, 'after')}"
+        changed = parsers.changed_tables(*parsers.parse_watch(text))
+        for database in watched:
+            database["watched_s"] = window.watch_s
+            database["written_while_watched"] = [
+                {key: value for key, value in t.items() if key != "schema"}
+                for t in changed if t["schema"] == database["name"]]
+
+    window.watching("mariadb", second)
 
 
 def probe_mariadb(session: SourceSession, watch_s: int = WATCH_S) -> dict | None:
+    """``read_mariadb`` watching ``watch_s`` seconds on its own."""
+    return watched_alone(read_mariadb, session, watch_s)
+
+
+def read_mariadb(session: SourceSession, window: Window) -> dict | None:
     """MariaDB's (or MySQL's) databases with sizes, table counts and how many tables are not
     InnoDB (a dump is consistent only for InnoDB's), users (never their password hashes),
-    who is granted what on each database, the tables that changed while discovery watched
-    ``watch_s`` seconds (none watched when 0), and settings; None when no server runs here."""
+    who is granted what on each database, the tables that changed during the ``window``
+    (none watched when its watch_s is 0), and settings; None when no server runs here."""
     present = session.run("command -v mariadb >/dev/null || command -v mysql >/dev/null")
     if not present.ok:
         return None
@@ -473,7 +542,7 @@ def probe_mariadb(session: SourceSession, watch_s: int = WATCH_S) -> dict | None
     users = [{"user": user, "host": host, "plugin": plugin,
               "global_privileges": _global_privileges(sections.get("global", []), user, host)}
              for user, host, plugin in sections.get("users", [])]
-    watched_mariadb_tables(session, databases, watch_s)
+    watched_mariadb_tables(session, databases, window)
     return {"engine": "mariadb", "version": settings.get("version"), "settings": settings,
             "databases": databases, "users": users}
 
