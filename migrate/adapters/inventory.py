@@ -32,7 +32,7 @@ from migrate.adapters.access import host_key_lines
 from migrate.adapters.access import source_known_hosts as source_known_hosts_of
 from migrate.core.errors import InvalidInput, StageFailed
 from migrate.core.loader import Estate
-from migrate.core.plan import POSTGRESQL_PORT
+from migrate.core.plan import POSTGRESQL_PORT, REPLICATION_PORTS
 from migrate.targets.context import Context
 
 UNSAFE_TAG = "!unsafe"  # ansible-core reads such a scalar as data it never templates
@@ -211,6 +211,7 @@ def _source_hosts(estate: Estate, system: dict, source: Any,
             "moves_to": instance,
             "target_address": targets[instance].address,
             "target_known_host": _known_line(targets[instance]),
+            "replication_tunnel": replication_tunnel(system, host["name"]),
             **_workload_of(system, source_host=host["name"]),
             **_software_from(system, host["name"]),
         }
@@ -228,6 +229,7 @@ def _target_hosts(system: dict, targets: Mapping[str, Target], operator_key: Pat
             "instance": name,
             "replaces": list(instance["replaces"]),
             "postgresql_listen": postgresql_listen(system, name),
+            "replication_tunnel_ports": tunnel_ports(system, name),
             "packages": list(instance.get("packages", [])),
             "timers": timers_of(c["path"] for c in instance.get("configuration", [])),
             **_workload_of(system, instance=name),
@@ -259,6 +261,32 @@ def postgresql_listen(system: dict, instance: str) -> str:
     opened = any(r["instance"] == instance and r["direction"] == "ingress"
                  and r["port"] == POSTGRESQL_PORT for r in system.get("security_rules", []))
     return "*" if opened else "localhost"
+
+
+# The loopback port on a target where the replication tunnel of the i-th source host it
+# replaces ends, by method: base + i (several sources may replicate into one instance).
+TUNNEL_PORT_BASE = {"logical_replication": 15432, "binlog_replication": 13306}
+
+
+def replication_tunnel(system: dict, source_host: str) -> list[dict]:
+    """The forwards of a source host's replication tunnel (its ssh to its target, ``ssh -R``),
+    one per replication method of its databases: ``port`` on the target's loopback, where the
+    target's subscription or replica connects, to ``to`` on the source's loopback (its
+    database). Empty when none of its databases is replicated."""
+    instance = next(i for i in system["instances"] if source_host in i["replaces"])
+    index = instance["replaces"].index(source_host)
+    methods = {d["method"] for d in system["data"]["databases"] if d["host"] == source_host}
+    return [{"method": method, "port": TUNNEL_PORT_BASE[method] + index,
+             "to": REPLICATION_PORTS[method]}
+            for method in sorted(methods & TUNNEL_PORT_BASE.keys())]
+
+
+def tunnel_ports(system: dict, instance: str) -> list[int]:
+    """The loopback ports where the replication tunnels into ``instance`` end: the only
+    remote forwards its authorized migration key may open."""
+    replaces = next(i["replaces"] for i in system["instances"] if i["name"] == instance)
+    return sorted(forward["port"] for host in replaces
+                  for forward in replication_tunnel(system, host))
 
 
 def _workload_of(system: dict, *, source_host: str | None = None,

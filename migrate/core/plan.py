@@ -379,7 +379,7 @@ def plan_system(
         "encrypted_at_rest": encrypted,
         "management": {"separate_network": system.protection_level >= 3, "via": "ops"},
         "instances": instances,
-        "security_rules": plan_rules(estate, system, instances, data["databases"]),
+        "security_rules": plan_rules(estate, system, instances),
         "source_hosts": [{"name": h.name, "address": h.address, "roles": list(h.roles),
                           "moves_to": by_host[h.name]} for h in system.source.hosts],
         "services": [{"name": s.name, "unit": s.unit, "port": s.port, "health": s.health,
@@ -467,7 +467,8 @@ def _peer(estate: Estate, system: SystemManifest, instances: list[dict], name: s
 
 POSTGRESQL_PORT = 5432
 MARIADB_PORT = 3306
-# The source port a target replicating a database connects to, by method.
+# The source port a target replicating a database reaches, by method: through the
+# replication tunnel (the source's ssh to its target), so no rule opens it.
 REPLICATION_PORTS = {"logical_replication": POSTGRESQL_PORT, "binlog_replication": MARIADB_PORT}
 # the sandbox cloud's package mirror (migrate.rehearsal.sandbox.mirror.PORT)
 SANDBOX_MIRROR_PORT = 3142
@@ -511,13 +512,12 @@ def cloud_service_rules(estate: Estate, instance: str) -> list[dict]:
             for protocol, port, kind, address, origin in needs]
 
 
-def plan_rules(estate: Estate, system: SystemManifest, instances: list[dict],
-               databases: list[dict] = ()) -> list[dict]:
+def plan_rules(estate: Estate, system: SystemManifest, instances: list[dict]) -> list[dict]:
     """Security group rules, default deny: the declared flows, plus management ssh from ops,
-    platform access for interconnection, temporary ssh from the source hosts to move data,
-    temporary PostgreSQL to a source database kept in step by logical replication (the
-    target subscribes to it), and on OpenStack what an instance needs from its cloud
-    (``cloud_service_rules``)."""
+    platform access for interconnection, temporary ssh from the source hosts to move data
+    (a replicated database's connection too: the replication tunnel, so no database port is
+    opened between a source and its target), and on OpenStack what an instance needs from
+    its cloud (``cloud_service_rules``)."""
     assert system.target is not None
     rules = []
     for index, flow in enumerate(system.target.flows):
@@ -552,13 +552,6 @@ def plan_rules(estate: Estate, system: SystemManifest, instances: list[dict],
                           "temporary": False})
     for instance in instances:
         rules += cloud_service_rules(estate, instance["name"])
-    for db in databases:
-        if db["method"] in REPLICATION_PORTS:
-            rules.append({"instance": db["instance"], "direction": "egress", "protocol": "tcp",
-                          "port": REPLICATION_PORTS[db["method"]],
-                          "peer": {"kind": "source_host", "host": db["host"],
-                                   "cidr": f"{hosts[db['host']]}/32"},
-                          "origin": "migration", "temporary": True})
     unique = {_rule_key(r): r for r in rules}
     return [unique[k] for k in sorted(unique)]
 

@@ -9,11 +9,13 @@
 #                                    sides hold the same rows (remembers the writes it saw)
 #   move.sh publish DB TARGET        (SCRAM verifier on stdin) make DB replicable to TARGET
 #                                    (wal_level=logical, role migrate_replicator with that
-#                                    verifier, publication, pg_hba line); falls back to "copy"
-#                                    when a table has no key
-#   move.sh subscribe DB TARGET SOURCE_ADDRESS   (password on stdin) TARGET subscribes to DB
-#                                    on SOURCE_ADDRESS and copies it; returns once every table
-#                                    is in step; "copy" when DB is not published
+#                                    verifier, publication, pg_hba line for 127.0.0.1, where
+#                                    the replication tunnel ends); falls back to "copy" when a
+#                                    table has no key
+#   move.sh subscribe DB TARGET PORT (password on stdin) TARGET subscribes to DB through the
+#                                    replication tunnel (replication_tunnel.sh: PORT on its
+#                                    loopback) and copies it; returns once every table is in
+#                                    step; "copy" when DB is not published
 #   move.sh unsubscribe TARGET DB... after the cutover: end the subscriptions
 #   move.sh unpublish DB TARGET      remove the publication, slot, marker schema, pg_hba line;
 #                                    the role migrate_replicator with the last publication
@@ -21,7 +23,8 @@
 #                                    that), then stop them
 #   move.sh persist enable|disable UNIT...  whether the units start at boot (after the start)
 #   move.sh final TARGET ITEM...     final rsync of each tree:PATH and catch-up of each
-#                                    database:METHOD:NAME, to TARGET
+#                                    database:METHOD:NAME, to TARGET (a subscription's through
+#                                    the replication tunnel $MIGRATE_TUNNEL_UNIT)
 #   move.sh start UNIT PORT PATH...  start the units, wait for each health path
 #   move.sh preview TARGET ITEM...   what freeze and final would do (check mode) for each
 #                                    unit:NAME, tree:PATH and database:METHOD:NAME
@@ -127,6 +130,7 @@ final() {  # final ITEM...: each tree:PATH synced, then each database:METHOD:NAM
 final_database() {  # final_database METHOD:NAME; sets final's "changed" when it did something
     local method="${1%%:*}" db="${1#*:}" writes
     if [ "$method" = logical_replication ] && subscribed_here "$db"; then
+        tunnel_running
         catch_up "$db"
         changed=changed
         return 0
@@ -281,12 +285,47 @@ keyless_tables() {
               SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)"
 }
 
-hba_line() {  # the pg_hba.conf line admitting the target's subscription to DB (name quoted)
-    if [[ "$1" == *[[:cntrl:]\"]* ]] || ! [[ "$target" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then
-        echo "database $(q "$1") or target $(q "$target") does not fit a pg_hba.conf line" >&2
+# The pg_hba.conf line admitting the subscription to DB from ADDRESS (name quoted): 127.0.0.1,
+# where the replication tunnel ends; the target's own address in earlier versions, which
+# connected straight to this host's port.
+hba_line() {  # hba_line DB ADDRESS
+    if [[ "$1" == *[[:cntrl:]\"]* ]] || ! [[ "$2" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then
+        echo "database $(q "$1") or address $(q "$2") does not fit a pg_hba.conf line" >&2
         return 1
     fi
-    printf 'host    "%s"  %s  %s/32  scram-sha-256' "$1" "$REPLICATOR" "$target"
+    printf 'host    "%s"  %s  %s/32  scram-sha-256' "$1" "$REPLICATOR" "$2"
+}
+TUNNEL_END=127.0.0.1  # where the tunnel's connections reach this host's PostgreSQL
+
+# Each line of pg_hba.conf that is one of LINE... removed (then the server reloads); sets the
+# caller's "changed" when one was there.
+hba_drop() {  # hba_drop LINE...
+    local hba line
+    local -a patterns=()
+    for line in "$@"; do patterns+=(-e "$line"); done
+    hba="$(on_source_db postgres -c 'SHOW hba_file')"
+    grep -qxF "${patterns[@]}" "$hba" || return 0
+    grep -vxF "${patterns[@]}" "$hba" > "$hba.migrate" || true
+    cat "$hba.migrate" > "$hba"
+    rm -f "$hba.migrate"
+    on_source_db postgres -c "SELECT pg_reload_conf()" > /dev/null
+    changed=changed
+}
+
+# The replication tunnel the subscriptions read through (replication_tunnel.sh) runs: a
+# rollback removes it, and a catch-up without it would wait for its marker in vain. One that
+# is reconnecting gets a minute.
+tunnel_running() {
+    local unit="${MIGRATE_TUNNEL_UNIT:-}" i
+    [ -n "$unit" ] || return 0
+    for ((i = 0; i < 300; i++)); do
+        if systemctl is-active --quiet -- "$unit"; then return 0; fi
+        [ -e "/etc/systemd/system/$unit" ] || break
+        sleep 0.2
+    done
+    echo "the replication tunnel $unit to $target is not running (a rollback removes it):" \
+         "run the transfer again before the cutover" >&2
+    exit 1
 }
 
 # The role the target subscribes as, with the SCRAM verifier on stdin; prints "same" when it
@@ -321,8 +360,9 @@ SQL
 }
 
 publish() {  # the SCRAM verifier on stdin
-    local db="$1" changed="" keyless role hba line
-    line="$(hba_line "$db")"
+    local db="$1" changed="" keyless role hba line direct
+    line="$(hba_line "$db" "$TUNNEL_END")"
+    direct="$(hba_line "$db" "$target")"
     keyless="$(keyless_tables "$db")"
     if [ -n "$keyless" ]; then
         echo "final dump instead of logical replication: no primary key on $keyless"
@@ -355,6 +395,10 @@ publish() {  # the SCRAM verifier on stdin
         on_source_db postgres -c "SELECT pg_reload_conf()" > /dev/null
         changed=changed
     fi
+    # an earlier version's lines for the target's own address: nothing connects from there now
+    if [ "$target" != "$TUNNEL_END" ]; then
+        hba_drop "$direct" "host    $db  $REPLICATOR  $target/32  scram-sha-256"
+    fi
     [ -z "$changed" ] || echo changed
 }
 
@@ -365,29 +409,58 @@ target_write_passfile() {
         sh "$1"
 }
 
-# The subscription reads its password from the passfile, so neither the CREATE SUBSCRIPTION
-# statement (in the target's log when it fails) nor pg_subscription holds it.
-create_subscription() {  # create_subscription DB SOURCE_ADDRESS
-    on_target_db "$1" -q -v db="$1" -v host="$2" -v passfile="$(passfile_of "$1")" > /dev/null <<'SQL'
-SELECT format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I', 'migrate_' || :'db',
-              string_agg(k || '=''' || replace(replace(v, '\', '\\'), '''', '\''') || '''', ' '),
-              'migrate_' || :'db')
-FROM (VALUES ('host', :'host'), ('port', '5432'), ('dbname', :'db'),
-             ('user', 'migrate_replicator'), ('passfile', :'passfile')) AS c (k, v) \gexec
+# The subscription's connection: the replication tunnel's PORT on the target's loopback (to
+# this host's PostgreSQL), as psql's :conninfo. It reads its password from the passfile, so
+# neither the CREATE SUBSCRIPTION statement (in the target's log when it fails) nor
+# pg_subscription holds it.
+conninfo_sql() {
+    cat <<'SQL'
+SELECT string_agg(k || '=''' || replace(replace(v, '\', '\\'), '''', '\''') || '''', ' ')
+       AS conninfo
+FROM (VALUES ('host', '127.0.0.1'), ('port', :'port'), ('dbname', :'db'),
+             ('user', 'migrate_replicator'), ('passfile', :'passfile')) AS c (k, v) \gset
 SQL
+}
+create_subscription() {  # create_subscription DB PORT
+    { conninfo_sql
+      cat <<'SQL'
+SELECT format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I', 'migrate_' || :'db',
+              :'conninfo', 'migrate_' || :'db') \gexec
+SQL
+    } | on_target_db "$1" -q -v db="$1" -v port="$2" -v passfile="$(passfile_of "$1")" > /dev/null
+}
+# A subscription of an earlier version (straight to this host's address) pointed at the
+# tunnel instead; prints 1 when it was elsewhere, else 0.
+point_subscription() {  # point_subscription DB PORT
+    { conninfo_sql
+      cat <<'SQL'
+SELECT count(*) FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
+WHERE d.datname = current_database() AND s.subname = 'migrate_' || :'db'
+  AND s.subconninfo IS DISTINCT FROM :'conninfo';
+SELECT format('ALTER SUBSCRIPTION %I CONNECTION %L', s.subname, :'conninfo')
+FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
+WHERE d.datname = current_database() AND s.subname = 'migrate_' || :'db'
+  AND s.subconninfo IS DISTINCT FROM :'conninfo' \gexec
+SQL
+    } | on_target_db "$1" -q -v db="$1" -v port="$2" -v passfile="$(passfile_of "$1")"
 }
 
 subscribe() {  # the replication password on stdin
-    local db="$1" source_address="$3" password
+    local db="$1" port="$3" password pointed
     IFS= read -r password
+    if ! [[ "$port" =~ ^[1-9][0-9]{0,4}$ ]]; then
+        echo "the replication tunnel's port $(q "$port") is not a port number" >&2
+        exit 2
+    fi
     if ! published "$db"; then
         copy "$db"
         return 0
     fi
     if subscribed "$db"; then
+        pointed="$(point_subscription "$db" "$port")"
         wait_in_step "$db"
         remember_subscribed "$db"
-        echo unchanged
+        if [ "$pointed" = 0 ]; then echo unchanged; else echo changed; fi
         return 0
     fi
     remote "runuser -u postgres -- dropdb --if-exists --force -- $(q "$db")"
@@ -396,7 +469,7 @@ subscribe() {  # the replication password on stdin
     password="${password//\\/\\\\}"
     printf '*:*:*:%s:%s\n' "$REPLICATOR" "${password//:/\\:}" \
         | on_target_run target_write_passfile "$(passfile_of "$db")"
-    if ! create_subscription "$db" "$source_address"; then
+    if ! create_subscription "$db" "$port"; then
         remote "rm -f -- $(q "$(passfile_of "$db")")"
         echo "subscribing the target to $db failed" >&2
         exit 1
@@ -463,9 +536,10 @@ replication_in_use() {
 }
 
 unpublish() {  # what publish left, once the source is decommissioned; the role with the last
-    local db="$1" changed="" hba line old  # publication of migrate (it reads every table)
-    line="$(hba_line "$db")"
-    old="host    $db  $REPLICATOR  $target/32  scram-sha-256"  # as earlier versions wrote it
+    local db="$1" changed="" line direct old  # publication of migrate (it reads every table)
+    line="$(hba_line "$db" "$TUNNEL_END")"
+    direct="$(hba_line "$db" "$target")"  # as earlier versions wrote it, and before them:
+    old="host    $db  $REPLICATOR  $target/32  scram-sha-256"
     if published "$db"; then
         on_source_db "$db" -v pub="migrate_$db" > /dev/null \
             <<< "SELECT format('DROP PUBLICATION %I', :'pub') \gexec"
@@ -479,14 +553,7 @@ unpublish() {  # what publish left, once the source is decommissioned; the role 
         on_source_db "$db" -c "DROP SCHEMA migrate CASCADE" > /dev/null
         changed=changed
     fi
-    hba="$(on_source_db postgres -c 'SHOW hba_file')"
-    if grep -qxF -e "$line" -e "$old" "$hba"; then
-        grep -vxF -e "$line" -e "$old" "$hba" > "$hba.migrate" || true
-        cat "$hba.migrate" > "$hba"
-        rm -f "$hba.migrate"
-        on_source_db postgres -c "SELECT pg_reload_conf()" > /dev/null
-        changed=changed
-    fi
+    hba_drop "$line" "$direct" "$old"
     if [ "$(on_source_db postgres -c "SELECT count(*) FROM pg_roles WHERE rolname = '$REPLICATOR'")" = 1 ] \
         && ! replication_in_use; then
         on_source_db postgres -c "DROP ROLE $REPLICATOR" > /dev/null
@@ -510,7 +577,7 @@ case "$mode" in
     persist) persist "$@" ;;
     preview) target="$1"; preview "$@" ;;
     *) echo "usage: $0 sums DB | copy DB TARGET | publish DB TARGET (verifier on stdin)" \
-            "| subscribe DB TARGET SOURCE_ADDRESS (password on stdin) | unsubscribe TARGET DB..." \
+            "| subscribe DB TARGET PORT (password on stdin) | unsubscribe TARGET DB..." \
             "| unpublish DB TARGET | freeze RECORD UNIT... | persist enable|disable UNIT..." \
             "| final TARGET ITEM... | start UNIT PORT PATH... | preview TARGET ITEM..." >&2; exit 2 ;;
 esac

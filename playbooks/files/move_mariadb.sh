@@ -16,9 +16,10 @@
 #   move_mariadb.sh final TARGET DB...    with the source frozen: each DB dumped again when
 #                                         its rows changed since the copy
 #   move_mariadb.sh preview TARGET DB...  what final or catch_up would do (check mode)
-#   move_mariadb.sh replicate TARGET SOURCE_ADDRESS DB...   (the replication password, then
-#                                         its hash, on stdin) TARGET a replica of this server
-#                                         for DB..., seeded by one dump at its GTID position,
+#   move_mariadb.sh replicate TARGET PORT DB...   (the replication password, then its hash,
+#                                         on stdin) TARGET a replica of this server for DB...
+#                                         through the replication tunnel (PORT on TARGET's
+#                                         loopback), seeded by one dump at its GTID position,
 #                                         unless already one; returns once it is in step
 #   move_mariadb.sh catch_up TARGET DB... with the source frozen: a replicated DB once TARGET
 #                                         applied every write (then no replica, no account);
@@ -244,15 +245,19 @@ preview() {
 # replica of this server from the GTID position of a consistent dump of the databases, which
 # only they pass (replicate_wild_do_table); at the cutover, the source frozen, it applies the
 # last writes and stops being one. The replication account's password reaches the target on
-# stdin, this server only its hash; neither is written to this server's binlog.
+# stdin, this server only its hash; neither is written to this server's binlog. The replica
+# connects through the replication tunnel (replication_tunnel.sh: this host's ssh to its
+# target), to a port on the target's loopback, and this server sees it come from its own.
 REPLICATOR=migrate_replicator
-MARIADB_PORT=3306
+TUNNEL_END=127.0.0.1  # on both hosts: where the replica connects, where it comes from here
 sync_timeout_s() { printf '%d' "${MIGRATE_SYNC_TIMEOUT_S:-14400}"; }
 # Where this host remembers that its target replicates a database (so the cutover needs no
 # round trip to find out).
 replicated_file() { printf '%s/mariadb-replicated-%s' "$STATE" "$(state_name "$1")"; }
 replicated_here() { [ -e "$(replicated_file "$1")" ]; }
-replicator() { printf '%s@%s' "$(literal "$REPLICATOR")" "$(literal "$target")"; }
+# The replication account: at the tunnel's end; at the target's address in earlier versions
+# (replicator "$target"), whose replica connected straight to this server.
+replicator() { printf '%s@%s' "$(literal "$REPLICATOR")" "$(literal "${1:-$TUNNEL_END}")"; }
 
 # The replication filter of DB...: "DB.%" each, its "\", "%" and "_" escaped; a name holding
 # "," or "." does not fit one.
@@ -281,8 +286,8 @@ binlog_ready() {
     fi
 }
 
-# The account the target replicates as, made from the password's hash on stdin; prints
-# "same" when it already was so.
+# The account the target replicates as, made from the password's hash on stdin (and an
+# earlier version's at the target's address dropped); prints "same" when it already was so.
 replicator_account() {
     local hash
     IFS= read -r hash
@@ -290,22 +295,23 @@ replicator_account() {
         echo "the replication password's hash is not a mysql_native_password hash" >&2
         exit 1
     fi
-    if [ "$(sql <<< "SELECT COUNT(*) FROM mysql.user WHERE user = $(literal "$REPLICATOR") AND host = $(literal "$target") AND authentication_string = $(literal "$hash") AND Repl_slave_priv = 'Y'")" = 1 ]; then
+    if [ "$(sql <<< "SELECT CONCAT(SUM(host = $(literal "$TUNNEL_END") AND authentication_string = $(literal "$hash") AND Repl_slave_priv = 'Y'), '/', SUM(host = $(literal "$target"))) FROM mysql.user WHERE user = $(literal "$REPLICATOR")")" = 1/0 ]; then
         echo same
         return 0
     fi
     sql <<SQL
 SET SESSION sql_log_bin = 0;
+DROP USER IF EXISTS $(replicator "$target");
 CREATE OR REPLACE USER $(replicator) IDENTIFIED BY PASSWORD $(literal "$hash");
 GRANT REPLICATION SLAVE ON *.* TO $(replicator);
 SQL
 }
 
-drop_replicator() {  # prints "changed" when the account was there
-    if [ "$(sql <<< "SELECT COUNT(*) FROM mysql.user WHERE user = $(literal "$REPLICATOR") AND host = $(literal "$target")")" = 0 ]; then
+drop_replicator() {  # prints "changed" when an account was there (an earlier version's too)
+    if [ "$(sql <<< "SELECT COUNT(*) FROM mysql.user WHERE user = $(literal "$REPLICATOR") AND host IN ($(literal "$TUNNEL_END"), $(literal "$target"))")" = 0 ]; then
         return 0
     fi
-    sql <<< "SET SESSION sql_log_bin = 0; DROP USER IF EXISTS $(replicator);"
+    sql <<< "SET SESSION sql_log_bin = 0; DROP USER IF EXISTS $(replicator), $(replicator "$target");"
     echo changed
 }
 
@@ -322,16 +328,17 @@ on_target_replica() {
     remote "bash -c $(q "set -euo pipefail; $(declare -f literal sql exists target_replica_status "$fn"); $fn \"\$@\"") $fn$args"
 }
 
-# Runs on the target: "running" when it replicates SOURCE as the replication account by
+# Runs on the target: "running" when it replicates SOURCE:PORT as the replication account by
 # GTID through FILTER, both threads running, and holds every DB; else "none" or "stopped".
 target_replica_state() {
-    local source="$1" filter="$2" status db
-    shift 2
+    local source="$1" port="$2" filter="$3" status db
+    shift 3
     status="$(target_replica_status)"
     if [ -z "$status" ]; then echo none; return 0; fi
     for db in "$@"; do exists "$db" || { echo stopped; return 0; }; done
     if grep -qxF -e Slave_IO_Running=Yes <<< "$status" && grep -qxF Slave_SQL_Running=Yes <<< "$status" \
         && grep -qxF "Master_Host=$source" <<< "$status" \
+        && grep -qxF "Master_Port=$port" <<< "$status" \
         && grep -qxF "Master_User=migrate_replicator" <<< "$status" \
         && grep -qxF "Using_Gtid=Slave_Pos" <<< "$status" \
         && grep -qxF "Replicate_Wild_Do_Table=$filter" <<< "$status"; then
@@ -406,14 +413,19 @@ distinct_server_ids() {
     fi
 }
 
-# replicate SOURCE_ADDRESS DB... (the password, then its hash, on stdin): the target a replica
-# of this server for DB..., seeded by one consistent dump (one GTID position for all), unless
-# it already is one in step; returns once it has applied what this server wrote until now.
+# replicate PORT DB... (the password, then its hash, on stdin): the target a replica of this
+# server for DB..., through the replication tunnel (PORT on the target's loopback), seeded by
+# one consistent dump (one GTID position for all), unless it already is one in step; returns
+# once it has applied what this server wrote until now.
 replicate() {
-    local source_address="$1" password hash filter db changed=""
+    local port="$1" password hash filter db changed=""
     shift
     IFS= read -r password
     IFS= read -r hash
+    if ! [[ "$port" =~ ^[1-9][0-9]{0,4}$ ]]; then
+        echo "the replication tunnel's port $(literal "$port") is not a port number" >&2
+        exit 2
+    fi
     binlog_ready
     for db in "$@"; do
         exists "$db" || { echo "database $(literal "$db") does not exist on this host" >&2; exit 1; }
@@ -422,12 +434,12 @@ replicate() {
     filter="$(wild_tables "$@")"
     distinct_server_ids
     [ "$(printf '%s\n' "$hash" | replicator_account)" = same ] || changed=changed
-    if [ "$(on_target_replica target_replica_state "$source_address" "$filter" "$@" < /dev/null)" != running ]; then
+    if [ "$(on_target_replica target_replica_state "$TUNNEL_END" "$port" "$filter" "$@" < /dev/null)" != running ]; then
         on_target_replica target_stop_replica < /dev/null > /dev/null
         mariadb-dump --single-transaction --gtid --master-data=1 --quick --routines --triggers \
             --events --hex-blob --add-drop-database --databases "$@" | remote "mariadb --batch"
         printf '%s\n' "$password" \
-            | on_target_replica target_start_replica "$source_address" "$filter" "$MARIADB_PORT"
+            | on_target_replica target_start_replica "$TUNNEL_END" "$filter" "$port"
         changed=changed
     fi
     on_target_replica target_wait_replica "$(sql <<< 'SELECT @@GLOBAL.gtid_binlog_pos')" \
@@ -482,6 +494,6 @@ case "$mode" in
     stop_replica) if command -v mariadb > /dev/null; then target_stop_replica; fi ;;
     *) echo "usage: $0 sums DB | users USER TARGET [FROM TO]... | mapped USER [FROM TO]..." \
             "| copy DB TARGET | final TARGET DB..." \
-            "| preview TARGET DB... | replicate TARGET SOURCE_ADDRESS DB..." \
+            "| preview TARGET DB... | replicate TARGET PORT DB..." \
             "| catch_up TARGET DB... | unreplicate TARGET DB... | stop_replica" >&2; exit 2 ;;
 esac

@@ -189,21 +189,43 @@ def mariadb_sums(run: Callable[[str, str], str], database: str) -> dict[str, str
 
 @contextmanager
 def taken_down_after(estate: Path, system: str, run_cli: Callable) -> Iterator[Path]:
-    """The estate; afterwards the source is given its service back, the targets destroyed,
-    the sandbox taken down and its mirror's cache removed (by the mirror's own name)."""
+    """The estate; afterwards the source is given its service back when a cutover may have
+    stopped it (not once decommissioned: the move is final), the targets destroyed, the
+    sandbox taken down and its mirror's cache removed (by the mirror's own name). Every step
+    runs; then one that failed fails the teardown, named with its output."""
     from migrate.orchestrate import pipeline
     from migrate.rehearsal.sandbox import mirror
     from migrate.rehearsal.sandbox.estate import existing_estate_id
     from migrate.rehearsal.sandbox.estate_record import read_record
 
+    failed: list[str] = []
     try:
         yield estate
     finally:
         estate_id = existing_estate_id(pipeline.open_estate(estate))
         record = read_record(estate_id) if estate_id else None
+        commands: list[tuple[str, ...]] = []
         if (estate / ".migrate" / "plan.json").exists():
-            run_cli("rollback", estate, "--system", system)
-            run_cli("destroy", estate, "--yes")
-        run_cli("sandbox", "down", estate)
+            if cutover_to_undo(estate, system):
+                commands.append(("rollback", str(estate), "--system", system))
+            commands.append(("destroy", str(estate), "--yes"))
+        commands.append(("sandbox", "down", str(estate)))
+        for command in commands:
+            done = run_cli(*command)
+            if done.code != 0:
+                failed.append(f"migrate {' '.join(command)}: exit {done.code}\n"
+                              f"{done.stdout}{done.stderr}")
         if record and record.mirror:
             shutil.rmtree(mirror.mirror_dir(record.mirror), ignore_errors=True)
+    assert failed == [], "\n".join(failed)  # (when the body raised, its error is the one)
+
+
+def cutover_to_undo(estate: Path, system: str) -> bool:
+    """Whether the journal has a cutover of ``system`` (ended or failed: either may have
+    stopped the source) and no decommission of it (after which nothing is left to roll back
+    to: the source keeps no cutover record)."""
+    from tests.run.events import journal
+
+    mine = [(e["stage"], e.get("result")) for e in journal(estate) if e.get("system") == system]
+    return (any(stage == "cutover" and result in ("ok", "failed") for stage, result in mine)
+            and ("decommission_source", "ok") not in mine)

@@ -4,18 +4,23 @@ cloud with ``migrate run``, driven only by its manifest (``engine: mariadb``): m
 installed on the target from the cloud's mirror, the user copied with its password hash and
 grants, the database (declared 3 GB: above dump_restore_max_gb) kept in step by binlog
 replication: the target a replica of the source from a consistent dump's GTID position during
-the transfer (a row written on the source then reaches it), which the cutover catches up and
-ends (no replica on the target, no replication account on the source), per-table rows and
-checksums compared.
+the transfer (a row written on the source then reaches it), connected through the replication
+tunnel (the source's ssh to it; the sandbox's firewall opens no database port between them),
+which the cutover catches up and ends (no replica on the target, no replication account and
+no tunnel on the source), per-table rows and checksums compared.
 
 One test, three runs: the first has a row altered on the target right before verification
 (after the cutover's own comparison passed), so verification fails and the system is rolled
-back to the source, which serves again; the second completes the move (the source's service
-writes a row when it stops, so the cutover's catch-up has a row to wait for) with every
-table equal on both sides and the application's user logging in on the target with its
-original password; the third changes nothing; then the source is decommissioned, the
-checksums its copies remembered removed with the migration access. Teardown rolls the
-source back, destroys the target and takes the sandbox down, also when a check fails.
+back to the source, which serves again; a transfer then makes the target a replica again, so
+that the second run's transfer (the replica running and in step, the source's /etc/mysql/
+copied again beside the target's own replica settings) changes nothing; the second run
+completes the move (the source's service writes a row when it stops, so the cutover's
+catch-up has a row to wait for) with every table equal on both sides and the application's
+user logging in on the target with its original password; the third changes nothing; then
+the source is decommissioned, the checksums its copies remembered removed with the migration
+access. Teardown (tests/foreign/estate.taken_down_after) destroys the target and takes the
+sandbox down, also when a check fails, each step checked; it rolls back only a cutover that
+no decommission made final.
 """
 
 from __future__ import annotations
@@ -72,6 +77,10 @@ workload:
   configuration:
     - {{host: shop01, path: /srv/shop/}}
     - {{host: shop01, path: /etc/shop/}}
+    - {{host: shop01, path: /etc/mysql/}}   # the server's settings as its admin left them
+  rewrites:                       # the source listens for its replicas; the target for its app
+    - {{host: shop01, file: /etc/mysql/mariadb.conf.d/60-shop.cnf,
+       old: "bind_address = 0.0.0.0", new: "bind_address = 127.0.0.1"}}
 target:
   zone: egov_extranet
   instances:
@@ -172,7 +181,7 @@ def replica_then_cutover(estate: Path, server: ShopServer, folder: Path, write: 
         target, address = target_access(estate, folder)
         status = target.check(address, REPLICA.replace("-N -B", "-B --vertical"))
         assert "Slave_IO_Running: Yes" in status and "Slave_SQL_Running: Yes" in status, status
-        assert f"Master_Host: {server.address}" in status, status
+        through_the_tunnel(target, address, server, status)
         if write:
             server.ssh(WRITE_ROW)
             deadline = time.monotonic() + 30
@@ -185,11 +194,37 @@ def replica_then_cutover(estate: Path, server: ShopServer, folder: Path, write: 
     return cutover
 
 
+TUNNEL = f"migrate-replication-tunnel-{SYSTEM}.service"
+TUNNEL_PORT = 13306  # the first source host's binlog_replication port on its target
+TUNNEL_LEFT = ("systemctl list-units --all --plain --no-legend 'migrate-replication-tunnel-*';"
+               " ls /etc/systemd/system | grep migrate-replication-tunnel; true")
+REPLICA_CONNECTIONS = ("mariadb -N -B -e \"SELECT SUBSTRING_INDEX(host, ':', 1)"
+                       " FROM information_schema.processlist WHERE user = 'migrate_replicator'\"")
+
+
+def through_the_tunnel(target: world.Access, address: str, server: ShopServer,
+                       status: str) -> None:
+    """The replica reaches the source's MariaDB only through the replication tunnel: it
+    connects to the target's own loopback, where the source's ssh listens (sshd there), the
+    source sees it come from its own loopback (ssh's end of the tunnel), and no connection
+    from the target's address reaches the source's port 3306."""
+    assert "Master_Host: 127.0.0.1" in status and f"Master_Port: {TUNNEL_PORT}" in status, status
+    assert '"sshd"' in target.check(address, f"ss -Hltnp 'sport = :{TUNNEL_PORT}'")
+    assert server.ssh(f"systemctl is-active {TUNNEL}").strip() == "active"
+    assert set(server.ssh(REPLICA_CONNECTIONS).split()) <= {"localhost", "127.0.0.1"}
+    assert server.ssh(REPLICA_CONNECTIONS).split(), "no replica connected"
+    peers = server.ssh("ss -Htn state established '( sport = :3306 )'")
+    assert f"{address}:" not in peers, peers
+
+
 def no_replication_left(estate: Path, server: ShopServer, folder: Path) -> None:
-    """After the cutover: the target is no replica, the source has no replication account."""
+    """After the cutover: the target is no replica, the source has no replication account,
+    no replication tunnel (its unit gone, nothing listening on the target)."""
     target, address = target_access(estate, folder)
     assert target.check(address, REPLICA).strip() == ""
     assert server.ssh(REPLICATION_ACCOUNTS).strip() == "0"
+    assert server.ssh(TUNNEL_LEFT).strip() == ""
+    assert target.check(address, f"ss -Hltn 'sport = :{TUNNEL_PORT}'").strip() == ""
 
 
 def replication_secret_leaks(estate: Path) -> list[str]:
@@ -262,17 +297,28 @@ def test_a_mariadb_system_moves_rolls_back_and_moves_again_with_migrate_run(
     target, address = target_access(estate, tmp_path)
     assert target.run(address, "systemctl is-active shop-web").stdout.strip() == "inactive"
 
-    # 2. The move: the freeze's stop writes a row on the source after the transfer, which the
-    # replica applies before the cutover ends it; every table equal on both sides, the user's
-    # hash and grants.
+    # 2. A transfer seeds the replica anew; the run's transfer after it changes nothing (the
+    # copy of /etc/mysql/ leaves the target's replica settings, so they are not written
+    # again nor MariaDB restarted). The move: the freeze's stop writes a row on the source
+    # after the transfer, which the replica applies before the cutover ends it; every table
+    # equal on both sides, the user's hash and grants.
+    started = time.monotonic()
+    reseeded = run_cli("transfer", estate, "--yes", "--output", "json")
+    transfer_s = time.monotonic() - started
+    assert reseeded.code == 0, reseeded.stdout + reseeded.stderr
     events_before = int(server.ssh("mariadb -N -B shop -e 'SELECT COUNT(*) FROM events'"))
     started = time.monotonic()
-    with monkeypatch.context() as patched:  # a replica again: the transfer seeds it anew
+    with monkeypatch.context() as patched:
         patched.setattr(migrate.stages.move, "cutover",
                         replica_then_cutover(estate, server, tmp_path, False, seen))
         moved = run_cli("run", estate, "--yes", "--output", "json")
     second_s = time.monotonic() - started
     assert moved.code == 0, moved.stdout + moved.stderr
+    (system,) = json.loads(moved.stdout)["systems"]
+    transferred = next(s for s in system["stages"] if s["stage"] == "transfer")
+    changed = next(e for e in reversed(journal(estate)) if e["stage"] == "transfer")
+    assert transferred["result"] == "unchanged", \
+        {play: p["changed_tasks"] for play, p in changed["outputs"]["plays"].items()}
     assert seen == ["replica in step", "replica"]
     no_replication_left(estate, server, tmp_path)
     assert replication_secret_leaks(estate) == []
@@ -306,5 +352,6 @@ def test_a_mariadb_system_moves_rolls_back_and_moves_again_with_migrate_run(
     with capsys.disabled():
         print(f"\nMariaDB move: server ready in {server.setup_s:.1f} s "
               f"({'kept overlay' if server.prepared else 'built'}: {server.phases}); "
-              f"runs {first_s:.1f} s (rolled back), {second_s:.1f} s, {third_s:.1f} s "
-              f"(no change); decommission {fourth_s:.1f} s")
+              f"runs {first_s:.1f} s (rolled back), transfer {transfer_s:.1f} s, "
+              f"runs {second_s:.1f} s, {third_s:.1f} s (no change); "
+              f"decommission {fourth_s:.1f} s")

@@ -1,7 +1,8 @@
-"""move_mariadb.sh's binlog replication reads database names, the source's address and the
-replication secrets as data: a name is escaped into the replication filter (one holding ","
-or "." refused: the filter cannot say it), the hash the source stores must look like one, and
-the password reaches the target's SQL on stdin, never its command line. Run here with the
+"""move_mariadb.sh's binlog replication reads database names, the replication tunnel's port
+and the replication secrets as data: a name is escaped into the replication filter (one
+holding "," or "." refused: the filter cannot say it), a port must be a number, the hash the
+source stores must look like one (its account at 127.0.0.1, where the tunnel ends), and the
+password reaches the target's SQL on stdin, never its command line. Run here with the
 script's functions and a fake ``mariadb`` client that records what it gets."""
 
 from __future__ import annotations
@@ -42,8 +43,20 @@ def test_the_source_stores_only_a_mysql_native_password_hash(tmp_path: Path) -> 
     done, sql = run(tmp_path, 'target=192.0.2.7; replicator_account', stdin=digest + "\n")
     assert done.returncode == 0, done.stderr
     assert "SET SESSION sql_log_bin = 0;" in sql  # never in the binlog a replica reads
-    assert (f"CREATE OR REPLACE USER 'migrate_replicator'@'192.0.2.7' IDENTIFIED BY PASSWORD "
+    # the replica comes through the replication tunnel, from this host's own loopback; the
+    # account an earlier version made for the target's address goes
+    assert (f"CREATE OR REPLACE USER 'migrate_replicator'@'127.0.0.1' IDENTIFIED BY PASSWORD "
             f"'{digest}';") in sql
+    assert "DROP USER IF EXISTS 'migrate_replicator'@'192.0.2.7';" in sql
+    assert "GRANT REPLICATION SLAVE ON *.* TO 'migrate_replicator'@'127.0.0.1';" in sql
+
+
+def test_the_replica_connects_to_the_tunnel_s_port_only(tmp_path: Path) -> None:
+    for port in ("3306; DROP USER root", "", "-1", "x"):
+        done, sql = run(tmp_path, 'target=192.0.2.7; replicate "$@"', port, "shop",
+                        stdin="pw\n*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19\n")
+        assert done.returncode == 2 and "not a port number" in done.stderr, port
+        assert sql == "", port
 
 
 def test_the_password_and_the_source_reach_the_target_s_sql_as_literals(

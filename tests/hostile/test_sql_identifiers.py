@@ -7,9 +7,10 @@ statement (log_statement = all), so their logs can be searched too.
 
 A name that would run SQL of its own runs ``COPY ... TO PROGRAM 'touch pwned'``: the file
 would appear in the data folder of the cluster that ran it. Needs root and Debian's
-postgresql (initdb, pg_ctl; scripts/setup-host.sh installs it). The source cluster takes
-port 5432 on loopback when it is free (the subscription's port); the subscription tests
-write the passfile where a target keeps it (/var/lib/postgresql/migrate/) and remove it.
+postgresql (initdb, pg_ctl; scripts/setup-host.sh installs it). The subscription reaches the
+source cluster's port as it would the replication tunnel's on a target (127.0.0.1:PORT); the
+subscription tests write the passfile where a target keeps it (/var/lib/postgresql/migrate/)
+and remove it.
 """
 
 from __future__ import annotations
@@ -75,11 +76,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def port_taken(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 @dataclass
@@ -179,8 +175,7 @@ def hosts() -> Iterator[Hosts]:
     made: list[Cluster] = []
     left = [folder for folder in (PASSFILES, STATE) if not folder.exists()]
     try:
-        # The target subscribes to port 5432 of the source: the source takes it when free.
-        made.append(make_cluster(None if port_taken(5432) else 5432))
+        made.append(make_cluster())
         made.append(make_cluster())
         yield Hosts(made[0], made[1], shims)
     finally:
@@ -340,6 +335,13 @@ def test_the_replication_role_goes_with_the_last_publication(hosts: Hosts) -> No
     assert "migrate_replicator" not in hba
 
 
+def wait_for(condition, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def remembered() -> Iterator[list[str]]:
     """Databases whose state the scripts keep on this host (subscribe, unsubscribe)."""
@@ -357,11 +359,10 @@ def test_a_failed_subscription_leaves_the_password_nowhere(
     remembered.append(db)
     make_database(hosts.source, db)
     published_by_hand(hosts.source, db)
-    if port_taken(5432) and hosts.source.port != 5432:
-        pytest.skip("port 5432 on loopback is taken: the subscription might reach it")
+    nothing = free_port()
 
-    # Nothing listens on 127.0.0.2:5432: CREATE SUBSCRIPTION fails on the target.
-    done = hosts.script(MOVE, "subscribe", db, "127.0.0.1", "127.0.0.2", stdin=password + "\n")
+    # Nothing listens on that port (no tunnel): CREATE SUBSCRIPTION fails on the target.
+    done = hosts.script(MOVE, "subscribe", db, "127.0.0.1", str(nothing), stdin=password + "\n")
 
     assert done.returncode != 0
     assert hosts.target.sql("SELECT count(*) FROM pg_subscription") == "0"
@@ -373,15 +374,14 @@ def test_a_failed_subscription_leaves_the_password_nowhere(
 
 def test_the_subscription_reads_its_password_from_a_passfile_removed_at_the_end(
         hosts: Hosts, remembered: list[str]) -> None:
-    if hosts.source.port != 5432:
-        pytest.skip("the source cluster needs port 5432 (the subscription's) on loopback")
     db, password = unique("streams"), f"replication-{secrets.token_hex(12)}"
     remembered.append(db)
     make_database(hosts.source, db)
     hosts.source.sql("INSERT INTO items VALUES (1, 'before')", db=dbname(db))
     assert publish(hosts, db, password).returncode == 0
 
-    done = hosts.script(MOVE, "subscribe", db, "127.0.0.1", "127.0.0.1", stdin=password + "\n")
+    port = str(hosts.source.port)  # where the replication tunnel would end on the target
+    done = hosts.script(MOVE, "subscribe", db, "127.0.0.1", port, stdin=password + "\n")
 
     assert done.returncode == 0, done.stderr
     passfile = PASSFILES / f"replication-{db}.pgpass"
@@ -391,7 +391,22 @@ def test_the_subscription_reads_its_password_from_a_passfile_removed_at_the_end(
     conninfo = hosts.target.sql("SELECT subconninfo FROM pg_subscription WHERE subname = :'s'",
                                 s=f"migrate_{db}")
     assert "passfile=" in conninfo and password not in conninfo
+    assert f"host='127.0.0.1' port='{port}'" in conninfo
     assert hosts.seen(password) == []
+
+    # A subscription of an earlier version (straight to the source's address) is pointed at
+    # the tunnel by the next transfer, nothing copied again.
+    hosts.target.sql("SELECT format('ALTER SUBSCRIPTION %I CONNECTION %L', :'s', :'c') \\gexec",
+                     db=dbname(db), s=f"migrate_{db}",
+                     c=conninfo.replace("host='127.0.0.1'", "host='localhost'"))
+    hosts.source.sql("INSERT INTO items VALUES (2, 'while pointed elsewhere')", db=dbname(db))
+    again = hosts.script(MOVE, "subscribe", db, "127.0.0.1", port, stdin=password + "\n")
+    assert (again.returncode, again.stdout.split()) == (0, ["changed"]), again.stderr
+    assert hosts.target.sql("SELECT subconninfo FROM pg_subscription WHERE subname = :'s'",
+                            s=f"migrate_{db}") == conninfo
+    wait_for(lambda: hosts.target.sql("SELECT count(*) FROM items", db=dbname(db)) == "2")
+    third = hosts.script(MOVE, "subscribe", db, "127.0.0.1", port, stdin=password + "\n")
+    assert (third.returncode, third.stdout.split()) == (0, ["unchanged"]), third.stderr
 
     ended = hosts.script(MOVE, "unsubscribe", "127.0.0.1", db)
 

@@ -238,7 +238,7 @@ def test_check_prerequisites_passes_and_changes_nothing(world: World) -> None:
     assert result.plays[0].ok > 0
     assert {p.host for p in seen if p.status == "ok"} == {
         "web1", "db1", "wjw-fybj-web", "wjw-fybj-db"}
-    assert ("Check free disk space for the data that moves here, clock and PostgreSQL"
+    assert ("Check free disk space for the data that moves here, clock, PostgreSQL and MariaDB"
             in {p.task for p in seen})
     assert seen[-1].ok == max(p.ok for p in seen) and all(p.failed == 0 for p in seen)
 
@@ -403,12 +403,26 @@ def sql(world: World, source: bool, query: str, database: str = "fybj") -> str:
     return result.stdout.strip()
 
 
+TUNNEL = f"migrate-replication-tunnel-{SYSTEM}.service"
+TUNNEL_LEFT = ("systemctl list-units --all --plain --no-legend 'migrate-replication-tunnel-*';"
+               " ls /etc/systemd/system | grep migrate-replication-tunnel; true")
+WALSENDER_PEERS = ("SELECT string_agg(DISTINCT host(client_addr), ',') FROM pg_stat_replication"
+                   " WHERE usename = 'migrate_replicator'")
+
+
 def test_logical_replication_keeps_the_target_in_step_then_cuts_over(world: World) -> None:
     plan = world.logical_plan()
     result = run(world, "transfer", plan=plan)
     assert result.outputs["databases"]["fybj"]["equal"]
     assert sql(world, True, "SHOW wal_level", "postgres") == "logical"
     assert sql(world, False, "SELECT count(*) FROM pg_subscription") == "1"
+    # Through the replication tunnel, not straight across the network: the subscription
+    # connects to the target's own loopback (the source's ssh -R, its unit running there), and
+    # the source's walsender serves a peer on the source's own loopback (ssh's end).
+    conninfo = sql(world, False, "SELECT subconninfo FROM pg_subscription")
+    assert "host='127.0.0.1' port='15432'" in conninfo, conninfo
+    assert on_source(world, "db1", f"systemctl is-active {TUNNEL}").stdout.strip() == "active"
+    assert sql(world, True, WALSENDER_PEERS, "postgres") == "127.0.0.1"
     again = run(world, "transfer", plan=plan)
     assert again.changed == 0, [p.changed_tasks for p in again.plays]
 
@@ -423,6 +437,7 @@ def test_logical_replication_keeps_the_target_in_step_then_cuts_over(world: Worl
     assert sql(world, False, sequence) == sql(world, True, sequence)
     assert sql(world, False, "SELECT count(*) FROM pg_subscription") == "0"
     assert sql(world, True, "SELECT count(*) FROM pg_replication_slots", "postgres") == "0"
+    assert on_source(world, "db1", TUNNEL_LEFT).stdout.strip() == ""  # the tunnel ended too
     second = run(world, "cutover", plan=plan)
     assert second.changed == 0, [p.changed_tasks for p in second.plays]
     run(world, "rollback", plan=plan)
@@ -462,6 +477,8 @@ def test_decommission_source_needs_an_explicit_request_then_removes_the_access(
         world: World) -> None:
     with pytest.raises(GuardRefused):
         move.decommission_source(world.context(), SYSTEM, world.targets)
+    remembered = "ls -A /var/lib/migrate/ 2>&1; true"  # move.sh's writes of its last copy
+    assert "writes-fybj" in on_source(world, "db1", remembered).stdout.split()
     result = move.decommission_source(world.context(world.logical_plan()), SYSTEM,
                                           world.targets, confirmed=True)
     assert result.changed > 0
@@ -475,5 +492,7 @@ def test_decommission_source_needs_an_explicit_request_then_removes_the_access(
         assert keys.returncode == 0 and "migrate-wjw-fybj" not in keys.stdout
     left = on_source(world, "web1", "ls /root/.ssh/ /var/lib/migrate/ 2>&1; true").stdout
     assert "migrate-wjw-fybj" not in left and "cutover-wjw-fybj" not in left
+    left = on_source(world, "db1", remembered).stdout.split()
+    assert not [f for f in left if f.startswith(("writes-", "subscribed-"))], left
     assert service_state(world, source=True) == "inactive disabled"
     assert tree_manifest(world, source=True) == world.before["files"]  # data untouched

@@ -2,7 +2,7 @@
 dump_restore_max_gb in step by ``binlog_replication`` (PostgreSQL's by logical replication),
 the transfer's secret files hold the replication password and the mysql_native_password hash
 the source stores instead, and check_prerequisites' probe names what a source lacks for it
-(binlog, ROW, server_id, networking) with the system, the host and the fix."""
+(binlog, ROW, server_id, networking on loopback) with the system, the host and the fix."""
 
 from __future__ import annotations
 
@@ -93,8 +93,22 @@ def test_debian_s_default_mariadb_lacks_every_setting_replication_needs() -> Non
                                             "binlog_format": "MIXED", "server_id": "0",
                                             "bind_address": "127.0.0.1"})
     assert lacking == ["log_bin ON (is OFF)", "binlog_format ROW (is MIXED)",
-                       "a non-zero server_id (is 0)",
-                       "bind_address reachable by the target (is 127.0.0.1)"]
+                       "a non-zero server_id (is 0)"]
+
+
+@pytest.mark.parametrize(("bind_address", "reached"), [
+    ("127.0.0.1", True),          # Debian's default: the replication tunnel ends there
+    ("0.0.0.0", True), ("*", True), ("::", True), ("", True), ("localhost", True),
+    ("192.0.2.20,127.0.0.1", True),
+    ("192.0.2.20", False),        # only its own address: 127.0.0.1 answers nothing
+    ("::1", False),
+])
+def test_the_source_listens_where_the_replication_tunnel_connects(bind_address: str,
+                                                                  reached: bool) -> None:
+    lacking = load_probe().binlog_problems({**READY, "bind_address": bind_address})
+    assert lacking == ([] if reached else [
+        "bind_address admitting 127.0.0.1, where the replication tunnel reaches it "
+        f"(is {bind_address})"])
 
 
 def test_mysql_has_no_gtid_migrate_can_follow() -> None:

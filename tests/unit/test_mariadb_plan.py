@@ -60,11 +60,13 @@ def test_a_large_mariadb_database_is_kept_in_step_by_binlog_replication(estate) 
     (db,) = shjz(plan)["data"]["databases"]
     assert (db["engine"], db["method"]) == ("mariadb", "binlog_replication")
     assert not [w for w in plan["warnings"] if "shjz" in w and "dump" in w]
-    # the target reads the source's binlog: a temporary path to its MariaDB, not PostgreSQL's
-    rules = [r for r in shjz(plan)["security_rules"] if r["port"] in (3306, 5432)]
-    assert [(r["instance"], r["direction"], r["port"], r["peer"]["kind"], r["peer"]["host"],
-             r["origin"], r["temporary"]) for r in rules] == \
-        [(db["instance"], "egress", 3306, "source_host", "app1", "migration", True)]
+    # the target reads the source's binlog through the replication tunnel (the source's ssh
+    # to it): no rule opens MariaDB's port, nor PostgreSQL's, between them
+    assert not [r for r in shjz(plan)["security_rules"] if r["port"] in (3306, 5432)
+                and r["peer"]["kind"] == "source_host"]
+    assert [(r["instance"], r["direction"], r["port"], r["peer"]["host"], r["temporary"])
+            for r in shjz(plan)["security_rules"] if r["peer"]["kind"] == "source_host"] == \
+        [(db["instance"], "ingress", 22, "app1", True)]
 
 
 def test_a_small_mariadb_database_is_dumped_without_a_warning(estate) -> None:

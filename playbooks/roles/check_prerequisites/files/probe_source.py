@@ -8,8 +8,8 @@ the host's clock, every problem found (all of them, not the first), the bytes th
 each place ("PATH=BYTES") and the PostgreSQL major version (0 without PostgreSQL databases)
 and the MariaDB server's [major, minor] ([] without MariaDB databases). A database of engine
 "mariadb" is read with Debian's mariadb client as root (unix socket); one planned
-"binlog_replication" needs the server's binlog (ROW), a server_id and networking. Changes
-nothing.
+"binlog_replication" needs the server's binlog (ROW), a server_id and networking on
+127.0.0.1 (where the replication tunnel reaches it). Changes nothing.
 """
 
 from __future__ import annotations
@@ -197,16 +197,28 @@ def binlog_problems(found: dict[str, str]) -> list[str]:
                for name, wanted in BINLOG_SETTINGS if found.get(name, "").upper() != wanted]
     if found.get("server_id", "0") in ("", "0"):
         lacking.append(f"a non-zero server_id (is {found.get('server_id') or 'unset'})")
-    if found.get("bind_address", "") in ("127.0.0.1", "localhost", "::1"):
-        lacking.append(f"bind_address reachable by the target (is {found['bind_address']})")
+    if not loopback_bound(found.get("bind_address", "")):
+        lacking.append(f"bind_address admitting 127.0.0.1, where the replication tunnel "
+                       f"reaches it (is {found['bind_address']})")
     if "mariadb" not in found.get("version", "").lower():
         lacking.append(f"MariaDB's GTID (the server is {found.get('version') or 'unknown'})")
     return lacking
 
 
+# bind_address values a connection to 127.0.0.1 reaches (Debian's default among them); it
+# may list several (MariaDB 10.11), and an unset one listens everywhere.
+LOOPBACK_BINDS = {"", "*", "0.0.0.0", "::", "127.0.0.1", "localhost"}
+
+
+def loopback_bound(bind_address: str) -> bool:
+    """Whether MariaDB listens where the replication tunnel connects: 127.0.0.1."""
+    return any(part.strip() in LOOPBACK_BINDS for part in bind_address.split(","))
+
+
 def check_binlog(system: str, databases: list[dict], where: str, problems: list[str]) -> None:
     """A source whose databases are kept in step by binlog replication has the binlog in
-    ROW format, a server_id and networking (MariaDB's GTID comes with the binlog)."""
+    ROW format, a server_id and networking on loopback (MariaDB's GTID comes with the
+    binlog)."""
     replicated = [d["name"] for d in databases if d.get("method") == "binlog_replication"]
     if not replicated:
         return

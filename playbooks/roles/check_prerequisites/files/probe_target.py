@@ -1,14 +1,14 @@
 """probe_target.py SPEC: what check_prerequisites needs of one target instance, in one round trip.
 
-SPEC is JSON: {"where": NAME, "factor": F, "margin": BYTES, "needs": ["PATH=BYTES"...],
+SPEC is JSON: {"factor": F, "margin": BYTES, "needs": ["PATH=BYTES"...],
 "mariadb_need": [MAJOR, MINOR] or []}. The data moving to each PATH lands on the filesystem
 that holds PATH (or its nearest existing parent: a data volume may be mounted there); per
 filesystem the free bytes must be at least F x the bytes landing on it + BYTES. The installed
-MariaDB server must be at least the newest source's (a dump of a newer server may use what an
-older one lacks); one not installed yet is not compared (prepare_target installs it from
-the instance's packages and checks only that it is there). Prints one JSON object: the
-host's clock, the installed PostgreSQL major versions and MariaDB [major, minor] ([]
-without), each filesystem's free and needed bytes, and every problem found. Changes nothing.
+MariaDB server's version is read when a MariaDB source moves here (``mariadb_need``); the
+play compares it with the sources' (the mariadb_version filter, prepare_target's too). Prints
+one JSON object: the host's clock, the installed PostgreSQL major versions and MariaDB
+[major, minor] ([] without, or not asked), each filesystem's free and needed bytes, and every
+problem found. Changes nothing.
 """
 
 from __future__ import annotations
@@ -80,22 +80,12 @@ def mariadb_version() -> list[int]:
     return []
 
 
-def mariadb_problems(where: str, need: list[int], have: list[int]) -> list[str]:
-    if not need or not have or have >= need:
-        return []
-    return [f"{where} has MariaDB {'.'.join(map(str, have))}, the source runs "
-            f"{'.'.join(map(str, need))} (a dump of a newer server may use what an older "
-            "one lacks)"]
-
-
 def main() -> None:
     spec = json.loads(sys.argv[1])
     clock = int(time.time())
     filesystems, problems = free_space(spec["needs"], float(spec["factor"]),
                                        int(spec["margin"]))
-    need = spec.get("mariadb_need") or []
-    have = mariadb_version() if need else []
-    problems += mariadb_problems(spec.get("where", "the target"), need, have)
+    have = mariadb_version() if spec.get("mariadb_need") else []
     print(json.dumps({"clock": clock, "pg_majors": postgres_majors(),
                       "mariadb_version": have, "filesystems": filesystems,
                       "problems": problems}))

@@ -1,6 +1,7 @@
-"""prepare_target's filters for MariaDB: the server's [major, minor] from what it says, and
-whether the target's is older than a source's moving to it (check_prerequisites compares
-only a server installed before; prepare_target installs one from the instance's packages)."""
+"""The plays' filters for MariaDB (beside the playbooks: every play has them): the server's
+[major, minor] from what it says, and whether a target's is older than a source's moving to
+it. check_prerequisites compares a server installed before (probe_target.py reads its
+version); prepare_target compares one it installed from the instance's packages."""
 
 from __future__ import annotations
 
