@@ -122,6 +122,7 @@ def first_run(estate: Path, run_cli) -> None:
     assert done.code == 4, done.stderr
     systems = {s["system"]: s for s in summary["systems"]}
     assert systems[LEVEL_TWO]["outcome"] == "done", systems[LEVEL_TWO]
+    assert_replicated_through_the_tunnel(estate, LEVEL_TWO, "shjz")
     failed = systems[LEVEL_THREE]
     assert failed["rolled_back"] is True, failed
     assert "reverse_probe_reaches_system" in failed["error"]["message"], failed["error"]
@@ -133,6 +134,21 @@ def first_run(estate: Path, run_cli) -> None:
     evidence = (estate / "runbooks" / "evidence" / f"{LEVEL_TWO}.md").read_text()
     assert "pass 通过" in evidence and "FAIL 未通过" not in evidence
     assert not secrets_written(estate, done.stdout, done.stderr)
+
+
+def assert_replicated_through_the_tunnel(estate: Path, system: str, database: str) -> None:
+    """The database was kept in step by logical replication until the cutover: through the
+    replication tunnel (no rule opened the source's 5432), closed again by the cutover."""
+    (transfer,) = [e for e in journal(estate) if e["stage"] == "transfer"
+                   and e["system"] == system and e["result"] in ("ok", "changed")]
+    assert transfer["outputs"]["databases"][database]["method"] == "logical_replication"
+    plan = json.loads((estate / ".migrate" / "plan.json").read_text())
+    (planned,) = [s for s in plan["systems"] if s["id"] == system]
+    assert not [r for r in planned["security_rules"] if r["port"] == 5432
+                and r["peer"]["kind"] == "source_host"], planned["security_rules"]
+    (cutover,) = [e for e in journal(estate) if e["stage"] == "cutover"
+                  and e["system"] == system and e["result"] == "ok"]
+    assert cutover["outputs"]["databases"][database]["equal"] is True
 
 
 def second_run(estate: Path, run_cli) -> None:
