@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from pulumi.runtime.proto import language_pb2, language_pb2_grpc, plugin_pb2
 from migrate.adapters.engine import PULUMI_VERSION
 from migrate.adapters.engine.build import install_executable, language_host_launcher
 from migrate.adapters.engine.language_host import exec_arguments, run_response_for_exit
+from tests.engine.killed_engine import outlived, plugin_of_a_killed_engine
 
 # A stand-in for pulumi-language-python-exec: records what it was given, exits as told.
 RECORDING_EXEC = """\
@@ -138,16 +136,6 @@ def test_host_reports_a_failed_program(
     assert (response.error, response.bail) == (error, bail)
 
 
-# A stand-in for the engine: starts the host in a process group of its own, as the engine
-# starts its plugins, says the host's pid and port, then waits to be killed.
-ENGINE = """\
-import subprocess, sys
-host = subprocess.Popen([sys.argv[1], "127.0.0.1:5002"], stdout=subprocess.PIPE, text=True,
-                        process_group=0)
-print(host.pid, host.stdout.readline().strip(), flush=True)
-sys.stdin.read()
-"""
-
 
 def test_host_ends_when_the_engine_that_started_it_is_killed(tmp_path: Path) -> None:
     """A SIGKILLed engine leaves no language host behind (it would serve for ever)."""
@@ -156,16 +144,7 @@ def test_host_ends_when_the_engine_that_started_it_is_killed(tmp_path: Path) -> 
     install_executable(language_host_launcher(), bin_dir / "pulumi-language-python")
     install_executable(RECORDING_EXEC, bin_dir / "pulumi-language-python-exec")
     env = {"PATH": "/usr/bin:/bin", "PULUMI_PYTHON_CMD": sys.executable}
-    with subprocess.Popen([sys.executable, "-c", ENGINE, str(bin_dir / "pulumi-language-python")],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                          text=True) as engine:
-        pid, port = map(int, engine.stdout.readline().split())
+    with plugin_of_a_killed_engine(bin_dir / "pulumi-language-python", env) as (pid, port):
         assert port > 0 and Path(f"/proc/{pid}").exists()
-        engine.kill()
-        engine.wait(timeout=10)
-    deadline = time.monotonic() + 15
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if Path(f"/proc/{pid}").exists():
-        os.kill(pid, signal.SIGKILL)
+    if outlived(pid, 15):
         pytest.fail("the language host outlived the engine that started it")

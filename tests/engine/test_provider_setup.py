@@ -4,13 +4,8 @@ without compiling anything (a shell script stands in for the plugin)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import tarfile
-import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -20,6 +15,7 @@ from migrate.adapters.engine import build, prepare_state_dir, provider
 from migrate.adapters.engine.__main__ import main
 from migrate.adapters.engine.version import OPENSTACK_PROVIDER_VERSION, PULUMI_VERSION
 from migrate.core.errors import EnvironmentNotReady, GuardRefused
+from tests.engine.killed_engine import outlived, plugin_of_a_killed_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,16 +124,6 @@ def test_prepare_state_dir_links_the_plugin_into_the_engines_plugin_cache(
     assert provider.reported_version(link / provider.PLUGIN_FILE) == OPENSTACK_PROVIDER_VERSION
 
 
-# A stand-in for the engine: starts a plugin in a process group of its own, as the engine
-# does, says the pid and what the plugin printed first, then waits to be killed.
-ENGINE = """\
-import subprocess, sys
-plugin = subprocess.Popen([sys.argv[1], "127.0.0.1:5002"], stdout=subprocess.PIPE, text=True,
-                          process_group=0)
-print(plugin.pid, plugin.stdout.readline().strip(), flush=True)
-sys.stdin.read()
-"""
-
 
 def test_the_plugin_ends_when_the_engine_that_started_it_is_killed(
     isolated_cache: Path, tmp_path: Path
@@ -148,17 +134,9 @@ def test_the_plugin_ends_when_the_engine_that_started_it_is_killed(
     state = tmp_path / "state"
     prepare_state_dir(state)
     cached = provider.plugin_dir(state / "pulumi-home") / provider.PLUGIN_FILE
-    with subprocess.Popen([sys.executable, "-c", ENGINE, str(cached)], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True) as engine:
-        pid, port = map(int, engine.stdout.readline().split())
+    with plugin_of_a_killed_engine(cached) as (pid, port):
         assert port == 40001 and Path(f"/proc/{pid}").exists()
-        engine.kill()
-        engine.wait(timeout=10)
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if Path(f"/proc/{pid}").exists():
-        os.kill(pid, signal.SIGKILL)
+    if outlived(pid, 10):
         pytest.fail("the plugin outlived the engine that started it")
 
 

@@ -9,42 +9,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from migrate.core.errors import EnvironmentNotReady
-from migrate.orchestrate.pipeline import open_estate
-from migrate.rehearsal.sandbox.host import require_host
 from migrate.stages import move
 from tests.transfer.test_transfer_sandbox import SCALE, known_hosts_of_last_run
-from tests.transfer.world import SYSTEM, World, bring_up, copy_estate, on_target, tear_down
+from tests.transfer.world import SYSTEM, World, on_target, sandbox_world
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
-LAST_COPIED = "    - {host: web1, path: /etc/systemd/system/legacy-users.service}\n"
 MAIN = "/etc/postgresql/15/main"
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    try:
-        require_host()
-    except EnvironmentNotReady as error:
-        pytest.skip(f"transfer sandbox tests need root and the sandbox tools: {error.message}")
-    root = tmp_path_factory.mktemp("sandbox-root")
-    folder = copy_estate(tmp_path_factory.mktemp("transfer") / "estate", SYSTEM)
-    manifest = folder / "systems" / f"{SYSTEM}.yaml"
-    text = manifest.read_text(encoding="utf-8")
-    assert text.count(LAST_COPIED) == 1
-    manifest.write_text(text.replace(
-        LAST_COPIED, LAST_COPIED + "    - {host: db1, path: /etc/postgresql/}\n"), encoding="utf-8")
-    made: World | None = None
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MIGRATE_SANDBOX_ROOT", str(root))
-        patch.delenv("MIGRATE_STATE_DIR", raising=False)
-        estate = open_estate(folder)
-        try:
-            made = bring_up(folder, SCALE)
-            yield made
-        finally:
-            tear_down(made, estate)
+    with sandbox_world(tmp_path_factory, SCALE,
+                       copy_also="    - {host: db1, path: /etc/postgresql/}\n") as made:
+        yield made
 
 
 def on_db(world: World, command: str) -> str:

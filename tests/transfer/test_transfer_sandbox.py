@@ -24,21 +24,17 @@ import pytest
 
 from migrate.adapters import ansible as runner
 from migrate.core import state
-from migrate.core.errors import EnvironmentNotReady, GuardRefused, StageFailed
-from migrate.orchestrate.pipeline import open_estate
+from migrate.core.errors import GuardRefused, StageFailed
 from migrate.rehearsal.legacy.seed import checksum_query
 from migrate.rehearsal.sandbox import machines
-from migrate.rehearsal.sandbox.host import require_host
 from migrate.stages import move
 from tests.transfer.world import (
     SYSTEM,
     World,
-    bring_up,
-    copy_estate,
     on_source,
     on_target,
+    sandbox_world,
     target_machine_name,
-    tear_down,
 )
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
@@ -55,23 +51,8 @@ TREE_MANIFEST = ("cd {root} && find . -type f -print0 | LC_ALL=C sort -z "
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    try:
-        require_host()
-    except EnvironmentNotReady as error:
-        print(f"skipping the transfer sandbox tests: {error.message}")
-        pytest.skip(f"transfer sandbox tests need root and the sandbox tools: {error.message}")
-    root = tmp_path_factory.mktemp("sandbox-root")
-    folder = copy_estate(tmp_path_factory.mktemp("transfer") / "estate", SYSTEM)
-    made: World | None = None
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MIGRATE_SANDBOX_ROOT", str(root))
-        patch.delenv("MIGRATE_STATE_DIR", raising=False)
-        estate = open_estate(folder)
-        try:
-            made = bring_up(folder, SCALE)
-            yield made
-        finally:
-            tear_down(made, estate)
+    with sandbox_world(tmp_path_factory, SCALE) as made:
+        yield made
 
 
 def known_hosts_of_last_run(world: World) -> Path:

@@ -7,9 +7,14 @@ import copy
 import ipaddress
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
+from migrate.core.errors import EnvironmentNotReady
 from migrate.core.loader import Estate
 from migrate.orchestrate.pipeline import context_for_plan, context_of, make_plan, open_estate
 from migrate.rehearsal.sandbox import machines, network
@@ -20,6 +25,7 @@ from migrate.rehearsal.sandbox.estate import (
     sandbox_down,
     sandbox_up,
 )
+from migrate.rehearsal.sandbox.host import require_host
 from migrate.rehearsal.sandbox.hostkeys import host_public_key
 from migrate.rehearsal.sandbox.layout import upper_dir
 from migrate.targets.context import Context
@@ -27,6 +33,8 @@ from tests.run import events
 
 EXAMPLE_ESTATE = Path(__file__).resolve().parents[2] / "examples" / "estate"
 SYSTEM = "wjw-fybj"
+# the last configuration path of its manifest (sandbox_world adds one after it)
+LAST_COPIED = "    - {host: web1, path: /etc/systemd/system/legacy-users.service}\n"
 TARGET_IMAGE = "cloud"
 
 
@@ -100,6 +108,37 @@ def make_targets(world: World) -> None:
         machines.wait_ssh_ready(name, 60)
         world.targets[instance["name"]] = {
             "address": instance["address"], "host_key": host_public_key(upper_dir(name))}
+
+
+@contextmanager
+def sandbox_world(tmp_path_factory: pytest.TempPathFactory, scale: int,
+                  copy_also: str | None = None) -> Iterator[World]:
+    """SYSTEM alone of a copy of the example estate, brought up in a sandbox root of its own
+    and torn down afterwards; ``copy_also``, a line added to its manifest's configuration
+    after the last copied path. Skips without root and the sandbox tools (a failure under
+    CI)."""
+    try:
+        require_host()
+    except EnvironmentNotReady as error:
+        pytest.skip(f"transfer sandbox tests need root and the sandbox tools: {error.message}")
+    root = tmp_path_factory.mktemp("sandbox-root")
+    folder = copy_estate(tmp_path_factory.mktemp("transfer") / "estate", SYSTEM)
+    if copy_also is not None:
+        manifest = folder / "systems" / f"{SYSTEM}.yaml"
+        text = manifest.read_text(encoding="utf-8")
+        assert text.count(LAST_COPIED) == 1
+        manifest.write_text(text.replace(LAST_COPIED, LAST_COPIED + copy_also),
+                            encoding="utf-8")
+    made: World | None = None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MIGRATE_SANDBOX_ROOT", str(root))
+        patch.delenv("MIGRATE_STATE_DIR", raising=False)
+        estate = open_estate(folder)
+        try:
+            made = bring_up(folder, scale)
+            yield made
+        finally:
+            tear_down(made, estate)
 
 
 def tear_down(world: World | None, estate: Estate | None) -> None:
