@@ -43,6 +43,7 @@ MAX_RECORD_CHARS = 2**31  # of one task result in the event stream
 PRIVATE_DIR = "private"
 OWNER_FILE = "owner.pid"
 PLAY_OWNER_ENV = "MIGRATE_PLAY_OWNER"  # in every process of a play: the migrate process's pid
+PLAY_RUNS_ENV = "MIGRATE_PLAY_RUNS"  # and the runs folder of its estate
 LAUNCHER_DIR = "launcher"
 MESSAGE_LIMIT = 2000
 SSH_NOISE = re.compile(r"^Shared connection to \S+ closed\.$")
@@ -220,7 +221,7 @@ def run_play(stage: str, inventory: Path, run_dir: Path, secrets: Iterable[str],
     secret_list = [s for s in secrets if s]
     result = PlayResult(stage=stage, status="unknown")
     events = _Events(result, progress)
-    stop_orphaned_plays()
+    stop_orphaned_plays(run_dir.parent)
     sweep_stale_private_dirs(run_dir.parent)
     private = Path(tempfile.mkdtemp(prefix=f"migrate-{stage}-", dir=_private_parent(run_dir)))
     os.chmod(private, 0o700)
@@ -267,14 +268,18 @@ def sweep_stale_private_dirs(runs: Path) -> list[Path]:
     return removed
 
 
-def stop_orphaned_plays() -> list[int]:
-    """Terminate what is left of the plays of a migrate process that is gone (a SIGKILLed
-    run's ssh masters, or a play whose owner died before its death signal was armed), so
-    that two plays never act on the same hosts. The pids signalled."""
+def stop_orphaned_plays(runs: Path) -> list[int]:
+    """Terminate what is left of this estate's plays whose migrate process is gone (a
+    SIGKILLed run's ssh masters, or a play whose owner died before its death signal was
+    armed), so that two plays never act on the same hosts. Another estate's leftovers are
+    its own next run's to stop. The pids signalled."""
+    estate = str(Path(runs).absolute())
     stopped = []
     for pid in all_pids():
         owner = environ_value(pid, PLAY_OWNER_ENV)
         if not owner or not owner.isdigit() or pid_alive(int(owner)):
+            continue
+        if environ_value(pid, PLAY_RUNS_ENV) != estate:
             continue
         try:
             os.kill(pid, signal.SIGTERM)
@@ -313,6 +318,7 @@ def _environment(run_dir: Path) -> dict[str, str]:
     return {
         "PATH": f"{_launcher(home)}:{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         PLAY_OWNER_ENV: str(os.getpid()),
+        PLAY_RUNS_ENV: str(run_dir.parent),
         "ANSIBLE_HOME": str(home),
         "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir(run_dir)),

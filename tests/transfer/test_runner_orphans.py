@@ -86,18 +86,29 @@ def test_a_sigkilled_run_leaves_no_process_of_its_play(long_play, tmp_path: Path
             os.kill(pid, signal.SIGKILL)
         if starter.poll() is None:
             starter.kill()
+        starter.wait(timeout=10)
+
+
+def marked_sleep(owner: int, runs: Path) -> subprocess.Popen:
+    return subprocess.Popen(["/usr/bin/sleep", "300"],
+                            env={**os.environ, runner.PLAY_OWNER_ENV: str(owner),
+                                 runner.PLAY_RUNS_ENV: str(runs)})
 
 
 def test_the_next_play_stops_what_a_dead_owner_left(tmp_path: Path) -> None:
     """A process still marked with a dead owner's pid (an ssh master, or a play whose owner
-    died before the death signal was armed) is ended before the next play starts."""
+    died before the death signal was armed) is ended before the estate's next play starts;
+    another estate's leftover is that estate's to stop."""
     dead = subprocess.Popen(["/usr/bin/true"])
     dead.wait()
-    leftover = subprocess.Popen(["/usr/bin/sleep", "300"],
-                                env={**os.environ, runner.PLAY_OWNER_ENV: str(dead.pid)})
+    leftover = marked_sleep(dead.pid, tmp_path / "runs")
+    other_estates = marked_sleep(dead.pid, tmp_path / "other" / "runs")
     try:
-        assert leftover.pid in runner.stop_orphaned_plays()
+        assert runner.stop_orphaned_plays(tmp_path / "runs") == [leftover.pid]
         assert leftover.wait(timeout=10) == -signal.SIGTERM
+        assert other_estates.poll() is None
     finally:
-        if leftover.poll() is None:
-            leftover.kill()
+        for process in (leftover, other_estates):
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
