@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from migrate.rehearsal.sandbox import mirror
@@ -241,6 +241,16 @@ def write_usage_history(access: world.Access, address: str, now: datetime) -> No
                  stdin=recent)
     access.check(address, f"gzip -9 > {log}.2.gz && chown www-data:adm {log}.2.gz &&"
                           f" chmod 640 {log}.2.gz", stdin=older)
+
+
+def visit_today(address: str) -> date:
+    """Readers' requests now, and the UTC day all of them were made on (again, when midnight
+    fell amid them): the day a manifest written now declares as last used."""
+    while True:
+        day = datetime.now(UTC).date()
+        visit(address)
+        if datetime.now(UTC).date() == day:
+            return day
 
 
 def visit(address: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from migrate.rehearsal.sandbox import hostkeys
 from tests.foreign.estate import SYSTEM, write_wiki_estate
-from tests.foreign.server import ForeignServer
+from tests.foreign.server import ForeignServer, visit_today
 
 
 @pytest.fixture
@@ -52,10 +52,12 @@ def test_discovery_finds_nothing_the_manifest_misses(foreign_server: ForeignServ
     monkeypatch.setenv("CI", "true")
     line = hostkeys.known_hosts_line(foreign_server.name, foreign_server.address,
                                      foreign_server.root)
+    # the server's last requests were made when it booted, perhaps the day before
+    today = visit_today(foreign_server.address)
     estate = write_wiki_estate(
         tmp_path / "estate", address=foreign_server.address, ssh_key=foreign_server.access.key,
         db_password=foreign_server.db_password_file.read_text().strip(),
-        known_hosts=line + "\n")
+        known_hosts=line + "\n", today=today)
     result = run_cli("discover", estate, "--output", "json")
     assert result.code == 0, result.stderr
     outcome = json.loads(result.stdout)["systems"][0]

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from migrate.core import journal as journal_module
 from migrate.core.journal import Journal
 from migrate.core.loader import Estate
 from migrate.orchestrate.examples import build_example
-from tests.runbook.story import EXAMPLE_ESTATE, write_story
+from tests.runbook.story import EXAMPLE_ESTATE, story_clock, write_story
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -31,7 +32,10 @@ def example() -> tuple[Estate, dict]:
 
 
 @pytest.fixture
-def story(tmp_path: Path, example: tuple[Estate, dict]) -> Journal:
+def story(tmp_path: Path, example: tuple[Estate, dict], monkeypatch: pytest.MonkeyPatch
+          ) -> Journal:
+    """The synthetic journal, its entries (and those a test appends) on the story's clock."""
+    monkeypatch.setattr(journal_module, "_now", story_clock())
     estate, _ = example
     return write_story(tmp_path / "state", estate.settings.estate)
 

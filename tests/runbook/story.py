@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from itertools import count
 from pathlib import Path
 
 from migrate.core.journal import Journal
@@ -16,6 +19,17 @@ ROLLED_BACK = "rsj-sbcx"
 TRANSFER_FAILED = "zrj-bdcdj"
 UNTOUCHED = "mzj-shjz"
 TRANSFER_SHAPED = "wjw-fybj"  # journaled the way migrate.stages.move does
+STORY_START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+STORY_DAY = STORY_START.date()  # the day of every entry written on the story's clock
+
+
+def story_clock() -> Callable[[], str]:
+    """A journal clock for the story: STORY_START, then a second later at each entry, so the
+    report tests' dates do not depend on the day they run (a run across midnight UTC put the
+    entries a day after the date the tests had taken at import)."""
+    seconds = count()
+    return lambda: (STORY_START + timedelta(seconds=next(seconds))).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _move(journal: Journal, sid: str, state: Path) -> None:

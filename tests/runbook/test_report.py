@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 
@@ -18,12 +18,10 @@ from migrate.stages.report import (
     system_status,
     write_report,
 )
-from tests.runbook.story import ROLLED_BACK, TRANSFER_FAILED, UNTOUCHED, VERIFIED
-
-TODAY = datetime.now(UTC).date()  # journal times are UTC
+from tests.runbook.story import ROLLED_BACK, STORY_DAY, TRANSFER_FAILED, UNTOUCHED, VERIFIED
 
 
-def _report(example, journal, as_of=TODAY):
+def _report(example, journal, as_of=STORY_DAY):
     estate, plan = example
     return build_report(estate, plan, list(journal.entries()), as_of)
 
@@ -95,18 +93,18 @@ def test_a_verification_that_did_not_reach_the_platform_is_not_connected(example
 
 def test_entries_after_as_of_are_left_out(example, story):
     entries = list(story.entries())
-    later = (TODAY + timedelta(days=40)).isoformat()
+    later = (STORY_DAY + timedelta(days=40)).isoformat()
     # the journal of a month later: the verifications happened after the report date
     shifted = [{**e, "at": later + e["at"][10:]} if e["stage"] == "verify" else e
                for e in entries]
     estate, plan = example
-    now = build_report(estate, plan, shifted, TODAY)
+    now = build_report(estate, plan, shifted, STORY_DAY)
     assert now["figures"]["connectivity"]["connected"] == 0
     assert now["progress"]["total"]["cut_over"] == 3
     assert now["journal"]["entries_used"] == len(entries) - len(VERIFIED)
-    then = build_report(estate, plan, shifted, TODAY + timedelta(days=40))
+    then = build_report(estate, plan, shifted, STORY_DAY + timedelta(days=40))
     assert then["figures"]["connectivity"]["connected"] == 3
-    before = build_report(estate, plan, entries, TODAY - timedelta(days=1))
+    before = build_report(estate, plan, entries, STORY_DAY - timedelta(days=1))
     assert before["journal"] == {"entries_used": 0, "last_hash": None, "last_at": None,
                                  "verification": None}
     assert before["progress"]["total"]["provisioned"] == 0
@@ -137,7 +135,7 @@ def test_csv_and_json_shapes(tmp_path, example, story):
         (tmp_path / "csv" / "progress_by_wave.csv").read_text(encoding="utf-8"))))
     assert waves[0]["已验证"] == "3"
     document = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
-    assert document["kind"] == "migrate.report" and document["as_of"] == TODAY.isoformat()
+    assert document["kind"] == "migrate.report" and document["as_of"] == STORY_DAY.isoformat()
     assert document["figures"]["connectivity"]["rate"] == 0.5
     assert document["journal"]["last_hash"] == list(story.entries())[-1]["hash"]
     assert {t["slug"] for t in document["census"]} == {"self_inspection", "cleanup_list",

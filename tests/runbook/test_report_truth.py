@@ -4,13 +4,10 @@ the journal's verification stated, a tampered journal refused."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 from migrate.core.census import take_census
 from migrate.stages.report import build_report, render_report
-from tests.runbook.story import ROLLED_BACK, TRANSFER_FAILED
-
-TODAY = datetime.now(UTC).date()
+from tests.runbook.story import ROLLED_BACK, STORY_DAY, TRANSFER_FAILED
 
 
 def _retiring(estate, plan) -> dict[str, str]:
@@ -24,7 +21,7 @@ def _retiring(estate, plan) -> dict[str, str]:
 
 def test_an_empty_journal_integrates_nothing(example):
     estate, plan = example
-    figures = build_report(estate, plan, [], TODAY)["figures"]
+    figures = build_report(estate, plan, [], STORY_DAY)["figures"]
     assert figures["systems_integrated"] == {"total": 0, "moved": 0, "retired": 0}
     assert figures["systems_not_started"] == len(plan["systems"])
 
@@ -34,17 +31,17 @@ def test_a_retirement_counts_only_when_the_journal_holds_the_decommission(exampl
     zombie = next(sid for sid, d in _retiring(estate, plan).items() if d == "decommission")
     story.append("decommission_source", system=zombie, result="failed",
                  outputs={"error": "host unreachable"})
-    assert build_report(estate, plan, list(story.entries()), TODAY
+    assert build_report(estate, plan, list(story.entries()), STORY_DAY
                         )["figures"]["systems_integrated"]["retired"] == 0
     story.append("decommission_source", system=zombie, result="ok")
-    figures = build_report(estate, plan, list(story.entries()), TODAY)["figures"]
+    figures = build_report(estate, plan, list(story.entries()), STORY_DAY)["figures"]
     assert figures["systems_integrated"] == {"total": 4, "moved": 3, "retired": 1}
     assert figures["systems_decommissioned"] == {"done": 1, "listed": 1}
 
 
 def test_failures_and_rollbacks_are_in_every_rendering(example, story):
     estate, plan = example
-    report = build_report(estate, plan, list(story.entries()), TODAY, story.verify())
+    report = build_report(estate, plan, list(story.entries()), STORY_DAY, story.verify())
     markdown = render_report(report, "md")
     failures = markdown.split("## 失败与回退 Failures and rollbacks")[1].split("\n## ")[0]
     assert TRANSFER_FAILED in failures and "文件迁移：rsync exited 23" in failures
@@ -96,7 +93,7 @@ def test_a_failed_cutover_that_rolled_back_by_itself_shows_both(example, story):
     estate, plan = example
     story.append("cutover", system="mzj-shjz", result="failed", outputs={
         "error": "rows differ", "rolled_back": {"result": "ok", "cause": "rows differ"}})
-    report = build_report(estate, plan, list(story.entries()), TODAY, story.verify())
+    report = build_report(estate, plan, list(story.entries()), STORY_DAY, story.verify())
     row = next(r for r in render_report(report, "md").splitlines()
                if r.startswith("| mzj-shjz |") and "失败" in r)
     assert "失败，已回退" in row and "业务切换：rows differ" in row

@@ -32,6 +32,22 @@ def test_up_again_changes_nothing(cloud_root: Path) -> None:
     assert report.skipped == list(services.PHASES)
 
 
+def test_cinder_runs_the_qemu_img_that_retries(cloud_root: Path) -> None:
+    """Cinder's RBD driver runs qemu-img by PATH: with the PATH its init script gives
+    cinder-volume, the name must resolve to the test cloud's wrapper that retries QEMU 7.2's
+    PBKDF timing failure (a wrapper it never found failed an encrypted volume in CI)."""
+    machine = services.require_running(cloud_root)
+    pids = tc_machine.run(machine, "pgrep", "-f", "cinder-volume").stdout.split()
+    assert pids, "no cinder-volume process in the test cloud"
+    environ = tc_machine.run(machine, "cat", f"/proc/{pids[0]}/environ").stdout.split("\0")
+    path = next(entry[len("PATH="):] for entry in environ if entry.startswith("PATH="))
+    found = tc_machine.run(machine, "/usr/bin/env", "-i", f"PATH={path}", "/bin/sh", "-c",
+                           "command -v qemu-img").stdout.strip()
+    wrapper = tc_machine.run(machine, "grep", "-q", "retried on QEMU 7.2's PBKDF timing failure",
+                             found, check=False)
+    assert wrapper.returncode == 0, f"cinder-volume (PATH={path}) runs {found}"
+
+
 def test_compute_service_and_hypervisor_are_up(session: api.Session) -> None:
     states = {s["binary"]: s["state"] for s in session.get("compute", "/os-services")
               ["services"]}

@@ -544,24 +544,29 @@ keymanager)
   # Cinder writes LUKS with qemu-img, whose QEMU 7.2 sizes the key slot's PBKDF by timing a
   # first pass in thread CPU time and gives up when that reads 0 ms ("Unable to get accurate
   # CPU usage"): now and then on this shared host, and cinder does not retry (the volume is
-  # in error). Rootwrap finds this wrapper first; it tries such a run up to 3 times.
-  cat > /usr/local/sbin/qemu-img.new <<'EOF'
+  # in error). The RBD driver runs qemu-img by PATH, not through rootwrap, and the services'
+  # init scripts set PATH=/sbin:/usr/sbin:/bin:/usr/bin: a wrapper in /usr/local/sbin was
+  # never found (the official CI of session 11 failed on it). /sbin is /usr/sbin here, first
+  # on that PATH and on rootwrap's exec_dirs, so the wrapper lives there; it tries such a run
+  # up to 5 times and notes each retry in /var/log/migrate-qemu-img-retries.log.
+  rm -f /usr/local/sbin/qemu-img
+  cat > /usr/sbin/qemu-img.new <<'EOF'
 #!/bin/sh
 # migrate testcloud (aio.sh keymanager): qemu-img, retried on QEMU 7.2's PBKDF timing failure
 err=$(mktemp)
 trap 'rm -f "$err"' EXIT
-for try in 1 2 3; do
+for try in 1 2 3 4 5; do
   /usr/bin/qemu-img "$@" 2>"$err" && { cat "$err" >&2; exit 0; }
   rc=$?
-  grep -q 'Unable to get accurate CPU usage' "$err" && [ $try -lt 3 ] || break
+  grep -q 'Unable to get accurate CPU usage' "$err" && [ $try -lt 5 ] || break
+  echo "$(date -Is) try $try: Unable to get accurate CPU usage; again" \
+    >> /var/log/migrate-qemu-img-retries.log
 done
 cat "$err" >&2
 exit $rc
 EOF
-  chmod 0755 /usr/local/sbin/qemu-img.new
-  mv /usr/local/sbin/qemu-img.new /usr/local/sbin/qemu-img
-  ini /etc/cinder/rootwrap.conf DEFAULT exec_dirs \
-    /usr/local/sbin,/sbin,/usr/sbin,/bin,/usr/bin,/usr/local/bin,/usr/lpp/mmfs/bin
+  chmod 0755 /usr/sbin/qemu-img.new
+  mv /usr/sbin/qemu-img.new /usr/sbin/qemu-img
   systemctl restart nova-compute cinder-api cinder-volume
   wait_port "$IP" 8776 120
   for i in $(seq 1 60); do
