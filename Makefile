@@ -56,7 +56,7 @@ demo: setup host images engine
 
 ## demo-down: remove what the demo made on this host (machines, bridges); keeps the state
 demo-down: setup
-	$(BIN)/migrate destroy $(ESTATE) --yes
+	$(BIN)/migrate destroy $(ESTATE) --yes --leave-source-traces
 	$(BIN)/migrate sandbox down $(ESTATE)
 
 ## test: set up, lint, then run every test (CI runs exactly this): the OpenStack test cloud

@@ -79,7 +79,8 @@ def main() -> None:
         tools = tool_seconds(journal_since(estate, start))
     finally:
         started = time.monotonic()
-        subprocess.run([MIGRATE, "destroy", str(estate), "--yes"], capture_output=True)
+        subprocess.run([MIGRATE, "destroy", str(estate), "--yes", "--leave-source-traces"],
+                       capture_output=True)
         subprocess.run([MIGRATE, "sandbox", "down", str(estate)], capture_output=True)
         print(f"cleaned up in {time.monotonic() - started:.1f} s")
         shutil.rmtree(folder, ignore_errors=True)

@@ -96,7 +96,7 @@ def main() -> None:
     finally:
         if not args.keep:
             started = time.monotonic()
-            migrate("destroy", str(estate), "--yes", check=False)
+            migrate("destroy", str(estate), "--yes", "--leave-source-traces", check=False)
             migrate("sandbox", "down", str(estate), check=False)
             print(f"\ncleaned up in {time.monotonic() - started:.1f} s")
             shutil.rmtree(folder, ignore_errors=True)

@@ -280,7 +280,8 @@ def one_side(side: str, estate: Path, env: dict[str, str], clouds_yaml: Path,
             stack.close()  # the routes go first: destroy reaches no instance
             if not keep:
                 started = time.monotonic()
-                for args in (("destroy", str(estate), "--yes"), ("sandbox", "down", str(estate))):
+                for args in (("destroy", str(estate), "--yes", "--leave-source-traces"),
+                             ("sandbox", "down", str(estate))):
                     _, code, _ = migrate(env, logfile, *args)
                     result["cleanup"][args[0]] = code
                     if code != 0:

@@ -108,7 +108,7 @@ def main() -> None:
     finally:
         if not args.keep:
             started = time.monotonic()
-            migrate("destroy", str(estate), "--yes")
+            migrate("destroy", str(estate), "--yes", "--leave-source-traces")
             migrate("sandbox", "down", str(estate))
             print(f"cleaned up in {time.monotonic() - started:.1f} s")
             shutil.rmtree(folder, ignore_errors=True)

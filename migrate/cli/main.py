@@ -480,7 +480,7 @@ PREVIEW_OF = {"provision": "preview", "destroy": "preview_destroy"}
 def run_stack_command(estate: Path, operation: str, systems: tuple[str, ...], output: str,
                       question: str | None = None, yes: bool = False,
                       wave: int | None = None, diff: bool = False,
-                      replan: bool = False) -> None:
+                      replan: bool = False, leave_source_traces: bool = False) -> None:
     context = pipeline.open_context(estate, apply=operation == "provision", replan=replan,
                                     current=operation == "preview")
     asked = question and question.format(scope=scope_text(systems, wave),
@@ -491,11 +491,26 @@ def run_stack_command(estate: Path, operation: str, systems: tuple[str, ...], ou
     chosen = list(scope_of(context, systems, wave))
     if asked:
         if not yes and sys.stdin.isatty():  # it will ask: what would change, first
-            print_stack_diff(pipeline.run_stacks(context, PREVIEW_OF[operation], chosen,
-                                                 stage_progress), err)
+            preview = pipeline.run_stacks(context, PREVIEW_OF[operation], chosen,
+                                          stage_progress, leave_source_traces=leave_source_traces)
+            print_stack_diff(preview, err)
+            say_source_traces(preview)
         confirm_or_refuse(asked, yes)
-    outcome = pipeline.run_stacks(context, operation, chosen, stage_progress)
+    outcome = pipeline.run_stacks(context, operation, chosen, stage_progress,
+                                  leave_source_traces=leave_source_traces)
     print_stack_results(outcome, output, diff)
+    say_source_traces(outcome)
+
+
+def say_source_traces(outcome: Any) -> None:
+    """The systems whose source hosts keep the move's traces (destroy --leave-source-traces),
+    on stderr: they are the operator's to remove."""
+    for system_id, found in outcome.source_traces_left.items():
+        err.print(f"warning: {system_id}'s source hosts keep the move's traces ({found['stage']} "
+                  f"{found['result']} {found['at']}): the migration key and any replication "
+                  "tunnel unit, replication account or settings; remove them by hand once the "
+                  "hosts answer (docs/pipeline.md, \"Destroying a system's targets\")",
+                  markup=False, highlight=False)
 
 
 @cli.command()
@@ -533,13 +548,20 @@ def provision(estate: Path, systems: tuple[str, ...], wave: int | None, yes: boo
 @SYSTEMS
 @WAVE
 @YES
+@click.option("--leave-source-traces", is_flag=True,
+              help="Destroy even systems whose source hosts still hold the move's traces "
+                   "(transferred or cut over, not rolled back or decommissioned): for sources "
+                   "that are gone or unreachable. Without it such systems are refused.")
 @OUTPUT
 def destroy(estate: Path, systems: tuple[str, ...], wave: int | None, yes: bool,
-            output: str) -> None:
+            leave_source_traces: bool, output: str) -> None:
     """Delete what provisioning created (systems first, then networks no system uses); on a
-    terminal, lists the resources it would delete before it asks."""
+    terminal, lists the resources it would delete before it asks. Refuses, changing nothing,
+    systems whose move left traces on their source hosts that only a rollback (which needs
+    the targets) removes: roll them back first."""
     run_stack_command(estate, "destroy", systems, output,
-                      "Destroy the cloud resources of {scope}?", yes, wave)
+                      "Destroy the cloud resources of {scope}?", yes, wave,
+                      leave_source_traces=leave_source_traces)
 
 
 @cli.command()

@@ -1,7 +1,8 @@
-"""Where a system stands in the journal: its progress flags and the failure it still stands
-at, derived from the entries alone (no plan, no stacks). The orchestration's status and the
-progress report both read it here, so they always agree (``migrate.orchestrate.status`` adds
-the plan and the stacks).
+"""Where a system stands in the journal: its progress flags, the failure it still stands at
+and whether the move left traces on its source hosts, derived from the entries alone (no
+plan, no stacks). The orchestration's status and the progress report both read it here, so
+they always agree (``migrate.orchestrate.status`` adds the plan and the stacks); destroy
+reads the traces here (``migrate.orchestrate.pipeline.run_stacks``).
 
 Per system, in journal order: a stage's flag is set by its latest entry (ok, changed and
 unchanged count as success); a successful ``rollback`` (or a failed cutover that rolled back
@@ -25,6 +26,8 @@ STAGE_FLAG = {"provision": "provisioned", "transfer_files": "transferred",
               "rollback": "rolled_back"}
 FORWARD = ("provision", "check_prerequisites", "transfer", "cutover", "verify", "register",
            "decommission_source")
+SOURCE_TOUCHING = ("transfer", "cutover")  # stages whose plays leave traces on the source
+SOURCE_CLEARING = ("rollback", "decommission_source", "destroy")
 
 
 def progress_flags(entries: Iterable[dict], system_id: str) -> dict[str, bool]:
@@ -69,6 +72,29 @@ def _later_or_same(stage: str, failed: str) -> bool:
     if stage in FORWARD and failed in FORWARD:
         return FORWARD.index(stage) > FORWARD.index(failed)
     return False
+
+
+def source_traces(entries: Iterable[dict], system_id: str) -> dict | None:
+    """The entry after which migrate's traces are on the system's source hosts (the migration
+    key, the replication tunnel unit, replication accounts or publications, the copies' write
+    counters, a cutover's frozen services): ``{stage, result, at}`` of its latest transfer or
+    cutover, failed ones too (a failed transfer may have opened the tunnel), that no
+    successful rollback, decommission_source or destroy followed (a cutover or verification
+    that rolled back by itself ran the rollback's play); None when there are none. A destroy
+    ends them: it was given ``--leave-source-traces`` (journaled), or predates the refusal."""
+    left: dict | None = None
+    for entry in entries:
+        if entry.get("system") != system_id or entry.get("result") in CHECK_MODE:
+            continue
+        stage, ok = entry.get("stage"), entry.get("result") in SUCCESS
+        if stage in ("cutover", "verify") and not ok \
+                and rolled_back_by_itself(entry.get("outputs") or {}):
+            left = None
+        elif stage in SOURCE_TOUCHING:
+            left = {"stage": stage, "result": entry.get("result"), "at": entry.get("at")}
+        elif stage in SOURCE_CLEARING and ok:
+            left = None
+    return left
 
 
 def journaled_error(message: str) -> dict:

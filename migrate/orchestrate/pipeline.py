@@ -15,7 +15,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -288,29 +288,41 @@ def provision_settings(context: Context, plan_file: Path) -> ProvisionSettings:
         **settings.config, "migrate:hosts": json.dumps(hosts, sort_keys=True)})
 
 
+DESTROYING = ("destroy", "preview_destroy")
+
+
 @dataclass(frozen=True)
 class ProvisionOutcome:
     operation: str
     results: list[StackResult]
+    source_traces_left: dict[str, dict] = field(default_factory=dict)  # destroy's, by system
 
     @property
     def changed(self) -> bool:
         return any(r.changed for r in self.results)
 
     def as_dict(self) -> dict:
-        return {"operation": self.operation, "changed": self.changed,
-                "stacks": [r.as_dict() for r in self.results]}
+        document = {"operation": self.operation, "changed": self.changed,
+                    "stacks": [r.as_dict() for r in self.results]}
+        if self.operation in DESTROYING:
+            document["source_traces_left"] = self.source_traces_left
+        return document
 
 
 def run_stacks(context: Context, operation: str, system_ids: list[str] | None = None,
-               progress: Callable[[str], None] | None = None) -> ProvisionOutcome:
+               progress: Callable[[str], None] | None = None, *,
+               leave_source_traces: bool = False) -> ProvisionOutcome:
     """preview, preflight (``check_cloud``), provision (up), destroy or preview_destroy (what
     destroy would delete) the stacks of the chosen systems (all by default), to the command's
-    plan (the stack programs read its plan.json)."""
+    plan (the stack programs read its plan.json). destroy and its preview refuse systems
+    whose source hosts still hold the move's traces (``refuse_source_traces``) unless
+    ``leave_source_traces``."""
     started = time.monotonic()
     estate, outcome = context.estate, context.planned
-    settings = provision_settings(context, outcome.path.resolve())
     networks, systems = targets_for(outcome.plan, system_ids)
+    left = refuse_source_traces(context, [t.key for t in systems], leave_source_traces) \
+        if operation in DESTROYING else {}
+    settings = provision_settings(context, outcome.path.resolve())
     provisioner = Provisioner(settings, progress)
     journal = context.journal
     try:
@@ -320,7 +332,7 @@ def run_stacks(context: Context, operation: str, system_ids: list[str] | None = 
             results = provisioner.preflight(networks, systems)
         elif operation == "provision":
             results = provisioner.up(networks, systems)
-        elif operation in ("destroy", "preview_destroy"):
+        elif operation in DESTROYING:
             chosen = {t.key for t in systems}
             keep = {s["network"] for s in outcome.plan["systems"] if s["id"] not in chosen}
             results = provisioner.destroy(networks, systems, keep, operation)
@@ -335,12 +347,43 @@ def run_stacks(context: Context, operation: str, system_ids: list[str] | None = 
         for result in results:
             system = result.stack.removeprefix("sys-") if result.stack.startswith("sys-") \
                 else None
+            traces = {"source_traces_left": left[system]} if system in left else {}
             journal.append(operation, system=system, inputs=estate_inputs(estate),
                            outputs={"stack": result.stack, "changes": result.changes,
-                                    "outputs": result.outputs},
+                                    "outputs": result.outputs, **traces},
                            result="changed" if result.changed else "unchanged",
                            duration_s=result.seconds)
-    return ProvisionOutcome(operation, results)
+    return ProvisionOutcome(operation, results, left)
+
+
+def refuse_source_traces(context: Context, system_ids: list[str], leave: bool
+                         ) -> dict[str, dict]:
+    """The chosen systems whose source hosts still hold the move's traces, by the journal
+    (``standing.source_traces``): destroying their targets would leave a replication tunnel
+    retrying an address the cloud may give to someone else, and nothing could remove the
+    traces any more (the rollback that does needs the targets). Refused, every such system
+    named and nothing changed, unless ``leave`` (the sources are gone or unreachable):
+    then they are returned, for the command to say and the journal to keep."""
+    from migrate.core.standing import SUCCESS, source_traces
+
+    entries = list(context.journal.entries())
+    left = {sid: found for sid in system_ids if (found := source_traces(entries, sid))}
+    if not left or leave:
+        return left
+    named = "; ".join(
+        f"{sid}: cut over {found['at']} (its targets serve)"
+        if found["stage"] == "cutover" and found["result"] in SUCCESS
+        else f"{sid}: {found['stage']} {found['result']} {found['at']}"
+        for sid, found in left.items())
+    chosen = " ".join(f"--system {sid}" for sid in left)
+    raise GuardRefused(
+        f"destroying the targets of {', '.join(left)} would leave the move's traces on their "
+        f"source hosts ({named}): the migration key and any replication tunnel unit "
+        "(retrying the gone target's address for ever), replication account or settings, "
+        "which a rollback removes only while the targets exist; nothing was destroyed",
+        hint=f"roll back first ('migrate rollback {context.estate.display} {chosen} --yes'), "
+             "then destroy; if the source hosts are gone or unreachable, destroy with "
+             "--leave-source-traces (and remove what is left by hand once they answer)")
 
 
 def check_cloud(context: Context, system_ids: list[str] | None = None,

@@ -77,7 +77,8 @@ REASON_PLACEHOLDER = "<回退原因 why>"
 
 def stage_commands(estate_arg: str, sid: str) -> dict[str, list[str]]:
     """The exact commands an operator runs, per stage (empty: done by the previous command);
-    ``abandon`` gives the targets up before a cutover. Every one parses with the real CLI
+    ``abandon`` gives the targets up before a cutover, the source's traces of the transfer
+    removed first (destroy refuses otherwise). Every one parses with the real CLI
     (tests/runbook/test_printed_commands.py)."""
     e, s = shlex.quote(estate_arg), f"--system {shlex.quote(sid)}"
     return {
@@ -91,7 +92,8 @@ def stage_commands(estate_arg: str, sid: str) -> dict[str, list[str]]:
         "verify": [f"migrate verify {e} {s}"],
         "rollback": [f"migrate rollback {e} {s} --yes --reason {shlex.quote(REASON_PLACEHOLDER)}",
                      f"migrate verify {e} {s}"],
-        "abandon": [f"migrate destroy {e} {s} --yes"],
+        "abandon": [f"migrate rollback {e} {s} --yes --reason {shlex.quote(REASON_PLACEHOLDER)}",
+                    f"migrate destroy {e} {s} --yes"],
         "decommission_source": [f"migrate decommission {e} {s} --yes",
                                 f"migrate audit verify {e}"],
     }

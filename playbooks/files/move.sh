@@ -7,18 +7,19 @@
 #   move.sh sums DB                  per-table "schema.table rows checksum" of DB here
 #   move.sh copy DB TARGET           pg_dump -Fc into pg_restore --create on TARGET unless both
 #                                    sides hold the same rows (remembers the writes it saw)
-#   move.sh publish DB TARGET        (SCRAM verifier on stdin) make DB replicable to TARGET
-#                                    (wal_level=logical, role migrate_replicator with that
+#   move.sh publish DB TARGET ROLE   (SCRAM verifier on stdin) make DB replicable to TARGET
+#                                    (wal_level=logical, DB's own replication ROLE with that
 #                                    verifier, publication, pg_hba line for 127.0.0.1, where
 #                                    the replication tunnel ends); falls back to "copy" when a
 #                                    table has no key
-#   move.sh subscribe DB TARGET PORT (password on stdin) TARGET subscribes to DB through the
-#                                    replication tunnel (replication_tunnel.sh: PORT on its
-#                                    loopback) and copies it; returns once every table is in
-#                                    step; "copy" when DB is not published
+#   move.sh subscribe DB TARGET PORT ROLE  (password on stdin) TARGET subscribes to DB as
+#                                    ROLE through the replication tunnel
+#                                    (replication_tunnel.sh: PORT on its loopback) and copies
+#                                    it; returns once every table is in step; "copy" when DB
+#                                    is not published
 #   move.sh unsubscribe TARGET DB... after the cutover: end the subscriptions
-#   move.sh unpublish DB TARGET      remove the publication, slot, marker schema, pg_hba line;
-#                                    the role migrate_replicator with the last publication
+#   move.sh unpublish DB TARGET ROLE remove the publication, slot, marker schema, pg_hba
+#                                    line and ROLE
 #   move.sh freeze RECORD UNIT...    record how the units run (once: rollback restores exactly
 #                                    that), then stop them
 #   move.sh persist enable|disable UNIT...  whether the units start at boot (after the start)
@@ -32,6 +33,11 @@
 # Names from the manifest or a source host (databases, units, paths) are data: one argument
 # each, psql variables or format('%I') in SQL, quoted for the target's shell, never pasted
 # into SQL or a command line. Secrets (verifier, password) only on stdin.
+#
+# ROLE is the replication role of one system's database (secret_files.replication_account:
+# migrate_repl_ and 16 hex digits), never shared. An earlier version's shared role
+# (migrate_replicator) goes once no pg_hba line admits it any more: each database it served
+# had its own line, removed when its subscription is pointed at ROLE or it is unpublished.
 #
 # $MIGRATE_SSH is the ssh command to the target (migration key, host key checked).
 # Prints "changed" when it changed something.
@@ -247,7 +253,15 @@ copy() {
 
 # ---- logical replication: the target subscribes to the source while it serves; at the
 # cutover a marker row written after the freeze tells when the target has applied everything.
-REPLICATOR=migrate_replicator
+LEGACY_ROLE=migrate_replicator  # an earlier version's, shared by every database of the host
+# ROLE as the transfer computed it; no other name reaches SQL or pg_hba.conf.
+role_name() {
+    if ! [[ "$1" =~ ^migrate_repl_[0-9a-f]{16}$ ]]; then
+        echo "$(q "$1") is not a replication role of migrate (migrate_repl_ and 16 hex digits)" >&2
+        exit 2
+    fi
+    printf '%s' "$1"
+}
 on_source_db() { local db="$1"; shift; as_postgres psql -XAt -v ON_ERROR_STOP=1 -d "$(conn "$db")" "$@"; }
 on_target_db() {  # on_target_db DB [PSQL OPTION]...: SQL on stdin, run by psql on the target
     local db="$1" options="" option
@@ -285,15 +299,15 @@ keyless_tables() {
               SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)"
 }
 
-# The pg_hba.conf line admitting the subscription to DB from ADDRESS (name quoted): 127.0.0.1,
-# where the replication tunnel ends; the target's own address in earlier versions, which
-# connected straight to this host's port.
-hba_line() {  # hba_line DB ADDRESS
+# The pg_hba.conf line admitting ROLE's subscription to DB from ADDRESS (name quoted):
+# 127.0.0.1, where the replication tunnel ends; the target's own address in earlier versions,
+# which connected straight to this host's port.
+hba_line() {  # hba_line DB ADDRESS ROLE
     if [[ "$1" == *[[:cntrl:]\"]* ]] || ! [[ "$2" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then
         echo "database $(q "$1") or address $(q "$2") does not fit a pg_hba.conf line" >&2
         return 1
     fi
-    printf 'host    "%s"  %s  %s/32  scram-sha-256' "$1" "$REPLICATOR" "$2"
+    printf 'host    "%s"  %s  %s/32  scram-sha-256' "$1" "$3" "$2"
 }
 TUNNEL_END=127.0.0.1  # where the tunnel's connections reach this host's PostgreSQL
 
@@ -328,13 +342,14 @@ tunnel_running() {
     exit 1
 }
 
-# The role the target subscribes as, with the SCRAM verifier on stdin; prints "same" when it
-# was already so. The verifier travels as COPY data and reaches ALTER ROLE inside the server:
-# no argument list and no logged statement holds it.
+# The role the target subscribes as (replicator_role ROLE), with the SCRAM verifier on stdin;
+# prints "same" when it was already so. The verifier travels as COPY data and reaches ALTER
+# ROLE inside the server: no argument list and no logged statement holds it.
 replicator_role() {
     local verifier
     IFS= read -r verifier
     { cat <<'SQL'
+SELECT set_config('migrate.role', :'role', false) \g /dev/null
 CREATE TEMP TABLE migrate_secret (verifier text NOT NULL);
 COPY migrate_secret FROM STDIN (FORMAT csv, DELIMITER E'\x01', QUOTE E'\x02');
 SQL
@@ -344,25 +359,28 @@ SELECT CASE WHEN r.rolname IS NULL THEN 'missing'
             WHEN r.rolpassword IS DISTINCT FROM s.verifier OR NOT r.rolreplication
                  OR NOT r.rolcanlogin THEN 'differs'
             ELSE 'same' END
-FROM migrate_secret s LEFT JOIN pg_authid r ON r.rolname = 'migrate_replicator';
+FROM migrate_secret s LEFT JOIN pg_authid r ON r.rolname = current_setting('migrate.role');
 DO $$
+DECLARE
+    wanted text := current_setting('migrate.role');
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'migrate_replicator') THEN
-        CREATE ROLE migrate_replicator;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = wanted) THEN
+        EXECUTE format('CREATE ROLE %I', wanted);
     END IF;
-    EXECUTE format('ALTER ROLE migrate_replicator WITH LOGIN REPLICATION PASSWORD %L',
+    EXECUTE format('ALTER ROLE %I WITH LOGIN REPLICATION PASSWORD %L', wanted,
                    (SELECT verifier FROM migrate_secret));
 EXCEPTION WHEN OTHERS THEN  -- raised again without the statement, which holds the verifier
-    RAISE EXCEPTION 'setting up the role migrate_replicator failed: %', SQLERRM;
+    RAISE EXCEPTION 'setting up the replication role % failed: %', wanted, SQLERRM;
 END $$;
 SQL
-    } | on_source_db postgres -q
+    } | on_source_db postgres -q -v role="$1"
 }
 
-publish() {  # the SCRAM verifier on stdin
-    local db="$1" changed="" keyless role hba line direct
-    line="$(hba_line "$db" "$TUNNEL_END")"
-    direct="$(hba_line "$db" "$target")"
+publish() {  # publish DB ROLE, the SCRAM verifier on stdin
+    local db="$1" name changed="" keyless role hba line direct
+    name="$(role_name "$2")"
+    line="$(hba_line "$db" "$TUNNEL_END" "$name")"
+    direct="$(hba_line "$db" "$target" "$LEGACY_ROLE")"
     keyless="$(keyless_tables "$db")"
     if [ -n "$keyless" ]; then
         echo "final dump instead of logical replication: no primary key on $keyless"
@@ -375,7 +393,7 @@ publish() {  # the SCRAM verifier on stdin
         echo "restarted PostgreSQL for wal_level = logical"
         changed=changed
     fi
-    role="$(replicator_role)"
+    role="$(replicator_role "$name")"
     [ "$role" = same ] || changed=changed
     if [ "$(on_source_db "$db" -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'migrate' AND tablename = 'cutover_marker'")" = 0 ]; then
         on_source_db "$db" -c "CREATE SCHEMA IF NOT EXISTS migrate;
@@ -383,7 +401,8 @@ publish() {  # the SCRAM verifier on stdin
         changed=changed
     fi
     # Reading rights as a role membership, not per-table grants: dumps stay free of them.
-    on_source_db postgres -c "GRANT pg_read_all_data TO $REPLICATOR" > /dev/null 2>&1
+    on_source_db postgres -v role="$name" > /dev/null 2>&1 \
+        <<< "SELECT format('GRANT pg_read_all_data TO %I', :'role') \gexec"
     if ! published "$db"; then
         on_source_db "$db" -v pub="migrate_$db" > /dev/null \
             <<< "SELECT format('CREATE PUBLICATION %I FOR ALL TABLES', :'pub') \gexec"
@@ -397,7 +416,7 @@ publish() {  # the SCRAM verifier on stdin
     fi
     # an earlier version's lines for the target's own address: nothing connects from there now
     if [ "$target" != "$TUNNEL_END" ]; then
-        hba_drop "$direct" "host    $db  $REPLICATOR  $target/32  scram-sha-256"
+        hba_drop "$direct" "host    $db  $LEGACY_ROLE  $target/32  scram-sha-256"
     fi
     [ -z "$changed" ] || echo changed
 }
@@ -418,20 +437,21 @@ conninfo_sql() {
 SELECT string_agg(k || '=''' || replace(replace(v, '\', '\\'), '''', '\''') || '''', ' ')
        AS conninfo
 FROM (VALUES ('host', '127.0.0.1'), ('port', :'port'), ('dbname', :'db'),
-             ('user', 'migrate_replicator'), ('passfile', :'passfile')) AS c (k, v) \gset
+             ('user', :'role'), ('passfile', :'passfile')) AS c (k, v) \gset
 SQL
 }
-create_subscription() {  # create_subscription DB PORT
+create_subscription() {  # create_subscription DB PORT ROLE
     { conninfo_sql
       cat <<'SQL'
 SELECT format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I', 'migrate_' || :'db',
               :'conninfo', 'migrate_' || :'db') \gexec
 SQL
-    } | on_target_db "$1" -q -v db="$1" -v port="$2" -v passfile="$(passfile_of "$1")" > /dev/null
+    } | on_target_db "$1" -q -v db="$1" -v port="$2" -v role="$3" \
+            -v passfile="$(passfile_of "$1")" > /dev/null
 }
-# A subscription of an earlier version (straight to this host's address) pointed at the
-# tunnel instead; prints 1 when it was elsewhere, else 0.
-point_subscription() {  # point_subscription DB PORT
+# A subscription of an earlier version (straight to this host's address, or as the shared
+# role) pointed at the tunnel as ROLE instead; prints 1 when it was elsewhere, else 0.
+point_subscription() {  # point_subscription DB PORT ROLE
     { conninfo_sql
       cat <<'SQL'
 SELECT count(*) FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
@@ -442,11 +462,37 @@ FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
 WHERE d.datname = current_database() AND s.subname = 'migrate_' || :'db'
   AND s.subconninfo IS DISTINCT FROM :'conninfo' \gexec
 SQL
-    } | on_target_db "$1" -q -v db="$1" -v port="$2" -v passfile="$(passfile_of "$1")"
+    } | on_target_db "$1" -q -v db="$1" -v port="$2" -v role="$3" -v passfile="$(passfile_of "$1")"
 }
 
-subscribe() {  # the replication password on stdin
-    local db="$1" port="$3" password pointed
+# ROLE's password (stdin) in DB's passfile on the target, the only line libpq finds there.
+write_passfile() {  # write_passfile DB ROLE
+    local password
+    IFS= read -r password
+    password="${password//\\/\\\\}"
+    printf '*:*:*:%s:%s\n' "$2" "${password//:/\\:}" \
+        | on_target_run target_write_passfile "$(passfile_of "$1")"
+}
+
+# An earlier version's pg_hba lines of DB for the shared role gone (its subscription now
+# reads as DB's own role, or it is unpublished); the shared role too once no line admits it
+# (no database of this host replicates as it any more). Sets the caller's "changed".
+drop_legacy_role() {  # drop_legacy_role DB
+    local hba tunnel direct
+    tunnel="$(hba_line "$1" "$TUNNEL_END" "$LEGACY_ROLE")"
+    direct="$(hba_line "$1" "$target" "$LEGACY_ROLE")"
+    hba_drop "$tunnel" "$direct" "host    $1  $LEGACY_ROLE  $target/32  scram-sha-256"
+    hba="$(on_source_db postgres -c 'SHOW hba_file')"
+    if ! grep -qE "[[:space:]]$LEGACY_ROLE[[:space:]]+[0-9.]+/32[[:space:]]" "$hba" \
+        && [ "$(on_source_db postgres -c "SELECT count(*) FROM pg_roles WHERE rolname = '$LEGACY_ROLE'")" = 1 ]; then
+        on_source_db postgres -c "DROP ROLE $LEGACY_ROLE" > /dev/null
+        changed=changed
+    fi
+}
+
+subscribe() {  # subscribe DB TARGET PORT ROLE, the replication password on stdin
+    local db="$1" port="$3" name password pointed changed=""
+    name="$(role_name "$4")"
     IFS= read -r password
     if ! [[ "$port" =~ ^[1-9][0-9]{0,4}$ ]]; then
         echo "the replication tunnel's port $(q "$port") is not a port number" >&2
@@ -457,25 +503,27 @@ subscribe() {  # the replication password on stdin
         return 0
     fi
     if subscribed "$db"; then
-        pointed="$(point_subscription "$db" "$port")"
+        # the passfile first: a subscription pointed at ROLE finds its password at once
+        printf '%s\n' "$password" | write_passfile "$db" "$name"
+        pointed="$(point_subscription "$db" "$port" "$name")"
         wait_in_step "$db"
         remember_subscribed "$db"
-        if [ "$pointed" = 0 ]; then echo unchanged; else echo changed; fi
+        drop_legacy_role "$db"
+        if [ "$pointed" = 0 ] && [ -z "$changed" ]; then echo unchanged; else echo changed; fi
         return 0
     fi
     remote "runuser -u postgres -- dropdb --if-exists --force -- $(q "$db")"
     as_postgres pg_dump --schema-only --create --no-publications --no-subscriptions -d "$(conn "$db")" \
         | remote "runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres" > /dev/null
-    password="${password//\\/\\\\}"
-    printf '*:*:*:%s:%s\n' "$REPLICATOR" "${password//:/\\:}" \
-        | on_target_run target_write_passfile "$(passfile_of "$db")"
-    if ! create_subscription "$db" "$port"; then
+    printf '%s\n' "$password" | write_passfile "$db" "$name"
+    if ! create_subscription "$db" "$port" "$name"; then
         remote "rm -f -- $(q "$(passfile_of "$db")")"
         echo "subscribing the target to $db failed" >&2
         exit 1
     fi
     wait_in_step "$db"
     remember_subscribed "$db"
+    drop_legacy_role "$db"
     echo changed
 }
 
@@ -511,35 +559,23 @@ catch_up() {  # the source is frozen: wait until the marker arrives, then copy t
 }
 
 unsubscribe() {  # once the targets serve: end the subscription (its slot on the source too)
-    local db="$1"
+    local db="$1" changed
     subscribed_here "$db" || return 0
     on_target_db "$db" -q -v sub="migrate_$db" > /dev/null <<'SQL'
 SELECT format('DROP SUBSCRIPTION IF EXISTS %I', :'sub') \gexec
 DROP SCHEMA IF EXISTS migrate CASCADE;
 SQL
     remote "rm -f -- $(q "$(passfile_of "$db")")"
+    drop_legacy_role "$db"  # a subscription an earlier version made and none pointed since
     remember_writes "$db" "$(writes_of "$db")"
     rm -f "$STATE/subscribed-$(state_name "$db")"
     echo changed
 }
 
-# Whether a slot of migrate remains or any database here still has a publication of migrate.
-replication_in_use() {
-    local db
-    [ "$(on_source_db postgres -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'migrate\_%'")" = 0 ] \
-        || return 0
-    while IFS= read -r -d '' db; do
-        [ "$(on_source_db "$db" -c "SELECT count(*) FROM pg_publication WHERE pubname LIKE 'migrate\_%'")" = 0 ] \
-            || return 0
-    done < <(on_source_db postgres -0 -c "SELECT datname FROM pg_database WHERE datallowconn")
-    return 1
-}
-
-unpublish() {  # what publish left, once the source is decommissioned; the role with the last
-    local db="$1" changed="" line direct old  # publication of migrate (it reads every table)
-    line="$(hba_line "$db" "$TUNNEL_END")"
-    direct="$(hba_line "$db" "$target")"  # as earlier versions wrote it, and before them:
-    old="host    $db  $REPLICATOR  $target/32  scram-sha-256"
+unpublish() {  # unpublish DB ROLE: what publish left, once the source is decommissioned
+    local db="$1" name changed="" line
+    name="$(role_name "$2")"
+    line="$(hba_line "$db" "$TUNNEL_END" "$name")"
     if published "$db"; then
         on_source_db "$db" -v pub="migrate_$db" > /dev/null \
             <<< "SELECT format('DROP PUBLICATION %I', :'pub') \gexec"
@@ -553,10 +589,11 @@ unpublish() {  # what publish left, once the source is decommissioned; the role 
         on_source_db "$db" -c "DROP SCHEMA migrate CASCADE" > /dev/null
         changed=changed
     fi
-    hba_drop "$line" "$direct" "$old"
-    if [ "$(on_source_db postgres -c "SELECT count(*) FROM pg_roles WHERE rolname = '$REPLICATOR'")" = 1 ] \
-        && ! replication_in_use; then
-        on_source_db postgres -c "DROP ROLE $REPLICATOR" > /dev/null
+    hba_drop "$line"
+    drop_legacy_role "$db"  # an earlier version's lines of DB, and its role once unused
+    if [ "$(on_source_db postgres -v role="$name" <<< "SELECT count(*) FROM pg_roles WHERE rolname = :'role'")" = 1 ]; then
+        on_source_db postgres -v role="$name" > /dev/null \
+            <<< "SELECT format('DROP ROLE %I', :'role') \gexec"
         changed=changed
     fi
     [ -z "$changed" ] || echo changed
@@ -567,17 +604,17 @@ shift || true
 case "$mode" in
     sums) db_sums "$1" ;;
     copy) target="$2"; copy "$1" ;;
-    publish) target="$2"; publish "$1" ;;
+    publish) target="$2"; publish "$1" "${3-}" ;;
     subscribe) target="$2"; subscribe "$@" ;;
-    unpublish) target="$2"; unpublish "$1" ;;
+    unpublish) target="$2"; unpublish "$1" "${3-}" ;;
     unsubscribe) target="$1"; shift; for db in "$@"; do unsubscribe "$db"; done ;;
     freeze) freeze "$@" ;;
     final) target="$1"; shift; final "$@" ;;
     start) start "$@" ;;
     persist) persist "$@" ;;
     preview) target="$1"; preview "$@" ;;
-    *) echo "usage: $0 sums DB | copy DB TARGET | publish DB TARGET (verifier on stdin)" \
-            "| subscribe DB TARGET PORT (password on stdin) | unsubscribe TARGET DB..." \
-            "| unpublish DB TARGET | freeze RECORD UNIT... | persist enable|disable UNIT..." \
+    *) echo "usage: $0 sums DB | copy DB TARGET | publish DB TARGET ROLE (verifier on stdin)" \
+            "| subscribe DB TARGET PORT ROLE (password on stdin) | unsubscribe TARGET DB..." \
+            "| unpublish DB TARGET ROLE | freeze RECORD UNIT... | persist enable|disable UNIT..." \
             "| final TARGET ITEM... | start UNIT PORT PATH... | preview TARGET ITEM..." >&2; exit 2 ;;
 esac

@@ -16,16 +16,23 @@
 #   move_mariadb.sh final TARGET DB...    with the source frozen: each DB dumped again when
 #                                         its rows changed since the copy
 #   move_mariadb.sh preview TARGET DB...  what final or catch_up would do (check mode)
-#   move_mariadb.sh replicate TARGET PORT DB...   (the replication password, then its hash,
-#                                         on stdin) TARGET a replica of this server for DB...
-#                                         through the replication tunnel (PORT on TARGET's
-#                                         loopback), seeded by one dump at its GTID position,
-#                                         unless already one; returns once it is in step
+#   move_mariadb.sh replicate TARGET PORT ACCOUNT DB...   (the replication password, then
+#                                         its hash, on stdin) TARGET a replica of this server
+#                                         for DB..., as ACCOUNT, through the replication tunnel
+#                                         (PORT on TARGET's loopback), seeded by one dump at its
+#                                         GTID position, unless already one; returns once it is
+#                                         in step
 #   move_mariadb.sh catch_up TARGET DB... with the source frozen: a replicated DB once TARGET
 #                                         applied every write (then no replica, no account);
 #                                         any other as final
-#   move_mariadb.sh unreplicate TARGET DB...  the replication account here dropped
+#   move_mariadb.sh unreplicate TARGET ACCOUNT DB...  the replication account here dropped
 #   move_mariadb.sh stop_replica          (on a target) no replica left
+#
+# ACCOUNT is the replication account of one system's database (the first it replicates:
+# one replica a source host; secret_files.replication_account: migrate_repl_ and 16 hex
+# digits), never shared. This host remembers which account replicates each DB; an earlier
+# version's shared account (migrate_replicator) goes with the last database remembered as
+# replicated by it.
 #
 # Names from the manifest or this host (databases, users, tables) are data: one argument
 # each, SQL string literals or backtick identifiers with their quotes doubled, never pasted
@@ -248,16 +255,65 @@ preview() {
 # stdin, this server only its hash; neither is written to this server's binlog. The replica
 # connects through the replication tunnel (replication_tunnel.sh: this host's ssh to its
 # target), to a port on the target's loopback, and this server sees it come from its own.
-REPLICATOR=migrate_replicator
+LEGACY_ACCOUNT=migrate_replicator  # an earlier version's, shared by every replica of the host
 TUNNEL_END=127.0.0.1  # on both hosts: where the replica connects, where it comes from here
 sync_timeout_s() { printf '%d' "${MIGRATE_SYNC_TIMEOUT_S:-14400}"; }
-# Where this host remembers that its target replicates a database (so the cutover needs no
-# round trip to find out).
+# Where this host remembers that its target replicates a database, and as which account (so
+# the cutover needs no round trip to find out); an earlier version's file is empty.
 replicated_file() { printf '%s/mariadb-replicated-%s' "$STATE" "$(state_name "$1")"; }
 replicated_here() { [ -e "$(replicated_file "$1")" ]; }
-# The replication account: at the tunnel's end; at the target's address in earlier versions
-# (replicator "$target"), whose replica connected straight to this server.
-replicator() { printf '%s@%s' "$(literal "$REPLICATOR")" "$(literal "${1:-$TUNNEL_END}")"; }
+# ACCOUNT as the transfer computed it; no other name reaches SQL.
+account_name() {
+    if ! [[ "$1" =~ ^migrate_repl_[0-9a-f]{16}$ ]]; then
+        echo "$(literal "$1") is not a replication account of migrate (migrate_repl_ and 16" \
+             "hex digits)" >&2
+        exit 2
+    fi
+    printf '%s' "$1"
+}
+# A replication account (replicator ACCOUNT [HOST]): at the tunnel's end; at the target's
+# address in earlier versions, whose replica connected straight to this server.
+replicator() { printf '%s@%s' "$(literal "$1")" "$(literal "${2:-$TUNNEL_END}")"; }
+
+# The accounts this host remembers its target replicating DB... as, one a line: "legacy"
+# for an earlier version's (the shared account).
+remembered_accounts() {
+    local db file account
+    for db in "$@"; do
+        file="$(replicated_file "$db")"
+        [ -e "$file" ] || continue
+        account="$(cat "$file")"
+        if [ -z "$account" ]; then echo legacy; else account_name "$account"; echo; fi
+    done | LC_ALL=C sort -u
+}
+# Whether a database of this host is still remembered as replicated by the shared account.
+legacy_claimed() {
+    [ -d "$STATE" ] && find "$STATE" -maxdepth 1 -name 'mariadb-replicated-*' -empty | grep -q .
+}
+
+# Each ACCOUNT... dropped ("legacy": the shared account, once no database is remembered as
+# replicated by it), and the shared account at the target's own address that versions before
+# the tunnel made; prints "changed" when one was there.
+drop_replicators() {  # drop_replicators ACCOUNT...
+    local account pairs="" names=""
+    for account in "$@"; do
+        if [ "$account" = legacy ]; then
+            legacy_claimed && continue
+            account="$LEGACY_ACCOUNT"
+        else
+            account="$(account_name "$account")"
+        fi
+        pairs+="($(literal "$account"), $(literal "$TUNNEL_END")), "
+        names+="$(replicator "$account"), "
+    done
+    pairs+="($(literal "$LEGACY_ACCOUNT"), $(literal "$target"))"
+    names+="$(replicator "$LEGACY_ACCOUNT" "$target")"
+    if [ "$(sql <<< "SELECT COUNT(*) FROM mysql.user WHERE (user, host) IN ($pairs)")" = 0 ]; then
+        return 0
+    fi
+    sql <<< "SET SESSION sql_log_bin = 0; DROP USER IF EXISTS $names;"
+    echo changed
+}
 
 # The replication filter of DB...: "DB.%" each, its "\", "%" and "_" escaped; a name holding
 # "," or "." does not fit one.
@@ -286,33 +342,25 @@ binlog_ready() {
     fi
 }
 
-# The account the target replicates as, made from the password's hash on stdin (and an
-# earlier version's at the target's address dropped); prints "same" when it already was so.
+# The account the target replicates as (replicator_account ACCOUNT), made from the
+# password's hash on stdin; prints "same" when it already was so.
 replicator_account() {
-    local hash
+    local account hash
+    account="$(account_name "$1")"
     IFS= read -r hash
     if ! [[ "$hash" =~ ^\*[0-9A-F]{40}$ ]]; then
         echo "the replication password's hash is not a mysql_native_password hash" >&2
         exit 1
     fi
-    if [ "$(sql <<< "SELECT CONCAT(SUM(host = $(literal "$TUNNEL_END") AND authentication_string = $(literal "$hash") AND Repl_slave_priv = 'Y'), '/', SUM(host = $(literal "$target"))) FROM mysql.user WHERE user = $(literal "$REPLICATOR")")" = 1/0 ]; then
+    if [ "$(sql <<< "SELECT COUNT(*) FROM mysql.user WHERE user = $(literal "$account") AND host = $(literal "$TUNNEL_END") AND authentication_string = $(literal "$hash") AND Repl_slave_priv = 'Y'")" = 1 ]; then
         echo same
         return 0
     fi
     sql <<SQL
 SET SESSION sql_log_bin = 0;
-DROP USER IF EXISTS $(replicator "$target");
-CREATE OR REPLACE USER $(replicator) IDENTIFIED BY PASSWORD $(literal "$hash");
-GRANT REPLICATION SLAVE ON *.* TO $(replicator);
+CREATE OR REPLACE USER $(replicator "$account") IDENTIFIED BY PASSWORD $(literal "$hash");
+GRANT REPLICATION SLAVE ON *.* TO $(replicator "$account");
 SQL
-}
-
-drop_replicator() {  # prints "changed" when an account was there (an earlier version's too)
-    if [ "$(sql <<< "SELECT COUNT(*) FROM mysql.user WHERE user = $(literal "$REPLICATOR") AND host IN ($(literal "$TUNNEL_END"), $(literal "$target"))")" = 0 ]; then
-        return 0
-    fi
-    sql <<< "SET SESSION sql_log_bin = 0; DROP USER IF EXISTS $(replicator), $(replicator "$target");"
-    echo changed
 }
 
 # Runs on the target: its replica's SHOW SLAVE STATUS as NAME=VALUE lines (none without one).
@@ -328,18 +376,19 @@ on_target_replica() {
     remote "bash -c $(q "set -euo pipefail; $(declare -f literal sql exists target_replica_status "$fn"); $fn \"\$@\"") $fn$args"
 }
 
-# Runs on the target: "running" when it replicates SOURCE:PORT as the replication account by
-# GTID through FILTER, both threads running, and holds every DB; else "none" or "stopped".
-target_replica_state() {
-    local source="$1" port="$2" filter="$3" status db
-    shift 3
+# Runs on the target: "running" when it replicates SOURCE:PORT as ACCOUNT by GTID through
+# FILTER, both threads running, and holds every DB; else "none" or "stopped" (an earlier
+# version's replica, as the shared account, too: the transfer seeds it again as ACCOUNT).
+target_replica_state() {  # target_replica_state SOURCE PORT FILTER ACCOUNT DB...
+    local source="$1" port="$2" filter="$3" account="$4" status db
+    shift 4
     status="$(target_replica_status)"
     if [ -z "$status" ]; then echo none; return 0; fi
     for db in "$@"; do exists "$db" || { echo stopped; return 0; }; done
     if grep -qxF -e Slave_IO_Running=Yes <<< "$status" && grep -qxF Slave_SQL_Running=Yes <<< "$status" \
         && grep -qxF "Master_Host=$source" <<< "$status" \
         && grep -qxF "Master_Port=$port" <<< "$status" \
-        && grep -qxF "Master_User=migrate_replicator" <<< "$status" \
+        && grep -qxF "Master_User=$account" <<< "$status" \
         && grep -qxF "Using_Gtid=Slave_Pos" <<< "$status" \
         && grep -qxF "Replicate_Wild_Do_Table=$filter" <<< "$status"; then
         echo running
@@ -355,14 +404,14 @@ target_stop_replica() {
     echo changed
 }
 
-# Runs on the target: replicate SOURCE through FILTER from the GTID position the dump set,
-# the password on stdin (kept by the server until RESET SLAVE ALL).
-target_start_replica() {
+# Runs on the target: replicate SOURCE as ACCOUNT through FILTER from the GTID position the
+# dump set, the password on stdin (kept by the server until RESET SLAVE ALL).
+target_start_replica() {  # target_start_replica SOURCE FILTER PORT ACCOUNT
     local password
     IFS= read -r password
     sql <<SQL
 CHANGE MASTER TO MASTER_HOST = $(literal "$1"), MASTER_PORT = $3,
-    MASTER_USER = 'migrate_replicator', MASTER_PASSWORD = $(literal "$password"),
+    MASTER_USER = $(literal "$4"), MASTER_PASSWORD = $(literal "$password"),
     MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 5;
 SET GLOBAL replicate_wild_do_table = $(literal "$2");
 START SLAVE;
@@ -413,13 +462,15 @@ distinct_server_ids() {
     fi
 }
 
-# replicate PORT DB... (the password, then its hash, on stdin): the target a replica of this
-# server for DB..., through the replication tunnel (PORT on the target's loopback), seeded by
-# one consistent dump (one GTID position for all), unless it already is one in step; returns
-# once it has applied what this server wrote until now.
+# replicate PORT ACCOUNT DB... (the password, then its hash, on stdin): the target a replica
+# of this server for DB... as ACCOUNT, through the replication tunnel (PORT on the target's
+# loopback), seeded by one consistent dump (one GTID position for all), unless it already is
+# one in step; returns once it has applied what this server wrote until now. The accounts it
+# replicated DB... as before (an earlier version's, another database's) go.
 replicate() {
-    local port="$1" password hash filter db changed=""
-    shift
+    local port="$1" account password hash filter db previous dropped changed=""
+    account="$(account_name "$2")"
+    shift 2
     IFS= read -r password
     IFS= read -r hash
     if ! [[ "$port" =~ ^[1-9][0-9]{0,4}$ ]]; then
@@ -433,19 +484,23 @@ replicate() {
     done
     filter="$(wild_tables "$@")"
     distinct_server_ids
-    [ "$(printf '%s\n' "$hash" | replicator_account)" = same ] || changed=changed
-    if [ "$(on_target_replica target_replica_state "$TUNNEL_END" "$port" "$filter" "$@" < /dev/null)" != running ]; then
+    previous="$(remembered_accounts "$@")"
+    [ "$(printf '%s\n' "$hash" | replicator_account "$account")" = same ] || changed=changed
+    if [ "$(on_target_replica target_replica_state "$TUNNEL_END" "$port" "$filter" "$account" "$@" < /dev/null)" != running ]; then
         on_target_replica target_stop_replica < /dev/null > /dev/null
         mariadb-dump --single-transaction --gtid --master-data=1 --quick --routines --triggers \
             --events --hex-blob --add-drop-database --databases "$@" | remote "mariadb --batch"
         printf '%s\n' "$password" \
-            | on_target_replica target_start_replica "$TUNNEL_END" "$filter" "$port"
+            | on_target_replica target_start_replica "$TUNNEL_END" "$filter" "$port" "$account"
         changed=changed
     fi
     on_target_replica target_wait_replica "$(sql <<< 'SELECT @@GLOBAL.gtid_binlog_pos')" \
         "$(sync_timeout_s)" "$filter" < /dev/null
     mkdir -p -m 0700 "$STATE"
-    for db in "$@"; do touch "$(replicated_file "$db")"; done
+    for db in "$@"; do printf '%s\n' "$account" > "$(replicated_file "$db")"; done
+    previous="$(grep -vxF -- "$account" <<< "$previous" || true)"
+    dropped="$(drop_replicators $previous)"  # one account a line, each a plain word
+    [ -z "$dropped" ] || changed=changed
     [ -z "$changed" ] || echo changed
 }
 
@@ -453,7 +508,7 @@ replicate() {
 # every write of this server (then no replica, no replication account left); any other DB
 # by final (dumped again when its rows changed since the copy).
 catch_up() {
-    local db
+    local db accounts
     local -a replicated=() dumped=()
     for db in "$@"; do
         if replicated_here "$db"; then replicated+=("$db"); else dumped+=("$db"); fi
@@ -463,20 +518,26 @@ catch_up() {
     on_target_replica target_wait_replica "$(sql <<< 'SELECT @@GLOBAL.gtid_binlog_pos')" \
         "$(sync_timeout_s)" "$(wild_tables "${replicated[@]}")" < /dev/null
     on_target_replica target_stop_replica < /dev/null > /dev/null
-    drop_replicator > /dev/null
+    accounts="$(remembered_accounts "${replicated[@]}")"
     for db in "${replicated[@]}"; do
         remember_sums "$db" "$(db_sums "$db")"
         rm -f "$(replicated_file "$db")"
     done
+    drop_replicators $accounts > /dev/null  # one account a line, each a plain word
     echo changed
 }
 
-# unreplicate TARGET DB... (rollback, decommission): no replication account here, nothing
-# remembered; the target's replica is stopped by stop_replica there.
+# unreplicate ACCOUNT DB... (rollback, decommission): no replication account of DB... here
+# (ACCOUNT, and any this host remembers for them), nothing remembered; the target's replica
+# is stopped by stop_replica there.
 unreplicate() {
-    local db
-    drop_replicator
+    local account db accounts
+    account="$(account_name "$1")"
+    shift
+    accounts="$(remembered_accounts "$@")"
+    accounts="$(grep -vxF -- "$account" <<< "$accounts" || true)"
     for db in "$@"; do rm -f "$(replicated_file "$db")"; done
+    drop_replicators "$account" $accounts  # one account a line, each a plain word
 }
 
 mode="${1:-}"
@@ -494,6 +555,7 @@ case "$mode" in
     stop_replica) if command -v mariadb > /dev/null; then target_stop_replica; fi ;;
     *) echo "usage: $0 sums DB | users USER TARGET [FROM TO]... | mapped USER [FROM TO]..." \
             "| copy DB TARGET | final TARGET DB..." \
-            "| preview TARGET DB... | replicate TARGET PORT DB..." \
-            "| catch_up TARGET DB... | unreplicate TARGET DB... | stop_replica" >&2; exit 2 ;;
+            "| preview TARGET DB... | replicate TARGET PORT ACCOUNT DB..." \
+            "| catch_up TARGET DB... | unreplicate TARGET ACCOUNT DB... | stop_replica" >&2
+        exit 2 ;;
 esac

@@ -208,7 +208,8 @@ def taken_down_after(estate: Path, system: str, run_cli: Callable) -> Iterator[P
         if (estate / ".migrate" / "plan.json").exists():
             if cutover_to_undo(estate, system):
                 commands.append(("rollback", str(estate), "--system", system))
-            commands.append(("destroy", str(estate), "--yes"))
+            # the sources go next, whatever the move left on them
+            commands.append(("destroy", str(estate), "--yes", "--leave-source-traces"))
         commands.append(("sandbox", "down", str(estate)))
         for command in commands:
             done = run_cli(*command)

@@ -39,6 +39,7 @@ from migrate.core import state
 from migrate.orchestrate import pipeline
 from migrate.rehearsal.sandbox import hostkeys, mirror
 from migrate.stages import trust
+from migrate.stages.move.secret_files import replication_account
 from tests.foreign import estate as wiki_estate
 from tests.foreign import mariadb_server, world
 from tests.foreign.mariadb_server import ShopServer
@@ -163,8 +164,9 @@ REMEMBERED = "/var/lib/migrate/mariadb-sums-shop"  # move_mariadb.sh's sums of t
 
 
 REPLICA = "mariadb -N -B -e 'SHOW SLAVE STATUS'"
+ACCOUNT = replication_account(SYSTEM, "shop")  # the shop database's own replication account
 REPLICATION_ACCOUNTS = ("mariadb -N -B -e \"SELECT COUNT(*) FROM mysql.user"
-                        " WHERE user = 'migrate_replicator'\"")
+                        f" WHERE user IN ('{ACCOUNT}', 'migrate_replicator')\"")
 WRITE_ROW = "mariadb shop -e \"INSERT INTO events (what) VALUES ('written while replicated')\""
 COUNT_EVENTS = "mariadb -N -B shop -e 'SELECT COUNT(*) FROM events'"
 
@@ -199,7 +201,7 @@ TUNNEL_PORT = 13306  # the first source host's binlog_replication port on its ta
 TUNNEL_LEFT = ("systemctl list-units --all --plain --no-legend 'migrate-replication-tunnel-*';"
                " ls /etc/systemd/system | grep migrate-replication-tunnel; true")
 REPLICA_CONNECTIONS = ("mariadb -N -B -e \"SELECT SUBSTRING_INDEX(host, ':', 1)"
-                       " FROM information_schema.processlist WHERE user = 'migrate_replicator'\"")
+                       f" FROM information_schema.processlist WHERE user = '{ACCOUNT}'\"")
 
 
 def through_the_tunnel(target: world.Access, address: str, server: ShopServer,
@@ -209,6 +211,7 @@ def through_the_tunnel(target: world.Access, address: str, server: ShopServer,
     source sees it come from its own loopback (ssh's end of the tunnel), and no connection
     from the target's address reaches the source's port 3306."""
     assert "Master_Host: 127.0.0.1" in status and f"Master_Port: {TUNNEL_PORT}" in status, status
+    assert f"Master_User: {ACCOUNT}\n" in status, status  # the database's own account
     assert '"sshd"' in target.check(address, f"ss -Hltnp 'sport = :{TUNNEL_PORT}'")
     assert server.ssh(f"systemctl is-active {TUNNEL}").strip() == "active"
     assert set(server.ssh(REPLICA_CONNECTIONS).split()) <= {"localhost", "127.0.0.1"}

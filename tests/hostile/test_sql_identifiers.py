@@ -37,6 +37,7 @@ from migrate.adapters.access import CommandResult, Login, SourceSession
 from migrate.rehearsal.legacy.units import scram_verifier
 from migrate.stages.discovery import probes
 from migrate.stages.move import compare_tables, parse_table_sums
+from migrate.stages.move.secret_files import replication_account
 
 pytestmark = pytest.mark.slow
 
@@ -269,33 +270,74 @@ def publication(cluster: Cluster, db: str) -> str:
                        db=dbname(db), p=f"migrate_{db}")
 
 
-def replicator(cluster: Cluster) -> str:
-    return cluster.sql("SELECT count(*) FROM pg_roles WHERE rolname = 'migrate_replicator'")
+LEGACY = "migrate_replicator"  # the role every database of a host shared in earlier versions
 
 
-def publish(hosts: Hosts, db: str, password: str) -> subprocess.CompletedProcess:
+def role_of(db: str, system: str = "hostile-sys") -> str:
+    """The replication role the transfer gives a system's database (secret_files)."""
+    return replication_account(system, db)
+
+
+def replicator(cluster: Cluster, role: str = LEGACY) -> str:
+    return cluster.sql("SELECT count(*) FROM pg_roles WHERE rolname = :'r'", r=role)
+
+
+def publish(hosts: Hosts, db: str, password: str, role: str | None = None
+            ) -> subprocess.CompletedProcess:
     verifier = scram_verifier(password, secrets.token_bytes(16))
-    return hosts.script(MOVE, "publish", db, "127.0.0.1", stdin=verifier + "\n")
+    return hosts.script(MOVE, "publish", db, "127.0.0.1", role or role_of(db),
+                        stdin=verifier + "\n")
 
 
-def published_by_hand(cluster: Cluster, db: str) -> None:
-    """What publish leaves, made here: the role and the publication."""
-    cluster.sql("SELECT 'CREATE ROLE migrate_replicator LOGIN REPLICATION' WHERE NOT EXISTS ("
-                "SELECT FROM pg_roles WHERE rolname = 'migrate_replicator') \\gexec")
-    cluster.sql("GRANT pg_read_all_data TO migrate_replicator")
+def published_by_hand(cluster: Cluster, db: str, role: str, password: str = "") -> None:
+    """What publish leaves, made here: the role (LEGACY: an earlier version's, with its
+    pg_hba line for db) and the publication."""
+    cluster.sql("SELECT format('CREATE ROLE %I LOGIN REPLICATION', :'r') WHERE NOT EXISTS ("
+                "SELECT FROM pg_roles WHERE rolname = :'r') \\gexec", r=role)
+    if password:
+        cluster.sql("SELECT format('ALTER ROLE %I PASSWORD %L', :'r', :'v') \\gexec", r=role,
+                    v=scram_verifier(password, secrets.token_bytes(16)))
+    cluster.sql("SELECT format('GRANT pg_read_all_data TO %I', :'r') \\gexec", r=role)
     cluster.sql("SELECT format('CREATE PUBLICATION %I FOR ALL TABLES', :'p') \\gexec",
                 db=dbname(db), p=f"migrate_{db}")
+    if role == LEGACY:
+        with (cluster.data / "pg_hba.conf").open("a") as hba:
+            hba.write(f'host    "{db}"  {LEGACY}  127.0.0.1/32  scram-sha-256\n')
+        cluster.sql("SELECT pg_reload_conf()")
+
+
+def logs_in(cluster: Cluster, role: str, password: str, db: str) -> bool:
+    """Whether ROLE logs in to db over 127.0.0.1 (where the tunnel ends) with password."""
+    conninfo = f"host=127.0.0.1 port={cluster.port} user={role} {dbname(db)}"
+    done = subprocess.run([RUNUSER, "-u", "postgres", "--", "psql", "-XAtw", "-d", conninfo,
+                           "-c", "SELECT current_user"], capture_output=True, text=True,
+                          env={**os.environ, "PGPASSWORD": password, "PGPASSFILE": "/dev/null"},
+                          timeout=60, check=False)
+    return done.returncode == 0 and done.stdout.strip() == role
 
 
 def test_unpublish_pastes_no_database_name_into_sql(hosts: Hosts) -> None:
     make_database(hosts.source, HOSTILE_DB)
-    published_by_hand(hosts.source, HOSTILE_DB)
+    published_by_hand(hosts.source, HOSTILE_DB, role_of(HOSTILE_DB))
 
-    done = hosts.script(MOVE, "unpublish", HOSTILE_DB, "127.0.0.1")
+    done = hosts.script(MOVE, "unpublish", HOSTILE_DB, "127.0.0.1", role_of(HOSTILE_DB))
 
     assert hosts.canaries() == [], "a database name ran COPY ... TO PROGRAM"
     assert done.returncode == 0, done.stderr
     assert publication(hosts.source, HOSTILE_DB) == "0"
+    assert replicator(hosts.source, role_of(HOSTILE_DB)) == "0"
+
+
+def test_a_role_name_that_is_not_migrate_s_reaches_no_sql(hosts: Hosts) -> None:
+    db = unique("named")
+    make_database(hosts.source, db)
+    for mode, args in (("publish", [db, "127.0.0.1"]), ("unpublish", [db, "127.0.0.1"]),
+                       ("subscribe", [db, "127.0.0.1", "5432"])):
+        for role in (HOSTILE_ROLE, LEGACY, "postgres", ""):
+            done = hosts.script(MOVE, mode, *args, role, stdin="SCRAM-SHA-256$x\n")
+            assert done.returncode == 2 and "not a replication role" in done.stderr, (mode, role)
+    assert hosts.canaries() == []
+    assert publication(hosts.source, db) == "0"
 
 
 def test_publish_takes_the_verifier_on_stdin_and_logs_it_nowhere(hosts: Hosts) -> None:
@@ -303,36 +345,71 @@ def test_publish_takes_the_verifier_on_stdin_and_logs_it_nowhere(hosts: Hosts) -
     make_database(hosts.source, db)
     verifier = scram_verifier("replication-0123456789", secrets.token_bytes(16))
 
-    done = hosts.script(MOVE, "publish", db, "127.0.0.1", stdin=verifier + "\n")
+    done = hosts.script(MOVE, "publish", db, "127.0.0.1", role_of(db), stdin=verifier + "\n")
 
     assert done.returncode == 0, done.stderr
     assert "changed" in done.stdout.split("\n")
     assert hosts.source.sql("SELECT rolpassword FROM pg_authid "
-                            "WHERE rolname = 'migrate_replicator' AND rolreplication") == verifier
+                            "WHERE rolname = :'r' AND rolreplication", r=role_of(db)) == verifier
     assert publication(hosts.source, db) == "1"
     assert hosts.seen(verifier) == []
-    again = hosts.script(MOVE, "publish", db, "127.0.0.1", stdin=verifier + "\n")
+    again = hosts.script(MOVE, "publish", db, "127.0.0.1", role_of(db), stdin=verifier + "\n")
     assert (again.returncode, again.stdout) == (0, ""), again.stderr
     hba = (hosts.source.data / "pg_hba.conf").read_text()
-    assert f'host    "{db}"  migrate_replicator  127.0.0.1/32  scram-sha-256' in hba
-    assert hosts.script(MOVE, "unpublish", db, "127.0.0.1").returncode == 0
+    assert f'host    "{db}"  {role_of(db)}  127.0.0.1/32  scram-sha-256' in hba
+    assert hosts.script(MOVE, "unpublish", db, "127.0.0.1", role_of(db)).returncode == 0
 
 
-def test_the_replication_role_goes_with_the_last_publication(hosts: Hosts) -> None:
+def test_each_database_replicates_as_its_own_role_with_its_own_password(hosts: Hosts) -> None:
+    # two databases of one system, and a third system's, on one source host
+    first, second, third = unique("one"), unique("two"), unique("three")
+    made = {first: role_of(first), second: role_of(second), third: role_of(third, "other-sys")}
+    passwords = {db: f"replication-{secrets.token_hex(12)}" for db in made}
+    for db in made:
+        make_database(hosts.source, db)
+    assert publish(hosts, first, passwords[first], made[first]).returncode == 0
+    verifier = roles(hosts.source, [made[first]])[made[first]][0]
+
+    for db in (second, third):
+        done = publish(hosts, db, passwords[db], made[db])
+        assert done.returncode == 0, done.stderr
+
+    assert len(set(made.values())) == 3
+    assert roles(hosts.source, [made[first]])[made[first]][0] == verifier  # untouched
+    for db, role in made.items():
+        assert logs_in(hosts.source, role, passwords[db], db), role
+        assert not logs_in(hosts.source, role, passwords[second if db != second else first], db)
+    hba = (hosts.source.data / "pg_hba.conf").read_text()
+    assert LEGACY not in hba
+
+    # each unpublish removes its own role and line, nobody else's
+    done = hosts.script(MOVE, "unpublish", first, "127.0.0.1", made[first])
+    assert (done.returncode, done.stdout.split()) == (0, ["changed"]), done.stderr
+    assert replicator(hosts.source, made[first]) == "0"
+    assert logs_in(hosts.source, made[second], passwords[second], second)
+    assert logs_in(hosts.source, made[third], passwords[third], third)
+    for db in (second, third):
+        assert hosts.script(MOVE, "unpublish", db, "127.0.0.1", made[db]).returncode == 0
+    assert [replicator(hosts.source, role) for role in made.values()] == ["0", "0", "0"]
+    hba = (hosts.source.data / "pg_hba.conf").read_text()
+    assert not [role for role in made.values() if role in hba]
+
+
+def test_an_earlier_version_s_shared_role_goes_with_its_last_database(hosts: Hosts) -> None:
     first, second = unique("one"), unique("two")
     for db in (first, second):
         make_database(hosts.source, db)
-        published_by_hand(hosts.source, db)
+        published_by_hand(hosts.source, db, LEGACY)
 
-    assert hosts.script(MOVE, "unpublish", first, "127.0.0.1").returncode == 0
-    assert replicator(hosts.source) == "1"  # the other database still publishes
-    done = hosts.script(MOVE, "unpublish", second, "127.0.0.1")
+    assert hosts.script(MOVE, "unpublish", first, "127.0.0.1", role_of(first)).returncode == 0
+    assert replicator(hosts.source) == "1"  # the other database still replicates as it
+    done = hosts.script(MOVE, "unpublish", second, "127.0.0.1", role_of(second))
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["changed"]
     assert replicator(hosts.source) == "0"
     hba = (hosts.source.data / "pg_hba.conf").read_text()
-    assert "migrate_replicator" not in hba
+    assert LEGACY not in hba
 
 
 def wait_for(condition, timeout_s: float = 30) -> None:
@@ -358,18 +435,19 @@ def test_a_failed_subscription_leaves_the_password_nowhere(
     db, password = unique("failing"), f"replication-{secrets.token_hex(12)}"
     remembered.append(db)
     make_database(hosts.source, db)
-    published_by_hand(hosts.source, db)
+    published_by_hand(hosts.source, db, role_of(db))
     nothing = free_port()
 
     # Nothing listens on that port (no tunnel): CREATE SUBSCRIPTION fails on the target.
-    done = hosts.script(MOVE, "subscribe", db, "127.0.0.1", str(nothing), stdin=password + "\n")
+    done = hosts.script(MOVE, "subscribe", db, "127.0.0.1", str(nothing), role_of(db),
+                        stdin=password + "\n")
 
     assert done.returncode != 0
     assert hosts.target.sql("SELECT count(*) FROM pg_subscription") == "0"
     assert hosts.seen(password) == []
     assert password not in done.stderr + done.stdout
     assert not (PASSFILES / f"replication-{db}.pgpass").exists()
-    assert hosts.script(MOVE, "unpublish", db, "127.0.0.1").returncode == 0
+    assert hosts.script(MOVE, "unpublish", db, "127.0.0.1", role_of(db)).returncode == 0
 
 
 def test_the_subscription_reads_its_password_from_a_passfile_removed_at_the_end(
@@ -381,7 +459,8 @@ def test_the_subscription_reads_its_password_from_a_passfile_removed_at_the_end(
     assert publish(hosts, db, password).returncode == 0
 
     port = str(hosts.source.port)  # where the replication tunnel would end on the target
-    done = hosts.script(MOVE, "subscribe", db, "127.0.0.1", port, stdin=password + "\n")
+    done = hosts.script(MOVE, "subscribe", db, "127.0.0.1", port, role_of(db),
+                        stdin=password + "\n")
 
     assert done.returncode == 0, done.stderr
     passfile = PASSFILES / f"replication-{db}.pgpass"
@@ -392,6 +471,7 @@ def test_the_subscription_reads_its_password_from_a_passfile_removed_at_the_end(
                                 s=f"migrate_{db}")
     assert "passfile=" in conninfo and password not in conninfo
     assert f"host='127.0.0.1' port='{port}'" in conninfo
+    assert f"user='{role_of(db)}'" in conninfo
     assert hosts.seen(password) == []
 
     # A subscription of an earlier version (straight to the source's address) is pointed at
@@ -400,12 +480,14 @@ def test_the_subscription_reads_its_password_from_a_passfile_removed_at_the_end(
                      db=dbname(db), s=f"migrate_{db}",
                      c=conninfo.replace("host='127.0.0.1'", "host='localhost'"))
     hosts.source.sql("INSERT INTO items VALUES (2, 'while pointed elsewhere')", db=dbname(db))
-    again = hosts.script(MOVE, "subscribe", db, "127.0.0.1", port, stdin=password + "\n")
+    again = hosts.script(MOVE, "subscribe", db, "127.0.0.1", port, role_of(db),
+                         stdin=password + "\n")
     assert (again.returncode, again.stdout.split()) == (0, ["changed"]), again.stderr
     assert hosts.target.sql("SELECT subconninfo FROM pg_subscription WHERE subname = :'s'",
                             s=f"migrate_{db}") == conninfo
     wait_for(lambda: hosts.target.sql("SELECT count(*) FROM items", db=dbname(db)) == "2")
-    third = hosts.script(MOVE, "subscribe", db, "127.0.0.1", port, stdin=password + "\n")
+    third = hosts.script(MOVE, "subscribe", db, "127.0.0.1", port, role_of(db),
+                         stdin=password + "\n")
     assert (third.returncode, third.stdout.split()) == (0, ["unchanged"]), third.stderr
 
     ended = hosts.script(MOVE, "unsubscribe", "127.0.0.1", db)
@@ -413,8 +495,53 @@ def test_the_subscription_reads_its_password_from_a_passfile_removed_at_the_end(
     assert ended.returncode == 0, ended.stderr
     assert not passfile.exists()
     assert hosts.target.sql("SELECT count(*) FROM pg_subscription") == "0"
-    assert hosts.script(MOVE, "unpublish", db, "127.0.0.1").returncode == 0
-    assert replicator(hosts.source) == "0"
+    assert hosts.script(MOVE, "unpublish", db, "127.0.0.1", role_of(db)).returncode == 0
+    assert replicator(hosts.source, role_of(db)) == "0"
+
+
+def test_an_earlier_version_s_subscription_is_pointed_at_the_database_s_own_role(
+        hosts: Hosts, remembered: list[str]) -> None:
+    db, password = unique("shared"), f"replication-{secrets.token_hex(12)}"
+    remembered.append(db)
+    make_database(hosts.source, db)
+    make_database(hosts.target, db)
+    hosts.source.sql("INSERT INTO items VALUES (1, 'before')", db=dbname(db))
+    # as an earlier version left it: the shared role, its line, its passfile, its subscription
+    published_by_hand(hosts.source, db, LEGACY, password)
+    passfile = PASSFILES / f"replication-{db}.pgpass"
+    PASSFILES.mkdir(mode=0o700, exist_ok=True)
+    shutil.chown(PASSFILES, "postgres", "postgres")
+    passfile.write_text(f"*:*:*:{LEGACY}:{password}\n")
+    passfile.chmod(0o600)
+    shutil.chown(passfile, "postgres", "postgres")
+    port = str(hosts.source.port)
+    old = (f"host='127.0.0.1' port='{port}' dbname='{db}' user='{LEGACY}' "
+           f"passfile='{passfile}'")
+    hosts.target.sql("SELECT format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I', "
+                     ":'s', :'c', :'s') \\gexec", db=dbname(db), s=f"migrate_{db}", c=old)
+    wait_for(lambda: hosts.target.sql("SELECT count(*) FROM items", db=dbname(db)) == "1")
+    (STATE / f"subscribed-{db}").touch()
+
+    assert publish(hosts, db, password).returncode == 0
+    again = hosts.script(MOVE, "subscribe", db, "127.0.0.1", port, role_of(db),
+                         stdin=password + "\n")
+
+    assert (again.returncode, again.stdout.split()) == (0, ["changed"]), again.stderr
+    conninfo = hosts.target.sql("SELECT subconninfo FROM pg_subscription WHERE subname = :'s'",
+                                s=f"migrate_{db}")
+    assert f"user='{role_of(db)}'" in conninfo, conninfo
+    assert passfile.read_text() == f"*:*:*:{role_of(db)}:{password}\n"
+    hosts.source.sql("INSERT INTO items VALUES (2, 'as its own role')", db=dbname(db))
+    wait_for(lambda: hosts.target.sql("SELECT count(*) FROM items", db=dbname(db)) == "2")
+    walsenders = "SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_replication"
+    wait_for(lambda: hosts.source.sql(walsenders) == role_of(db))
+    assert replicator(hosts.source) == "0"  # no other database replicated as it
+    assert LEGACY not in (hosts.source.data / "pg_hba.conf").read_text()
+    assert hosts.seen(password) == []
+
+    assert hosts.script(MOVE, "unsubscribe", "127.0.0.1", db).returncode == 0
+    assert hosts.script(MOVE, "unpublish", db, "127.0.0.1", role_of(db)).returncode == 0
+    assert replicator(hosts.source, role_of(db)) == "0"
 
 
 # ---------------------------------------------------------------- per-table sums (move.sh sums)

@@ -34,7 +34,7 @@ def running_estate(sandbox_estate, run_cli) -> Iterator[Path]:
     try:
         yield sandbox_estate
     finally:
-        run_cli("destroy", sandbox_estate, "--yes")
+        run_cli("destroy", sandbox_estate, "--yes", "--leave-source-traces")  # sources go next
         run_cli("sandbox", "down", sandbox_estate)
 
 

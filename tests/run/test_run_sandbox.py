@@ -25,7 +25,7 @@ def running_estate(sandbox_estate, run_cli):
     try:
         yield sandbox_estate
     finally:
-        run_cli("destroy", sandbox_estate, "--yes")
+        run_cli("destroy", sandbox_estate, "--yes", "--leave-source-traces")  # sources go next
         run_cli("sandbox", "down", sandbox_estate)
 
 

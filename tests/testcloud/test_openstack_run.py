@@ -103,7 +103,7 @@ def test_migrate_run_on_openstack_rolls_back_moves_then_changes_nothing(
         second_run(estate, run_cli)
         unchanged_run(estate, run_cli)
     finally:
-        destroyed = run_cli("destroy", estate, "--yes")
+        destroyed = run_cli("destroy", estate, "--yes", "--leave-source-traces")  # sources next
         run_cli("sandbox", "down", estate)
     assert destroyed.code == 0, destroyed.stderr
     after = holding_again(session, before)

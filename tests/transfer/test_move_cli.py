@@ -1,5 +1,6 @@
 """The operator's path on the sandbox, through the CLI: sandbox up, provision (real stacks,
-data volumes mounted), transfer, cutover, register, audit verify."""
+data volumes mounted), transfer, cutover, register; destroy refused while the source keeps the
+move's traces, then with --leave-source-traces; audit verify."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def moving_estate(sandbox_estate, run_cli):
     try:
         yield sandbox_estate
     finally:
-        run_cli("destroy", sandbox_estate, "--system", SYSTEM, "--yes")
+        run_cli("destroy", sandbox_estate, "--system", SYSTEM, "--yes",
+                "--leave-source-traces")  # the sources go next
         run_cli("sandbox", "down", sandbox_estate)
 
 
@@ -48,4 +50,15 @@ def test_move_one_system_through_the_cli(moving_estate, run_cli):
     registered = run_cli("register", estate, "--system", SYSTEM, "--output", "json")
     assert registered.code == 0, registered.stderr
     assert json.loads(registered.stdout)["systems"][0]["linked"] == 1
+
+    # cut over, not decommissioned: the source keeps the move's traces; destroy refuses
+    refused = run_cli("destroy", estate, "--system", SYSTEM, "--yes", "--output", "json")
+    assert refused.code == 2, refused.stderr
+    assert f"{SYSTEM}: cut over" in json.loads(refused.stdout)["error"]["message"]
+    gone = run_cli("destroy", estate, "--system", SYSTEM, "--yes", "--leave-source-traces",
+                   "--output", "json")
+    assert gone.code == 0, gone.stderr
+    document = json.loads(gone.stdout)
+    assert document["source_traces_left"][SYSTEM]["stage"] == "cutover"
+    assert f"sys-{SYSTEM}" in [s["stack"] for s in document["stacks"]]
     assert run_cli("audit", "verify", estate).code == 0

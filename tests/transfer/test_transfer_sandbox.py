@@ -28,6 +28,7 @@ from migrate.core.errors import GuardRefused, StageFailed
 from migrate.rehearsal.legacy.seed import checksum_query
 from migrate.rehearsal.sandbox import machines
 from migrate.stages import move
+from migrate.stages.move.secret_files import replication_account
 from tests.transfer.world import (
     SYSTEM,
     World,
@@ -184,6 +185,30 @@ def test_full_target_disk_stops_before_any_change(world: World) -> None:
     assert f"{root} has 4194304 bytes free, needs" in message
     assert f"for {root} (data x 1.5" in message
     assert service_state(world, source=True) == "active enabled"
+    assert_target_untouched(world)
+
+
+def test_target_refusing_the_replication_tunnel_stops_before_any_change(world: World) -> None:
+    """A target whose sshd would refuse the replication tunnel (no remote forwarding) stops a
+    replicated move at check_prerequisites, named with the option and its value, and not
+    the transfer at "Open the replication tunnel". sshd -T reads the files: no reload."""
+    refusing = "/etc/ssh/sshd_config.d/00-test-refusing.conf"
+    pid = machines.machine_init_pid(target_machine_name(SYSTEM, "db"))
+    inside = ["nsenter", "-t", str(pid), "-m", "--"]
+    subprocess.run([*inside, "tee", refusing], input="AllowTcpForwarding local\n", text=True,
+                   check=True, capture_output=True)
+    try:
+        with pytest.raises(StageFailed) as failed:
+            run(world, "transfer", plan=world.logical_plan())
+    finally:
+        subprocess.run([*inside, "rm", "-f", refusing], check=True)
+    message = failed.value.message
+    assert message.startswith("check_prerequisites failed on wjw-fybj-db"), message
+    assert (f"system {SYSTEM}: the sshd of target wjw-fybj-db ({world.targets['db']['address']})"
+            f" refuses the replication tunnel from db1 ({world.source_address('db1')}) for root:"
+            " AllowTcpForwarding 'local' (needs yes, all or remote); hint: ") in message, message
+    assert service_state(world, source=True) == "active enabled"
+    assert on_source(world, "db1", TUNNEL_LEFT).stdout.strip() == ""
     assert_target_untouched(world)
 
 
@@ -387,8 +412,10 @@ def sql(world: World, source: bool, query: str, database: str = "fybj") -> str:
 TUNNEL = f"migrate-replication-tunnel-{SYSTEM}.service"
 TUNNEL_LEFT = ("systemctl list-units --all --plain --no-legend 'migrate-replication-tunnel-*';"
                " ls /etc/systemd/system | grep migrate-replication-tunnel; true")
+ROLE = replication_account(SYSTEM, "fybj")  # the fybj database's own replication role
 WALSENDER_PEERS = ("SELECT string_agg(DISTINCT host(client_addr), ',') FROM pg_stat_replication"
-                   " WHERE usename = 'migrate_replicator'")
+                   f" WHERE usename = '{ROLE}'")
+WALSENDER_ROLES = "SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_replication"
 
 
 def test_logical_replication_keeps_the_target_in_step_then_cuts_over(world: World) -> None:
@@ -403,7 +430,21 @@ def test_logical_replication_keeps_the_target_in_step_then_cuts_over(world: Worl
     conninfo = sql(world, False, "SELECT subconninfo FROM pg_subscription")
     assert "host='127.0.0.1' port='15432'" in conninfo, conninfo
     assert on_source(world, "db1", f"systemctl is-active {TUNNEL}").stdout.strip() == "active"
+    # A dropped tunnel is noticed at both ends within a minute: its ssh's keepalive on the
+    # source, sshd's for root from the source on the target (and for no one else).
+    unit = on_source(world, "db1", f"systemctl show --property=ExecStart --value {TUNNEL}")
+    assert "-o ServerAliveInterval=15 -o ServerAliveCountMax=3" in unit.stdout, unit.stdout
+    alive = "sshd -T -C user=root,host={0},addr={0} | grep ^clientalive"
+    for address, keepalive in ((world.source_address("db1"), ["10", "2"]),
+                               ("192.0.2.1", ["0", "3"])):
+        said = on_target(world, "db", alive.format(address), known_hosts_of_last_run(world))
+        assert said.stdout.split()[1::2] == keepalive, (address, said)
     assert sql(world, True, WALSENDER_PEERS, "postgres") == "127.0.0.1"
+    # as the database's own role, none shared: another database's never changes its password
+    assert f"user='{ROLE}'" in conninfo, conninfo
+    assert sql(world, True, WALSENDER_ROLES, "postgres") == ROLE
+    assert sql(world, True, "SELECT count(*) FROM pg_roles WHERE rolname = 'migrate_replicator'",
+               "postgres") == "0"
     again = run(world, "transfer", plan=plan)
     assert again.changed == 0, [p.changed_tasks for p in again.plays]
 
@@ -466,11 +507,15 @@ def test_decommission_source_needs_an_explicit_request_then_removes_the_access(
     assert sql(world, True, "SELECT count(*) FROM pg_publication") == "0"
     assert sql(world, True, "SELECT count(*) FROM pg_namespace WHERE nspname = 'migrate'") == "0"
     hba = on_source(world, "db1", "cat \"$(runuser -u postgres -- psql -XAt -c 'SHOW hba_file')\"")
-    assert "migrate_replicator" not in hba.stdout
+    assert "migrate_replicator" not in hba.stdout and ROLE not in hba.stdout
+    assert sql(world, True, f"SELECT count(*) FROM pg_roles WHERE rolname = '{ROLE}'") == "0"
     known = known_hosts_of_last_run(world)
     for instance in ("web", "db"):
         keys = on_target(world, instance, "cat /root/.ssh/authorized_keys", known)
         assert keys.returncode == 0 and "migrate-wjw-fybj" not in keys.stdout
+    # the replication tunnels' sshd settings went with the key; sshd answers after the reload
+    settings = on_target(world, "db", "ls /etc/ssh/sshd_config.d/", known)
+    assert settings.returncode == 0 and "migrate-replication-tunnel" not in settings.stdout
     left = on_source(world, "web1", "ls /root/.ssh/ /var/lib/migrate/ 2>&1; true").stdout
     assert "migrate-wjw-fybj" not in left and "cutover-wjw-fybj" not in left
     left = on_source(world, "db1", remembered).stdout.split()

@@ -23,7 +23,7 @@ def fake_stacks(monkeypatch) -> list[str]:
     """run_stacks as a preview of two stacks would answer; the operations asked for."""
     asked = []
 
-    def run_stacks(_estate, operation, _systems, _progress, planned=None):
+    def run_stacks(_estate, operation, _systems, _progress, leave_source_traces=False):
         asked.append(operation)
         return pipeline.ProvisionOutcome(operation, [
             StackResult("net-wjw", operation, {"create": 1}, resources=[

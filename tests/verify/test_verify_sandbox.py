@@ -104,7 +104,8 @@ def moved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moved]:
         finally:
             print("timings:", json.dumps({k: round(v, 1) for k, v in TIMINGS.items()}))
             if provisioned:
-                run_stacks(context_of(estate), "destroy", [SYSTEM])
+                run_stacks(context_of(estate), "destroy", [SYSTEM],
+                           leave_source_traces=True)  # the sources go next
             sandbox_down(estate)
 
 

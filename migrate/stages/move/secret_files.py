@@ -57,10 +57,10 @@ def exchange_vars(estate: Estate, system_id: str) -> dict[str, Any]:
 
 def replication_files(state_dir: Path, system: Mapping[str, Any]
                       ) -> dict[str, dict[str, str]]:
-    """For each database kept in step by replication: the 0600 files of the password the
-    target replicates with and what the source stores of it instead (PostgreSQL's SCRAM
-    verifier, MariaDB's mysql_native_password hash), made once per system and database and
-    kept in the state folder."""
+    """For each database kept in step by replication: the source's account the target
+    replicates as (replication_account), and the 0600 files of its password and of what the
+    source stores of it instead (PostgreSQL's SCRAM verifier, MariaDB's mysql_native_password
+    hash), made once per system and database and kept in the state folder."""
     found = {}
     folder = state_dir / MIGRATION_KEYS
     for database in system["data"]["databases"]:
@@ -74,9 +74,29 @@ def replication_files(state_dir: Path, system: Mapping[str, Any]
         password = password_file.read_text().strip()
         salt = hashlib.sha256(f"{system['id']}/{database['name']}/{password}".encode()).digest()
         _write_private(verifier_file, STORED_FORM[database["method"]](password, salt[:16]))
-        found[database["name"]] = {"password_file": str(password_file.absolute()),
+        found[database["name"]] = {"account": replication_account(system["id"],
+                                                                  database["name"]),
+                                   "password_file": str(password_file.absolute()),
                                    "verifier_file": str(verifier_file.absolute())}
     return found
+
+
+REPLICATION_FILES = ("password_file", "verifier_file")
+
+
+def replication_account(system_id: str, database: str) -> str:
+    """The source's replication account of one system's database: its own, so that two
+    databases on one source host (of one system or two) never share a password. Made from a
+    digest, never from the names (a database name is hostile data): lowercase letters, digits
+    and "_", 29 characters, a valid unquoted name for PostgreSQL (63) and MariaDB (80, and
+    MySQL's 32). A system id holds no "/" (SYSTEM_ID_PATTERN), so "system/database" names
+    one pair only."""
+    digest = hashlib.sha256(f"{system_id}/{database}".encode()).hexdigest()
+    return f"{REPLICATION_ACCOUNT_PREFIX}{digest[:16]}"
+
+
+# The scripts accept no other account name (playbooks/files/move.sh, move_mariadb.sh).
+REPLICATION_ACCOUNT_PREFIX = "migrate_repl_"
 
 
 # What the source stores of a replication password, by method (from the password and a salt).

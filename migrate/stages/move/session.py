@@ -18,6 +18,7 @@ from migrate.core import state
 from migrate.core.errors import MigrateError, StageFailed, TargetHostKeyChanged
 from migrate.core.journal import digest_bytes, digest_file
 from migrate.stages.move.secret_files import (
+    REPLICATION_FILES,
     database_password_files,
     exchange_vars,
     migration_key,
@@ -89,7 +90,8 @@ def open_session(context: Context, system_id: str, targets: Mapping[str, Any], s
     replication = replication_files(context.state_dir, system)
     secrets = with_their_lines([
         *state.secret_values(estate), key_file.read_text().strip(),
-        *(Path(f).read_text().strip() for r in replication.values() for f in r.values())])
+        *(Path(r[f]).read_text().strip() for r in replication.values()
+          for f in REPLICATION_FILES)])
     inputs = {
         "system_plan": digest_bytes(json.dumps(system, sort_keys=True).encode()),
         "inventory": digest_file(inventory),
