@@ -8,6 +8,7 @@ from __future__ import annotations
 from migrate.adapters.ansible import PlayResult
 from migrate.adapters.inventory import account_hosts, timers_of
 from migrate.stages.move.transfer import ACCOUNTS_MAPPED, accounts_mapped
+from tests.unit.example_inventory import example_inventory
 
 SYSTEM = {
     "instances": [{"name": "app", "address": "10.177.0.21", "replaces": ["app01", "db01"]},
@@ -46,19 +47,7 @@ def test_the_journal_says_which_accounts_were_mapped_per_host_and_user():
 
 
 def test_the_inventory_maps_to_planned_addresses_and_names_the_timers(estate, tmp_path):
-    from migrate.adapters.inventory import read_inventory, write_inventory
-    from migrate.orchestrate.pipeline import make_plan, open_context
-
-    context = open_context(estate)
-    plan = make_plan(context, write=False).plan
-    system = next(s for s in plan["systems"] if s["id"] == "wjw-fybj")
-    known = tmp_path / "known_hosts"
-    known.write_text("".join(f"{h['address']} ssh-ed25519 AAAAsource{h['name']}\n"
-                             for h in system["source_hosts"]))
-    targets = {i["name"]: {"address": f"10.99.0.{n}", "host_key": "ssh-ed25519 AAAAtarget"}
-               for n, i in enumerate(system["instances"], 1)}
-    document = read_inventory(write_inventory(context, plan, "wjw-fybj", targets, tmp_path,
-                                              known))["all"]
+    system, document = example_inventory(estate, tmp_path, "wjw-fybj")
     planned = {i["name"]: i["address"] for i in system["instances"]}
     assert document["vars"]["account_hosts"] == [
         [h["address"], planned[h["moves_to"]]] for h in system["source_hosts"]]

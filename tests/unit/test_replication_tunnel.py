@@ -13,6 +13,7 @@ import jinja2
 import yaml
 
 from migrate.adapters.inventory import replication_tunnel, tunnel_ports
+from tests.unit.example_inventory import example_inventory
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
@@ -68,21 +69,10 @@ def test_the_migration_key_may_listen_only_on_the_tunnel_ports_of_its_target() -
 
 
 def test_the_inventory_carries_the_tunnels(estate, tmp_path) -> None:
-    from migrate.adapters.inventory import read_inventory, write_inventory
-    from migrate.orchestrate.pipeline import make_plan, open_context
-
-    context = open_context(estate)
-    plan = make_plan(context, write=False).plan
-    system = next(s for s in plan["systems"] if s["id"] == "zrj-bdcdj")
+    system, inventory = example_inventory(estate, tmp_path, "zrj-bdcdj")
     (replicated,) = system["data"]["databases"]
     assert replicated["method"] == "logical_replication"
-    known = tmp_path / "known_hosts"
-    known.write_text("".join(f"{h['address']} ssh-ed25519 AAAAsource{h['name']}\n"
-                             for h in system["source_hosts"]))
-    targets = {i["name"]: {"address": f"10.99.0.{n}", "host_key": "ssh-ed25519 AAAAtarget"}
-               for n, i in enumerate(system["instances"], 1)}
-    document = read_inventory(write_inventory(context, plan, "zrj-bdcdj", targets, tmp_path,
-                                              known))["all"]["children"]
+    document = inventory["children"]
     sources, instances = document["source"]["hosts"], document["target"]["hosts"]
     assert {name: host["replication_tunnel"] for name, host in sources.items()} == {
         "web1": [], "file1": [],
